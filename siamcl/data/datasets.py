@@ -94,17 +94,19 @@ def stratified_split(
 ) -> Split:
     """Split ``(X, y)`` so that each class keeps ``test_fraction`` of its samples for test.
 
-    Both parts keep the input's order; the choice depends only on ``seed``.
+    A class of ``n`` samples gives ``round(test_fraction * n)`` of them to test, at least
+    one and at most ``n - 1`` (a class with one sample stays in train). Both parts keep
+    the input's order; the choice depends only on ``seed``.
     """
-    from sklearn.model_selection import train_test_split
-
     samples, labels = as_samples(X, y)
     test_fraction = check_fraction(test_fraction, "test_fraction")
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
-    return samples[train_idx], labels[train_idx], samples[test_idx], labels[test_idx]
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_test = min(len(members) - 1, max(1, round(test_fraction * len(members))))
+        is_test[rng.choice(members, size=n_test, replace=False)] = True
+    return samples[~is_test], labels[~is_test], samples[is_test], labels[is_test]
 
 
 def load_dataset(
