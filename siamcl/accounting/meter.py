@@ -1,0 +1,440 @@
+"""ResourceMeter: measure the time, memory, FLOPs and energy of any block of Python code."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psutil
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from siamcl.accounting.energy import (
+    BYTES_PER_GB,
+    CPU_WATTS_PER_CORE,
+    DEFAULT_RAPL_ROOT,
+    MEMORY_WATTS_PER_GB,
+    CounterUnavailable,
+    EnergyCounter,
+    estimate_energy_j,
+    open_nvml_counter,
+    open_rapl_counter,
+)
+from siamcl.accounting.memory import PeakRssSampler, os_peak_rss_bytes
+from siamcl.accounting.report import TaskReport
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+ENERGY_BACKENDS = ("auto", "rapl", "nvml", "estimate")
+FLOP_MODES = ("all", "sample", "block", "off")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass
+class _Measurement:
+    """Figures of one finished block, before labels are attached by ``report``."""
+
+    wall_s: float
+    cpu_s: float
+    samples_seen: int
+    flops: int | None
+    flops_method: str
+    peak_rss_bytes: int
+    peak_accel_bytes: int | None
+    energy_j: float
+    energy_method: str
+    energy_constants: dict[str, float]
+    energy_components: dict[str, float]
+    energy_notes: list[str] = field(default_factory=list)
+
+
+class ResourceMeter:
+    """Context manager (and decorator) measuring a block of work.
+
+    It records wall and process CPU seconds (user + system, reaped children included),
+    the peak resident memory of the process during the block (psutil on a background
+    thread every ``sample_interval`` seconds, raised to the OS peak ``ru_maxrss`` when
+    that lifetime peak rose during the block), peak accelerator memory (CUDA), FLOPs
+    (``torch.utils.flop_counter``) and energy.
+
+    Parameters
+    ----------
+    energy : "auto", "rapl", "nvml" or "estimate"
+        Energy source. "auto" tries NVML when ``device`` is CUDA, then RAPL, and falls
+        back to the estimate; an unreadable counter always falls back to the estimate with
+        the reason in the report's ``energy_note``.
+    flops : "all", "sample", "block" or "off"
+        "all" counts forward and backward FLOPs of every ``meter.batch`` block, "sample"
+        only the first ``flop_sample_batches`` of them and extrapolates per sample,
+        "block" counts everything inside the meter (no batch markers needed), "off"
+        counts nothing and costs nothing.
+    flop_sample_batches : int
+        Batches counted when ``flops="sample"``.
+    sample_interval : float
+        Seconds between background RSS samples (and energy counter polls).
+    device : str or torch.device
+        Torch device the work runs on; CUDA enables peak accelerator memory and NVML.
+    cpu_watts_per_core, memory_watts_per_gb : float or None
+        Constants of the estimate; ``None`` uses the documented defaults
+        (``CPU_WATTS_PER_CORE``, ``MEMORY_WATTS_PER_GB``).
+    rapl_root : path
+        Powercap folder holding the ``intel-rapl:*`` zones.
+    nvml_handle, nvml_module : object or None
+        An NVML device handle and the ``pynvml`` module (or objects with the same
+        ``nvmlDeviceGetTotalEnergyConsumption``); looked up when ``None``.
+
+    Examples
+    --------
+    >>> meter = ResourceMeter(flops="off")
+    >>> with meter:
+    ...     total = sum(range(1000))
+    >>> meter.report(task=0, method="demo").energy_method in ("rapl", "estimate")
+    True
+    """
+
+    def __init__(
+        self,
+        energy: str = "auto",
+        flops: str = "sample",
+        flop_sample_batches: int = 2,
+        sample_interval: float = 0.05,
+        device: str | torch.device = "cpu",
+        cpu_watts_per_core: float | None = None,
+        memory_watts_per_gb: float | None = None,
+        rapl_root: str | Path = DEFAULT_RAPL_ROOT,
+        nvml_handle: Any = None,
+        nvml_module: Any = None,
+    ) -> None:
+        if energy not in ENERGY_BACKENDS:
+            raise ValueError(f"energy must be one of {ENERGY_BACKENDS}, got {energy!r}")
+        if flops not in FLOP_MODES:
+            raise ValueError(f"flops must be one of {FLOP_MODES}, got {flops!r}")
+        _check_positive_int("flop_sample_batches", flop_sample_batches)
+        _check_positive_number("sample_interval", sample_interval)
+        for name, value in (
+            ("cpu_watts_per_core", cpu_watts_per_core),
+            ("memory_watts_per_gb", memory_watts_per_gb),
+        ):
+            if value is not None:
+                _check_positive_number(name, value, allow_zero=True)
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device {device!r} is not a torch device: {exc}") from exc
+        self.energy = energy
+        self.flops = flops
+        self.flop_sample_batches = flop_sample_batches
+        self.sample_interval = sample_interval
+        self.device = device
+        self.cpu_watts_per_core = cpu_watts_per_core
+        self.memory_watts_per_gb = memory_watts_per_gb
+        self.rapl_root = rapl_root
+        self.nvml_handle = nvml_handle
+        self.nvml_module = nvml_module
+        self._active = False
+        self._measurement: _Measurement | None = None
+
+    # -- context manager -------------------------------------------------------------
+    def __enter__(self) -> Self:
+        if self._active:
+            raise RuntimeError(
+                "ResourceMeter is already entered; a meter measures one block at a time "
+                "(use a second meter for a nested block)"
+            )
+        self._torch_device = torch.device(self.device)
+        self._batches = self._samples = 0
+        self._counted_batches = self._counted_samples = self._counted_flops = 0
+        self._measurement = None
+        if self._uses_cuda():
+            torch.cuda.synchronize(self._torch_device)
+            torch.cuda.reset_peak_memory_stats(self._torch_device)
+        self._counter, self._energy_notes = self._open_counter()
+        self._sampler = PeakRssSampler(self.sample_interval)
+        self._os_peak_start = os_peak_rss_bytes()
+        self._block_flops = FlopCounterMode(display=False) if self.flops == "block" else None
+        polls = [self._counter.poll] if self._counter is not None else []
+        try:
+            self._sampler.run_every(polls)
+            if self._block_flops is not None:
+                self._block_flops.__enter__()
+        except BaseException:
+            self._sampler.stop()
+            if self._counter is not None:
+                self._counter.close()
+            raise
+        self._active = True
+        self._cpu_start = _process_cpu_seconds()
+        self._wall_start = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if not self._active:
+            raise RuntimeError("ResourceMeter exited without being entered")
+        try:
+            if self._block_flops is not None:
+                self._block_flops.__exit__(exc_type, exc, tb)
+            if self._uses_cuda():
+                torch.cuda.synchronize(self._torch_device)
+            wall_s = time.perf_counter() - self._wall_start
+            cpu_s = _process_cpu_seconds() - self._cpu_start
+            components = self._stop_counter()
+        finally:
+            self._active = False
+            self._sampler.stop()
+            if self._counter is not None:
+                self._counter.close()
+        self._measurement = self._finish(wall_s, cpu_s, components)
+        return False
+
+    def __call__(self, func: _F) -> _F:
+        """Use the meter as a decorator: every call of ``func`` is one metered block."""
+
+        @functools.wraps(func)
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        metered.meter = self  # type: ignore[attr-defined]
+        return metered  # type: ignore[return-value]
+
+    # -- batches ---------------------------------------------------------------------
+    @contextmanager
+    def batch(self, n_samples: int) -> Iterator[None]:
+        """Mark one batch of ``n_samples`` samples; counts its FLOPs when due.
+
+        Run forward and backward inside the block so both are counted. Samples and FLOPs
+        are recorded when the block finishes without an exception.
+        """
+        if not self._active:
+            raise RuntimeError("meter.batch() must be used inside an entered ResourceMeter")
+        _check_positive_int("n_samples", n_samples)
+        n_samples = int(n_samples)
+        count = self.flops == "all" or (
+            self.flops == "sample" and self._counted_batches < self.flop_sample_batches
+        )
+        if count:
+            with FlopCounterMode(display=False) as mode:
+                yield
+            self._counted_batches += 1
+            self._counted_samples += n_samples
+            self._counted_flops += mode.get_total_flops()
+        else:
+            yield
+        self._batches += 1
+        self._samples += n_samples
+
+    # -- results ---------------------------------------------------------------------
+    def report(
+        self,
+        task: int | str | None = None,
+        method: str = "",
+        retained_bytes: Mapping[str, int] | None = None,
+        extra: Mapping[str, float] | None = None,
+    ) -> TaskReport:
+        """The ``TaskReport`` of the last finished block, labelled with task and method.
+
+        ``retained_bytes`` names the bytes the method keeps between tasks (e.g.
+        ``{"replay": ..., "store": ...}``); ``extra`` holds free-form numbers (accuracy).
+        """
+        if self._active:
+            raise RuntimeError("the metered block is still running; call report() after it")
+        if self._measurement is None:
+            raise RuntimeError("no finished measurement: call report() after a metered block")
+        m = self._measurement
+        return TaskReport(
+            task=task,
+            method=method,
+            wall_s=m.wall_s,
+            cpu_s=m.cpu_s,
+            samples_seen=m.samples_seen,
+            flops=m.flops,
+            flops_method=m.flops_method,
+            peak_rss_bytes=m.peak_rss_bytes,
+            peak_accel_bytes=m.peak_accel_bytes,
+            energy_j=m.energy_j,
+            energy_method=m.energy_method,
+            energy_measured=m.energy_method != "estimate",
+            energy_constants=dict(m.energy_constants),
+            energy_components=dict(m.energy_components),
+            energy_note="; ".join(m.energy_notes),
+            retained_bytes=dict(retained_bytes or {}),
+            device=str(self._torch_device),
+            extra=dict(extra or {}),
+        )
+
+    @property
+    def active(self) -> bool:
+        """Whether a block is being measured now."""
+        return self._active
+
+    # -- internals -------------------------------------------------------------------
+    def _uses_cuda(self) -> bool:
+        return self._torch_device.type == "cuda" and torch.cuda.is_available()
+
+    def _open_counter(self) -> tuple[EnergyCounter | None, list[str]]:
+        """The first energy counter that can be read, and why the others could not."""
+        if self.energy == "estimate":
+            return None, ["estimate requested"]
+        wants_nvml = self.energy == "nvml" or (
+            self.energy == "auto" and self._torch_device.type == "cuda"
+        )
+        candidates = (["nvml"] if wants_nvml else []) + (
+            ["rapl"] if self.energy in ("auto", "rapl") else []
+        )
+        notes = []
+        for backend in candidates:
+            counter = None
+            try:
+                counter = self._open_backend(backend)
+                counter.start()
+                return counter, notes
+            except CounterUnavailable as exc:
+                if counter is not None:
+                    counter.close()
+                notes.append(f"{backend} unavailable: {exc}")
+        return None, notes
+
+    def _open_backend(self, backend: str) -> EnergyCounter:
+        if backend == "rapl":
+            return open_rapl_counter(self.rapl_root)
+        if self._torch_device.type != "cuda":
+            raise CounterUnavailable(f"NVML needs a cuda device, the meter's is {self.device!r}")
+        index = self._torch_device.index
+        if index is None:
+            index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return open_nvml_counter(index, handle=self.nvml_handle, nvml=self.nvml_module)
+
+    def _stop_counter(self) -> dict[str, float] | None:
+        """Joules per domain from the counter, or ``None`` (with a note) if it failed."""
+        counter = self._counter
+        if counter is None:
+            return None
+        failure = self._sampler.callback_error
+        if failure is None:
+            try:
+                components = counter.stop()
+            except CounterUnavailable as exc:
+                failure = exc
+        if failure is not None:
+            self._energy_notes.append(
+                f"{counter.method} counter failed during the block: {failure}"
+            )
+            return None
+        self._energy_notes.extend(counter.notes())
+        return components
+
+    def _finish(
+        self, wall_s: float, cpu_s: float, components: dict[str, float] | None
+    ) -> _Measurement:
+        peak_rss = self._sampler.peak_bytes
+        os_peak_end = os_peak_rss_bytes()
+        start = self._os_peak_start
+        if os_peak_end is not None and start is not None and os_peak_end > start:
+            peak_rss = max(peak_rss, os_peak_end)  # the lifetime peak was reached in the block
+        peak_accel = None
+        if self._uses_cuda():
+            peak_accel = int(torch.cuda.max_memory_allocated(self._torch_device))
+        flops, flops_method = self._flops_result()
+        on_gpu = self._torch_device.type == "cuda"
+        if components is not None:
+            method = self._counter.method
+            constants: dict[str, float] = {}
+            if method == "rapl":
+                self._energy_notes.append(
+                    "RAPL counters cover whole sockets: other processes' energy is included"
+                )
+            if method == "nvml":
+                self._energy_notes.append("GPU energy only: CPU and host memory not included")
+            elif on_gpu:
+                self._energy_notes.append("GPU energy not included")
+        else:
+            method = "estimate"
+            constants = {
+                "cpu_watts_per_core": _default(self.cpu_watts_per_core, CPU_WATTS_PER_CORE),
+                "memory_watts_per_gb": _default(self.memory_watts_per_gb, MEMORY_WATTS_PER_GB),
+                "bytes_per_gb": BYTES_PER_GB,
+            }
+            components = estimate_energy_j(
+                cpu_s,
+                wall_s,
+                peak_rss,
+                cpu_watts_per_core=constants["cpu_watts_per_core"],
+                memory_watts_per_gb=constants["memory_watts_per_gb"],
+            )
+            self._energy_notes.append(
+                "estimated: cpu_s x cpu_watts_per_core + memory_watts_per_gb x "
+                "peak_rss_bytes / bytes_per_gb x wall_s"
+                + ("; GPU energy not included" if on_gpu else "")
+            )
+        return _Measurement(
+            wall_s=wall_s,
+            cpu_s=cpu_s,
+            samples_seen=self._samples,
+            flops=flops,
+            flops_method=flops_method,
+            peak_rss_bytes=int(peak_rss),
+            peak_accel_bytes=peak_accel,
+            energy_j=sum(components.values()),
+            energy_method=method,
+            energy_constants=constants,
+            energy_components=components,
+            energy_notes=self._energy_notes,
+        )
+
+    def _flops_result(self) -> tuple[int | None, str]:
+        if self.flops == "off":
+            return None, "off"
+        if self.flops == "block":
+            return int(self._block_flops.get_total_flops()), "counted (whole block)"
+        if self._batches == 0:
+            return None, "not counted: no meter.batch() blocks"
+        if self._counted_batches == self._batches:
+            return int(self._counted_flops), "counted"
+        per_sample = self._counted_flops / self._counted_samples
+        return (
+            round(per_sample * self._samples),
+            f"sampled {self._counted_batches} of {self._batches} batches, extrapolated",
+        )
+
+
+def _process_cpu_seconds() -> float:
+    times = psutil.Process().cpu_times()
+    return (
+        times.user
+        + times.system
+        + getattr(times, "children_user", 0.0)
+        + getattr(times, "children_system", 0.0)
+    )
+
+
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def _check_positive_number(name: str, value: Any, allow_zero: bool = False) -> None:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (value >= 0 if allow_zero else value > 0):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be {bound}, got {value}")
