@@ -142,7 +142,7 @@ def omniglot_alphabets(data_root: str | Path) -> tuple[str, ...]:
     return tuple(sorted({entry.alphabet for entry in _all_entries(Path(data_root))}))
 
 
-def _select(entries: list[_Entry], alphabets: Iterable[str] | None) -> list[_Entry]:
+def _select(entries: list[_Entry], alphabets: str | Iterable[str] | None) -> list[_Entry]:
     if alphabets is None:
         return entries
     wanted = [alphabets] if isinstance(alphabets, str) else list(alphabets)
@@ -194,7 +194,7 @@ def _decode_all(
 
 def load_omniglot(
     data_root: str | Path,
-    alphabets: Iterable[str] | None = None,
+    alphabets: str | Iterable[str] | None = None,
     size: ImageSize | None = None,
     progress: bool = True,
 ) -> OmniglotData:
