@@ -1,0 +1,539 @@
+"""Tests of siamcl.accounting: the meter, energy counters (fake RAPL/NVML), reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from siamcl.accounting import (
+    CPU_WATTS_PER_CORE,
+    MEMORY_WATTS_PER_GB,
+    CounterDomain,
+    CounterUnavailable,
+    EnergyCounter,
+    ResourceMeter,
+    TaskReport,
+    compare_reports,
+    open_nvml_counter,
+    open_rapl_counter,
+    sum_reports,
+)
+from siamcl.accounting.memory import SAMPLER_THREAD_NAME
+
+RAPL_RANGE = 262_143_328_850  # a real max_energy_range_uj
+
+
+def train_mlp(meter: ResourceMeter, n_batches: int = 8, batch_size: int = 16) -> None:
+    """A small metered training loop: forward, backward and step inside meter.batch."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 5))
+    optimiser = torch.optim.SGD(net.parameters(), lr=0.1)
+    data = torch.randn(n_batches, batch_size, 20)
+    labels = torch.randint(0, 5, (n_batches, batch_size))
+    with meter:
+        for xb, yb in zip(data, labels):
+            with meter.batch(n_samples=len(xb)):
+                loss = torch.nn.functional.cross_entropy(net(xb), yb)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+
+
+def sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == SAMPLER_THREAD_NAME]
+
+
+def make_zone(root: Path, zone: str, name: str, energy_uj: int, max_range: int | None) -> Path:
+    folder = root / zone
+    folder.mkdir(parents=True)
+    (folder / "name").write_text(name + "\n")
+    (folder / "energy_uj").write_text(f"{energy_uj}\n")
+    if max_range is not None:
+        (folder / "max_energy_range_uj").write_text(f"{max_range}\n")
+    return folder
+
+
+def set_energy(zone: Path, energy_uj: int) -> None:
+    """Replace the counter file atomically, as sysfs would, so a poll never sees half a write."""
+    staged = zone / "energy_uj.new"
+    staged.write_text(f"{energy_uj}\n")
+    os.replace(staged, zone / "energy_uj")
+
+
+class FakeNvml:
+    """Stands in for pynvml: a GPU energy total in millijoules that tests move by hand."""
+
+    def __init__(self, total_mj: int) -> None:
+        self.total_mj = total_mj
+        self.handles_seen: list[object] = []
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: object) -> int:
+        self.handles_seen.append(handle)
+        return self.total_mj
+
+
+# -- FLOPs ---------------------------------------------------------------------------
+
+
+def test_sampled_flops_extrapolate_to_the_counted_total() -> None:
+    counted, sampled = ResourceMeter(flops="all"), ResourceMeter(flops="sample")
+    train_mlp(counted)
+    train_mlp(sampled)
+    every, extrapolated = counted.report(), sampled.report()
+    # forward 2*N*(20*64 + 64*5); backward: weight grads for both layers, input grad for
+    # the second only (the data needs none) -> 3x the second layer, 2x the first
+    per_sample = 2 * (2 * 20 * 64) + 3 * (2 * 64 * 5)
+    assert every.flops == per_sample * 8 * 16
+    assert every.flops_method == "counted"
+    assert extrapolated.flops_method == "sampled 2 of 8 batches, extrapolated"
+    assert extrapolated.flops == pytest.approx(every.flops, rel=0.02)
+    assert every.samples_seen == extrapolated.samples_seen == 128
+
+
+def test_flops_extrapolate_per_sample_when_batches_differ_in_size() -> None:
+    layer = torch.nn.Linear(10, 10, bias=False)
+    meter = ResourceMeter(flops="sample", flop_sample_batches=1)
+    with meter:
+        for size in (4, 8, 12):
+            with meter.batch(size), torch.no_grad():
+                layer(torch.randn(size, 10))
+    report = meter.report()
+    assert report.flops == 2 * 10 * 10 * (4 + 8 + 12)  # 800 FLOPs a sample, 24 samples
+    assert report.flops_method == "sampled 1 of 3 batches, extrapolated"
+
+
+def test_flops_off_counts_samples_but_no_flops() -> None:
+    meter = ResourceMeter(flops="off")
+    train_mlp(meter, n_batches=3)
+    report = meter.report()
+    assert report.flops is None and report.flops_method == "off"
+    assert report.samples_seen == 48
+
+
+def test_block_mode_counts_flops_without_batch_markers() -> None:
+    layer = torch.nn.Linear(10, 10, bias=False)
+    meter = ResourceMeter(flops="block")
+    with meter, torch.no_grad():
+        layer(torch.randn(3, 10))
+    assert meter.report().flops == 2 * 3 * 10 * 10
+    assert meter.report().flops_method == "counted (whole block)"
+
+
+def test_no_batch_markers_leave_flops_unknown() -> None:
+    meter = ResourceMeter(flops="sample")
+    with meter:
+        pass
+    report = meter.report()
+    assert report.flops is None and "no meter.batch()" in report.flops_method
+
+
+# -- memory, time, estimate ---------------------------------------------------------
+
+
+def test_peak_rss_sees_a_large_allocation() -> None:
+    quiet, busy = (
+        ResourceMeter(flops="off", sample_interval=0.01),
+        ResourceMeter(flops="off", sample_interval=0.01),
+    )
+    with quiet:
+        pass
+    with busy:
+        block = np.ones(25_000_000)  # 200 MB, every page touched
+        block[::4096] += 1.0
+    del block
+    assert busy.report().peak_rss_bytes - quiet.report().peak_rss_bytes > 150_000_000
+
+
+def test_estimate_is_reproducible_from_the_report_itself() -> None:
+    meter = ResourceMeter(energy="estimate", flops="off", cpu_watts_per_core=7.5)
+    with meter:
+        sum(i * i for i in range(300_000))
+    report = meter.report()
+    constants = report.energy_constants
+    assert report.energy_method == "estimate" and report.energy_measured is False
+    assert constants["cpu_watts_per_core"] == 7.5
+    assert constants["memory_watts_per_gb"] == MEMORY_WATTS_PER_GB == 0.3725
+    expected = (
+        report.cpu_s * 7.5
+        + 0.3725 * (report.peak_rss_bytes / constants["bytes_per_gb"]) * report.wall_s
+    )
+    assert report.energy_j == pytest.approx(expected, rel=1e-12)
+    assert report.energy_components["cpu"] == report.cpu_s * 7.5
+    assert report.cpu_s > 0 and report.wall_s > 0 and report.energy_j > 0
+    assert "estimate requested" in report.energy_note
+
+
+def test_default_estimate_constants() -> None:
+    meter = ResourceMeter(energy="estimate", flops="off")
+    with meter:
+        pass
+    assert meter.report().energy_constants["cpu_watts_per_core"] == CPU_WATTS_PER_CORE == 12.0
+
+
+def test_cpu_seconds_follow_busy_work() -> None:
+    idle, busy = ResourceMeter(flops="off"), ResourceMeter(flops="off")
+    with idle:
+        threading.Event().wait(0.2)
+    with busy:
+        sum(i * i for i in range(2_000_000))
+    assert idle.report().wall_s >= 0.2
+    assert idle.report().cpu_s < 0.1
+    assert busy.report().cpu_s > 0.05
+
+
+# -- RAPL ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rapl_tree(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "powercap"
+    return {
+        "root": root,
+        "package": make_zone(root, "intel-rapl:0", "package-0", RAPL_RANGE - 1_000_000, RAPL_RANGE),
+        "core": make_zone(root, "intel-rapl:0:0", "core", 5, RAPL_RANGE),
+        "dram": make_zone(root, "intel-rapl:0:1", "dram", 10_000_000, RAPL_RANGE),
+        "psys": make_zone(root, "intel-rapl:1", "psys", 0, RAPL_RANGE),
+    }
+
+
+def test_rapl_reads_package_and_dram_only(rapl_tree: dict[str, Path]) -> None:
+    counter = open_rapl_counter(rapl_tree["root"])
+    assert [d.name for d in counter.domains] == ["intel-rapl:0/package-0", "intel-rapl:0:1/dram"]
+
+
+def test_rapl_meter_handles_a_wrap(rapl_tree: dict[str, Path]) -> None:
+    meter = ResourceMeter(energy="rapl", flops="off", rapl_root=rapl_tree["root"])
+    with meter:
+        set_energy(rapl_tree["package"], 2_000_000)  # 1 J to the top, wrap, then 2 J
+        set_energy(rapl_tree["core"], 999_000_000)  # inside the package: not added again
+        set_energy(rapl_tree["dram"], 10_500_000)
+    report = meter.report()
+    assert report.energy_method == "rapl" and report.energy_measured is True
+    assert report.energy_j == pytest.approx(3.5)
+    assert report.energy_components == pytest.approx(
+        {"intel-rapl:0/package-0": 3.0, "intel-rapl:0:1/dram": 0.5}
+    )
+    assert "wrapped 1 time" in report.energy_note
+    assert report.energy_constants == {}
+
+
+def test_polling_follows_several_wraps(rapl_tree: dict[str, Path]) -> None:
+    counter = open_rapl_counter(rapl_tree["root"])
+    counter.start()
+    for value in (100_000_000, RAPL_RANGE - 5_000_000, 1_000_000):
+        set_energy(rapl_tree["package"], value)
+        counter.poll()
+    joules = counter.stop()["intel-rapl:0/package-0"]
+    # 1 J + 100 J to the first wrap, then up to RANGE - 5 J, 5 J + 1 J to the second wrap
+    assert joules == pytest.approx(1.0 + 100.0 + (RAPL_RANGE - 5_000_000 - 100_000_000) / 1e6 + 6)
+    assert counter.notes() == ["rapl counter intel-rapl:0/package-0 wrapped 2 time(s)"]
+
+
+def test_backwards_counter_without_range_is_a_reset(tmp_path: Path) -> None:
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", 50_000_000, max_range=None)
+    counter = open_rapl_counter(tmp_path)
+    counter.start()
+    set_energy(zone, 4_000_000)  # below the start: counter restarted from zero
+    assert counter.stop()["intel-rapl:0/package-0"] == pytest.approx(4.0)
+    assert "went backwards 1 time(s)" in counter.notes()[0]
+
+
+def test_reading_above_the_range_is_a_reset_not_a_wrap() -> None:
+    values = iter([900, 50])
+    domain = CounterDomain("fake", read=lambda: next(values), joules_per_unit=1.0, max_range=500)
+    counter = EnergyCounter("rapl", [domain])
+    counter.start()
+    assert counter.stop() == {"fake": 50.0}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        ("no root", "no powercap folder"),
+        ("no zones", "no RAPL package or dram zones"),
+        ("not a number", "does not hold an integer"),
+        ("a folder", "cannot read"),
+    ],
+)
+def test_unreadable_rapl_falls_back_to_the_estimate(
+    tmp_path: Path, breakage: str, reason: str
+) -> None:
+    root = tmp_path / "powercap"
+    if breakage != "no root":
+        root.mkdir()
+    if breakage in ("not a number", "a folder"):
+        zone = make_zone(root, "intel-rapl:0", "package-0", 0, RAPL_RANGE)
+        (zone / "energy_uj").unlink()
+        if breakage == "a folder":
+            (zone / "energy_uj").mkdir()
+        else:
+            (zone / "energy_uj").write_text("n/a\n")
+    with pytest.raises(CounterUnavailable, match=reason):
+        open_rapl_counter(root)
+    meter = ResourceMeter(energy="rapl", flops="off", rapl_root=root)
+    with meter:
+        pass
+    report = meter.report()
+    assert report.energy_method == "estimate" and report.energy_measured is False
+    assert report.energy_note.startswith("rapl unavailable:") and reason in report.energy_note
+    assert report.energy_j > 0
+
+
+def test_counter_vanishing_mid_block_falls_back(rapl_tree: dict[str, Path]) -> None:
+    meter = ResourceMeter(energy="auto", flops="off", rapl_root=rapl_tree["root"])
+    with meter:
+        (rapl_tree["dram"] / "energy_uj").unlink()
+    report = meter.report()
+    assert report.energy_method == "estimate"
+    assert "rapl counter failed during the block" in report.energy_note
+
+
+def test_auto_picks_rapl_on_cpu(rapl_tree: dict[str, Path]) -> None:
+    meter = ResourceMeter(flops="off", rapl_root=rapl_tree["root"])
+    with meter:
+        set_energy(rapl_tree["dram"], 11_000_000)
+    assert meter.report().energy_method == "rapl"
+    assert meter.report().energy_j == pytest.approx(1.0)
+
+
+# -- NVML ------------------------------------------------------------------------------
+
+
+def test_nvml_meter_reads_an_injected_handle() -> None:
+    nvml = FakeNvml(total_mj=5_000_000)
+    meter = ResourceMeter(
+        energy="nvml", flops="off", device="cuda", nvml_handle="gpu-0", nvml_module=nvml
+    )
+    with meter:
+        nvml.total_mj += 12_500  # 12.5 J
+    report = meter.report()
+    assert report.energy_method == "nvml" and report.energy_measured is True
+    assert report.energy_j == pytest.approx(12.5)
+    assert "GPU energy only" in report.energy_note
+    assert set(nvml.handles_seen) == {"gpu-0"}
+    assert report.device == "cuda"
+
+
+def test_nvml_reset_counts_energy_since_the_reset() -> None:
+    nvml = FakeNvml(total_mj=5_000_000)
+    counter = open_nvml_counter(0, handle="h", nvml=nvml)
+    counter.start()
+    nvml.total_mj = 3_000  # driver reloaded: the total restarted
+    assert counter.stop() == {"gpu0": pytest.approx(3.0)}
+    assert "went backwards" in counter.notes()[0]
+
+
+def test_nvml_without_cuda_device_falls_back() -> None:
+    meter = ResourceMeter(energy="nvml", flops="off", nvml_handle="h", nvml_module=FakeNvml(0))
+    with meter:
+        pass
+    report = meter.report()
+    assert report.energy_method == "estimate"
+    assert "NVML needs a cuda device" in report.energy_note
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pynvml") is not None, reason="pynvml is installed here"
+)
+def test_nvml_without_pynvml_falls_back() -> None:
+    meter = ResourceMeter(energy="nvml", flops="off", device="cuda", rapl_root="/nonexistent")
+    with meter:
+        pass
+    assert "pynvml (package nvidia-ml-py) is not installed" in meter.report().energy_note
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("pynvml") is None,
+    reason="needs a CUDA GPU and nvidia-ml-py (pynvml) to read a real NVML energy counter",
+)
+def test_real_nvml_counter_on_gpu() -> None:
+    meter = ResourceMeter(energy="nvml", flops="off", device="cuda")
+    with meter:
+        a = torch.randn(4096, 4096, device="cuda")
+        for _ in range(50):
+            a = a @ a
+            a = a / a.norm()
+    report = meter.report()
+    assert report.energy_method == "nvml", report.energy_note
+    assert report.energy_j > 0
+    assert report.peak_accel_bytes >= 4096 * 4096 * 4
+
+
+# -- meter lifecycle -------------------------------------------------------------------
+
+
+def test_entering_twice_raises() -> None:
+    meter = ResourceMeter(flops="off")
+    with meter, pytest.raises(RuntimeError, match="already entered"):
+        meter.__enter__()
+    assert not sampler_threads()
+
+
+def test_exit_without_enter_raises() -> None:
+    with pytest.raises(RuntimeError, match="without being entered"):
+        ResourceMeter().__exit__(None, None, None)
+
+
+def test_report_needs_a_finished_block() -> None:
+    meter = ResourceMeter(flops="off")
+    with pytest.raises(RuntimeError, match="no finished measurement"):
+        meter.report()
+    with meter:
+        with pytest.raises(RuntimeError, match="still running"):
+            meter.report()
+        assert meter.active
+    assert meter.report().wall_s >= 0
+
+
+def test_batch_outside_the_block_raises() -> None:
+    meter = ResourceMeter()
+    with pytest.raises(RuntimeError, match="inside an entered"), meter.batch(4):
+        pass
+
+
+def test_exception_inside_the_block_stops_the_sampler_and_propagates() -> None:
+    meter = ResourceMeter(flops="block", sample_interval=0.01)
+    seen_running = []
+    with pytest.raises(KeyError, match="boom"), meter:
+        seen_running.append(len(sampler_threads()))
+        raise KeyError("boom")
+    assert seen_running == [1]
+    assert not sampler_threads()
+    assert not meter.active
+    assert meter.report().wall_s >= 0  # the partial block is still reported
+    with meter:  # and the meter can be used again
+        pass
+
+
+def test_decorator_meters_every_call() -> None:
+    @ResourceMeter(flops="off")
+    def work(n: int) -> int:
+        return sum(range(n))
+
+    assert work(10) == 45
+    assert work.meter.report(task="t").task == "t"
+    assert work(100) == 4950
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"energy": "joulemeter"}, ValueError),
+        ({"flops": "some"}, ValueError),
+        ({"flop_sample_batches": 0}, ValueError),
+        ({"flop_sample_batches": 1.5}, TypeError),
+        ({"sample_interval": 0}, ValueError),
+        ({"device": "not-a-device"}, ValueError),
+        ({"cpu_watts_per_core": -1.0}, ValueError),
+    ],
+)
+def test_bad_constructor_arguments(kwargs: dict, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        ResourceMeter(**kwargs)
+
+
+def test_bad_batch_size() -> None:
+    meter = ResourceMeter()
+    with meter, pytest.raises(ValueError, match="n_samples"), meter.batch(0):
+        pass
+
+
+# -- reports ---------------------------------------------------------------------------
+
+
+def make_report(**changes: object) -> TaskReport:
+    values = {
+        "task": 0,
+        "method": "siamese",
+        "wall_s": 2.0,
+        "cpu_s": 3.0,
+        "samples_seen": 100,
+        "flops": 1_000,
+        "flops_method": "counted",
+        "peak_rss_bytes": 500,
+        "peak_accel_bytes": None,
+        "energy_j": 10.0,
+        "energy_method": "estimate",
+        "energy_constants": {"cpu_watts_per_core": 12.0},
+        "energy_components": {"cpu": 9.0, "memory": 1.0},
+        "energy_note": "estimate requested",
+        "retained_bytes": {"replay": 1234, "store": 567},
+        "extra": {"accuracy": 0.9},
+    }
+    values.update(changes)
+    return TaskReport(**values)
+
+
+def test_json_and_csv_round_trip(tmp_path: Path) -> None:
+    reports = [
+        make_report(),
+        make_report(task=1, flops=None, flops_method="off", peak_accel_bytes=2048, extra={}),
+        make_report(task="final", energy_method="rapl", energy_measured=True, energy_note=""),
+    ]
+    assert TaskReport.read_json(TaskReport.write_json(reports, tmp_path / "r.json")) == reports
+    csv_path = TaskReport.write_csv(reports, tmp_path / "r.csv")
+    assert TaskReport.read_csv(csv_path) == reports
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert {"retained_total", "retained_bytes.replay", "extra.accuracy"} <= set(header)
+    assert TaskReport.from_json(reports[0].to_json()) == reports[0]
+    assert reports[0].retained_total == 1801
+
+
+def test_reading_a_missing_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no report file"):
+        TaskReport.read_csv(tmp_path / "absent.csv")
+
+
+def test_sum_adds_costs_and_takes_peaks() -> None:
+    a = make_report(peak_accel_bytes=10)
+    b = make_report(
+        task=1,
+        peak_rss_bytes=900,
+        retained_bytes={"replay": 100, "store": 2000},
+        extra={"accuracy": 0.8},
+    )
+    total = a + b
+    assert total == sum_reports([a, b])
+    assert (total.wall_s, total.cpu_s, total.energy_j) == (4.0, 6.0, 20.0)
+    assert (total.samples_seen, total.flops) == (200, 2000)
+    assert (total.peak_rss_bytes, total.peak_accel_bytes) == (900, 10)
+    assert total.retained_bytes == {"replay": 1234, "store": 2000}
+    assert total.energy_components == {"cpu": 18.0, "memory": 2.0}
+    assert total.task is None and total.method == "siamese"
+    assert total.energy_method == "estimate" and total.extra == {}
+
+
+def test_sum_of_different_energy_methods_is_mixed_and_not_measured() -> None:
+    rapl = make_report(energy_method="rapl", energy_measured=True, energy_constants={})
+    total = sum_reports([rapl, make_report(), make_report(flops=None)])
+    assert total.energy_method == "mixed" and total.energy_measured is False
+    assert total.flops is None
+    assert sum_reports([rapl, rapl]).energy_measured is True
+    with pytest.raises(ValueError, match="at least one"):
+        sum_reports([])
+
+
+def test_compare_gives_ratios() -> None:
+    siamese = make_report(energy_j=5.0, wall_s=1.0, retained_bytes={})
+    softmax = make_report(energy_j=20.0, wall_s=4.0, flops=4_000)
+    ratios = compare_reports(siamese, softmax)
+    assert ratios["energy_j"] == 0.25 and ratios["wall_s"] == 0.25
+    assert ratios["flops"] == 0.25 and ratios["peak_rss_bytes"] == 1.0
+    assert ratios["retained_total"] == 0.0
+    assert ratios["peak_accel_bytes"] is None
+    assert compare_reports(softmax, siamese)["retained_total"] is None  # zero denominator
+
+
+def test_an_estimate_cannot_claim_to_be_measured() -> None:
+    with pytest.raises(ValueError, match="cannot be marked as measured"):
+        make_report(energy_measured=True)
+    with pytest.raises(ValueError, match="unknown TaskReport fields"):
+        TaskReport.from_dict({"joules": 3})
+    with pytest.raises(ValueError, match="energy_method"):
+        make_report(energy_method="guess")
