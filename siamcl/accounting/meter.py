@@ -191,10 +191,12 @@ class ResourceMeter:
                 torch.cuda.synchronize(self._torch_device)
             wall_s = time.perf_counter() - self._wall_start
             cpu_s = _process_cpu_seconds() - self._cpu_start
-            components = self._stop_counter()
         finally:
             self._active = False
-            self._sampler.stop()
+            self._sampler.stop()  # before the last counter read: the thread polls it too
+        try:
+            components = self._stop_counter()
+        finally:
             if self._counter is not None:
                 self._counter.close()
         self._measurement = self._finish(wall_s, cpu_s, components)
