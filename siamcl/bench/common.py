@@ -1,0 +1,136 @@
+"""What every benchmark suite shares: the run record, result files and markdown tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+__all__ = [
+    "accuracy_matrix_metrics",
+    "machine_info",
+    "markdown_table",
+    "run_record",
+    "write_results",
+]
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a result came from, recorded beside every result."""
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def run_record(suite: str, seeds: Sequence[int], **settings: Any) -> dict[str, Any]:
+    """Header of a result file: suite, command line, seeds, settings, machine, date."""
+    return {
+        "suite": suite,
+        "command": " ".join(["siamcl", *sys.argv[1:]]) if sys.argv else "",
+        "seeds": list(seeds),
+        "settings": settings,
+        "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def write_results(out: str | Path, name: str, results: dict[str, Any], markdown: str) -> Path:
+    """Write ``name.json`` and ``name.md`` under ``out``; return the JSON path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
+    (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    return json_path
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; floats shown with three significant decimals."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def accuracy_matrix_metrics(matrix: np.ndarray) -> dict[str, float]:
+    """Final average accuracy and average forgetting from an accuracy matrix.
+
+    ``matrix[t, j]`` is the accuracy on task ``j``'s test classes after learning task ``t``
+    (entries with ``j > t`` are ignored). Forgetting of task ``j`` is its best accuracy before
+    the last task minus its final accuracy, averaged over all but the last task.
+    """
+    matrix = np.asarray(matrix, dtype=float)
+    last = matrix.shape[0] - 1
+    final = float(matrix[last].mean())
+    if last == 0:
+        return {"final_accuracy": final, "forgetting": 0.0}
+    drops = [matrix[j:last, j].max() - matrix[last, j] for j in range(last)]
+    return {"final_accuracy": final, "forgetting": float(np.mean(drops))}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def evaluate_stream(
+    learner: Any,
+    tasks: Sequence[Any],
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Learn ``tasks`` in order with ``learner.fit_task``, testing on every task after each.
+
+    Returns the accuracy matrix (rows: after task t; columns: task j's test classes), final
+    accuracy on all seen test data, forgetting, and the summed :class:`TaskReport`.
+    """
+    from tqdm.auto import tqdm
+
+    from siamcl.accounting import sum_reports
+
+    n = len(tasks)
+    matrix = np.zeros((n, n))
+    reports = []
+    for t, task in enumerate(tqdm(tasks, desc=type(learner).__name__, disable=not progress)):
+        reports.append(learner.fit_task(task.X, task.y))
+        for j, seen in enumerate(tasks[: t + 1]):
+            X_j, y_j = seen.select(X_test, y_test)
+            matrix[t, j] = float((learner.predict(X_j) == y_j).mean())
+    seen_all = np.isin(y_test, np.concatenate([np.asarray(task.classes) for task in tasks]))
+    metrics = accuracy_matrix_metrics(matrix)
+    metrics["accuracy"] = float((learner.predict(X_test[seen_all]) == y_test[seen_all]).mean())
+    total = sum_reports(reports)
+    return {
+        **metrics,
+        "accuracy_matrix": matrix.tolist(),
+        "report": total.to_dict(),
+        "task_reports": [r.to_dict() for r in reports],
+    }

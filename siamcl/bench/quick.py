@@ -1,0 +1,95 @@
+"""Siamese learner vs a standard CNN classifier, class-incremental, in about a minute.
+
+Both use the same conv4 backbone, optimiser, augmentation, epochs and exemplar budget; the
+standard network learns with a softmax head and cross-entropy, the Siamese one with a metric
+loss and a prototype store. Prints one table row per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
+from siamcl.data import class_incremental, load_dataset
+from siamcl.learner import IncrementalClassifier
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=int, default=5, help="number of tasks (default 5)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per task (default 4)")
+    parser.add_argument("--memory", type=int, default=20, help="exemplars per class (default 20)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    seeds = args.seeds or [0]
+    X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
+    common = dict(
+        epochs=args.epochs,
+        memory_per_class=args.memory,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    methods = {
+        "siamese": lambda seed: IncrementalClassifier(seed=seed, **common),
+        "softmax": lambda seed: SoftmaxClassifier(seed=seed, **common),
+    }
+    rows = []
+    for seed in seeds:
+        tasks = class_incremental(X_train, y_train, n_tasks=args.tasks, seed=seed)
+        for name, make in methods.items():
+            result = evaluate_stream(make(seed), tasks, X_test, y_test, progress=not args.quiet)
+            rows.append({"method": name, "seed": seed, **result})
+    results = {
+        **run_record("quick", seeds, dataset=args.dataset, tasks=args.tasks, **common),
+        "runs": rows,
+    }
+    table = summary_table(rows)
+    write_results(args.out, f"quick_{args.dataset}", results, _markdown(results, table))
+    print(table)
+    return results
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """One row per run: accuracy, forgetting, energy with its method, time, memory, bytes."""
+    base = {r["seed"]: r["report"]["energy_j"] for r in rows if r["method"] == "softmax"}
+    lines = []
+    for r in rows:
+        report = r["report"]
+        lines.append(
+            [
+                r["method"],
+                r["seed"],
+                r["accuracy"],
+                r["forgetting"],
+                f"{report['energy_j']:.0f} ({report['energy_method']})",
+                report["energy_j"] / base[r["seed"]] if base.get(r["seed"]) else "",
+                report["wall_s"],
+                report["cpu_s"],
+                f"{report['peak_rss_bytes'] / 2**20:.0f}",
+                f"{sum(report['retained_bytes'].values()) / 1024:.1f}",
+            ]
+        )
+    headers = [
+        "method",
+        "seed",
+        "accuracy",
+        "forgetting",
+        "energy J (method)",
+        "energy vs softmax",
+        "wall s",
+        "cpu s",
+        "peak RSS MiB",
+        "retained KiB",
+    ]
+    return markdown_table(headers, lines)
+
+
+def _markdown(results: dict[str, Any], table: str) -> str:
+    return (
+        f"# Quick benchmark: Siamese vs softmax on {results['settings']['dataset']}\n\n"
+        f"Command: `{results['command']}`  \nSeeds: {results['seeds']}  \n"
+        f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs, "
+        f"torch {results['machine']['torch']}  \nDate: {results['date']}\n\n{table}\n"
+    )

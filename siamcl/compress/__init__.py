@@ -1,0 +1,1 @@
+"""Compression wrappers: quantization-aware training and distillation."""

@@ -1,0 +1,419 @@
+"""IncrementalClassifier: a Siamese embedding learner whose classes live in a prototype store.
+
+Each task trains the encoder with a metric loss on the task's data plus replayed exemplars,
+with a distillation term that keeps old embeddings where the previous encoder put them; then
+every known class gets its prototype recomputed with the new encoder. New classes can also be
+added from a few examples with no gradient step at all (:meth:`add_classes`). There is no
+softmax head, so nothing about old classes is overwritten when new ones arrive.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from siamcl.accounting import ResourceMeter, TaskReport
+from siamcl.augment import RandomAffine
+from siamcl.encoders import build_encoder
+from siamcl.losses import build_loss
+from siamcl.preprocess import Preprocessor, as_array, as_labels
+from siamcl.replay import ExemplarMemory
+from siamcl.store import PrototypeStore
+from siamcl.training import (
+    SiameseObjective,
+    balanced_epoch,
+    embed_in_batches,
+    rebuild_prototypes,
+)
+
+__all__ = ["IncrementalClassifier"]
+
+
+class IncrementalClassifier:
+    """Class-incremental classifier: metric-learned encoder + FAISS prototype store + replay.
+
+    Parameters follow scikit-learn's habit: the constructor only stores them; everything
+    learned lives in attributes ending in ``_`` (``preprocessor_``, ``encoder_``, ``store_``,
+    ``memory_``, ``reports_``).
+
+    encoder, embedding_dim: a name from :data:`siamcl.encoders.ENCODERS` or an ``nn.Module``.
+    loss, miner: a name from :data:`siamcl.losses.LOSSES` or a pytorch-metric-learning loss.
+    epochs, batch_size, lr, weight_decay: the optimiser's budget per task (Adam).
+    memory_per_class / memory_total: exemplar budget (set one; ``memory_total`` wins if set).
+    selection: ``"herding"`` or ``"random"`` exemplar selection.
+    distill_weight: weight of the embedding distillation term against the previous encoder.
+    balance: batches draw each class with weight ``count ** -balance`` (0: as the data comes,
+        1: classes equally often), so a few exemplars of old classes are not drowned out.
+    index, metric, prototypes_per_class, vote_k: passed to :class:`PrototypeStore`.
+    augment: random affine distortions of training images.
+    input_size, invert: preprocessing (see :class:`siamcl.preprocess.Preprocessor`).
+    temperature: softmax temperature of :meth:`predict_proba` over prototype similarities.
+    energy, flops: accounting options passed to :class:`ResourceMeter`.
+    """
+
+    def __init__(
+        self,
+        encoder: str | nn.Module = "conv4",
+        embedding_dim: int = 64,
+        loss: Any = "multisimilarity",
+        miner: Any = None,
+        epochs: int = 8,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        memory_per_class: int | None = 20,
+        memory_total: int | None = None,
+        selection: str = "herding",
+        distill_weight: float = 1.0,
+        balance: float = 0.5,
+        index: str = "Flat",
+        metric: str = "cosine",
+        prototypes_per_class: int = 1,
+        vote_k: int = 1,
+        augment: bool = True,
+        input_size: tuple[int, int] | None = None,
+        invert: bool | str = "auto",
+        temperature: float = 0.1,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        energy: str = "auto",
+        flops: str = "sample",
+    ):
+        self.encoder = encoder
+        self.embedding_dim = embedding_dim
+        self.loss = loss
+        self.miner = miner
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.memory_per_class = memory_per_class
+        self.memory_total = memory_total
+        self.selection = selection
+        self.distill_weight = distill_weight
+        self.balance = balance
+        self.index = index
+        self.metric = metric
+        self.prototypes_per_class = prototypes_per_class
+        self.vote_k = vote_k
+        self.augment = augment
+        self.input_size = input_size
+        self.invert = invert
+        self.temperature = temperature
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+        self.energy = energy
+        self.flops = flops
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def reports(self) -> list[TaskReport]:
+        """One :class:`TaskReport` per call of :meth:`fit_task` and :meth:`add_classes`."""
+        return getattr(self, "reports_", [])
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Labels of the classes the store holds, sorted."""
+        store = getattr(self, "store_", None)
+        return np.asarray(store.classes if store is not None else [], dtype=np.int64)
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "encoder_")
+
+    def fit_task(self, X: Any, y: Any) -> TaskReport:
+        """Learn one task: train the encoder on it (plus replay), then refresh all prototypes.
+
+        Returns the task's :class:`TaskReport`. On any error the classifier is unchanged.
+        """
+        X = as_array(X)
+        y = as_labels(y, len(X))
+        self._check_params()
+        preprocessor = (
+            self.preprocessor_
+            if self.is_fitted
+            else Preprocessor(self.input_size, self.invert).fit(X)
+        )
+        canonical = preprocessor.canonical(X)
+        memory = copy.deepcopy(self.memory_) if self.is_fitted else self._new_memory()
+        memory_X, memory_y = memory.arrays()
+        classes = set(np.unique(y).tolist()) | set(memory_y.tolist())
+        if len(classes) < 2:
+            raise ValueError(
+                f"a metric loss needs at least two classes to compare, but this task has only "
+                f"class {int(y[0])} and the exemplar memory holds no other class"
+            )
+        task_index = len([r for r in self.reports if r.method == "fit_task"])
+        device = torch.device(self.device)
+        teacher = self.encoder_ if self.is_fitted and self.distill_weight > 0 else None
+        encoder = (
+            copy.deepcopy(self.encoder_)
+            if self.is_fitted
+            else self._new_encoder(preprocessor.input_shape)
+        )
+        if memory_X is not None:
+            inputs = torch.cat([canonical, torch.from_numpy(memory_X.astype(np.float32))])
+            labels = np.concatenate([y, memory_y])
+        else:
+            inputs, labels = canonical, y
+
+        with self._meter(device) as meter:
+            self._train(encoder, teacher, preprocessor, inputs, labels, task_index, meter)
+            embed = self._embedder(encoder, preprocessor)
+            memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
+            dim = self.store_.dim if self.is_fitted else embed(canonical[:2]).shape[1]
+            store = rebuild_prototypes(
+                self._new_store(dim),
+                embed,
+                canonical,
+                y,
+                memory,
+                self.store_ if self.is_fitted else None,
+            )
+        report = meter.report(
+            task=task_index,
+            method="fit_task",
+            retained_bytes={"replay": memory.nbytes, "store": store.nbytes},
+        )
+        self.preprocessor_, self.encoder_, self.memory_, self.store_ = (
+            preprocessor,
+            encoder,
+            memory,
+            store,
+        )
+        self.reports_ = [*self.reports, report]
+        return report
+
+    def fit_stream(self, tasks: Any) -> list[TaskReport]:
+        """Learn each task of a stream in turn (objects with ``.X`` and ``.y``)."""
+        return [self.fit_task(task.X, task.y) for task in tasks]
+
+    def add_classes(self, X: Any, y: Any) -> TaskReport:
+        """Add classes (or more examples of known ones) from a few examples, no gradient step.
+
+        The examples are embedded with the current encoder, their class means become (or
+        update) prototypes, and they enter the exemplar memory for later tasks.
+        """
+        self._require_fitted("add_classes")
+        X = as_array(X)
+        y = as_labels(y, len(X))
+        canonical = self.preprocessor_.canonical(X)
+        embed = self._embedder(self.encoder_, self.preprocessor_)
+        memory = copy.deepcopy(self.memory_)
+        with self._meter(torch.device(self.device)) as meter:
+            embeddings = embed(canonical)
+            memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
+            self.store_.add(embeddings, y)
+        self.memory_ = memory
+        report = meter.report(
+            task=None,
+            method="add_classes",
+            retained_bytes={"replay": memory.nbytes, "store": self.store_.nbytes},
+        )
+        report.samples_seen = len(X)
+        self.reports_ = [*self.reports, report]
+        return report
+
+    def reset_classes(self) -> None:
+        """Forget every class (prototypes and exemplars) but keep the trained encoder."""
+        self._require_fitted("reset_classes")
+        self.store_ = self._new_store(self.store_.dim)
+        self.memory_ = self._new_memory()
+
+    def embed(self, X: Any) -> np.ndarray:
+        """L2-normalised embeddings ``[N, D]`` of raw inputs."""
+        self._require_fitted("embed")
+        canonical = self.preprocessor_.canonical(X)
+        return self._embedder(self.encoder_, self.preprocessor_)(canonical)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of the nearest prototype (or the k-NN vote) for each input."""
+        embeddings = self._embed_for_prediction(X)
+        return self.store_.classify(embeddings)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Softmax over prototype similarities, columns in the order of :attr:`classes_`."""
+        embeddings = self._embed_for_prediction(X)
+        _, scores = self.store_.class_scores(embeddings)
+        logits = torch.from_numpy(np.asarray(scores, dtype=np.float32)) / self.temperature
+        return torch.softmax(logits, dim=1).numpy()
+
+    def score(self, X: Any, y: Any) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``."""
+        X = as_array(X)
+        y = as_labels(y, len(X))
+        return float((self.predict(X) == y).mean())
+
+    def save(self, directory: Any) -> None:
+        """Write the whole classifier to ``directory`` atomically (see :mod:`siamcl.persist`)."""
+        from siamcl.persist import save_classifier
+
+        self._require_fitted("save")
+        save_classifier(self, directory)
+
+    @classmethod
+    def load(cls, directory: Any) -> IncrementalClassifier:
+        """Read a classifier written by :meth:`save`; raw inputs work as before saving."""
+        from siamcl.persist import load_classifier
+
+        return load_classifier(directory)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        import inspect
+
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    def set_params(self, **params: Any) -> IncrementalClassifier:
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for IncrementalClassifier")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = IncrementalClassifier().get_params()
+        changed = {k: v for k, v in self.get_params().items() if _differs(v, defaults[k])}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"IncrementalClassifier({args})"
+
+    # ------------------------------------------------------------------ training
+
+    def _train(
+        self,
+        encoder: nn.Module,
+        teacher: nn.Module | None,
+        preprocessor: Preprocessor,
+        inputs: torch.Tensor,
+        labels: np.ndarray,
+        task_index: int,
+        meter: ResourceMeter,
+    ) -> None:
+        device = torch.device(self.device)
+        generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
+        objective = SiameseObjective(build_loss(self.loss, self.miner), self.distill_weight)
+        optimizer = torch.optim.Adam(
+            encoder.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        steps_per_epoch = max(1, int(np.ceil(len(inputs) / self.batch_size)))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=self.epochs * steps_per_epoch
+        )
+        augment = RandomAffine() if self.augment and preprocessor.kind == "image" else None
+        label_tensor = torch.from_numpy(labels)
+        encoder.to(device).train()
+        if teacher is not None:
+            teacher.to(device).eval()
+        bar = tqdm(
+            total=self.epochs * steps_per_epoch,
+            desc=f"task {task_index}",
+            leave=False,
+            disable=not self.progress,
+        )
+        for _ in range(self.epochs):
+            order = balanced_epoch(labels, self.balance, generator)
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                if len(rows) < 2:
+                    continue
+                batch = inputs[rows]
+                if augment is not None:
+                    batch = augment(batch, generator)
+                batch = preprocessor.standardise(batch).to(device)
+                batch_labels = label_tensor[rows].to(device)
+                with meter.batch(n_samples=len(rows)):
+                    target = None
+                    if teacher is not None:
+                        with torch.no_grad():
+                            target = teacher(batch)
+                    loss = objective(encoder(batch), batch_labels, target)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                scheduler.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        encoder.eval()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
+        """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
+
+        def embed(canonical: torch.Tensor | np.ndarray) -> np.ndarray:
+            if isinstance(canonical, np.ndarray):
+                canonical = torch.from_numpy(canonical.astype(np.float32))
+            return embed_in_batches(encoder, canonical, preprocessor.standardise, self.device)
+
+        return embed
+
+    def _embed_for_prediction(self, X: Any) -> np.ndarray:
+        self._require_fitted("predict")
+        if len(self.store_) == 0:
+            raise ValueError("no classes are known: call fit_task or add_classes first")
+        return self.embed(X)
+
+    def _meter(self, device: torch.device) -> ResourceMeter:
+        return ResourceMeter(energy=self.energy, flops=self.flops, device=str(device))
+
+    def _new_encoder(self, input_shape: tuple[int, ...]) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            spec = (
+                copy.deepcopy(self.encoder) if isinstance(self.encoder, nn.Module) else self.encoder
+            )
+            return build_encoder(spec, input_shape, self.embedding_dim)
+
+    def _new_store(self, dim: int) -> PrototypeStore:
+        return PrototypeStore(
+            dim=dim,
+            metric=self.metric,
+            index=self.index,
+            prototypes_per_class=self.prototypes_per_class,
+            vote_k=self.vote_k,
+            seed=self.seed,
+        )
+
+    def _new_memory(self) -> ExemplarMemory:
+        if self.memory_total is not None:
+            return ExemplarMemory(None, self.memory_total, self.selection, self.seed)
+        return ExemplarMemory(self.memory_per_class, None, self.selection, self.seed)
+
+    def _require_fitted(self, method: str) -> None:
+        if not self.is_fitted:
+            raise RuntimeError(
+                f"IncrementalClassifier is not fitted: call fit_task before {method} "
+                f"(or IncrementalClassifier.load a trained one)"
+            )
+
+    def _check_params(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2: a metric loss compares pairs")
+        for name in ("lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("distill_weight", "weight_decay", "balance"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
+        build_loss(self.loss, self.miner)  # unknown names fail before any work
+
+
+def _differs(a: Any, b: Any) -> bool:
+    try:
+        return bool(a != b)
+    except (TypeError, ValueError, RuntimeError):  # arrays and tensors compare elementwise
+        return a is not b

@@ -1,0 +1,199 @@
+"""Saving and loading an IncrementalClassifier as a directory, atomically and verifiably.
+
+Layout of a saved classifier::
+
+    siamcl.json     format name and version, parameters, preprocessing, sha256 of every file
+    encoder.pt      encoder weights (named encoders) or the whole module (user modules)
+    objects.pt      constructor arguments that are objects rather than plain values, if any
+    memory.npz      exemplar memory
+    store/          the PrototypeStore's own save directory
+    reports.json    the TaskReports gathered so far
+
+The directory is written next to its destination under a temporary name, flushed to disk,
+then renamed into place, so a crash mid-save never leaves half a model where a good one was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from siamcl.accounting import TaskReport
+from siamcl.encoders import build_encoder
+from siamcl.preprocess import Preprocessor
+from siamcl.replay import ExemplarMemory
+from siamcl.store import PrototypeStore
+
+if TYPE_CHECKING:
+    from siamcl.learner import IncrementalClassifier
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_classifier", "save_classifier"]
+
+FORMAT_NAME = "siamcl.IncrementalClassifier"
+FORMAT_VERSION = 1
+MANIFEST = "siamcl.json"
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def save_classifier(clf: IncrementalClassifier, directory: str | os.PathLike) -> None:
+    """Write ``clf`` to ``directory`` (replacing what is there) through a temporary directory."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        _write(clf, staging)
+        _replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
+    """Read a classifier written by :func:`save_classifier`, verifying format and checksums."""
+    from siamcl.learner import IncrementalClassifier
+
+    source = Path(directory)
+    manifest = read_manifest(source)
+    for name, digest in manifest["files"].items():
+        path = source / name
+        if not path.is_file():
+            raise ValueError(f"{source} is incomplete: {name} is missing")
+        if _sha256(path) != digest:
+            raise ValueError(f"{source} is corrupt: checksum of {name} does not match")
+
+    params = dict(manifest["params"])
+    if (source / "objects.pt").is_file():
+        params.update(torch.load(source / "objects.pt", weights_only=False))
+    if isinstance(params.get("input_size"), list):
+        params["input_size"] = tuple(params["input_size"])
+    clf = IncrementalClassifier(**params)
+    preprocessor = Preprocessor.from_state_dict(manifest["preprocessor"])
+    if manifest["encoder"] == "module":
+        encoder = torch.load(source / "encoder.pt", weights_only=False, map_location="cpu")
+    else:
+        with torch.random.fork_rng(devices=[]):
+            encoder = build_encoder(clf.encoder, preprocessor.input_shape, clf.embedding_dim)
+        encoder.load_state_dict(torch.load(source / "encoder.pt", map_location="cpu"))
+    encoder.to(torch.device(clf.device)).eval()
+    with np.load(source / "memory.npz", allow_pickle=False) as arrays:
+        memory_state = json.loads(str(arrays["state"]))
+        memory_state["exemplars"] = {
+            key[len("class_") :]: arrays[key] for key in arrays.files if key.startswith("class_")
+        }
+    reports = json.loads((source / "reports.json").read_text())
+
+    clf.preprocessor_ = preprocessor
+    clf.encoder_ = encoder
+    clf.store_ = PrototypeStore.load(source / "store")
+    clf.memory_ = ExemplarMemory.from_state_dict(memory_state)
+    clf.reports_ = [TaskReport.from_dict(r) for r in reports]
+    return clf
+
+
+def read_manifest(source: Path) -> dict[str, Any]:
+    """The manifest of a saved classifier, with clear errors for anything that is not one."""
+    if not source.exists():
+        raise FileNotFoundError(f"no saved classifier at {source}: the directory does not exist")
+    if not source.is_dir():
+        raise ValueError(f"{source} is not a directory holding a saved classifier")
+    path = source / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"{source} is not a saved siamcl classifier: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is corrupt: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ValueError(f"{source} was written by another tool, not as {FORMAT_NAME}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{source} has format version {version}; this siamcl reads version {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def _write(clf: IncrementalClassifier, staging: Path) -> None:
+    params = clf.get_params()
+    plain = {k: v for k, v in params.items() if _is_plain(v)}
+    objects = {k: v for k, v in params.items() if k not in plain}
+    if objects:
+        torch.save(objects, staging / "objects.pt")
+    named_encoder = isinstance(clf.encoder, str)
+    encoder = clf.encoder_
+    torch.save(encoder.state_dict() if named_encoder else encoder, staging / "encoder.pt")
+    memory_state = clf.memory_.state_dict()
+    exemplars = memory_state.pop("exemplars")
+    np.savez(
+        staging / "memory.npz",
+        state=np.array(json.dumps(memory_state)),
+        **{f"class_{label}": array for label, array in exemplars.items()},
+    )
+    clf.store_.save(staging / "store")
+    (staging / "reports.json").write_text(json.dumps([r.to_dict() for r in clf.reports]))
+
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "params": plain,
+        "preprocessor": clf.preprocessor_.state_dict(),
+        "encoder": "named" if named_encoder else "module",
+        "classes": clf.classes_.tolist(),
+        "files": {str(p.relative_to(staging)): _sha256(p) for p in files},
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    for path in [*files, staging / MANIFEST]:
+        _fsync(path)
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing ``target`` is set aside first, then removed."""
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"cannot save to {target}: a file of that name exists")
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, backup)
+    os.replace(staging, target)
+    _fsync_directory(target.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(v, _PLAIN) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,104 @@
+"""The pieces of Siamese incremental training shared by every front end.
+
+:class:`~siamcl.IncrementalClassifier` and the Avalanche strategy both train with
+:class:`SiameseObjective`, draw batches with :func:`balanced_epoch`, embed with
+:func:`embed_in_batches` and refresh prototypes with :func:`rebuild_prototypes`, so the two
+front ends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamcl.compress.distill import embedding_distillation_loss
+from siamcl.losses import MetricLoss
+from siamcl.replay import ExemplarMemory
+from siamcl.store import PrototypeStore
+
+__all__ = ["SiameseObjective", "balanced_epoch", "embed_in_batches", "rebuild_prototypes"]
+
+EMBED_BATCH = 512
+
+
+@dataclass
+class SiameseObjective:
+    """Metric loss on the batch plus ``distill_weight`` x embedding distillation.
+
+    The distillation term pulls each embedding toward the one the previous task's encoder
+    gives the same input, so prototypes of old classes stay valid while new ones are learned.
+    """
+
+    metric_loss: MetricLoss
+    distill_weight: float = 1.0
+
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        teacher_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        loss = self.metric_loss(embeddings, labels)
+        if teacher_embeddings is not None and self.distill_weight > 0:
+            loss = loss + self.distill_weight * embedding_distillation_loss(
+                embeddings, teacher_embeddings
+            )
+        return loss
+
+
+def balanced_epoch(labels: np.ndarray, balance: float, generator: torch.Generator) -> torch.Tensor:
+    """Row indices for one epoch, each class drawn with weight ``count ** -balance``.
+
+    ``balance=0`` samples rows as they come; ``balance=1`` draws every class equally often, so
+    a handful of replayed exemplars is not drowned by a new task's hundreds of samples.
+    """
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    weights = torch.from_numpy(counts[inverse].astype(np.float64) ** -balance)
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+
+
+def embed_in_batches(
+    encoder: nn.Module,
+    inputs: torch.Tensor,
+    standardise: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array."""
+    was_training = encoder.training
+    encoder.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(inputs), EMBED_BATCH):
+            batch = standardise(inputs[start : start + EMBED_BATCH].float())
+            outputs.append(encoder(batch.to(device)).float().cpu())
+    encoder.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def rebuild_prototypes(
+    store: PrototypeStore,
+    embed: Callable[[np.ndarray | torch.Tensor], np.ndarray],
+    task_inputs: torch.Tensor,
+    task_labels: np.ndarray,
+    memory: ExemplarMemory,
+    previous: PrototypeStore | None,
+) -> PrototypeStore:
+    """Fill an empty ``store`` with prototypes of every known class under a new encoder.
+
+    The task's classes use all their samples; earlier classes use their exemplars; a class
+    with neither (a zero memory budget) keeps its prototypes from ``previous``.
+    """
+    store.add(embed(task_inputs), task_labels)
+    earlier = set(previous.classes.tolist()) if previous is not None else set()
+    for label in sorted(earlier - set(np.unique(task_labels).tolist())):
+        if label in memory and len(memory.get(label)):
+            exemplars = memory.get(label)
+            store.add(embed(exemplars), np.full(len(exemplars), label, dtype=np.int64))
+        else:
+            kept = previous.prototypes(label)
+            store.add(kept, np.full(len(kept), label, dtype=np.int64))
+    return store

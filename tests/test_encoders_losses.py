@@ -1,0 +1,88 @@
+import pytest
+import torch
+from pytorch_metric_learning import losses, miners
+from torch import nn
+
+from siamcl.encoders import ENCODERS, build_encoder
+from siamcl.losses import LOSSES, MetricLoss, build_loss
+
+
+@pytest.mark.parametrize("name", ["conv4", "conv4-small", "koch"])
+@pytest.mark.parametrize("size", [28, 64])
+def test_image_encoders_give_unit_norm_embeddings(name, size):
+    encoder = build_encoder(name, (1, size, size), embedding_dim=32).eval()
+    out = encoder(torch.randn(3, 1, size, size))
+    assert out.shape == (3, 32)
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_mlp_encoder_on_vectors():
+    encoder = build_encoder("mlp", (20,), embedding_dim=8).eval()
+    out = encoder(torch.randn(5, 20))
+    assert out.shape == (5, 8)
+    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+
+
+def test_conv4_small_has_about_a_sixteenth_of_the_parameters():
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    big = count(build_encoder("conv4", (1, 28, 28)))
+    small = count(build_encoder("conv4-small", (1, 28, 28)))
+    assert small < big / 8
+
+
+def test_user_module_is_wrapped_and_normalised():
+    encoder = build_encoder(nn.Sequential(nn.Flatten(), nn.Linear(12, 5)), (3, 4))
+    out = encoder(torch.randn(2, 3, 4))
+    assert out.shape == (2, 5)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_user_module_with_wrong_output_is_rejected():
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        build_encoder(nn.Identity(), (1, 8, 8))
+    with pytest.raises(ValueError, match="failed on inputs"):
+        build_encoder(nn.Linear(3, 2), (1, 8, 8))
+
+
+def test_unknown_encoder_and_image_encoder_on_vectors():
+    with pytest.raises(ValueError, match="unknown encoder 'resnet9000'"):
+        build_encoder("resnet9000", (1, 28, 28))
+    with pytest.raises(ValueError, match="needs image inputs"):
+        build_encoder("conv4", (20,))
+    with pytest.raises(TypeError):
+        build_encoder(3, (20,))
+    assert set(ENCODERS) >= {"conv4", "koch", "mlp"}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_fall_as_an_encoder_learns_two_clusters(name):
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(32, 10) + 2, torch.randn(32, 10) - 2])
+    y = torch.cat([torch.zeros(32), torch.ones(32)]).long()
+    encoder = build_encoder("mlp", (10,), embedding_dim=8)
+    loss = build_loss(name)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-2)
+    first = loss(encoder(x), y).item()
+    for _ in range(30):
+        optimizer.zero_grad()
+        value = loss(encoder(x), y)
+        value.backward()
+        optimizer.step()
+    assert loss(encoder(x), y).item() < first
+
+
+def test_pml_objects_are_accepted_and_composed():
+    pml = losses.TripletMarginLoss(margin=0.1)
+    assert build_loss(pml).loss is pml and build_loss(pml).miner is None
+    miner = miners.BatchHardMiner()
+    assert build_loss("triplet", miner=miner).miner is miner
+    assert isinstance(build_loss("supcon"), MetricLoss)
+
+
+def test_unknown_loss_name():
+    with pytest.raises(ValueError, match="unknown loss 'arcfacey'"):
+        build_loss("arcfacey")
+    with pytest.raises(TypeError):
+        build_loss(1.5)
