@@ -409,7 +409,9 @@ class IncrementalClassifier:
         for name in ("distill_weight", "weight_decay", "balance"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
-        build_loss(self.loss, self.miner)  # unknown names fail before any work
+        # unknown names fail before any work, not after training
+        build_loss(self.loss, self.miner)
+        self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
 
 
 def _differs(a: Any, b: Any) -> bool:
