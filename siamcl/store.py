@@ -632,58 +632,78 @@ class PrototypeStore:
         """The contents after adding (or replacing) the batch's classes, the FAISS ids to
         remove and the new prototypes; nothing is changed here."""
         old = self._contents
-        batch_classes, members = _group(y)
-        batch_sums = np.stack([x[rows].sum(axis=0, dtype=np.float64) for rows in members])
-        batch_counts = np.array([len(rows) for rows in members], np.int64)
+        order = np.argsort(y, kind="stable")
+        sorted_labels = y[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        batch_classes = sorted_labels[starts]
+        batch_counts = np.diff(np.r_[starts, len(y)]).astype(np.int64)
+        ordered = x[order].astype(np.float64)
+        singletons = len(starts) == len(y)  # reduceat is slow on one-row groups
+        batch_sums = ordered if singletons else np.add.reduceat(ordered, starts, axis=0)
 
         pos = np.searchsorted(old.class_labels, batch_classes)
         known = pos < len(old.class_labels)
         known[known] = old.class_labels[pos[known]] == batch_classes[known]
-        sums, counts = old.class_sums.copy(), old.class_counts.copy()
+        # new classes are inserted in label order (one copy); known ones are updated on it
+        slots = pos[~known]
+        class_labels = np.insert(old.class_labels, slots, batch_classes[~known])
+        sums = np.insert(old.class_sums, slots, batch_sums[~known], axis=0)
+        counts = np.insert(old.class_counts, slots, batch_counts[~known])
+        at = np.searchsorted(class_labels, batch_classes)[known]
         if replace_classes:
-            sums[pos[known]] = batch_sums[known]
-            counts[pos[known]] = batch_counts[known]
+            sums[at], counts[at] = batch_sums[known], batch_counts[known]
         else:
-            sums[pos[known]] += batch_sums[known]
-            counts[pos[known]] += batch_counts[known]
-        class_labels = np.concatenate([old.class_labels, batch_classes[~known]])
-        sums = np.concatenate([sums, batch_sums[~known]])
-        counts = np.concatenate([counts, batch_counts[~known]])
-        order = np.argsort(class_labels, kind="stable")
-        class_labels, sums, counts = class_labels[order], sums[order], counts[order]
+            sums[at] += batch_sums[known]
+            counts[at] += batch_counts[known]
 
         drop = np.isin(old.labels, batch_classes[known])
-        new_vectors, new_labels, new_weights = [], [], []
-        for label, rows in zip(batch_classes, members):
-            if self._prototypes_per_class == 1:
-                at = np.searchsorted(class_labels, label)
-                vectors = (sums[at] / counts[at])[None, :]
-                weights = counts[at : at + 1].astype(np.float64)
-            else:
-                points, weights = x[rows], np.ones(len(rows))
-                if not replace_classes:
-                    held = drop & (old.labels == label)
-                    points = np.concatenate([np.asarray(old.vectors[held]), points])
-                    weights = np.concatenate([np.asarray(old.weights[held]), weights])
-                vectors, weights = self._clustered(points, weights)
-            vectors = vectors.astype(np.float32)
-            if self._metric == "cosine":
-                vectors = _unit_rows(vectors)
-            new_vectors.append(vectors)
-            new_labels.append(np.full(len(vectors), label, np.int64))
-            new_weights.append(weights)
-        added = np.concatenate(new_vectors)
+        kept = slice(None) if not drop.any() else ~drop
+        if self._prototypes_per_class == 1:
+            at = np.searchsorted(class_labels, batch_classes)
+            added = (sums[at] / counts[at, None]).astype(np.float32)
+            added_labels, added_weights = batch_classes, counts[at].astype(np.float64)
+        else:
+            members = np.split(order, starts[1:])
+            held = None if replace_classes else (old.vectors[drop], old.weights[drop])
+            added, added_labels, added_weights = self._clustered_classes(
+                x, batch_classes, members, old.labels[drop], held
+            )
+        if self._metric == "cosine":
+            added = _unit_rows(added)
         added_ids = np.arange(self._next_id, self._next_id + len(added), dtype=np.int64)
         contents = _Contents(
-            vectors=np.concatenate([old.vectors[~drop], added]),
-            ids=np.concatenate([old.ids[~drop], added_ids]),
-            labels=np.concatenate([old.labels[~drop], *new_labels]),
-            weights=np.concatenate([old.weights[~drop], *new_weights]),
+            vectors=np.concatenate([old.vectors[kept], added]),
+            ids=np.concatenate([old.ids[kept], added_ids]),
+            labels=np.concatenate([old.labels[kept], added_labels]),
+            weights=np.concatenate([old.weights[kept], added_weights]),
             class_labels=class_labels,
             class_sums=sums,
             class_counts=counts,
         )
         return contents, old.ids[drop], added
+
+    def _clustered_classes(
+        self,
+        x: np.ndarray,
+        classes: np.ndarray,
+        members: list[np.ndarray],
+        held_labels: np.ndarray,
+        held: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Up to k prototypes for each class, from its new embeddings and (when ``held`` is
+        given) its current prototypes weighted by the embeddings they summarise."""
+        vectors, labels, weights = [], [], []
+        for label, rows in zip(classes, members):
+            points, mass = x[rows], np.ones(len(rows))
+            if held is not None:
+                mine = held_labels == label
+                points = np.concatenate([np.asarray(held[0][mine]), points])
+                mass = np.concatenate([np.asarray(held[1][mine]), mass])
+            centroids, centroid_mass = self._clustered(points, mass)
+            vectors.append(centroids)
+            labels.append(np.full(len(centroids), label, np.int64))
+            weights.append(centroid_mass)
+        return np.concatenate(vectors), np.concatenate(labels), np.concatenate(weights)
 
     def _clustered(self, points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Up to k weighted centroids of ``points`` and the weight each one summarises."""
@@ -922,14 +942,6 @@ def _as_label(value: Any) -> int:
     if not _INT64_MIN <= number <= _INT64_MAX:
         raise ValueError(f"label {number} does not fit in int64")
     return number
-
-
-def _group(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Sorted distinct labels and, for each, the positions holding it."""
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    return sorted_labels[starts], np.split(order, starts[1:])
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

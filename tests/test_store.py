@@ -2,6 +2,7 @@ import copy
 import itertools
 import json
 import pickle
+import sys
 import threading
 
 import faiss
@@ -505,12 +506,13 @@ def test_classify_while_another_thread_adds_and_removes_classes():
     queries = base_x[::5]
     expected = base_y[::5]
     errors: list[Exception] = []
+    checks = []
     done = threading.Event()
 
     def writer():
         try:
             rng = np.random.default_rng(1)
-            for label in range(100, 160):
+            for label in range(100, 250):
                 other = np.zeros((5, DIM), np.float32)
                 other[:, 8:] = rng.standard_normal((5, 8))  # orthogonal to every query
                 store.add(other, np.full(5, label))
@@ -527,13 +529,19 @@ def test_classify_while_another_thread_adds_and_removes_classes():
                 assert np.array_equal(store.classify(queries), expected)
                 classes, scores = store.class_scores(queries)
                 assert np.array_equal(classes[scores.argmax(axis=1)], expected)
+                checks.append(1)
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
 
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so unguarded state would show
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(switch_interval)
     assert not errors, errors
-    assert len(store) == 4 + 60 - 20
+    assert checks and len(store) == 4 + 150 - 50
