@@ -4,7 +4,8 @@ Each class the store knows is summarised by one prototype (its mean embedding) o
 ``prototypes_per_class`` prototypes (FAISS k-means centroids).  The prototypes live in a FAISS
 index built from a factory string (``"Flat"``, ``"HNSW32"``, ``"IVF256,Flat"``, ...); each
 prototype has an int64 FAISS id (IVF indexes store ids themselves, other types are wrapped in
-an ``IndexIDMap``) and the store maps those ids to the user's integer labels.  Queries are answered by nearest-prototype search.
+an ``IndexIDMap``) and the store maps those ids to the user's integer labels.  Queries are
+answered by nearest-prototype search.
 
 Metrics
     ``"cosine"``: embeddings, prototypes and queries are L2-normalised and the index uses
@@ -34,9 +35,10 @@ Trainable indexes (IVF, PQ, SQ, ...)
     ``train()`` again once the store has grown for a better quantizer.
 
 Removal
-    Replacing or removing prototypes uses ``remove_ids``; index types that cannot remove
-    (HNSW) are rebuilt from the prototypes held.  Adding prototypes of new classes never
-    rebuilds or retrains.
+    Replacing or removing prototypes uses ``remove_ids`` where FAISS keeps ids and vectors
+    aligned (IVF, and flat-code indexes such as Flat, PQ, SQ); other types (HNSW) are rebuilt
+    from the prototypes held.  Once the index is trained, adding prototypes of new classes
+    never rebuilds or retrains it.
 
 Thread safety
     One re-entrant lock guards every read and write, so ``classify`` in one thread while
@@ -46,8 +48,9 @@ Persistence
     ``save(dir)`` writes ``index.faiss`` (``faiss.write_index``), the prototype and class
     arrays as ``.npy`` files and ``store.json`` (format name, version, parameters and a
     sha256 checksum of every file) into a temporary directory next to ``dir``, then renames
-    it into place.  ``load(dir, mmap=True)`` memory-maps the index and the arrays so a store
-    larger than RAM can answer queries; such a store is read-only.
+    it into place.  ``load`` verifies every checksum (one streaming read of each file) before
+    trusting anything.  ``load(dir, mmap=True)`` memory-maps the index and the arrays so a
+    store larger than RAM can answer queries; such a store is read-only.
 """
 
 from __future__ import annotations
@@ -485,19 +488,19 @@ class PrototypeStore:
             self._check_not_empty()
             contents = self._contents
         order = np.argsort(contents.labels, kind="stable")
-        vectors = np.asarray(contents.vectors[order], dtype=np.float32)
         sorted_labels = contents.labels[order]
         starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-        squared_norms = (vectors.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+        vectors = contents.vectors  # read in place: it may be memory-mapped
+        if self._metric == "l2":
+            squared_norms = _squared_norms(vectors)
         out = np.empty((len(q), len(starts)), np.float32)
         step = max(1, _SCORE_CHUNK // max(1, len(vectors)))
         for begin in range(0, len(q), step):
             block = q[begin : begin + step]
             scores = block @ vectors.T
             if self._metric == "l2":
-                block_norms = (block.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
-                scores = np.minimum(2 * scores - block_norms[:, None] - squared_norms, 0)
-            out[begin : begin + step] = np.maximum.reduceat(scores, starts, axis=1)
+                scores = np.minimum(2 * scores - _squared_norms(block)[:, None] - squared_norms, 0)
+            out[begin : begin + step] = np.maximum.reduceat(scores[:, order], starts, axis=1)
         return sorted_labels[starts].copy(), out
 
     # ------------------------------------------------------------------ persistence
@@ -567,9 +570,13 @@ class PrototypeStore:
         store._index = index
         store._removable = _removes_ids_safely(index)
         store._contents = contents
-        store._next_id = int(meta["next_id"])
-        if len(contents.ids) and store._next_id <= int(contents.ids[-1]):
-            raise ValueError(f"{source / _META_FILE}: next_id is not above the ids in use")
+        next_id = meta["next_id"]
+        in_use = int(contents.ids[-1]) if len(contents.ids) else -1
+        if not isinstance(next_id, int) or isinstance(next_id, bool) or next_id <= in_use:
+            raise ValueError(
+                f"{source / _META_FILE}: next_id {next_id!r} is not above the ids in use"
+            )
+        store._next_id = next_id
         store._index_nbytes = (source / _INDEX_FILE).stat().st_size
         store._read_only = bool(mmap)
         store._memory_mapped = mapped
@@ -942,6 +949,15 @@ def _as_label(value: Any) -> int:
     if not _INT64_MIN <= number <= _INT64_MAX:
         raise ValueError(f"label {number} does not fit in int64")
     return number
+
+
+def _squared_norms(vectors: np.ndarray, rows_at_once: int = 1 << 16) -> np.ndarray:
+    """Squared L2 norm of each row (float32), a block of rows at a time."""
+    out = np.empty(len(vectors), np.float32)
+    for begin in range(0, len(vectors), rows_at_once):
+        block = np.asarray(vectors[begin : begin + rows_at_once], dtype=np.float64)
+        out[begin : begin + rows_at_once] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -110,6 +110,21 @@ def test_class_scores_agree_with_classify_and_search():
     np.testing.assert_allclose(best, -distances[:, 0], rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_class_scores_take_each_class_nearest_prototype(metric):
+    store, x, _ = stored(metric=metric, prototypes_per_class=3)
+    queries = x[::9]
+    classes, scores = store.class_scores(queries)
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    for column, label in enumerate(classes):
+        prototypes = store.prototypes(label)
+        if metric == "cosine":
+            expected = (unit @ prototypes.T).max(axis=1)
+        else:
+            expected = -((queries[:, None, :] - prototypes[None]) ** 2).sum(axis=2).min(axis=1)
+        np.testing.assert_allclose(scores[:, column], expected, rtol=1e-4, atol=1e-3)
+
+
 def test_remove_class_forgets_it_everywhere():
     for index in ["Flat", "HNSW32", "IVF2,Flat"]:
         store, x, y = stored(index=index, nprobe=2 if index.startswith("IVF") else None)
@@ -483,6 +498,7 @@ def test_load_rejects_missing_corrupt_foreign_and_newer_directories(tmp_path):
         ("truncated", lambda p: (p / "prototypes.npy").unlink(), "prototypes.npy is missing"),
         ("no_dim", rewrite_meta(lambda m: m.pop("dim")), "'dim' is missing"),
         ("bad_params", rewrite_meta(lambda m: m["params"].update(vote_k=0)), "invalid param"),
+        ("bad_next_id", rewrite_meta(lambda m: m.update(next_id=0)), "next_id 0"),
     ]
     for name, edit, message in cases:
         with pytest.raises(ValueError, match=message):
