@@ -14,6 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from sklearn.utils import check_array
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -31,17 +36,26 @@ from siamcl.training import (
     rebuild_prototypes,
 )
 
-__all__ = ["IncrementalClassifier"]
+__all__ = ["IncrementalClassifier", "NotFittedError"]
 
 
-class IncrementalClassifier:
+class NotFittedError(_SklearnNotFittedError, RuntimeError):
+    """A method that needs a trained classifier was called before any training.
+
+    It is scikit-learn's ``NotFittedError`` (so ``check_is_fitted`` idioms work) and also a
+    ``RuntimeError``.
+    """
+
+
+class IncrementalClassifier(ClassifierMixin, BaseEstimator):
     """Class-incremental classifier: metric-learned encoder + FAISS prototype store + replay.
 
     Parameters follow scikit-learn's habit: the constructor only stores them; everything
     learned lives in attributes ending in ``_`` (``preprocessor_``, ``encoder_``, ``store_``,
     ``memory_``, ``reports_``).
 
-    encoder, embedding_dim: a name from :data:`siamcl.encoders.ENCODERS` or an ``nn.Module``.
+    encoder, embedding_dim: a name from :data:`siamcl.encoders.ENCODERS`, an ``nn.Module``, or
+        ``"auto"``: ``conv4`` for images, ``mlp`` for vectors.
     loss, miner: a name from :data:`siamcl.losses.LOSSES` or a pytorch-metric-learning loss.
     epochs, batch_size, lr, weight_decay: the optimiser's budget per task (Adam).
     memory_per_class / memory_total: exemplar budget (set one; ``memory_total`` wins if set).
@@ -58,7 +72,7 @@ class IncrementalClassifier:
 
     def __init__(
         self,
-        encoder: str | nn.Module = "conv4",
+        encoder: str | nn.Module = "auto",
         embedding_dim: int = 64,
         loss: Any = "multisimilarity",
         miner: Any = None,
@@ -148,8 +162,8 @@ class IncrementalClassifier:
         classes = set(np.unique(y).tolist()) | set(memory_y.tolist())
         if len(classes) < 2:
             raise ValueError(
-                f"a metric loss needs at least two classes to compare, but this task has only "
-                f"class {int(y[0])} and the exemplar memory holds no other class"
+                f"a metric loss needs at least two classes to compare, but this task has one "
+                f"class ({int(y[0])}) and the exemplar memory holds no other class"
             )
         task_index = len([r for r in self.reports if r.method == "fit_task"])
         device = torch.device(self.device)
@@ -246,11 +260,17 @@ class IncrementalClassifier:
         logits = torch.from_numpy(np.asarray(scores, dtype=np.float32)) / self.temperature
         return torch.softmax(logits, dim=1).numpy()
 
-    def score(self, X: Any, y: Any) -> float:
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y``."""
-        X = as_array(X)
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y`` (weighted if given)."""
+        X = as_array(self._checked_input(X))
         y = as_labels(y, len(X))
-        return float((self.predict(X) == y).mean())
+        correct = self.predict(X) == y
+        if sample_weight is None:
+            return float(correct.mean())
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if weights.shape != correct.shape:
+            raise ValueError(f"sample_weight has shape {weights.shape}; expected ({len(y)},)")
+        return float(np.average(correct, weights=weights))
 
     def save(self, directory: Any) -> None:
         """Write the whole classifier to ``directory`` atomically (see :mod:`siamcl.persist`)."""
@@ -266,25 +286,74 @@ class IncrementalClassifier:
 
         return load_classifier(directory)
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        import inspect
+    # ------------------------------------------------------------------ scikit-learn API
+    # get_params, set_params, clone and repr come from BaseEstimator; these follow its idiom.
 
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
+    def fit(self, X: Any, y: Any) -> IncrementalClassifier:
+        """Forget everything learned, then learn ``(X, y)`` as one task; returns ``self``.
 
-    def set_params(self, **params: Any) -> IncrementalClassifier:
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for IncrementalClassifier")
-            setattr(self, name, value)
+        On any error the classifier keeps what it had learned before the call.
+        """
+        fresh = type(self)(**self.get_params(deep=False))
+        fresh.fit_task(_sklearn_array(X), _sklearn_labels(y))
+        self._adopt_state(fresh)
         return self
 
-    def __repr__(self) -> str:
-        defaults = IncrementalClassifier().get_params()
-        changed = {k: v for k, v in self.get_params().items() if _differs(v, defaults[k])}
-        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        return f"IncrementalClassifier({args})"
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> IncrementalClassifier:
+        """Learn ``(X, y)`` as the next task of the stream; returns ``self``.
+
+        ``classes`` may list every label the stream will use, as scikit-learn's incremental
+        estimators take it; labels outside it are refused. It is optional here: new classes
+        may appear in any task.
+        """
+        X = as_array(self._checked_input(X))
+        y = as_labels(_sklearn_labels(y), len(X))
+        if classes is not None:
+            allowed = as_labels(classes, np.size(classes), "classes")
+            unknown = np.setdiff1d(y, allowed)
+            if len(unknown):
+                raise ValueError(
+                    f"y holds labels {unknown[:10].tolist()} that are not in classes={allowed!r}"
+                )
+        self.fit_task(X, y)
+        return self
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of features of vector inputs ``[N, D]`` (scikit-learn's convention)."""
+        preprocessor = getattr(self, "preprocessor_", None)
+        if preprocessor is None or preprocessor.kind != "vector":
+            raise AttributeError("n_features_in_ is defined once fitted on vectors [N, D]")
+        return int(preprocessor.features)
+
+    def _checked_input(self, X: Any) -> Any:
+        """``X`` as scikit-learn's methods accept it, with its feature count checked."""
+        X = _sklearn_array(X)
+        preprocessor = getattr(self, "preprocessor_", None)
+        vectors = preprocessor is not None and preprocessor.kind == "vector" and X.ndim == 2
+        if vectors and X.shape[1] != preprocessor.features:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but IncrementalClassifier is expecting "
+                f"{preprocessor.features} features as input"
+            )
+        return X
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.is_fitted
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # images [N, H, W] and [N, C, H, W]
+        return tags
+
+    def _adopt_state(self, other: IncrementalClassifier) -> None:
+        """Take everything ``other`` learned (attributes ending in ``_``), dropping our own."""
+        learned = {k: v for k, v in vars(other).items() if k.endswith("_") and k[0] != "_"}
+        for name, value in learned.items():
+            setattr(self, name, value)
+        for name in [k for k in vars(self) if k.endswith("_") and k[0] != "_"]:
+            if name not in learned:
+                delattr(self, name)
 
     # ------------------------------------------------------------------ training
 
@@ -361,7 +430,7 @@ class IncrementalClassifier:
         self._require_fitted("predict")
         if len(self.store_) == 0:
             raise ValueError("no classes are known: call fit_task or add_classes first")
-        return self.embed(X)
+        return self.embed(self._checked_input(X))
 
     def _meter(self, device: torch.device) -> ResourceMeter:
         return ResourceMeter(energy=self.energy, flops=self.flops, device=str(device))
@@ -370,7 +439,9 @@ class IncrementalClassifier:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             spec = (
-                copy.deepcopy(self.encoder) if isinstance(self.encoder, nn.Module) else self.encoder
+                copy.deepcopy(self.encoder)
+                if isinstance(self.encoder, nn.Module)
+                else encoder_name(self.encoder, input_shape)
             )
             return build_encoder(spec, input_shape, self.embedding_dim)
 
@@ -391,7 +462,7 @@ class IncrementalClassifier:
 
     def _require_fitted(self, method: str) -> None:
         if not self.is_fitted:
-            raise RuntimeError(
+            raise NotFittedError(
                 f"IncrementalClassifier is not fitted: call fit_task before {method} "
                 f"(or IncrementalClassifier.load a trained one)"
             )
@@ -414,8 +485,31 @@ class IncrementalClassifier:
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
 
 
-def _differs(a: Any, b: Any) -> bool:
-    try:
-        return bool(a != b)
-    except (TypeError, ValueError, RuntimeError):  # arrays and tensors compare elementwise
-        return a is not b
+def encoder_name(spec: Any, input_shape: tuple[int, ...]) -> Any:
+    """The encoder ``"auto"`` stands for (``conv4`` for images, ``mlp`` for vectors)."""
+    if isinstance(spec, str) and spec == "auto":
+        return "mlp" if len(input_shape) == 1 else "conv4"
+    return spec
+
+
+def _sklearn_array(X: Any) -> Any:
+    """Any array-like (list, data frame) as a numpy array, checked as scikit-learn checks it.
+
+    Sparse, complex, object-typed, one-dimensional and featureless inputs fail here with
+    scikit-learn's own messages; tensors pass through to :func:`siamcl.preprocess.as_array`.
+    """
+    if isinstance(X, torch.Tensor):
+        return X
+    return check_array(X, accept_sparse=False, allow_nd=True, dtype="numeric")
+
+
+def _sklearn_labels(y: Any) -> np.ndarray:
+    """Labels given to ``fit``/``partial_fit``: a column vector is read as ``[N]`` (with
+    scikit-learn's warning) and continuous targets are refused."""
+    if y is None:
+        raise ValueError("IncrementalClassifier requires y to be passed, but the target y is None")
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = column_or_1d(y, warn=True)
+    check_classification_targets(y)
+    return y

@@ -58,7 +58,7 @@ def save_classifier(clf: IncrementalClassifier, directory: str | os.PathLike) ->
 
 def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
     """Read a classifier written by :func:`save_classifier`, verifying format and checksums."""
-    from siamcl.learner import IncrementalClassifier
+    from siamcl.learner import IncrementalClassifier, encoder_name
 
     source = Path(directory)
     manifest = read_manifest(source)
@@ -80,7 +80,8 @@ def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
         encoder = torch.load(source / "encoder.pt", weights_only=False, map_location="cpu")
     else:
         with torch.random.fork_rng(devices=[]):
-            encoder = build_encoder(clf.encoder, preprocessor.input_shape, clf.embedding_dim)
+            name = encoder_name(clf.encoder, preprocessor.input_shape)
+            encoder = build_encoder(name, preprocessor.input_shape, clf.embedding_dim)
         encoder.load_state_dict(torch.load(source / "encoder.pt", map_location="cpu"))
     encoder.to(torch.device(clf.device)).eval()
     with np.load(source / "memory.npz", allow_pickle=False) as arrays:
@@ -122,7 +123,7 @@ def read_manifest(source: Path) -> dict[str, Any]:
 
 
 def _write(clf: IncrementalClassifier, staging: Path) -> None:
-    params = clf.get_params()
+    params = clf.get_params(deep=False)
     plain = {k: v for k, v in params.items() if _is_plain(v)}
     objects = {k: v for k, v in params.items() if k not in plain}
     if objects:
