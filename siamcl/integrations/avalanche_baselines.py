@@ -1,0 +1,172 @@
+"""Avalanche's continual-learning baselines on a siamcl backbone, built by name.
+
+Every baseline gets the same backbone (a fresh :func:`~siamcl.encoders.build_encoder` body,
+seeded), a linear head over all the stream's classes, Adam, cross-entropy and the same
+exemplar budget, with each method's documented setting where it has one:
+
+* ``naive``: fine-tuning (Avalanche ``Naive``);
+* ``replay``: ``Replay``, ``memory_total`` exemplars balanced over experiences;
+* ``ewc``: ``EWC``, separate penalties, ``ewc_lambda=0.4`` (Avalanche's Split MNIST example);
+* ``lwf``: ``LwF``, temperature 1 and ``alpha_t = t**2 / (t + 1)`` for experience ``t``
+  (0, 0.5, 1.33, 2.25, 3.2 for five: Avalanche's Split MNIST example);
+* ``icarl``: ``ICaRL``, herding, nearest-mean-of-exemplars, ``memory_total`` in all;
+* ``gdumb``: ``GDumb``, retrains from scratch on its ``memory_total`` class-balanced
+  exemplars at each experience (``gdumb_epochs`` over that small memory);
+* ``slda``: ``StreamingLDA`` (Hayes et al. 2020) over a frozen backbone that is first trained
+  with cross-entropy on the first experience for ``epochs`` epochs (the paper's base
+  initialisation; its cost is inside the first experience's measurement);
+* ``joint``: ``JointTraining`` on the whole stream at once, the upper bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training import (
+    EWC,
+    GDumb,
+    ICaRL,
+    JointTraining,
+    LwF,
+    Naive,
+    Replay,
+    StreamingLDA,
+)
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.utils.data import DataLoader
+
+from siamcl.baselines import HeadClassifier
+from siamcl.encoders import build_encoder
+
+__all__ = ["BASELINES", "BaselineSettings", "build_baseline"]
+
+BASELINES = ("naive", "replay", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
+EWC_LAMBDA = 0.4
+LWF_TEMPERATURE = 1.0
+
+
+@dataclass
+class BaselineSettings:
+    """What every baseline shares: data shape, classes, budget and optimiser."""
+
+    input_shape: tuple[int, ...]
+    n_classes: int
+    n_experiences: int
+    epochs: int = 3
+    gdumb_epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    memory_total: int = 200
+    encoder: str = "conv4"
+    features: int = 64
+    device: str = "cpu"
+    seed: int = 0
+
+    def epochs_of(self, name: str) -> int:
+        """Training epochs per experience of a baseline (StreamingLDA: one pass)."""
+        return {"gdumb": self.gdumb_epochs, "slda": 1}.get(name, self.epochs)
+
+
+def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> SupervisedTemplate:
+    """A fresh Avalanche strategy named in :data:`BASELINES`, reporting to ``evaluator``."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+    body = _backbone(settings)
+    head = nn.Linear(settings.features, settings.n_classes)
+    common = {
+        "train_mb_size": settings.batch_size,
+        "train_epochs": settings.epochs_of(name),
+        "eval_mb_size": 512,
+        "device": settings.device,
+        "evaluator": evaluator,
+    }
+    if name == "icarl":
+        return ICaRL(
+            feature_extractor=body,
+            classifier=head,
+            optimizer=_adam(nn.ModuleList([body, head]), settings),
+            memory_size=settings.memory_total,
+            buffer_transform=None,
+            fixed_memory=True,
+            **common,
+        )
+    if name == "slda":
+        return StreamingLDA(
+            slda_model=body,
+            criterion=nn.CrossEntropyLoss(),
+            input_size=settings.features,
+            num_classes=settings.n_classes,
+            plugins=[BaseInitialisation(settings.features, settings.n_classes, settings)],
+            **common,
+        )
+    model = HeadClassifier(body, settings.features, settings.n_classes)
+    model.head = head
+    supervised = dict(
+        model=model, optimizer=_adam(model, settings), criterion=nn.CrossEntropyLoss(), **common
+    )
+    if name == "naive":
+        return Naive(**supervised)
+    if name == "replay":
+        return Replay(mem_size=settings.memory_total, **supervised)
+    if name == "ewc":
+        return EWC(ewc_lambda=EWC_LAMBDA, mode="separate", **supervised)
+    if name == "lwf":
+        alphas = [t * t / (t + 1) for t in range(settings.n_experiences)]
+        return LwF(alpha=alphas, temperature=LWF_TEMPERATURE, **supervised)
+    if name == "gdumb":
+        return GDumb(mem_size=settings.memory_total, **supervised)
+    return JointTraining(**supervised)
+
+
+class BaseInitialisation(SupervisedPlugin):
+    """Train a frozen-feature strategy's backbone on its first experience, then freeze it.
+
+    Deep Streaming LDA assumes a backbone trained beforehand on base classes; here it is
+    trained with cross-entropy through a temporary linear head on the first experience.
+    """
+
+    def __init__(self, features: int, n_classes: int, settings: BaselineSettings):
+        super().__init__()
+        self.features = features
+        self.n_classes = n_classes
+        self.settings = settings
+        self.done = False
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        if self.done:
+            return
+        body = strategy.model
+        model = HeadClassifier(body, self.features, self.n_classes).to(strategy.device)
+        optimizer = _adam(model, self.settings)
+        dataset = strategy.adapted_dataset
+        loader = DataLoader(
+            dataset,
+            batch_size=self.settings.batch_size,
+            shuffle=True,
+            collate_fn=dataset.collate_fn,
+            generator=torch.Generator().manual_seed(self.settings.seed),
+        )
+        model.train()
+        for _ in range(self.settings.epochs):
+            for batch in loader:
+                inputs, labels = batch[0].to(strategy.device), batch[1].to(strategy.device)
+                loss = nn.functional.cross_entropy(model(inputs), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        body.eval().requires_grad_(False)
+        self.done = True
+
+
+def _backbone(settings: BaselineSettings) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        return build_encoder(settings.encoder, settings.input_shape, settings.features).body
+
+
+def _adam(model: nn.Module, settings: BaselineSettings) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=settings.lr)

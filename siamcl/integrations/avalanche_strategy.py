@@ -1,0 +1,331 @@
+"""SiameseStrategy: siamcl's incremental learner as an Avalanche strategy.
+
+It is Avalanche's ``SupervisedTemplate`` with siamcl's pieces plugged into the template's
+hooks, the pieces :class:`~siamcl.IncrementalClassifier` is built from (see
+:mod:`siamcl.training`):
+
+* ``criterion()`` is :class:`~siamcl.training.SiameseObjective`: a pytorch-metric-learning
+  loss plus embedding distillation against the encoder as it stood after the previous
+  experience;
+* ``train_dataset_adaptation()`` appends the exemplars of an
+  :class:`~siamcl.replay.ExemplarMemory` to the experience's data, and
+  ``make_train_dataloader()`` draws batches with :func:`~siamcl.training.balanced_epoch`;
+* after each experience an internal plugin selects exemplars and rebuilds every class's
+  prototype in a :class:`~siamcl.PrototypeStore` with
+  :func:`~siamcl.training.rebuild_prototypes`;
+* the model is a :class:`PrototypeModel`: embeddings in training mode, prototype scores over
+  Avalanche's class ids in eval mode, so Avalanche's accuracy, forgetting and confusion
+  metrics work unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+from avalanche.benchmarks.utils.utils import concat_datasets
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.plugins.evaluation import default_evaluator
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from siamcl.augment import RandomAffine
+from siamcl.encoders import EmbeddingNetwork, build_encoder
+from siamcl.losses import build_loss
+from siamcl.replay import ExemplarMemory
+from siamcl.store import PrototypeStore
+from siamcl.training import (
+    SiameseObjective,
+    balanced_epoch,
+    embed_in_batches,
+    rebuild_prototypes,
+)
+
+__all__ = ["BalancedSampler", "PrototypeModel", "SiameseStrategy"]
+
+MASK_VALUE = -1000.0  # score of a class the store does not hold (Avalanche's masking value)
+
+
+class PrototypeModel(nn.Module):
+    """An embedding encoder that answers with prototype scores in eval mode.
+
+    Training mode returns L2-normalised embeddings ``[N, D]`` for the metric loss. Eval mode
+    returns ``[N, C]`` scores, column ``c`` being Avalanche class id ``c``: the similarity to
+    the class's nearest prototype in ``store`` divided by ``temperature``, ``MASK_VALUE`` for
+    classes the store does not hold. Its argmax is the nearest-prototype label.
+    """
+
+    def __init__(self, encoder: nn.Module, temperature: float = 0.1):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        self.encoder = (
+            encoder if isinstance(encoder, EmbeddingNetwork) else EmbeddingNetwork(encoder)
+        )
+        self.temperature = temperature
+        self.store: PrototypeStore | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embeddings = self.encoder(x)
+        return embeddings if self.training else self.class_scores(embeddings)
+
+    def class_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Scores ``[N, max class id + 1]`` of embeddings against the store's prototypes."""
+        if self.store is None or len(self.store) == 0:
+            return torch.full((len(embeddings), 1), MASK_VALUE, device=embeddings.device)
+        classes, scores = self.store.class_scores(embeddings.detach().float().cpu().numpy())
+        out = torch.full((len(embeddings), int(classes.max()) + 1), MASK_VALUE)
+        out[:, torch.from_numpy(classes)] = torch.from_numpy(scores) / self.temperature
+        return out.to(embeddings.device)
+
+
+class BalancedSampler(Sampler[int]):
+    """Each epoch, rows drawn by :func:`~siamcl.training.balanced_epoch`."""
+
+    def __init__(self, labels: np.ndarray, balance: float, generator: torch.Generator):
+        self.labels = np.asarray(labels)
+        self.balance = balance
+        self.generator = generator
+
+    def __iter__(self):
+        return iter(balanced_epoch(self.labels, self.balance, self.generator).tolist())
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class SiameseStrategy(SupervisedTemplate):
+    """Metric-learned encoder, exemplar replay, distillation and a FAISS prototype store.
+
+    encoder: an ``nn.Module`` mapping a batch to ``[N, D]`` (wrapped in L2 normalisation if
+        needed), or a name from :data:`siamcl.encoders.ENCODERS` with ``input_shape`` (one
+        sample's shape as the benchmark's transforms deliver it, e.g. ``(1, 28, 28)``).
+    optimizer: defaults to Adam(``lr``, ``weight_decay``). With ``schedule=True`` its state
+        is reset and its learning rate follows a cosine over each experience, as
+        :class:`~siamcl.IncrementalClassifier` trains each task.
+    The other parameters mean what they mean for :class:`~siamcl.IncrementalClassifier`;
+    the remaining keywords go to Avalanche's ``SupervisedTemplate``.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: str | nn.Module = "conv4",
+        input_shape: Sequence[int] | None = None,
+        embedding_dim: int = 64,
+        loss: Any = "multisimilarity",
+        miner: Any = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        schedule: bool = True,
+        memory_per_class: int | None = 20,
+        memory_total: int | None = None,
+        selection: str = "herding",
+        distill_weight: float = 1.0,
+        balance: float = 0.5,
+        index: str = "Flat",
+        metric: str = "cosine",
+        prototypes_per_class: int = 1,
+        vote_k: int = 1,
+        augment: bool | Callable[..., torch.Tensor] = True,
+        temperature: float = 0.1,
+        seed: int = 0,
+        train_mb_size: int = 128,
+        train_epochs: int = 8,
+        eval_mb_size: int | None = 512,
+        device: str | torch.device = "cpu",
+        plugins: Sequence[SupervisedPlugin] | None = None,
+        evaluator: EvaluationPlugin | Callable[[], EvaluationPlugin] = default_evaluator,
+        eval_every: int = -1,
+        **base_kwargs: Any,
+    ):
+        if train_mb_size < 2:
+            raise ValueError("train_mb_size must be at least 2: a metric loss compares pairs")
+        for name, value in (("distill_weight", distill_weight), ("balance", balance)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be non-negative, got {value!r}")
+        self.objective = SiameseObjective(build_loss(loss, miner), distill_weight)
+        model = PrototypeModel(
+            _build_encoder(encoder, input_shape, embedding_dim, seed), temperature
+        )
+        if optimizer is None:
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.memory = (
+            ExemplarMemory(None, memory_total, selection, seed)
+            if memory_total is not None
+            else ExemplarMemory(memory_per_class, None, selection, seed)
+        )
+        self.store_params = {
+            "metric": metric,
+            "index": index,
+            "prototypes_per_class": prototypes_per_class,
+            "vote_k": vote_k,
+            "seed": seed,
+        }
+        PrototypeStore(dim=1, **self.store_params)  # unknown metric or index fails here
+        self.balance = balance
+        self.schedule = schedule
+        self.augment = RandomAffine() if augment is True else (augment or None)
+        self.seed = seed
+        self.teacher: nn.Module | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+        prototypes = _PrototypePlugin()
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=nn.CrossEntropyLoss(),  # the eval loss; training uses the objective
+            train_mb_size=train_mb_size,
+            train_epochs=train_epochs,
+            eval_mb_size=eval_mb_size,
+            device=device,
+            plugins=[prototypes, *(plugins or [])],
+            evaluator=evaluator,
+            eval_every=eval_every,
+            **base_kwargs,
+        )
+
+    @property
+    def store(self) -> PrototypeStore | None:
+        """The prototype store (``None`` before the first experience)."""
+        return self.model.store
+
+    def retained_bytes(self) -> dict[str, int]:
+        """Bytes kept between experiences besides the encoder: exemplars and prototypes."""
+        store = self.model.store
+        return {"replay": self.memory.nbytes, "store": store.nbytes if store is not None else 0}
+
+    def embed(self, inputs: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Embeddings of model-ready inputs (as the benchmark's transforms deliver them)."""
+        if isinstance(inputs, np.ndarray):
+            inputs = torch.from_numpy(inputs.astype(np.float32))
+        return embed_in_batches(self.model.encoder, inputs, device=self.device)
+
+    # -- template hooks ---------------------------------------------------------------
+    def criterion(self) -> torch.Tensor:
+        """Training: metric loss + distillation; eval: cross-entropy on prototype scores."""
+        if self.is_training:
+            target = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    target = self.teacher(self.mb_x)
+            return self.objective(self.mb_output, self.mb_y, target)
+        scores = self.mb_output
+        missing = int(self.mb_y.max()) + 1 - scores.shape[1]
+        if missing > 0:  # classes of later experiences: masked columns
+            scores = F.pad(scores, (0, missing), value=MASK_VALUE)
+        return self._criterion(scores, self.mb_y)
+
+    def train_dataset_adaptation(self, **kwargs: Any) -> None:
+        """The experience's data plus the exemplars held in memory."""
+        super().train_dataset_adaptation(**kwargs)
+        exemplars, labels = self.memory.arrays()
+        if exemplars is None:
+            return
+        replay = _make_taskaware_tensor_classification_dataset(
+            torch.from_numpy(exemplars.astype(np.float32)),
+            torch.from_numpy(labels),
+            task_labels=0,
+        )
+        self.adapted_dataset = concat_datasets([self.adapted_dataset, replay]).train()
+
+    def make_train_dataloader(self, num_workers: int = 0, **kwargs: Any) -> None:
+        """Batches drawn class-balanced by :func:`~siamcl.training.balanced_epoch`."""
+        experience_index = self.clock.train_exp_counter
+        self.generator = torch.Generator().manual_seed(self.seed * 1000 + experience_index)
+        labels = np.fromiter(self.adapted_dataset.targets, dtype=np.int64)
+        self.dataloader = DataLoader(
+            self.adapted_dataset,
+            batch_size=self.train_mb_size,
+            sampler=BalancedSampler(labels, self.balance, self.generator),
+            num_workers=num_workers,
+            collate_fn=self.adapted_dataset.collate_fn,
+            drop_last=len(labels) % self.train_mb_size == 1,  # no single-sample batch
+        )
+
+
+class _PrototypePlugin(SupervisedPlugin):
+    """Per-experience steps of :class:`SiameseStrategy` that run as template callbacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.initial_lrs: list[float] | None = None
+
+    def before_training_exp(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
+        encoder = strategy.model.encoder
+        distil = strategy.store is not None and strategy.objective.distill_weight > 0
+        strategy.teacher = copy.deepcopy(encoder).eval() if distil else None
+        if strategy.teacher is not None:
+            strategy.teacher.requires_grad_(False)
+        if strategy.schedule:
+            optimizer = strategy.optimizer
+            if self.initial_lrs is None:
+                self.initial_lrs = [group["lr"] for group in optimizer.param_groups]
+            optimizer.state.clear()
+            for group, lr in zip(optimizer.param_groups, self.initial_lrs):
+                group["lr"] = group["initial_lr"] = lr
+            steps = strategy.train_epochs * max(1, len(strategy.dataloader))
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+    def before_forward(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
+        batch = strategy.mbatch[0]
+        if strategy.augment is None or batch.ndim != 4:
+            return
+        background = batch.amin(dim=(1, 2, 3), keepdim=True)  # darkest value of each image
+        warped = strategy.augment((batch - background).cpu(), strategy.generator)
+        strategy.mbatch[0] = warped.to(batch.device) + background
+
+    def after_update(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def after_training_exp(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
+        """Choose exemplars and rebuild every known class's prototype with the new encoder."""
+        inputs, labels = _experience_arrays(strategy)
+        strategy.memory.add(inputs.numpy().astype(np.float16), labels, embed=strategy.embed)
+        previous = strategy.model.store
+        dim = previous.dim if previous is not None else strategy.embed(inputs[:2]).shape[1]
+        strategy.model.store = rebuild_prototypes(
+            PrototypeStore(dim=dim, **strategy.store_params),
+            strategy.embed,
+            inputs,
+            labels,
+            strategy.memory,
+            previous,
+        )
+        strategy.teacher = None
+        self.scheduler = None
+
+
+def _experience_arrays(strategy: SiameseStrategy) -> tuple[torch.Tensor, np.ndarray]:
+    """The current experience's inputs (eval transforms, so no augmentation) and labels."""
+    dataset = strategy.experience.dataset.eval()
+    loader = DataLoader(dataset, batch_size=strategy.eval_mb_size, collate_fn=dataset.collate_fn)
+    inputs, labels = [], []
+    for batch in loader:
+        inputs.append(batch[0].float())
+        labels.append(torch.as_tensor(batch[1]))
+    return torch.cat(inputs), torch.cat(labels).numpy().astype(np.int64)
+
+
+def _build_encoder(
+    encoder: str | nn.Module, input_shape: Sequence[int] | None, embedding_dim: int, seed: int
+) -> nn.Module:
+    if isinstance(encoder, nn.Module):
+        return encoder
+    if input_shape is None:
+        raise ValueError(
+            f"encoder {encoder!r} is a name: give input_shape, one sample's shape as the "
+            f"benchmark delivers it (e.g. (1, 28, 28)), or pass an nn.Module"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(encoder, tuple(input_shape), embedding_dim)

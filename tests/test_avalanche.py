@@ -1,0 +1,220 @@
+"""Tests of siamcl's Avalanche integration: strategy, energy metrics, stream conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training import Naive, Replay
+from avalanche.training.plugins import EvaluationPlugin
+from torch import nn
+
+from siamcl.data import class_incremental, load_dataset
+from siamcl.integrations.avalanche import (
+    PrototypeModel,
+    SiameseStrategy,
+    TrainingCost,
+    energy_metrics,
+    from_avalanche,
+    retained_bytes,
+    to_avalanche,
+)
+from siamcl.integrations.avalanche_strategy import MASK_VALUE
+from siamcl.store import PrototypeStore
+
+STREAM_ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
+COST_NAMES = ("Energy_J", "CPU_s", "Wall_s", "FLOPs", "PeakRSS_MB", "Retained_B", "Samples")
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def synthetic(n_classes: int = 4, per_class: int = 12, labels=None, seed: int = 0):
+    """Random uint8 8x8 images whose mean brightness depends on the class."""
+    rng = np.random.default_rng(seed)
+    labels = list(range(n_classes)) if labels is None else list(labels)
+    y = np.repeat(np.asarray(labels, dtype=np.int64), per_class)
+    X = rng.integers(0, 60, size=(len(y), 8, 8)).astype(np.uint8)
+    for position, label in enumerate(labels):
+        X[y == label, position % 8, :] = 250  # a bright row per class
+    order = rng.permutation(len(y))
+    return X[order], y[order]
+
+
+def evaluator(*metrics) -> EvaluationPlugin:
+    return EvaluationPlugin(accuracy_metrics(experience=True, stream=True), *metrics, loggers=[])
+
+
+@pytest.fixture(scope="module")
+def mnist_slice():
+    """Two experiences of two digits each: 40 training and 30 test images per digit."""
+    X_train, y_train, X_test, y_test = load_dataset("mnist5k")
+    digits = [0, 1, 2, 3]
+    train = np.concatenate([np.flatnonzero(y_train == d)[:40] for d in digits])
+    test = np.concatenate([np.flatnonzero(y_test == d)[:30] for d in digits])
+    tasks = class_incremental(X_train[train], y_train[train], n_tasks=2, seed=0)
+    return to_avalanche(tasks, X_test[test], y_test[test])
+
+
+# -- stream conversion ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels", [range(6), [7, 3, 42, 10, 5, 0]])
+def test_round_trip_keeps_every_sample_and_label(labels):
+    X, y = synthetic(6, 10, labels)
+    X_test, y_test = synthetic(6, 4, labels, seed=1)
+    tasks = class_incremental(X, y, n_tasks=3, seed=2)
+    benchmark = to_avalanche(tasks, X_test, y_test)
+    assert len(benchmark.train_stream) == 3
+    back, X_back, y_back = from_avalanche(benchmark)
+    for task, returned in zip(tasks, back):
+        assert returned.classes == task.classes
+        assert returned.X.dtype == task.X.dtype
+        for label in task.classes:  # Avalanche groups by class; order within a class holds
+            np.testing.assert_array_equal(returned.X[returned.y == label], task.X[task.y == label])
+    for label in set(y_test.tolist()):
+        np.testing.assert_array_equal(X_back[y_back == label], X_test[y_test == label])
+
+
+def test_benchmark_serves_preprocessed_inputs_with_avalanche_class_ids():
+    X, y = synthetic(4, 10, [9, 4, 6, 2])
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    benchmark = to_avalanche(tasks, *synthetic(4, 3, [9, 4, 6, 2], seed=1))
+    sample, label, task_label = benchmark.train_stream[0].dataset[0]
+    assert sample.dtype == torch.float32 and tuple(sample.shape) == (1, 8, 8)
+    assert label in (0, 1) and task_label == 0  # remapped in stream order
+    assert benchmark.classes_order_original_ids == [c for t in tasks for c in t.classes]
+
+
+def test_to_avalanche_rejects_bad_streams():
+    X, y = synthetic(4, 5)
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    with pytest.raises(ValueError, match="disjoint"):
+        to_avalanche([tasks[0], tasks[0]], X, y)
+    with pytest.raises(ValueError, match="no samples of classes"):
+        to_avalanche(tasks, X[y != tasks[1].classes[0]], y[y != tasks[1].classes[0]])
+    negative = class_incremental(X, y - 2, n_tasks=2, seed=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        to_avalanche(negative, X, y - 2)
+    with pytest.raises(ValueError, match="empty"):
+        to_avalanche([], X, y)
+    with pytest.raises(TypeError, match="Task"):
+        to_avalanche([(X, y)], X, y)
+
+
+# -- prototype model --------------------------------------------------------------------
+
+
+def test_prototype_model_scores_follow_avalanche_class_ids():
+    model = PrototypeModel(nn.Flatten(), temperature=0.5).eval()
+    assert torch.equal(model(torch.ones(2, 3)), torch.full((2, 1), MASK_VALUE))
+    store = PrototypeStore(dim=3)
+    store.add(np.eye(3, dtype=np.float32)[[0, 1]], np.array([3, 1]))
+    model.store = store
+    queries = torch.tensor([[1.0, 0.1, 0.0], [0.0, 1.0, 0.2]])
+    scores = model(queries)
+    assert scores.shape == (2, 4)
+    assert torch.all(scores[:, [0, 2]] == MASK_VALUE)
+    assert scores.argmax(dim=1).tolist() == store.classify(model.encoder(queries).numpy()).tolist()
+    assert model.train()(queries).shape == (2, 3)  # training mode: embeddings
+
+
+# -- strategy and metrics ---------------------------------------------------------------
+
+
+def test_siamese_strategy_learns_above_chance_in_avalanches_own_metrics(mnist_slice):
+    cost = TrainingCost(flops="sample")
+    strategy = SiameseStrategy(
+        encoder="conv4-small",
+        input_shape=(1, 28, 28),
+        train_epochs=3,
+        train_mb_size=32,
+        memory_per_class=5,
+        evaluator=evaluator(cost),
+        seed=0,
+    )
+    results = {}
+    for experience in mnist_slice.train_stream:
+        results.update(strategy.train(experience))
+        results.update(strategy.eval(mnist_slice.test_stream))
+    assert results[STREAM_ACC] >= 0.6  # four digits: chance is 0.25
+    assert sorted(strategy.store.classes.tolist()) == [0, 1, 2, 3]
+    assert len(strategy.memory) == 4 * 5
+    for level, suffix in (("Exp", "/Exp001"), ("Stream", "")):
+        for name in COST_NAMES:
+            key = f"{name}_{level}/train_phase/train_stream/Task000{suffix}"
+            assert results[key] > 0, key
+    assert results["Retained_B_Stream/train_phase/train_stream/Task000"] == sum(
+        strategy.retained_bytes().values()
+    )
+    assert strategy.retained_bytes()["replay"] == strategy.memory.nbytes
+    assert len(cost.reports) == 2 and all(r.energy_j > 0 for r in cost.reports)
+
+
+def test_energy_metrics_report_for_a_plain_avalanche_strategy():
+    X, y = synthetic(4, 16)
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    benchmark = to_avalanche(tasks, *synthetic(4, 4, seed=1))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+    metrics = energy_metrics(energy="estimate", flops="all")
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        criterion=nn.CrossEntropyLoss(),
+        train_mb_size=8,
+        train_epochs=2,
+        evaluator=evaluator(*metrics),
+    )
+    results = {}
+    for experience in benchmark.train_stream:
+        results.update(strategy.train(experience))
+    energies = [results[f"Energy_J_Exp/train_phase/train_stream/Task000/Exp00{i}"] for i in (0, 1)]
+    assert all(e > 0 for e in energies)
+    assert results["Energy_J_Stream/train_phase/train_stream/Task000"] == pytest.approx(
+        sum(energies)
+    )
+    assert results["EnergyMethod_Exp/train_phase/train_stream/Task000/Exp001"] == "estimate"
+    assert results["Samples_Exp/train_phase/train_stream/Task000/Exp001"] == 2 * 32
+    # every batch counted (flops="all"): per sample, forward 2*(64*16) + 2*(16*4); backward
+    # the weight gradients of both layers and the input gradient of the second
+    expected_flops = 64 * (2 * 2 * 64 * 16 + 3 * 2 * 16 * 4)
+    assert results["FLOPs_Exp/train_phase/train_stream/Task000/Exp001"] == expected_flops
+    assert results["Retained_B_Exp/train_phase/train_stream/Task000/Exp001"] == 0
+
+
+def test_retained_bytes_counts_a_replay_buffer_as_stored():
+    X, y = synthetic(4, 16)
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    benchmark = to_avalanche(tasks, *synthetic(4, 4, seed=1))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    strategy = Replay(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        criterion=nn.CrossEntropyLoss(),
+        mem_size=10,
+        train_mb_size=8,
+        evaluator=evaluator(),
+    )
+    strategy.train(benchmark.train_stream[0])
+    sizes = retained_bytes(strategy)
+    assert sizes["ReplayPlugin.storage_policy"] >= 10 * 64  # ten uint8 8x8 samples (+ weights)
+    assert sizes["ReplayPlugin.storage_policy"] < 10 * 64 + 1024
+
+
+def test_training_cost_rejects_unknown_options():
+    with pytest.raises(ValueError, match="energy"):
+        TrainingCost(energy="battery")
+    with pytest.raises(ValueError, match="flops"):
+        TrainingCost(flops="most")
+    with pytest.raises(ValueError, match="nothing to report"):
+        TrainingCost(experience=False, stream=False)
+
+
+def test_siamese_strategy_needs_an_input_shape_for_a_named_encoder():
+    with pytest.raises(ValueError, match="input_shape"):
+        SiameseStrategy(encoder="conv4")
+    with pytest.raises(ValueError, match="unknown loss"):
+        SiameseStrategy(encoder=nn.Flatten(), loss="hinge-ish")
+    with pytest.raises(ValueError, match="train_mb_size"):
+        SiameseStrategy(encoder=nn.Linear(4, 2), train_mb_size=1)
