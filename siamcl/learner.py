@@ -9,7 +9,9 @@ softmax head, so nothing about old classes is overwritten when new ones arrive.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -180,7 +182,8 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             inputs, labels = canonical, y
 
         with self._meter(device) as meter:
-            self._train(encoder, teacher, preprocessor, inputs, labels, task_index, meter)
+            with _task_random_state(self.seed * 1000 + task_index):
+                self._train(encoder, teacher, preprocessor, inputs, labels, task_index, meter)
             embed = self._embedder(encoder, preprocessor)
             memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
             dim = self.store_.dim if self.is_fitted else embed(canonical[:2]).shape[1]
@@ -206,9 +209,19 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         self.reports_ = [*self.reports, report]
         return report
 
-    def fit_stream(self, tasks: Any) -> list[TaskReport]:
-        """Learn each task of a stream in turn (objects with ``.X`` and ``.y``)."""
-        return [self.fit_task(task.X, task.y) for task in tasks]
+    def fit_stream(self, tasks: Any, checkpoint_dir: Any = None) -> list[TaskReport]:
+        """Learn each task of a stream in turn (objects with ``.X`` and ``.y``).
+
+        With ``checkpoint_dir`` the classifier is saved there atomically after every task, and
+        a run given the same directory resumes after the last finished task, ending with the
+        same model as an uninterrupted run (see :mod:`siamcl.checkpoint`). Returns the
+        stream's reports, those of tasks finished by an earlier run included.
+        """
+        if checkpoint_dir is None:
+            return [self.fit_task(task.X, task.y) for task in tasks]
+        from siamcl.checkpoint import fit_stream
+
+        return fit_stream(self, tasks, checkpoint_dir)
 
     def add_classes(self, X: Any, y: Any) -> TaskReport:
         """Add classes (or more examples of known ones) from a few examples, no gradient step.
@@ -483,6 +496,16 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         # unknown names fail before any work, not after training
         build_loss(self.loss, self.miner)
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
+
+
+@contextlib.contextmanager
+def _task_random_state(seed: int) -> Iterator[None]:
+    """Torch's global generators seeded for one task and restored after it, so anything drawing
+    from them (dropout in a user's encoder, a random miner) repeats exactly when a stream is
+    resumed from a checkpoint."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        yield
 
 
 def encoder_name(spec: Any, input_shape: tuple[int, ...]) -> Any:

@@ -40,6 +40,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_classifier", "save_classifier"
 FORMAT_NAME = "siamcl.IncrementalClassifier"
 FORMAT_VERSION = 1
 MANIFEST = "siamcl.json"
+REQUIRED_FILES = {"encoder.pt", "memory.npz", "reports.json"}
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -119,7 +120,24 @@ def read_manifest(source: Path) -> dict[str, Any]:
         raise ValueError(
             f"{source} has format version {version}; this siamcl reads version {FORMAT_VERSION}"
         )
+    files = manifest.get("files")
+    if not (
+        isinstance(files, dict)
+        and REQUIRED_FILES <= files.keys()
+        and all(isinstance(digest, str) for digest in files.values())
+        and all(_inside(name) for name in files)
+    ):
+        raise ValueError(f"{path} is corrupt: its list of files and checksums is incomplete")
+    missing = [key for key in ("params", "preprocessor", "encoder") if key not in manifest]
+    if missing:
+        raise ValueError(f"{path} is corrupt: it lacks {missing}")
     return manifest
+
+
+def _inside(name: str) -> bool:
+    """Whether a manifest's file name stays inside the saved directory."""
+    relative = Path(name)
+    return not relative.is_absolute() and ".." not in relative.parts
 
 
 def _write(clf: IncrementalClassifier, staging: Path) -> None:
