@@ -1,0 +1,143 @@
+"""``siamcl fewshot``: train a one-shot encoder, write N-way one-shot runs, evaluate on them.
+
+siamcl fewshot train --data-root DIR [--alphabets A B ...] --out MODEL_DIR
+siamcl fewshot make-runs --data-root DIR --alphabets A B ... [--ways 20] [--runs 20] --out RUNS_DIR
+siamcl fewshot eval --model MODEL_DIR --runs RUNS_DIR [--out RESULT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from siamcl.data import load_omniglot
+from siamcl.fewshot import (
+    DEFAULT_TRAIN_ALPHABETS,
+    EpisodicTrainer,
+    evaluate_runs,
+    make_runs,
+    read_runs,
+)
+from siamcl.learner import IncrementalClassifier
+
+__all__ = ["configure", "run_eval", "run_make_runs", "run_train"]
+
+_TRAINER = EpisodicTrainer()
+
+
+def configure(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``fewshot`` command and its ``train``, ``make-runs`` and ``eval`` subcommands."""
+    parser = subparsers.add_parser(
+        "fewshot", help="one-shot learning: train, make runs, evaluate", description=__doc__
+    )
+    commands = parser.add_subparsers(dest="fewshot_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    train = commands.add_parser("train", help="train a one-shot encoder on Omniglot alphabets")
+    train.add_argument("--data-root", required=True, help="folder holding Omniglot")
+    train.add_argument(
+        "--alphabets",
+        nargs="+",
+        default=list(DEFAULT_TRAIN_ALPHABETS),
+        help=f"training alphabets, or 'all' (default: {' '.join(DEFAULT_TRAIN_ALPHABETS)})",
+    )
+    train.add_argument("--out", required=True, help="folder to save the classifier in")
+    _add_trainer_options(train)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+
+    runs = commands.add_parser("make-runs", help="write N-way one-shot runs from alphabets")
+    runs.add_argument("--data-root", required=True, help="folder holding Omniglot")
+    runs.add_argument("--alphabets", nargs="+", required=True, help="alphabets to draw from")
+    runs.add_argument("--ways", type=int, default=20, help="classes per run (default 20)")
+    runs.add_argument("--runs", type=int, default=20, help="number of runs (default 20)")
+    runs.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    runs.add_argument("--out", required=True, help="folder to write run01, run02, ... into")
+    runs.set_defaults(run=run_make_runs)
+
+    evaluate = commands.add_parser("eval", help="accuracy of a saved classifier on one-shot runs")
+    evaluate.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
+    evaluate.add_argument("--runs", required=True, help="folder of runs (or one run folder)")
+    evaluate.add_argument("--out", default=None, help="JSON file for the results")
+    evaluate.set_defaults(run=run_eval)
+
+
+def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
+    defaults = _TRAINER
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
+    parser.add_argument("--ways", type=int, default=defaults.ways, help="classes per step")
+    parser.add_argument("--shots", type=int, default=defaults.shots, help="support per class")
+    parser.add_argument("--queries", type=int, default=defaults.queries, help="queries per class")
+    parser.add_argument("--loss", default=defaults.loss, help="'prototypical' or a metric loss")
+    parser.add_argument("--encoder", default=defaults.encoder, help="encoder name")
+    parser.add_argument(
+        "--input-size", type=int, default=defaults.input_size, help="image side in pixels"
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    parser.add_argument(
+        "--no-rotations", action="store_true", help="do not add rotated characters as classes"
+    )
+    parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train on the chosen alphabets, save the classifier and print its TaskReport."""
+    alphabets = None if args.alphabets == ["all"] else args.alphabets
+    data = load_omniglot(args.data_root, alphabets, progress=not args.quiet)
+    trainer = EpisodicTrainer(
+        encoder=args.encoder,
+        input_size=args.input_size,
+        loss=args.loss,
+        ways=args.ways,
+        shots=args.shots,
+        queries=args.queries,
+        steps=args.steps,
+        lr=args.lr,
+        rotations=not args.no_rotations,
+        augment=not args.no_augment,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    classifier = trainer.fit(data.images, data.labels)
+    classifier.save(args.out)
+    report = classifier.reports[-1]
+    print(
+        f"trained on {len(data.class_names)} characters of {', '.join(data.alphabet_names)} "
+        f"({len(data)} images) in {report.wall_s:.0f} s wall, {report.cpu_s:.0f} s CPU, "
+        f"{report.energy_j:.0f} J ({report.energy_method}); saved to {args.out}"
+    )
+    return {"trainer": trainer.get_params(), "report": report.to_dict()}
+
+
+def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """Write the runs and print where they went."""
+    data = load_omniglot(args.data_root, args.alphabets, progress=False)
+    runs = make_runs(data, args.out, ways=args.ways, runs=args.runs, seed=args.seed)
+    print(f"wrote {len(runs)} {args.ways}-way one-shot runs to {args.out}")
+    return {"runs": [run.name for run in runs]}
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate a saved classifier on the runs; print per-run and mean accuracy."""
+    runs = read_runs(args.runs)
+    classifier = IncrementalClassifier.load(args.model)
+    start = time.perf_counter()
+    results = evaluate_runs(classifier, runs)
+    results = {
+        "model": str(args.model),
+        "runs_dir": str(args.runs),
+        "seconds": time.perf_counter() - start,
+        **results,
+    }
+    for row in results["runs"]:
+        print(f"{row['run']}: {row['accuracy']:.3f} ({row['correct']}/{row['queries']})")
+    print(f"mean accuracy over {len(runs)} runs: {results['mean_accuracy']:.4f}")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    return results

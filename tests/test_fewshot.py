@@ -1,0 +1,382 @@
+"""One-shot training, N-way one-shot runs on disk, their evaluation, the CLI and the bench."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from siamcl import IncrementalClassifier
+from siamcl.cli import main
+from siamcl.data import load_images, load_omniglot
+from siamcl.fewshot import (
+    EpisodicTrainer,
+    evaluate_runs,
+    make_runs,
+    one_shot_predict,
+    prototypical_loss,
+    read_runs,
+    with_rotations,
+)
+
+# subset -> alphabet -> number of characters
+FAKE_SUBSETS = {
+    "images_background_small1": {"Alpha": 6, "Beta": 6},
+    "images_background_small2": {"Gamma": 6, "Delta": 5},
+}
+DRAWERS = 6
+SIDE = 32
+
+
+def _glyph(alphabet: str, character: int, drawer: int) -> np.ndarray:
+    """Dark strokes on white: a random 6x6 pattern per character, jittered per drawer."""
+    seed = sum(map(ord, alphabet)) * 100 + character
+    pattern = np.random.default_rng(seed).random((6, 6)) < 0.4
+    strokes = np.kron(pattern, np.ones((4, 4), dtype=bool))
+    pixels = np.full((SIDE, SIDE), 255, np.uint8)
+    jitter = np.random.default_rng(seed * 100 + drawer)
+    dy, dx = jitter.integers(2, 7, size=2)
+    pixels[dy : dy + 24, dx : dx + 24][strokes] = 0
+    noise = jitter.random((SIDE, SIDE)) < 0.03
+    pixels[noise] = 255 - pixels[noise]
+    return pixels
+
+
+def _write_fake_omniglot(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for subset, alphabets in FAKE_SUBSETS.items():
+        with zipfile.ZipFile(folder / f"{subset}.zip", "w") as archive:
+            for alphabet, n_characters in alphabets.items():
+                for character in range(1, n_characters + 1):
+                    for drawer in range(1, DRAWERS + 1):
+                        image = Image.fromarray(_glyph(alphabet, character, drawer))
+                        path = folder / "glyph.png"
+                        image.save(path)
+                        name = f"{character:02d}{drawer:02d}_{drawer:02d}.png"
+                        archive.write(path, f"{subset}/{alphabet}/character{character:02d}/{name}")
+    (folder / "glyph.png").unlink()
+    return folder
+
+
+def _identify(pixels: np.ndarray) -> tuple[str, int, int]:
+    for alphabets in FAKE_SUBSETS.values():
+        for alphabet, n_characters in alphabets.items():
+            for character in range(1, n_characters + 1):
+                for drawer in range(1, DRAWERS + 1):
+                    if np.array_equal(_glyph(alphabet, character, drawer), pixels):
+                        return alphabet, character, drawer
+    raise AssertionError("image is not one of the fake glyphs")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return _write_fake_omniglot(tmp_path_factory.mktemp("omniglot"))
+
+
+@pytest.fixture(scope="module")
+def trainer() -> EpisodicTrainer:
+    return EpisodicTrainer(
+        input_size=16, ways=6, shots=1, queries=3, steps=40, lr=3e-3, flops="off", seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(data_root, trainer, tmp_path_factory) -> Path:
+    train = load_omniglot(data_root, ["Alpha", "Beta"], progress=False)
+    classifier = trainer.fit(train.images, train.labels)
+    directory = tmp_path_factory.mktemp("model") / "model"
+    classifier.save(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def runs_dir(data_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    make_runs(load_omniglot(data_root, ["Gamma", "Delta"], progress=False), out, 5, 4, seed=3)
+    return out
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def test_make_runs_writes_the_standard_layout(runs_dir):
+    runs = read_runs(runs_dir)
+    assert [run.name for run in runs] == [f"run{i:02d}" for i in range(1, 5)]
+    line_format = re.compile(r"^(run\d\d)/test/item\d\d\.png \1/training/class\d\d\.png$")
+    for run in runs:
+        folder = runs_dir / run.name
+        assert sorted(p.name for p in (folder / "training").iterdir()) == [
+            f"class{i:02d}.png" for i in range(1, 6)
+        ]
+        assert sorted(p.name for p in (folder / "test").iterdir()) == [
+            f"item{i:02d}.png" for i in range(1, 6)
+        ]
+        lines = (folder / "class_labels.txt").read_text().splitlines()
+        assert len(lines) == 5 and all(line_format.match(line) for line in lines)
+        assert all(line.startswith(f"{run.name}/") for line in lines)
+
+        support = [_identify(p) for p in load_images(run.support)]
+        queries = [_identify(p) for p in load_images(run.queries)]
+        assert len({alphabet for alphabet, _, _ in support + queries}) == 1
+        assert len({c for _, c, _ in support}) == 5  # five different characters
+        support_drawers = {d for _, _, d in support}
+        query_drawers = {d for _, _, d in queries}
+        assert len(support_drawers) == len(query_drawers) == 1
+        assert support_drawers != query_drawers
+        for query, target in zip(queries, run.targets):
+            assert query[:2] == support[target][:2]  # same alphabet and character
+        assert sorted(run.targets) == list(range(5))  # every class tested once
+
+
+def test_make_runs_alternates_alphabets_and_is_reproducible(data_root, tmp_path):
+    data = load_omniglot(data_root, ["Gamma", "Delta"], progress=False)
+    first = make_runs(data, tmp_path / "a", ways=5, runs=4, seed=7)
+    again = make_runs(data, tmp_path / "b", ways=5, runs=4, seed=7)
+    assert [run.alphabet for run in first] == ["Delta", "Gamma", "Delta", "Gamma"]
+    for run in first:
+        a = (tmp_path / "a" / run.name / "class_labels.txt").read_text()
+        assert a == (tmp_path / "b" / run.name / "class_labels.txt").read_text()
+    assert [r.targets for r in first] == [r.targets for r in again]
+    # 6-way runs need six characters: only Gamma has them
+    six = make_runs(data, tmp_path / "c", ways=6, runs=2, seed=0)
+    assert {run.alphabet for run in six} == {"Gamma"}
+
+
+def test_make_runs_rejects_alphabets_too_small(data_root, tmp_path):
+    data = load_omniglot(data_root, ["Delta"], progress=False)
+    with pytest.raises(ValueError, match="no alphabet has 6 characters"):
+        make_runs(data, tmp_path, ways=6, runs=1)
+    with pytest.raises(ValueError, match="runs must be a positive integer"):
+        make_runs(data, tmp_path, ways=5, runs=0)
+
+
+def _copy_runs(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_read_runs_names_missing_and_malformed_files(runs_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        read_runs(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no runs in"):
+        read_runs(tmp_path / "empty")
+
+    missing = _copy_runs(runs_dir, tmp_path / "missing")
+    (missing / "run02" / "test" / "item03.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"run02/test/item03\.png is missing"):
+        read_runs(missing)
+
+    malformed = _copy_runs(runs_dir, tmp_path / "malformed")
+    labels = malformed / "run01" / "class_labels.txt"
+    labels.write_text(labels.read_text() + "run01/test/item01.png\n")
+    with pytest.raises(ValueError, match=r"run01/class_labels\.txt line 6"):
+        read_runs(malformed)
+
+    foreign = _copy_runs(runs_dir, tmp_path / "foreign")
+    labels = foreign / "run01" / "class_labels.txt"
+    labels.write_text(labels.read_text().replace("run01/training/", "run01/test/item", 1))
+    with pytest.raises((ValueError, FileNotFoundError), match="line 1"):
+        read_runs(foreign)
+
+
+def test_read_runs_accepts_one_run_folder(runs_dir):
+    (single,) = read_runs(runs_dir / "run03")
+    assert single == read_runs(runs_dir)[2]
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def test_with_rotations_turns_images_into_new_classes():
+    images = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
+    labels = np.array([0, 4])
+    turned, new_labels = with_rotations(images, labels)
+    assert turned.shape == (8, 1, 3, 3)
+    assert new_labels.tolist() == [0, 4, 5, 9, 10, 14, 15, 19]
+    assert torch.equal(turned[2], torch.rot90(images[0], 1, dims=(-2, -1)))
+    assert torch.equal(turned[5], torch.rot90(images[1], 2, dims=(-2, -1)))
+
+
+def test_prototypical_loss_is_cross_entropy_against_support_means():
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.randn(4, 5, 8, generator=generator), dim=2)
+    loss = prototypical_loss(embeddings, shots=2, temperature=0.5)
+    prototypes = torch.nn.functional.normalize(embeddings[:, :2].mean(1), dim=1)
+    expected = 0.0
+    for c in range(4):
+        for q in range(2, 5):
+            logits = prototypes @ embeddings[c, q] / 0.5
+            expected += -torch.log_softmax(logits, 0)[c]
+    assert torch.isclose(loss, expected / 12, atol=1e-5)
+    separated = torch.eye(4).unsqueeze(1).repeat(1, 3, 1)  # each class on its own axis
+    assert prototypical_loss(separated, shots=1, temperature=0.05) < 1e-6
+
+
+def test_trainer_returns_a_fitted_classifier_with_its_report(model_dir, trainer, data_root):
+    classifier = IncrementalClassifier.load(model_dir)
+    (report,) = classifier.reports
+    assert report.method == "episodic"
+    assert report.samples_seen == trainer.steps * trainer.ways * 4
+    assert report.wall_s > 0 and report.energy_j > 0
+    assert classifier.preprocessor_.input_size == (16, 16)
+    assert classifier.preprocessor_.invert is True  # dark strokes on white
+    train = load_omniglot(data_root, ["Alpha", "Beta"], progress=False)
+    assert classifier.classes_.tolist() == sorted(set(train.labels.tolist()))  # not rotated
+    assert classifier.score(train.images, train.labels) > 0.9
+
+
+def test_trained_encoder_classifies_unseen_alphabets_from_one_example(model_dir, runs_dir):
+    classifier = IncrementalClassifier.load(model_dir)
+    trained = evaluate_runs(classifier, read_runs(runs_dir))["mean_accuracy"]
+    assert trained >= 0.8  # 5-way: chance is 0.2
+
+
+def test_eval_gives_the_library_answers(model_dir, runs_dir):
+    runs = read_runs(runs_dir)
+    results = evaluate_runs(IncrementalClassifier.load(model_dir), runs)
+    for run, row in zip(runs, results["runs"]):
+        clf = IncrementalClassifier.load(model_dir)
+        clf.reset_classes()
+        clf.add_classes(load_images(run.support), np.arange(run.ways))
+        predicted = clf.predict(load_images(run.queries))
+        assert row["predicted"] == [run.support[i].name for i in predicted]
+        assert row["correct"] == int((predicted == np.array(run.targets)).sum())
+    assert results["mean_accuracy"] == pytest.approx(
+        np.mean([row["accuracy"] for row in results["runs"]])
+    )
+
+
+def test_one_shot_predict_leaves_the_classifier_unchanged(model_dir, runs_dir):
+    classifier = IncrementalClassifier.load(model_dir)
+    classes, n_reports = classifier.classes_.tolist(), len(classifier.reports)
+    run = read_runs(runs_dir)[0]
+    one_shot_predict(classifier, load_images(run.support), load_images(run.queries))
+    assert classifier.classes_.tolist() == classes
+    assert len(classifier.reports) == n_reports
+
+
+def test_trainer_with_a_metric_loss_and_no_rotations():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    trainer = EpisodicTrainer(
+        input_size=12, loss="supcon", ways=3, queries=2, steps=3, rotations=False, flops="off"
+    )
+    classifier = trainer.fit(X, y)
+    assert classifier.loss == "supcon" and classifier.reports[0].samples_seen == 27
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"ways": 30}, ValueError, "only 24 classes with rotations"),
+        ({"ways": 30, "rotations": False}, ValueError, "only 6 classes"),
+        ({"queries": 5}, ValueError, "shots \\+ queries = 6"),
+        ({"loss": "hinge"}, ValueError, "unknown loss 'hinge'"),
+        ({"steps": 0}, ValueError, "steps must be a positive integer"),
+        ({"input_size": (0, 4)}, ValueError, "size must be positive"),
+    ],
+)
+def test_trainer_rejects_bad_settings(kwargs, error, message):
+    X = np.zeros((30, 8, 8), np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    with pytest.raises(error, match=message):
+        EpisodicTrainer(**{"ways": 4, "steps": 1, "flops": "off", **kwargs}).fit(X, y)
+
+
+def test_trainer_rejects_vectors():
+    with pytest.raises(ValueError, match="needs images"):
+        EpisodicTrainer().fit(np.zeros((10, 5)), np.arange(10))
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
+    model, runs, result = tmp_path / "model", tmp_path / "runs", tmp_path / "eval.json"
+    assert (
+        main(
+            ["fewshot", "train", "--data-root", str(data_root), "--alphabets", "Alpha", "Beta"]
+            + ["--out", str(model), "--steps", "3", "--ways", "4", "--input-size", "12"]
+            + ["--quiet"]
+        )
+        == 0
+    )
+    assert "trained on 12 characters of Alpha, Beta" in capsys.readouterr().out
+    assert (
+        main(
+            ["fewshot", "make-runs", "--data-root", str(data_root), "--alphabets", "Gamma"]
+            + ["--ways", "4", "--runs", "3", "--out", str(runs)]
+        )
+        == 0
+    )
+    assert (
+        main(["fewshot", "eval", "--model", str(model), "--runs", str(runs), "--out", str(result)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    saved = json.loads(result.read_text())
+    assert [row["run"] for row in saved["runs"]] == ["run01", "run02", "run03"]
+    assert f"mean accuracy over 3 runs: {saved['mean_accuracy']:.4f}" in printed
+    library = evaluate_runs(IncrementalClassifier.load(model), read_runs(runs))
+    assert [r["predicted"] for r in saved["runs"]] == [r["predicted"] for r in library["runs"]]
+
+
+def test_cli_errors_are_one_line_naming_the_file(data_root, model_dir, runs_dir, tmp_path, capsys):
+    def error_of(argv: list[str]) -> str:
+        assert main(argv) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.count("\n") == 0
+        return message
+
+    assert "images_background_small1.zip" in error_of(
+        ["fewshot", "train", "--data-root", str(tmp_path), "--out", str(tmp_path / "m")]
+    )
+    broken = _copy_runs(runs_dir, tmp_path / "broken")
+    (broken / "run04" / "test" / "item02.png").write_bytes(b"not a png")
+    assert "run04/test/item02.png" in error_of(
+        ["fewshot", "eval", "--model", str(model_dir), "--runs", str(broken)]
+    )
+    assert "no_model" in error_of(
+        ["fewshot", "eval", "--model", str(tmp_path / "no_model"), "--runs", str(runs_dir)]
+    )
+    assert "Klingon" in error_of(
+        ["fewshot", "make-runs", "--data-root", str(data_root), "--alphabets", "Klingon"]
+        + ["--out", str(tmp_path / "r")]
+    )
+
+
+# ---------------------------------------------------------------------------- benchmark
+
+
+def test_bench_fewshot_writes_results(data_root, model_dir, tmp_path):
+    out = tmp_path / "results"
+    argv = ["bench", "fewshot", "--data-root", str(data_root), "--model", str(model_dir)]
+    argv += ["--train-alphabets", "Alpha", "Beta", "--alphabets", "Gamma", "Delta"]
+    argv += ["--shots", "1,2", "--ways", "5", "--runs", "2", "--softmax-epochs", "1"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "fewshot_omniglot.json").read_text())
+    assert (out / "fewshot_omniglot.md").is_file() and (out / "fewshot_omniglot.png").is_file()
+    assert results["one_shot"]["ways"] == 5 and len(results["one_shot"]["runs"]) == 2
+    rows = results["incremental"]
+    assert {(r["method"], r["shots"]) for r in rows} == {
+        ("siamese", 1),
+        ("siamese", 2),
+        ("softmax-finetune", 1),
+        ("softmax-finetune", 2),
+    }
+    for row in rows:
+        assert [p["alphabet"] for p in row["curve"]] == ["Gamma", "Delta"]
+        assert [p["classes_seen"] for p in row["curve"]] == [6, 11]
+        assert row["accuracy"] == row["curve"][-1]["accuracy"]
+        assert 0.0 <= row["accuracy"] <= 1.0
+    assert results["training"]["reports"][0]["method"] == "episodic"
