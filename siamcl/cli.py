@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from siamcl.bench import SUITES
 
@@ -23,6 +24,13 @@ DEFAULT_OUT = "benchmarks/results"
 
 class UsageError(Exception):
     """A problem with what the user asked for, reported as one line."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _seeds(text: str) -> list[int]:
@@ -47,7 +55,7 @@ def add_shared_options(parser: argparse.ArgumentParser, dataset: str = "mnist5k"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="siamcl",
         description="Siamese networks for class-incremental and few-shot learning, measured.",
     )
@@ -74,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed as one line
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         args.run(args)
     except (UsageError, FileNotFoundError, ValueError) as error:

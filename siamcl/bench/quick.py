@@ -12,8 +12,10 @@ from typing import Any
 
 from siamcl.baselines import SoftmaxClassifier
 from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
-from siamcl.data import class_incremental, load_dataset
+from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.learner import IncrementalClassifier
+
+QUICK_FRACTION = 0.1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +27,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     seeds = args.seeds or [0]
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
-    common = dict(
-        epochs=args.epochs,
-        memory_per_class=args.memory,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    if args.quick:  # a smoke run: a tenth of each class, one epoch per task
+        X_train, y_train = subsample(X_train, y_train, QUICK_FRACTION, seed=0, min_per_class=2)
+        X_test, y_test = subsample(X_test, y_test, QUICK_FRACTION, seed=0)
+    common = {
+        "epochs": 1 if args.quick else args.epochs,
+        "memory_per_class": args.memory,
+        "device": args.device,
+        "progress": not args.quiet,
+    }
     methods = {
         "siamese": lambda seed: IncrementalClassifier(seed=seed, **common),
         "softmax": lambda seed: SoftmaxClassifier(seed=seed, **common),
@@ -42,7 +47,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = evaluate_stream(make(seed), tasks, X_test, y_test, progress=not args.quiet)
             rows.append({"method": name, "seed": seed, **result})
     results = {
-        **run_record("quick", seeds, dataset=args.dataset, tasks=args.tasks, **common),
+        **run_record(
+            "quick", seeds, dataset=args.dataset, tasks=args.tasks, quick=args.quick, **common
+        ),
         "runs": rows,
     }
     table = summary_table(rows)

@@ -1,0 +1,444 @@
+"""Siamese learner vs standard network as the training set shrinks from 100% to 1%.
+
+Both methods see the same per-class subsample of the training set (``siamcl.data.subsample``)
+in two settings: plain multi-class classification (one task holding every class) and
+class-incremental learning (``--tasks`` tasks of disjoint classes, tested after each). They
+share backbone, optimiser, batch size, augmentation, exemplar budget and the number of
+optimisation steps, so a difference comes from how they learn, not from how long.
+
+Step rule: a task trains for ``max(epochs, ceil(min_steps / batches_per_epoch))`` epochs,
+where ``batches_per_epoch`` counts the task's own samples. At full data this is ``epochs``;
+at 1% a task of a few dozen samples fits one batch, and ``--epochs`` alone would give it a
+handful of gradient steps, so it gets ``min_steps`` instead. The rule is applied to both
+methods alike and the epochs used are recorded for every run.
+
+Writes ``data_efficiency_<dataset>.{json,md,png}``: accuracy against fraction and against
+energy, per setting, with the smallest fraction at which each method reaches 90% of its own
+full-data accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
+from siamcl.data import class_incremental, load_dataset, subsample
+from siamcl.learner import IncrementalClassifier
+
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+QUICK_FRACTIONS: tuple[float, ...] = (0.05, 1.0)
+SETTINGS: tuple[str, ...] = ("multiclass", "class-incremental")
+METHODS: tuple[str, ...] = ("siamese", "softmax")
+METHOD_LABELS = {"siamese": "Siamese (prototypes)", "softmax": "standard (softmax)"}
+TARGET_SHARE = 0.9
+MIN_PER_CLASS = 2  # a metric loss needs a positive pair within each class
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fractions",
+        type=_percents,
+        default=None,
+        help="training-set percentages, comma-separated (default 1,2,5,10,25,50,100)",
+    )
+    parser.add_argument("--tasks", type=int, default=5, help="class-incremental tasks (default 5)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per task (default 3)")
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="least optimisation steps per task, both methods (default 60)",
+    )
+    parser.add_argument(
+        "--memory", type=int, default=20, help="exemplars per class, both methods (default 20)"
+    )
+    parser.add_argument(
+        "--encoder", default="conv4", help="backbone of both methods (default conv4)"
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = _settings(args)
+    X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
+    grid = [
+        (seed, setting, fraction, method)
+        for seed in settings["seeds"]
+        for setting in SETTINGS
+        for fraction in settings["fractions"]
+        for method in METHODS
+    ]
+    rows = []
+    bar = tqdm(grid, desc="data-efficiency", disable=args.quiet)
+    for seed, setting, fraction, method in bar:
+        bar.set_postfix_str(f"{setting} {fraction:.0%} {method} seed {seed}")
+        X_part, y_part = subsample(X_train, y_train, fraction, seed, MIN_PER_CLASS)
+        n_tasks = 1 if setting == "multiclass" else settings["tasks"]
+        tasks = class_incremental(X_part, y_part, n_tasks=n_tasks, seed=seed)
+        epochs = epochs_for(
+            max(len(task) for task in tasks),
+            settings["epochs"],
+            settings["min_steps"],
+            settings["batch_size"],
+        )
+        learner = make_learner(method, seed, epochs, settings, args.device)
+        result = evaluate_stream(learner, tasks, X_test, y_test)
+        rows.append(_row(seed, setting, fraction, method, epochs, y_part, result))
+    bar.close()
+    summary = summarise(rows)
+    results = {
+        **run_record(
+            "data-efficiency",
+            settings["seeds"],
+            dataset=args.dataset,
+            **{k: v for k, v in settings.items() if k != "seeds"},
+        ),
+        "runs": rows,
+        "summary": summary,
+        "reach_90": smallest_fractions(summary),
+        "siamese_ahead": siamese_ahead(summary),
+    }
+    name = f"data_efficiency_{args.dataset}"
+    plot_path = Path(args.out) / f"{name}.png"
+    plot_results(summary, plot_path, args.dataset)
+    results["plot"] = plot_path.name
+    write_results(args.out, name, results, render_markdown(results))
+    if not args.quiet:
+        print(summary_table(summary))
+        print(f"wrote {Path(args.out) / name}.{{json,md,png}}")
+    return results
+
+
+# ---------------------------------------------------------------------- the experiment
+
+
+def epochs_for(task_samples: int, epochs: int, min_steps: int, batch_size: int) -> int:
+    """Epochs giving a task of ``task_samples`` at least ``min_steps`` optimiser steps."""
+    if task_samples < 1:
+        raise ValueError(f"a task needs samples, got {task_samples}")
+    batches = math.ceil(task_samples / batch_size)
+    return max(epochs, math.ceil(min_steps / batches))
+
+
+def make_learner(
+    method: str, seed: int, epochs: int, settings: dict[str, Any], device: str = "cpu"
+) -> IncrementalClassifier | SoftmaxClassifier:
+    """The Siamese learner or the standard network, on the same budget."""
+    common = {
+        "encoder": settings["encoder"],
+        "epochs": epochs,
+        "batch_size": settings["batch_size"],
+        "memory_per_class": settings["memory_per_class"],
+        "device": device,
+        "seed": seed,
+    }
+    if method == "siamese":
+        return IncrementalClassifier(**common)
+    if method == "softmax":
+        return SoftmaxClassifier(**common)
+    raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+
+
+def _row(
+    seed: int,
+    setting: str,
+    fraction: float,
+    method: str,
+    epochs: int,
+    y_part: np.ndarray,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    report = result["report"]
+    return {
+        "setting": setting,
+        "fraction": fraction,
+        "method": method,
+        "seed": seed,
+        "train_samples": len(y_part),
+        "samples_per_class": int(np.unique(y_part, return_counts=True)[1].min()),
+        "epochs": epochs,
+        "accuracy": result["accuracy"],
+        "forgetting": result["forgetting"],
+        "energy_j": report["energy_j"],
+        "energy_method": report["energy_method"],
+        "wall_s": report["wall_s"],
+        "cpu_s": report["cpu_s"],
+        "samples_seen": report["samples_seen"],
+        "accuracy_matrix": result["accuracy_matrix"],
+        "report": report,
+    }
+
+
+# ---------------------------------------------------------------------- analysis
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds per (setting, fraction, method)."""
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["setting"], row["fraction"], row["method"]), []).append(row)
+    summary = []
+    for (setting, fraction, method), members in groups.items():
+        accuracy = np.array([m["accuracy"] for m in members])
+        energy = np.array([m["energy_j"] for m in members])
+        summary.append(
+            {
+                "setting": setting,
+                "fraction": fraction,
+                "method": method,
+                "seeds": len(members),
+                "samples_per_class": members[0]["samples_per_class"],
+                "epochs": members[0]["epochs"],
+                "accuracy": float(accuracy.mean()),
+                "accuracy_std": float(accuracy.std()),
+                "forgetting": float(np.mean([m["forgetting"] for m in members])),
+                "energy_j": float(energy.mean()),
+                "energy_method": _energy_method(members),
+                "cpu_s": float(np.mean([m["cpu_s"] for m in members])),
+            }
+        )
+    order = {name: i for i, name in enumerate(SETTINGS)}
+    summary.sort(key=lambda s: (order.get(s["setting"], 99), s["fraction"], s["method"]))
+    return summary
+
+
+def _energy_method(members: Sequence[dict[str, Any]]) -> str:
+    methods = {m["energy_method"] for m in members}
+    return methods.pop() if len(methods) == 1 else "mixed"
+
+
+def smallest_fractions(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting and method: the smallest fraction reaching 90% of its own best-data accuracy.
+
+    The reference is the accuracy at the largest fraction run (100% in a full run).
+    """
+    found = []
+    for setting in _present(summary, "setting"):
+        for method in _present(summary, "method"):
+            points = sorted(
+                (s["fraction"], s["accuracy"])
+                for s in summary
+                if s["setting"] == setting and s["method"] == method
+            )
+            if not points:
+                continue
+            reference_fraction, reference = points[-1]
+            target = TARGET_SHARE * reference
+            reached = next(f for f, accuracy in points if accuracy >= target)
+            found.append(
+                {
+                    "setting": setting,
+                    "method": method,
+                    "reference_fraction": reference_fraction,
+                    "reference_accuracy": reference,
+                    "target_accuracy": target,
+                    "fraction": reached,
+                }
+            )
+    return found
+
+
+def siamese_ahead(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting and fraction: Siamese minus standard mean accuracy, and who is ahead."""
+    table = {(s["setting"], s["fraction"], s["method"]): s for s in summary}
+    rows = []
+    for setting in _present(summary, "setting"):
+        for fraction in sorted({s["fraction"] for s in summary if s["setting"] == setting}):
+            siamese = table.get((setting, fraction, "siamese"))
+            softmax = table.get((setting, fraction, "softmax"))
+            if siamese is None or softmax is None:
+                continue
+            gap = siamese["accuracy"] - softmax["accuracy"]
+            rows.append(
+                {
+                    "setting": setting,
+                    "fraction": fraction,
+                    "gap": gap,
+                    "siamese_ahead": bool(gap > 0),
+                    "energy_ratio": siamese["energy_j"] / softmax["energy_j"]
+                    if softmax["energy_j"]
+                    else None,
+                }
+            )
+    return rows
+
+
+def _present(summary: Sequence[dict[str, Any]], key: str) -> list[Any]:
+    seen: list[Any] = []
+    for s in summary:
+        if s[key] not in seen:
+            seen.append(s[key])
+    return seen
+
+
+# ---------------------------------------------------------------------- output
+
+
+def summary_table(summary: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "setting",
+        "fraction",
+        "per class",
+        "epochs",
+        "method",
+        "accuracy (mean ± sd)",
+        "forgetting",
+        "energy J (method)",
+        "cpu s",
+    ]
+    rows = [
+        [
+            s["setting"],
+            f"{s['fraction']:.0%}",
+            s["samples_per_class"],
+            s["epochs"],
+            s["method"],
+            f"{s['accuracy']:.3f} ± {s['accuracy_std']:.3f}",
+            s["forgetting"],
+            f"{s['energy_j']:.0f} ({s['energy_method']})",
+            s["cpu_s"],
+        ]
+        for s in summary
+    ]
+    return markdown_table(headers, rows)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The result file's markdown: setup, headline comparison, 90% fractions, full table."""
+    settings = results["settings"]
+    machine = results["machine"]
+    fractions = ", ".join(f"{f:.0%}" for f in settings["fractions"])
+    ahead_rows = [
+        [
+            a["setting"],
+            f"{a['fraction']:.0%}",
+            a["gap"],
+            "yes" if a["siamese_ahead"] else "no",
+            a["energy_ratio"] if a["energy_ratio"] is not None else "",
+        ]
+        for a in results["siamese_ahead"]
+    ]
+    reach_rows = [
+        [
+            r["setting"],
+            r["method"],
+            r["reference_accuracy"],
+            r["target_accuracy"],
+            f"{r['fraction']:.0%}",
+        ]
+        for r in results["reach_90"]
+    ]
+    return (
+        f"# Data efficiency: Siamese vs standard network on {settings['dataset']}\n\n"
+        f"Command: `{results['command']}`  \nSeeds: {results['seeds']}  \n"
+        f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, "
+        f"torch {machine['torch']}  \nDate: {results['date']}\n\n"
+        f"Fractions of the training set: {fractions} (each class keeps that share of its "
+        f"samples, at least {MIN_PER_CLASS}). Settings: multi-class (one task) and "
+        f"class-incremental ({settings['tasks']} tasks). Both methods: encoder "
+        f"`{settings['encoder']}`, batch {settings['batch_size']}, "
+        f"{settings['memory_per_class']} exemplars per class, at least {settings['epochs']} "
+        f"epochs and at least {settings['min_steps']} optimiser steps per task (epochs = "
+        f"max(epochs, ceil(min_steps / batches per epoch)), same for both methods).\n\n"
+        f"![accuracy against fraction and energy]({results['plot']})\n\n"
+        "## Siamese minus standard accuracy\n\n"
+        + markdown_table(
+            ["setting", "fraction", "accuracy gap", "Siamese ahead", "energy ratio"], ahead_rows
+        )
+        + f"\n\n## Smallest fraction reaching {TARGET_SHARE:.0%} of its own full-data "
+        "accuracy\n\n"
+        + markdown_table(
+            ["setting", "method", "full-data accuracy", "target", "smallest fraction"],
+            reach_rows,
+        )
+        + "\n\n## All points (mean over seeds)\n\n"
+        + summary_table(results["summary"])
+        + "\n"
+    )
+
+
+def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: str) -> Path:
+    """Accuracy against fraction (left) and against energy (right), one row per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = _present(summary, "setting")
+    figure, axes = plt.subplots(len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False)
+    for row, setting in enumerate(settings):
+        for method in _present(summary, "method"):
+            points = sorted(
+                (s for s in summary if s["setting"] == setting and s["method"] == method),
+                key=lambda s: s["fraction"],
+            )
+            fractions = [100 * s["fraction"] for s in points]
+            accuracy = [s["accuracy"] for s in points]
+            spread = [s["accuracy_std"] for s in points]
+            energy = [s["energy_j"] for s in points]
+            label = METHOD_LABELS.get(method, method)
+            axes[row, 0].errorbar(fractions, accuracy, yerr=spread, marker="o", label=label)
+            axes[row, 1].plot(energy, accuracy, marker="o", label=label)
+        axes[row, 0].set(
+            xscale="log",
+            xlabel="training data used (%)",
+            ylabel="accuracy",
+            title=f"{setting}: accuracy vs data",
+        )
+        axes[row, 1].set(
+            xscale="log",
+            xlabel="training energy (J, per run)",
+            ylabel="accuracy",
+            title=f"{setting}: accuracy vs energy",
+        )
+        for axis in axes[row]:
+            axis.grid(True, alpha=0.3)
+            axis.legend()
+    figure.suptitle(f"Data efficiency on {dataset}")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+# ---------------------------------------------------------------------- options
+
+
+def _percents(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fractions must be percentages: {text!r}")
+    if not values or not all(0 < v <= 100 for v in values):
+        raise argparse.ArgumentTypeError(f"--fractions must be percentages in (0, 100]: {text!r}")
+    return sorted({v / 100 for v in values})
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Run settings from the options, with ``--quick`` choosing the small defaults."""
+    quick = args.quick
+    settings = {
+        "seeds": args.seeds or ([0] if quick else [0, 1, 2]),
+        "fractions": list(args.fractions or (QUICK_FRACTIONS if quick else DEFAULT_FRACTIONS)),
+        "tasks": args.tasks,
+        "epochs": args.epochs if args.epochs is not None else (1 if quick else 3),
+        "min_steps": args.min_steps if args.min_steps is not None else (10 if quick else 60),
+        "batch_size": 128,
+        "memory_per_class": args.memory,
+        "encoder": args.encoder,
+    }
+    for name in ("tasks", "epochs", "memory_per_class"):
+        if settings[name] < (0 if name == "memory_per_class" else 1):
+            raise ValueError(f"--{name.replace('_per_class', '')} must be positive")
+    if settings["min_steps"] < 0:
+        raise ValueError("--min-steps must not be negative")
+    return settings
