@@ -1,1 +1,43 @@
-"""Compression wrappers: quantization-aware training and distillation."""
+"""Compression wrappers: quantization-aware training and distillation.
+
+- :mod:`siamcl.compress.qat`: fake-quantised training and conversion to int8 (conv and linear)
+  or int4 weight-only (linear) models, and their size in bytes.
+- :mod:`siamcl.compress.distill`: embedding, relational and logit distillation losses.
+- :mod:`siamcl.compress.teachers`: a fitted classifier or module as a frozen teacher.
+
+Quantized distillation is the two together: a QAT student trained against a float teacher.
+"""
+
+from siamcl.compress.distill import (
+    EmbeddingDistillation,
+    embedding_distillation_loss,
+    logit_distillation_loss,
+    relational_distillation_loss,
+)
+from siamcl.compress.qat import (
+    SCHEMES,
+    check_scheme,
+    convert_qat,
+    freeze_qat,
+    model_bytes,
+    prepare_qat,
+    serialized_bytes,
+)
+from siamcl.compress.teachers import FrozenTeacher, embedding_teacher, logit_teacher
+
+__all__ = [
+    "SCHEMES",
+    "EmbeddingDistillation",
+    "FrozenTeacher",
+    "check_scheme",
+    "convert_qat",
+    "embedding_distillation_loss",
+    "embedding_teacher",
+    "freeze_qat",
+    "logit_distillation_loss",
+    "logit_teacher",
+    "model_bytes",
+    "prepare_qat",
+    "relational_distillation_loss",
+    "serialized_bytes",
+]

@@ -1,0 +1,218 @@
+"""Quantization-aware training: train with fake quantization, then convert to a real quantized model.
+
+Two schemes:
+
+``"int8"``
+    int8 weights (symmetric, one scale per output channel) and uint8 activations for every
+    ``Conv`` and ``Linear`` layer, with BatchNorm folded into the convolution before it (Conv-BN
+    and Conv-BN-ReLU are fused while training, so the fake-quantised weights are the folded
+    ones). Fake quantization comes from PyTorch's FX graph-mode QAT with the x86 backend config;
+    conversion gives ``torch.ao.nn.quantized`` modules that run on fbgemm/oneDNN int8 kernels on
+    the CPU with no compile step. torchao's PT2E flow inserts the same fake quantization, but its
+    converted model runs int8 convolutions only after ``torch.compile`` (about a minute per input
+    shape on two cores, and the compiled model cannot be saved); run eagerly it was no faster
+    than fp32, so it is not used here.
+``"int4"``
+    int4 weight-only quantization of ``Linear`` layers through torchao's
+    :class:`~torchao.quantization.qat.QATConfig` with ``IntxWeightOnlyConfig`` (one scale per
+    group of 32 inputs, or per output channel where the input size is not a multiple of 32).
+    On the CPU torchao keeps each int4 value in its own byte, so the saving is that of int8.
+
+In an :class:`~siamcl.encoders.EmbeddingNetwork` only the body is quantized; the final L2
+normalisation stays float so that embeddings keep unit length exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from siamcl.encoders import EmbeddingNetwork
+
+__all__ = [
+    "SCHEMES",
+    "check_scheme",
+    "convert_qat",
+    "freeze_qat",
+    "model_bytes",
+    "prepare_qat",
+    "serialized_bytes",
+]
+
+SCHEMES = ("int8", "int4")
+INT4_GROUP_SIZE = 32
+_INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def check_scheme(scheme: str | None) -> str | None:
+    """Return ``scheme`` if it is ``None`` or one of :data:`SCHEMES`, else raise ValueError."""
+    if scheme is None or (isinstance(scheme, str) and scheme in SCHEMES):
+        return scheme
+    raise ValueError(f"unknown quantization scheme {scheme!r}; choose one of {SCHEMES} or None")
+
+
+def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` with fake quantization inserted, in training mode.
+
+    ``example_inputs`` is one batch the model accepts (used to trace it). Raises ValueError
+    when the scheme is unknown or the model has no layer the scheme quantizes.
+    """
+    scheme = _require_scheme(scheme)
+    if isinstance(model, EmbeddingNetwork):
+        return EmbeddingNetwork(prepare_qat(model.body, scheme, example_inputs))
+    _require_quantizable(model, scheme)
+    model = copy.deepcopy(model).cpu().train()
+    if scheme == "int4":
+        from torchao.quantization import quantize_
+        from torchao.quantization.qat import QATConfig
+
+        for name, config in _int4_configs(model).items():
+            quantize_(model, QATConfig(config, step="prepare"), filter_fn=_named(name))
+        return model
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+    with _quiet_torch_ao():
+        try:
+            return prepare_qat_fx(
+                model, get_default_qat_qconfig_mapping("x86"), (example_inputs[:2].cpu(),)
+            )
+        except Exception as error:  # torch.fx cannot trace data-dependent control flow
+            raise ValueError(
+                f"cannot prepare {type(model).__name__} for int8 QAT: torch.fx failed to trace "
+                f"it ({error})"
+            ) from error
+
+
+def freeze_qat(model: nn.Module) -> nn.Module:
+    """Stop a prepared model's observers and BatchNorm statistics from changing (in place).
+
+    Evaluation of a prepared int8 model otherwise keeps updating its quantization ranges.
+    """
+    from torch.ao.nn.intrinsic.qat import freeze_bn_stats
+    from torch.ao.quantization import disable_observer
+
+    model.apply(disable_observer)
+    model.apply(freeze_bn_stats)
+    return model
+
+
+def convert_qat(model: nn.Module, scheme: str) -> nn.Module:
+    """A copy of a model from :func:`prepare_qat`, converted to real quantized layers (CPU, eval)."""
+    scheme = _require_scheme(scheme)
+    if isinstance(model, EmbeddingNetwork):
+        return EmbeddingNetwork(convert_qat(model.body, scheme)).eval()
+    model = copy.deepcopy(model).cpu().eval()
+    if scheme == "int4":
+        from torchao.quantization import quantize_
+        from torchao.quantization.qat import QATConfig
+
+        for name, config in _int4_configs(model).items():
+            quantize_(model, QATConfig(config, step="convert"), filter_fn=_named(name))
+        return model
+    if not isinstance(model, torch.fx.GraphModule):
+        raise TypeError("int8 conversion needs a model returned by prepare_qat(model, 'int8')")
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    with _quiet_torch_ao():
+        return convert_fx(freeze_qat(model)).eval()
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Bytes of the numbers a model holds: its state dict at each tensor's storage width.
+
+    Quantized weights count at their integer width plus their scales and zero points, so the
+    figure compares float and quantized models fairly (serialisation overhead is left out; see
+    :func:`serialized_bytes` for the size on disk).
+    """
+    return sum(_value_bytes(value) for value in model.state_dict().values())
+
+
+def serialized_bytes(model: nn.Module) -> int:
+    """Size of ``torch.save(model.state_dict())``: the model's size on disk."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _require_scheme(scheme: Any) -> str:
+    if check_scheme(scheme) is None:
+        raise ValueError(f"a quantization scheme is required; choose one of {SCHEMES}")
+    return scheme
+
+
+def _require_quantizable(model: nn.Module, scheme: str) -> None:
+    if scheme == "int4":
+        if not any(isinstance(m, nn.Linear) for m in model.modules()):
+            raise ValueError(
+                f"int4 QAT quantizes Linear layers, and {type(model).__name__} has none; "
+                f"use qat='int8' for convolutional layers"
+            )
+    elif not any(isinstance(m, _INT8_LAYERS) for m in model.modules()):
+        raise ValueError(
+            f"{type(model).__name__} has no Conv or Linear layer to quantize: QAT would change "
+            f"nothing"
+        )
+
+
+def _int4_base_config(group_size: int | None) -> Any:
+    from torchao.quantization import IntxWeightOnlyConfig
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    granularity = PerAxis(0) if group_size is None else PerGroup(group_size)
+    return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=granularity)
+
+
+def _int4_configs(model: nn.Module) -> dict[str, Any]:
+    """One torchao config per Linear: groups of 32 inputs where they fit, else per channel."""
+    configs = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            fits = module.in_features % INT4_GROUP_SIZE == 0
+            configs[name] = _int4_base_config(INT4_GROUP_SIZE if fits else None)
+    return configs
+
+
+def _named(target: str):
+    def matches(module: nn.Module, fqn: str) -> bool:
+        return fqn == target and isinstance(module, nn.Linear)
+
+    return matches
+
+
+def _value_bytes(value: Any) -> int:
+    if isinstance(value, (tuple, list)):
+        return sum(_value_bytes(v) for v in value)
+    if not isinstance(value, torch.Tensor):
+        return 0
+    if value.is_quantized:
+        if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            extra = value.q_per_channel_scales().nbytes + value.q_per_channel_zero_points().nbytes
+        else:
+            extra = 16  # one float64 scale and one int64 zero point
+        return value.int_repr().nbytes + extra
+    flatten = getattr(value, "__tensor_flatten__", None)
+    if flatten is not None and type(value) is not torch.Tensor and type(value) is not nn.Parameter:
+        names, _ = flatten()
+        return sum(_value_bytes(getattr(value, name)) for name in names)
+    return value.numel() * value.element_size()
+
+
+@contextlib.contextmanager
+def _quiet_torch_ao() -> Iterator[None]:
+    """Silence torch.ao's deprecation notices, which point to the PT2E flow discussed above."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r"Please use quant_min and quant_max")
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize")
+        yield
