@@ -1,0 +1,94 @@
+"""``siamcl bench store`` end to end on a tiny store, and its pieces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siamcl.bench.store import (
+    _balanced_first_rows,
+    build_store,
+    clustered_embeddings,
+    index_specs,
+    rows_of_ids,
+)
+from siamcl.cli import main
+
+TINY = ["--sizes", "2000", "--dims", "16", "--classes", "20", "--queries", "100"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("store")
+    argv = ["bench", "store", *TINY, "--train-size", "1000", "--repeats", "1"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    return out, json.loads((out / "store.json").read_text())
+
+
+def test_writes_json_markdown_and_plot(tiny_run: tuple[Path, dict]) -> None:
+    out, results = tiny_run
+    for name in ("store.json", "store.md", "store.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "store.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["settings"]["threads"] == 1
+    assert results["peak_rss_bytes"] > 0
+    assert "| Flat |" in (out / "store.md").read_text()
+
+
+def test_flat_is_exact_and_agrees_with_brute_force(tiny_run: tuple[Path, dict]) -> None:
+    rows = {row["method"]: row for row in tiny_run[1]["rows"]}
+    assert set(rows) == {"torch-brute-force", "Flat", "HNSW32", "IVF-Flat", "IVF-PQ"}
+    assert rows["Flat"]["recall_at_1"] == 1.0
+    assert rows["Flat"]["accuracy"] == rows["torch-brute-force"]["accuracy"]
+    assert rows["Flat"]["qps_batch_vs_brute"] == pytest.approx(
+        rows["Flat"]["qps_batch"] / rows["torch-brute-force"]["qps_batch"]
+    )
+    for row in rows.values():
+        assert 0 <= row["recall_at_1"] <= 1 and 0 <= row["accuracy"] <= 1
+
+
+def test_approximate_indexes_are_tuned_and_trained_on_the_sample(
+    tiny_run: tuple[Path, dict],
+) -> None:
+    rows = {row["method"]: row for row in tiny_run[1]["rows"]}
+    assert rows["IVF-Flat"]["index"] == "IVF179,Flat" and rows["IVF-Flat"]["trained_on"] == 1000
+    assert list(rows["HNSW32"]["setting"]) == ["efSearch"]
+    assert list(rows["IVF-Flat"]["setting"]) == ["nprobe"]
+    for kind in ("HNSW32", "IVF-Flat"):
+        recalls = [point["recall_at_1"] for point in rows[kind]["sweep"]]
+        assert rows[kind]["recall_at_1"] >= 0.95 or max(recalls) < 0.95
+    # 2 one-byte PQ codes + an 8-byte id per vector, against 16 floats + an id for Flat
+    assert rows["IVF-PQ"]["index_bytes_per_vector"] < 0.5 * rows["Flat"]["index_bytes_per_vector"]
+
+
+def test_clustered_embeddings_are_unit_length_sorted_and_seeded() -> None:
+    X, y, Q, q_y = clustered_embeddings(500, 16, n_classes=10, n_queries=30, seed=3)
+    assert X.shape == (500, 16) and X.dtype == np.float32 and Q.shape == (30, 16)
+    assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
+    assert np.all(np.diff(y) >= 0) and np.bincount(y).tolist() == [50] * 10
+    assert np.array_equal(clustered_embeddings(500, 16, 10, 30, seed=3)[0], X)
+    assert not np.array_equal(clustered_embeddings(500, 16, 10, 30, seed=4)[0], X)
+    assert set(q_y) <= set(range(10))
+
+
+def test_store_trained_on_a_sample_keeps_input_order_and_maps_ids() -> None:
+    X, y, Q, _ = clustered_embeddings(1200, 16, n_classes=12, n_queries=20, seed=0)
+    sample = _balanced_first_rows(y, 600)
+    assert sample.sum() == 600 and np.bincount(y[sample]).tolist() == [50] * 12
+    store, trained_on = build_store(index_specs(1200, 16)["IVF-Flat"], X, y, train_size=600)
+    assert trained_on == 600 and store.n_prototypes == 1200
+    assert np.array_equal(store.prototype_labels, y)
+    np.testing.assert_allclose(store.prototypes(), X, atol=1e-6)
+    store.nprobe = store.faiss_index.nlist  # every list: exact
+    _, ids = store.faiss_index.search(Q, 1)
+    assert np.array_equal(rows_of_ids(store)(ids[:, 0]), np.argmax(Q @ X.T, axis=1))
+
+
+def test_bad_options_exit_with_status_2(tmp_path: Path) -> None:
+    assert main(["bench", "store", *TINY, "--dims", "12", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "store", "--indexes", "Flat,LSH", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "store", "--dataset", "mnist5k", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "store.json").exists()
