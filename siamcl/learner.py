@@ -483,10 +483,18 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
     def _check_params(self) -> None:
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not _is_integer(value, minimum=1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2: a metric loss compares pairs")
+        if not self.is_fitted and not _is_integer(self.embedding_dim, minimum=1):
+            raise ValueError(
+                f"embedding_dim must be a positive integer, got {self.embedding_dim!r}"
+            )
+        for name in ("lr", "temperature", "distill_weight", "weight_decay", "balance"):
+            _check_real(getattr(self, name), name)
+        if not 0 <= self.balance <= 1:
+            raise ValueError(f"balance must be between 0 and 1, got {self.balance!r}")
         for name in ("lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -495,7 +503,20 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         # unknown names fail before any work, not after training
         build_loss(self.loss, self.miner)
+        self._new_memory()
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
+
+
+def _is_integer(value: Any, minimum: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_real(value: Any, name: str) -> None:
+    """A finite real number that torch can hold (not a bool, a string or a 70-bit integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not np.isfinite(float(value)) or abs(value) >= 2**63:
+        raise ValueError(f"{name} must be a finite number below 2**63, got {value!r}")
 
 
 @contextlib.contextmanager
