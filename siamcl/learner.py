@@ -227,7 +227,10 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         """Add classes (or more examples of known ones) from a few examples, no gradient step.
 
         The examples are embedded with the current encoder, their class means become (or
-        update) prototypes, and they enter the exemplar memory for later tasks.
+        update) prototypes, and they enter the exemplar memory for later tasks. Other threads
+        may call :meth:`predict`, :meth:`predict_proba` or :meth:`embed` meanwhile: the prototype
+        store is locked and the memory is replaced, not changed in place. Calls that learn
+        (this one, ``fit_task``, ``fit``, ``partial_fit``) must come from one thread at a time.
         """
         self._require_fitted("add_classes")
         X = as_array(X)
