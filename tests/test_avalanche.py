@@ -218,3 +218,72 @@ def test_siamese_strategy_needs_an_input_shape_for_a_named_encoder():
         SiameseStrategy(encoder=nn.Flatten(), loss="hinge-ish")
     with pytest.raises(ValueError, match="train_mb_size"):
         SiameseStrategy(encoder=nn.Linear(4, 2), train_mb_size=1)
+
+
+# -- the cl bench's summary -------------------------------------------------------------
+
+
+def fake_run(method: str, seed: int, accuracy: float, energy: float) -> dict:
+    report = {
+        "energy_j": energy,
+        "energy_method": "estimate",
+        "cpu_s": energy / 10,
+        "wall_s": energy / 5,
+        "flops": 1_000,
+        "peak_rss_bytes": 2**20,
+        "retained_bytes": {"replay": 2048},
+    }
+    return {
+        "method": method,
+        "seed": seed,
+        "epochs": 3,
+        "accuracy": accuracy,
+        "forgetting": 0.1,
+        "report": report,
+    }
+
+
+def test_cl_summary_keeps_failed_rows_and_checks_the_bar():
+    from siamcl.bench.cl import bar_check, summarise, summary_table
+
+    runs = [
+        fake_run("siamese", 0, 0.90, 10.0),
+        fake_run("siamese", 1, 0.92, 12.0),
+        fake_run("replay", 0, 0.50, 40.0),
+        fake_run("replay", 1, 0.60, 36.0),
+        fake_run("icarl", 0, 0.80, 30.0),
+        fake_run("icarl", 1, 0.70, 30.0),
+        {"method": "ewc", "seed": 0, "epochs": 3, "error": "RuntimeError: boom"},
+    ]
+    summary = summarise(runs, ["siamese", "replay", "icarl", "ewc"])
+    rows = {row["method"]: row for row in summary}
+    assert rows["replay"]["accuracy_mean"] == pytest.approx(0.55)
+    assert rows["replay"]["energy_ratio"] == pytest.approx((40 / 10 + 36 / 12) / 2)
+    assert rows["ewc"]["errors"] == ["seed 0: RuntimeError: boom"]
+    assert "failed: seed 0: RuntimeError: boom" in summary_table(summary)
+    bar = bar_check(summary)["siamese"]
+    assert bar["energy_vs_replay"] == pytest.approx(11 / 38)
+    assert bar["met"]
+    runs[0]["accuracy"] = 0.5  # mean 0.71 < iCaRL's 0.75
+    assert not bar_check(summarise(runs, ["siamese", "replay", "icarl"]))["siamese"]["met"]
+
+
+def test_embedding_cache_embeds_an_experience_once():
+    from siamcl.integrations.avalanche_strategy import _EmbeddingCache
+
+    calls = []
+    weights = torch.randn(6, 3)
+
+    def embed(batch):
+        calls.append(len(batch))
+        batch = torch.as_tensor(np.asarray(batch, dtype=np.float32))
+        return (batch.reshape(len(batch), -1) @ weights).numpy()
+
+    inputs = torch.randn(10, 1, 2, 3)
+    cache = _EmbeddingCache(embed, inputs)
+    subset = inputs.numpy().astype(np.float16)[[7, 2, 5]]
+    np.testing.assert_allclose(cache(subset), embed(inputs)[[7, 2, 5]], rtol=1e-6)
+    assert cache(inputs) is cache.embeddings
+    assert calls == [10, 10]  # the cache's own pass and the reference above, nothing else
+    unseen = np.ones((2, 1, 2, 3), dtype=np.float16)
+    np.testing.assert_allclose(cache(unseen), embed(unseen), rtol=1e-6)

@@ -290,12 +290,12 @@ class _PrototypePlugin(SupervisedPlugin):
     def after_training_exp(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
         """Choose exemplars and rebuild every known class's prototype with the new encoder."""
         inputs, labels = _experience_arrays(strategy)
-        strategy.memory.add(inputs.numpy().astype(np.float16), labels, embed=strategy.embed)
+        embed = _EmbeddingCache(strategy.embed, inputs)
+        strategy.memory.add(inputs.numpy().astype(np.float16), labels, embed=embed)
         previous = strategy.model.store
-        dim = previous.dim if previous is not None else strategy.embed(inputs[:2]).shape[1]
         strategy.model.store = rebuild_prototypes(
-            PrototypeStore(dim=dim, **strategy.store_params),
-            strategy.embed,
+            PrototypeStore(dim=embed.dim, **strategy.store_params),
+            embed,
             inputs,
             labels,
             strategy.memory,
@@ -303,6 +303,33 @@ class _PrototypePlugin(SupervisedPlugin):
         )
         strategy.teacher = None
         self.scheduler = None
+
+
+class _EmbeddingCache:
+    """Embeds an experience's inputs once for both exemplar selection and prototypes.
+
+    Herding embeds each class's candidates (stored as float16) and the prototype rebuild
+    embeds the experience again; rows already embedded are looked up by their float16
+    bytes instead of passing through the encoder a second time.
+    """
+
+    def __init__(self, embed: Callable[[Any], np.ndarray], inputs: torch.Tensor):
+        self.embed = embed
+        self.inputs = inputs
+        self.embeddings = embed(inputs)
+        self.dim = self.embeddings.shape[1]
+        rows = inputs.numpy().astype(np.float16).reshape(len(inputs), -1)
+        self.rows = {row.tobytes(): position for position, row in enumerate(rows)}
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        if batch is self.inputs:
+            return self.embeddings
+        array = batch.numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
+        keys = array.astype(np.float16).reshape(len(array), -1)
+        positions = [self.rows.get(row.tobytes()) for row in keys]
+        if any(position is None for position in positions):
+            return self.embed(batch)
+        return self.embeddings[positions]
 
 
 def _experience_arrays(strategy: SiameseStrategy) -> tuple[torch.Tensor, np.ndarray]:
