@@ -3,9 +3,10 @@
 Every method sees the same class-incremental stream (``class_incremental`` with the seed,
 turned into an Avalanche benchmark by ``to_avalanche``), the same conv4 backbone, Adam, batch
 size and exemplar budget (``--memory`` per class, ``--memory x classes`` in all for the
-baselines whose buffer is a total). Rows: siamcl's ``IncrementalClassifier``, the same learner
-as ``SiameseStrategy`` inside Avalanche, and Avalanche's Naive, Replay, EWC, LwF, iCaRL,
-GDumb, StreamingLDA and JointTraining (see ``siamcl.integrations.avalanche_baselines``).
+baselines whose buffer is a total). Rows: siamcl's ``IncrementalClassifier`` (``--siamese-epochs``
+a task, and again at the baselines' ``--epochs``), the same learner as ``SiameseStrategy``
+inside Avalanche, and Avalanche's Naive, Replay, EWC, LwF, iCaRL, GDumb, StreamingLDA and
+JointTraining (see ``siamcl.integrations.avalanche_baselines``).
 Accuracy and forgetting come from the accuracy matrix (accuracy on each experience's test
 classes after each experience); training cost from ``energy_metrics`` (Avalanche rows) and
 the learner's own reports, both siamcl ``ResourceMeter`` measurements. Writes
@@ -34,12 +35,13 @@ from siamcl.bench.common import (
 from siamcl.data import class_incremental, load_dataset
 
 REFERENCE = "siamese"
-SIAMESE_ROWS = ("siamese", "siamese-avalanche")
+SIAMESE_ROWS = ("siamese", "siamese-avalanche", "siamese-equal-epochs")
 BASELINE_ROWS = ("naive", "replay", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
 METHODS = (*SIAMESE_ROWS, *BASELINE_ROWS)
 LABELS = {
     "siamese": "Siamese (siamcl IncrementalClassifier)",
     "siamese-avalanche": "Siamese (SiameseStrategy in Avalanche)",
+    "siamese-equal-epochs": "Siamese at the baselines' epochs (IncrementalClassifier)",
     "naive": "Naive (fine-tuning)",
     "replay": "Replay",
     "ewc": "EWC",
@@ -57,7 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=20, help="exemplars per class (20)")
     parser.add_argument("--epochs", type=int, default=3, help="baseline epochs per task (3)")
     parser.add_argument(
-        "--siamese-epochs", type=int, default=2, help="Siamese learner epochs per task (2)"
+        "--siamese-epochs", type=int, default=1, help="Siamese learner epochs per task (1)"
     )
     parser.add_argument(
         "--gdumb-epochs", type=int, default=30, help="GDumb epochs over its memory (30)"
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": {
             "siamese": siamese_epochs,
             "siamese-avalanche": siamese_epochs,
+            "siamese-equal-epochs": epochs,
             **{name: epochs for name in BASELINE_ROWS},
             "gdumb": gdumb_epochs,
             "slda": 1,
@@ -143,8 +146,8 @@ class _Context:
     def run(self, name: str) -> dict[str, Any]:
         start = time.perf_counter()
         try:
-            if name == "siamese":
-                result = self._incremental_classifier()
+            if name in ("siamese", "siamese-equal-epochs"):
+                result = self._incremental_classifier(self.settings["epochs"][name])
             else:
                 result = self._avalanche(name)
         except Exception as error:  # noqa: BLE001 - a failing baseline is a row with its error
@@ -154,12 +157,12 @@ class _Context:
         result["run_wall_s"] = time.perf_counter() - start
         return result
 
-    def _incremental_classifier(self) -> dict[str, Any]:
+    def _incremental_classifier(self, epochs: int) -> dict[str, Any]:
         from siamcl.learner import IncrementalClassifier
 
         learner = IncrementalClassifier(
             encoder="conv4",
-            epochs=self.settings["epochs"]["siamese"],
+            epochs=epochs,
             batch_size=self.args.batch_size,
             memory_per_class=self.args.memory,
             device=self.args.device,
@@ -378,7 +381,11 @@ def _markdown(results: dict[str, Any]) -> str:
         f"{settings['memory_per_class']} per class (Replay, iCaRL and GDumb: the same total, "
         f"filled from the first experience). Accuracy: on all test classes after the last "
         f"experience, mean ± std over seeds; forgetting: mean over experiences of best minus "
-        f"final accuracy. Training cost covers each experience's training, memory update and "
+        f"final accuracy. The Siamese learner trains {settings['epochs']['siamese']} epoch(s) "
+        f"a task, the baselines {settings['epochs']['naive']} (GDumb "
+        f"{settings['epochs']['gdumb']} over its small memory, StreamingLDA one pass after "
+        f"training its backbone on the first experience); the row at the baselines' epochs "
+        f"shows the Siamese learner's cost at equal epochs. Training cost covers each experience's training, memory update and "
         f"prototype or class-mean computation (not evaluation); energy is a CPU-time estimate "
         f"where no counter is readable, comparable only within this run. Retained: exemplars, "
         f"prototypes and state kept between experiences besides the model (copies of models "
