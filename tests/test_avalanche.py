@@ -287,3 +287,20 @@ def test_embedding_cache_embeds_an_experience_once():
     assert calls == [10, 10]  # the cache's own pass and the reference above, nothing else
     unseen = np.ones((2, 1, 2, 3), dtype=np.float16)
     np.testing.assert_allclose(cache(unseen), embed(unseen), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_preprocess_transform_matches_the_preprocessor(dtype):
+    from siamcl.integrations.avalanche_streams import PreprocessTransform
+    from siamcl.preprocess import Preprocessor
+
+    X, _ = synthetic(3, 5)
+    X = 255 - X if dtype == np.uint8 else (255 - X).astype(np.float32) / 255.0  # dark on bright
+    preprocessor = Preprocessor().fit(X)
+    assert preprocessor.invert
+    transform = PreprocessTransform(preprocessor)
+    expected = preprocessor(X)
+    for index in (0, 7):
+        torch.testing.assert_close(transform(torch.from_numpy(X[index])), expected[index])
+    resized = PreprocessTransform(Preprocessor(input_size=(6, 6)).fit(X))
+    assert resized(X[0]).shape == (1, 6, 6)

@@ -170,7 +170,8 @@ class SiameseStrategy(SupervisedTemplate):
             "vote_k": vote_k,
             "seed": seed,
         }
-        PrototypeStore(dim=1, **self.store_params)  # unknown metric or index fails here
+        if isinstance(encoder, str):  # a bad metric or index string fails here, not later
+            PrototypeStore(dim=embedding_dim, **self.store_params)
         self.balance = balance
         self.schedule = schedule
         self.augment = RandomAffine() if augment is True else (augment or None)

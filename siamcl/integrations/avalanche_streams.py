@@ -46,18 +46,31 @@ class PreprocessTransform:
 
     Raw samples (uint8 or float, ``[H, W]``, ``[C, H, W]`` or ``[D]``) become the float32
     tensors the encoder is trained on: channels first, resized, polarity fixed, standardised.
+    Images already at the fitted size skip the preprocessor's batch checks (the samples
+    were checked when the benchmark was built), which makes the transform several times
+    cheaper per sample; the result is the same.
     """
 
     def __init__(self, preprocessor: Preprocessor):
         if not preprocessor.fitted:
             raise ValueError("the preprocessor is not fitted: call Preprocessor().fit(X) first")
         self.preprocessor = preprocessor
+        self._shape = preprocessor.input_shape
+        self._mean = torch.tensor(preprocessor.mean, dtype=torch.float32)
+        self._std = torch.tensor(preprocessor.std, dtype=torch.float32)
+        if preprocessor.kind == "image":
+            self._mean, self._std = self._mean.view(-1, 1, 1), self._std.view(-1, 1, 1)
 
     def __call__(self, sample: torch.Tensor | np.ndarray) -> torch.Tensor:
-        batch = sample[None]
-        if isinstance(batch, torch.Tensor):
-            batch = batch.numpy()
-        return self.preprocessor(batch)[0]
+        x = torch.as_tensor(sample)
+        if self.preprocessor.kind == "image" and x.ndim == 2:
+            x = x.unsqueeze(0)
+        if tuple(x.shape) != self._shape:  # resizing and odd layouts: the full path
+            return self.preprocessor(x.unsqueeze(0).numpy())[0]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.preprocessor.invert:
+            x = 1.0 - x
+        return (x - self._mean) / self._std
 
     def __repr__(self) -> str:
         return f"PreprocessTransform(input_shape={self.preprocessor.input_shape})"
@@ -87,6 +100,7 @@ def to_avalanche(
     for position, task in enumerate(tasks):
         if not isinstance(task, Task):
             raise TypeError(f"tasks[{position}] must be a siamcl Task, got {type(task).__name__}")
+        as_array(task.X, f"tasks[{position}].X")
     class_order = [label for task in tasks for label in task.classes]
     if len(set(class_order)) != len(class_order):
         raise ValueError("tasks share classes: a class-incremental stream has disjoint tasks")
