@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from siamcl.bench.store import (
     _balanced_first_rows,
     build_store,
+    check_bars,
     clustered_embeddings,
     index_specs,
     rows_of_ids,
@@ -92,3 +94,43 @@ def test_bad_options_exit_with_status_2(tmp_path: Path) -> None:
     assert main(["bench", "store", "--indexes", "Flat,LSH", "--out", str(tmp_path)]) == 2
     assert main(["bench", "store", "--dataset", "mnist5k", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "store.json").exists()
+
+
+def test_store_guide_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The python blocks of docs/store.md run as written, in order, in one namespace."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "store.md").read_text()
+    blocks = re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, re.DOTALL | re.MULTILINE)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for number, source in enumerate(blocks, start=1):
+        exec(compile(source, f"docs/store.md python block {number}", "exec"), namespace)  # noqa: S102
+
+
+def test_bars_are_judged_at_one_million_by_64() -> None:
+    def row(method: str, size: int = 1_000_000, **figures: float) -> dict:
+        return {
+            "method": method,
+            "size": size,
+            "dim": 64,
+            "index": method,
+            "setting": None,
+            "accuracy": 0.9,
+            **figures,
+        }
+
+    settings = {"target_recall": 0.95, "queries": 1000, "quick": False}
+    rows = [
+        row("Flat", recall_at_1=1.0, qps_batch_vs_brute=0.5, index_bytes_vs_flat=1.0),
+        row("HNSW32", recall_at_1=0.97, qps_batch_vs_brute=9.0, index_bytes_vs_flat=2.0),
+        row("IVF-Flat", recall_at_1=0.94, qps_batch_vs_brute=50.0, index_bytes_vs_flat=1.0),
+        row("IVF-PQ", recall_at_1=0.2, qps_batch_vs_brute=80.0, index_bytes_vs_flat=0.07),
+        row("IVF-PQ", size=10_000, recall_at_1=0.3, qps_batch_vs_brute=9, index_bytes_vs_flat=0.2),
+    ]
+    bars = check_bars(rows, peak_rss_bytes=3 * 2**30, settings=settings)
+    assert not bars["speed"]["met"] and bars["speed"]["best"]["method"] == "HNSW32"
+    assert bars["pq_bytes"]["met"] and bars["pq_bytes"]["ratio"] == 0.07
+    assert "quick_peak_memory" not in bars
+    rows[1]["qps_batch_vs_brute"] = 10.0
+    quick = check_bars(rows, peak_rss_bytes=3 * 2**30, settings={**settings, "quick": True})
+    assert quick["speed"]["met"] and not quick["quick_peak_memory"]["met"]
