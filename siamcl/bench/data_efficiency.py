@@ -7,10 +7,15 @@ share backbone, optimiser, batch size, augmentation, exemplar budget and the num
 optimisation steps, so a difference comes from how they learn, not from how long.
 
 Step rule: a task trains for ``max(epochs, ceil(min_steps / batches_per_epoch))`` epochs,
-where ``batches_per_epoch`` counts the task's own samples. At full data this is ``epochs``;
-at 1% a task of a few dozen samples fits one batch, and ``--epochs`` alone would give it a
-handful of gradient steps, so it gets ``min_steps`` instead. The rule is applied to both
-methods alike and the epochs used are recorded for every run.
+where ``batches_per_epoch`` counts the task's own samples. By default ``min_steps`` is the
+number of steps a task of the full training set gets from ``epochs`` epochs, so every
+fraction gets as many optimiser steps per task as full data does (on smaller batches): at 1%
+a task of a few dozen samples fits one batch, and ``epochs`` alone would give it a handful
+of gradient steps. The rule is the same for both methods, and each run records its epochs.
+
+The default backbone is ``conv4-small`` (conv4 with a quarter of the channels), so that the
+full grid (7 fractions x 2 settings x 2 methods x 3 seeds) runs in minutes on two CPU
+cores; ``--encoder conv4`` runs the same study on the full-size backbone.
 
 Writes ``data_efficiency_<dataset>.{json,md,png}``: accuracy against fraction and against
 energy, per setting, with the smallest fraction at which each method reaches 90% of its own
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from siamcl.baselines import SoftmaxClassifier
@@ -39,6 +45,8 @@ SETTINGS: tuple[str, ...] = ("multiclass", "class-incremental")
 METHODS: tuple[str, ...] = ("siamese", "softmax")
 METHOD_LABELS = {"siamese": "Siamese (prototypes)", "softmax": "standard (softmax)"}
 TARGET_SHARE = 0.9
+# a quarter of conv4's channels, a seventh of its CPU time a step: 84 runs fit a CPU budget
+DEFAULT_ENCODER = "conv4-small"
 MIN_PER_CLASS = 2  # a metric loss needs a positive pair within each class
 
 
@@ -55,53 +63,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--min-steps",
         type=int,
         default=None,
-        help="least optimisation steps per task, both methods (default 60)",
+        help="least optimiser steps per task, both methods (default: a full-data task's)",
     )
     parser.add_argument(
         "--memory", type=int, default=20, help="exemplars per class, both methods (default 20)"
     )
     parser.add_argument(
-        "--encoder", default="conv4", help="backbone of both methods (default conv4)"
+        "--encoder",
+        default=DEFAULT_ENCODER,
+        help=f"backbone of both methods (default {DEFAULT_ENCODER})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, both methods (default 1: least CPU wasted on a busy machine)",
     )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = _settings(args)
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
-    grid = [
-        (seed, setting, fraction, method)
-        for seed in settings["seeds"]
-        for setting in SETTINGS
-        for fraction in settings["fractions"]
-        for method in METHODS
-    ]
-    rows = []
-    bar = tqdm(grid, desc="data-efficiency", disable=args.quiet)
-    for seed, setting, fraction, method in bar:
-        bar.set_postfix_str(f"{setting} {fraction:.0%} {method} seed {seed}")
-        X_part, y_part = subsample(X_train, y_train, fraction, seed, MIN_PER_CLASS)
-        n_tasks = 1 if setting == "multiclass" else settings["tasks"]
-        tasks = class_incremental(X_part, y_part, n_tasks=n_tasks, seed=seed)
-        epochs = epochs_for(
-            max(len(task) for task in tasks),
-            settings["epochs"],
-            settings["min_steps"],
-            settings["batch_size"],
-        )
-        learner = make_learner(method, seed, epochs, settings, args.device)
-        result = evaluate_stream(learner, tasks, X_test, y_test)
-        rows.append(_row(seed, setting, fraction, method, epochs, y_part, result))
-    bar.close()
-    summary = summarise(rows)
-    results = {
-        **run_record(
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(settings["threads"])
+    try:
+        record = run_record(
             "data-efficiency",
             settings["seeds"],
             dataset=args.dataset,
             **{k: v for k, v in settings.items() if k != "seeds"},
-        ),
+        )
+        rows = run_grid(settings, (X_train, y_train, X_test, y_test), args.device, args.quiet)
+    finally:
+        torch.set_num_threads(saved_threads)
+    summary = summarise(rows)
+    results = {
+        **record,
         "runs": rows,
         "summary": summary,
+        "min_steps": {row["setting"]: row["min_steps"] for row in rows},
         "reach_90": smallest_fractions(summary),
         "siamese_ahead": siamese_ahead(summary),
     }
@@ -117,6 +117,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the experiment
+
+
+def run_grid(
+    settings: dict[str, Any],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    device: str = "cpu",
+    quiet: bool = False,
+) -> list[dict[str, Any]]:
+    """Every (seed, setting, fraction, method) run, one result row each."""
+    X_train, y_train, X_test, y_test = data
+    grid = [
+        (seed, setting, fraction, method)
+        for seed in settings["seeds"]
+        for setting in SETTINGS
+        for fraction in settings["fractions"]
+        for method in METHODS
+    ]
+    n_tasks = {"multiclass": 1, "class-incremental": settings["tasks"]}
+    min_steps = {
+        setting: settings["min_steps"]
+        if settings["min_steps"] is not None
+        else full_data_steps(y_train, n, settings["epochs"], settings["batch_size"])
+        for setting, n in n_tasks.items()
+    }
+    rows = []
+    bar = tqdm(grid, desc="data-efficiency", disable=quiet)
+    for seed, setting, fraction, method in bar:
+        bar.set_postfix_str(f"{setting} {_percent(fraction)} {method} seed {seed}")
+        X_part, y_part = subsample(X_train, y_train, fraction, seed, MIN_PER_CLASS)
+        tasks = class_incremental(X_part, y_part, n_tasks=n_tasks[setting], seed=seed)
+        epochs = epochs_for(
+            max(len(task) for task in tasks),
+            settings["epochs"],
+            min_steps[setting],
+            settings["batch_size"],
+        )
+        learner = make_learner(method, seed, epochs, settings, device)
+        result = evaluate_stream(learner, tasks, X_test, y_test)
+        row = _row(seed, setting, fraction, method, epochs, y_part, result)
+        rows.append({**row, "min_steps": min_steps[setting]})
+    bar.close()
+    return rows
+
+
+def full_data_steps(y_train: np.ndarray, n_tasks: int, epochs: int, batch_size: int) -> int:
+    """Optimiser steps the largest task of the whole training set gets in ``epochs`` epochs."""
+    _, counts = np.unique(y_train, return_counts=True)
+    largest = max(int(part.sum()) for part in np.array_split(np.sort(counts)[::-1], n_tasks))
+    return epochs * math.ceil(largest / batch_size)
 
 
 def epochs_for(task_samples: int, epochs: int, min_steps: int, batch_size: int) -> int:
@@ -296,7 +345,7 @@ def summary_table(summary: Sequence[dict[str, Any]]) -> str:
     rows = [
         [
             s["setting"],
-            f"{s['fraction']:.0%}",
+            _percent(s["fraction"]),
             s["samples_per_class"],
             s["epochs"],
             s["method"],
@@ -314,11 +363,17 @@ def render_markdown(results: dict[str, Any]) -> str:
     """The result file's markdown: setup, headline comparison, 90% fractions, full table."""
     settings = results["settings"]
     machine = results["machine"]
-    fractions = ", ".join(f"{f:.0%}" for f in settings["fractions"])
+    fractions = ", ".join(_percent(f) for f in settings["fractions"])
+    steps = " / ".join(f"{n} ({setting})" for setting, n in results["min_steps"].items())
+    auto = (
+        ", min_steps being the steps a task of the full training set gets"
+        if settings["min_steps"] is None
+        else ""
+    )
     ahead_rows = [
         [
             a["setting"],
-            f"{a['fraction']:.0%}",
+            _percent(a["fraction"]),
             a["gap"],
             "yes" if a["siamese_ahead"] else "no",
             a["energy_ratio"] if a["energy_ratio"] is not None else "",
@@ -331,7 +386,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             r["method"],
             r["reference_accuracy"],
             r["target_accuracy"],
-            f"{r['fraction']:.0%}",
+            _percent(r["fraction"]),
         ]
         for r in results["reach_90"]
     ]
@@ -344,9 +399,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"samples, at least {MIN_PER_CLASS}). Settings: multi-class (one task) and "
         f"class-incremental ({settings['tasks']} tasks). Both methods: encoder "
         f"`{settings['encoder']}`, batch {settings['batch_size']}, "
-        f"{settings['memory_per_class']} exemplars per class, at least {settings['epochs']} "
-        f"epochs and at least {settings['min_steps']} optimiser steps per task (epochs = "
-        f"max(epochs, ceil(min_steps / batches per epoch)), same for both methods).\n\n"
+        f"{settings['memory_per_class']} exemplars per class, {settings['threads']} torch "
+        f"thread(s), at least {settings['epochs']} epochs and at least {steps} optimiser "
+        "steps per task: epochs = max(epochs, ceil(min_steps / batches per epoch)), the "
+        f"same for both methods{auto}. Energy is per run (all tasks); `estimate` means "
+        "CPU-seconds times a per-core power (docs/energy.md).\n\n"
         f"![accuracy against fraction and energy]({results['plot']})\n\n"
         "## Siamese minus standard accuracy\n\n"
         + markdown_table(
@@ -413,6 +470,10 @@ def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: s
 # ---------------------------------------------------------------------- options
 
 
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
 def _percents(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
@@ -431,14 +492,17 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "fractions": list(args.fractions or (QUICK_FRACTIONS if quick else DEFAULT_FRACTIONS)),
         "tasks": args.tasks,
         "epochs": args.epochs if args.epochs is not None else (1 if quick else 3),
-        "min_steps": args.min_steps if args.min_steps is not None else (10 if quick else 60),
+        "min_steps": args.min_steps,
         "batch_size": 128,
         "memory_per_class": args.memory,
         "encoder": args.encoder,
+        "threads": args.threads,
     }
     for name in ("tasks", "epochs", "memory_per_class"):
         if settings[name] < (0 if name == "memory_per_class" else 1):
             raise ValueError(f"--{name.replace('_per_class', '')} must be positive")
-    if settings["min_steps"] < 0:
+    if settings["threads"] < 1:
+        raise ValueError("--threads must be positive")
+    if settings["min_steps"] is not None and settings["min_steps"] < 0:
         raise ValueError("--min-steps must not be negative")
     return settings

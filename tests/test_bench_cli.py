@@ -1,0 +1,230 @@
+"""The ``siamcl`` command: benchmark smoke runs, one-line errors, and ``siamcl report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamcl.bench import data_efficiency
+from siamcl.cli import main
+from siamcl.report_cli import ParetoPoint, find_points, pareto_front
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny networks run far faster on one thread than on a shared, busy pair of cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert lines[0].startswith("siamcl")
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------- bench smoke runs
+
+
+def test_bench_quick_smoke_writes_table_and_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["bench", "quick", "--quick", "--quiet", "--tasks", "2", "--out", str(tmp_path)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "| siamese |" in printed and "| softmax |" in printed
+    results = json.loads((tmp_path / "quick_mnist5k.json").read_text())
+    assert results["suite"] == "quick"
+    assert results["settings"]["quick"] is True
+    assert results["settings"]["epochs"] == 1
+    assert {run["method"] for run in results["runs"]} == {"siamese", "softmax"}
+    for run in results["runs"]:
+        assert 0.0 <= run["accuracy"] <= 1.0
+        assert len(run["accuracy_matrix"]) == 2
+        assert run["report"]["energy_j"] > 0
+    assert "Siamese vs softmax" in (tmp_path / "quick_mnist5k.md").read_text()
+
+
+def test_bench_data_efficiency_smoke(tmp_path: Path) -> None:
+    argv = ["bench", "data-efficiency", "--quick", "--quiet", "--out", str(tmp_path)]
+    argv += ["--fractions", "2,5", "--tasks", "2", "--min-steps", "2"]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "data_efficiency_mnist5k.json").read_text())
+    assert results["seeds"] == [0]
+    assert results["settings"]["fractions"] == [0.02, 0.05]
+    runs = results["runs"]
+    assert len(runs) == 2 * 2 * 2  # settings x fractions x methods
+    by_fraction = {run["fraction"]: run for run in runs}
+    assert by_fraction[0.02]["samples_per_class"] == 8  # 2% of 400 images a digit
+    assert by_fraction[0.05]["samples_per_class"] == 20
+    incremental = [run for run in runs if run["setting"] == "class-incremental"]
+    assert all(len(run["accuracy_matrix"]) == 2 for run in incremental)
+    assert len(results["summary"]) == 8
+    assert {r["setting"] for r in results["siamese_ahead"]} == set(data_efficiency.SETTINGS)
+    assert len(results["reach_90"]) == 4
+    assert (tmp_path / "data_efficiency_mnist5k.png").read_bytes().startswith(PNG_MAGIC)
+    markdown = (tmp_path / "data_efficiency_mnist5k.md").read_text()
+    assert "data_efficiency_mnist5k.png" in markdown and "Siamese ahead" in markdown
+
+
+# ---------------------------------------------------------------------- data-efficiency logic
+
+
+def test_epochs_for_gives_small_tasks_the_minimum_number_of_steps() -> None:
+    assert data_efficiency.epochs_for(800, epochs=3, min_steps=10, batch_size=128) == 3
+    assert data_efficiency.epochs_for(40, epochs=3, min_steps=60, batch_size=128) == 60
+    assert data_efficiency.epochs_for(300, epochs=3, min_steps=60, batch_size=128) == 20
+    with pytest.raises(ValueError, match="needs samples"):
+        data_efficiency.epochs_for(0, epochs=3, min_steps=60, batch_size=128)
+
+
+def _summary_row(fraction: float, method: str, accuracy: float, energy: float) -> dict:
+    return {
+        "setting": "class-incremental",
+        "fraction": fraction,
+        "method": method,
+        "accuracy": accuracy,
+        "energy_j": energy,
+    }
+
+
+def test_smallest_fraction_reaching_ninety_percent_of_full_data() -> None:
+    summary = [
+        _summary_row(0.01, "siamese", 0.50, 1.0),
+        _summary_row(0.10, "siamese", 0.88, 2.0),
+        _summary_row(1.00, "siamese", 0.95, 9.0),
+        _summary_row(0.01, "softmax", 0.20, 1.0),
+        _summary_row(0.10, "softmax", 0.60, 2.0),
+        _summary_row(1.00, "softmax", 0.90, 8.0),
+    ]
+    reached = {r["method"]: r for r in data_efficiency.smallest_fractions(summary)}
+    assert reached["siamese"]["fraction"] == 0.10  # 0.88 >= 0.9 * 0.95
+    assert reached["softmax"]["fraction"] == 1.00  # 0.60 < 0.81
+    assert reached["softmax"]["target_accuracy"] == pytest.approx(0.81)
+    ahead = {a["fraction"]: a for a in data_efficiency.siamese_ahead(summary)}
+    assert ahead[0.01]["siamese_ahead"] and ahead[0.01]["gap"] == pytest.approx(0.30)
+    assert ahead[1.00]["energy_ratio"] == pytest.approx(9.0 / 8.0)
+
+
+def test_fractions_option_takes_percentages(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "data-efficiency", "--fractions", "0,50"]) == 2
+    _one_line_error(capsys, "--fractions")
+
+
+# ---------------------------------------------------------------------- one-line errors
+
+
+def test_unknown_suite_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "no-such-suite"]) == 2
+    _one_line_error(capsys, "no-such-suite")
+
+
+def test_unknown_dataset_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "quick", "--dataset", "no-such-data", "--out", str(tmp_path)]) == 2
+    _one_line_error(capsys, "no-such-data")
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "quick", "--no-such-option"]) == 2
+    _one_line_error(capsys, "--no-such-option")
+
+
+def test_data_root_without_files_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["bench", "quick", "--dataset", "omniglot", "--data-root", str(empty)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, str(empty))
+
+
+def test_report_of_missing_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    _one_line_error(capsys, "missing")
+    assert main(["report", str(tmp_path)]) == 2  # a folder with no result files
+    _one_line_error(capsys, "no result files")
+
+
+# ---------------------------------------------------------------------- siamcl report
+
+
+def _fake_results(folder: Path) -> None:
+    results = {
+        "suite": "fake",
+        "command": "siamcl bench fake",
+        "seeds": [0, 1],
+        "settings": {"dataset": "toy"},
+        "runs": [
+            {"method": "alpha", "seed": 0, "accuracy": 0.9, "report": {"energy_j": 10.0}},
+            {"method": "alpha", "seed": 1, "accuracy": 0.7, "report": {"energy_j": 30.0}},
+            {"method": "beta", "seed": 0, "final_accuracy": 0.5, "energy_j": 5.0},
+            {"method": "gamma", "seed": 0, "accuracy": 0.4, "energy_j": 50.0},
+            {"method": "no-energy", "accuracy": 0.99},
+        ],
+    }
+    (folder / "fake_toy.json").write_text(json.dumps(results))
+    (folder / "fake_toy.png").write_bytes(PNG_MAGIC + b"not really an image")
+    (folder / "broken.json").write_text("{not json")
+
+
+def test_report_renders_markdown_and_pareto_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_results(tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert (tmp_path / "REPORT_pareto.png").read_bytes().startswith(PNG_MAGIC)
+    assert "![Pareto chart of accuracy against energy](REPORT_pareto.png)" in report
+    assert "| fake (toy) | alpha | 0.800 | 20.0 |" in report  # two seeds averaged
+    assert "| fake (toy) | beta | 0.500 | 5.0 |" in report
+    assert "no-energy" not in report
+    assert "![fake_toy](fake_toy.png)" in report
+    assert "siamcl bench fake" in report
+    assert "broken.json" in report and "not readable as JSON" in report
+    assert "REPORT.md" in capsys.readouterr().out
+
+
+def test_report_out_elsewhere_links_back_to_the_results(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    _fake_results(results)
+    out = tmp_path / "docs" / "report.md"
+    assert main(["report", str(results), "--out", str(out), "--quiet"]) == 0
+    text = out.read_text()
+    assert "](report_pareto.png)" in text and (out.parent / "report_pareto.png").is_file()
+    assert "![fake_toy](../results/fake_toy.png)" in text
+
+
+def test_find_points_prefers_summary_rows_over_runs() -> None:
+    data = {
+        "runs": [{"method": "a", "seed": s, "accuracy": 0.1, "energy_j": 1.0} for s in (0, 1)],
+        "summary": [{"method": "a", "fraction": 0.5, "accuracy": 0.6, "energy_j": 2.0}],
+    }
+    (point,) = find_points(data, source="s")
+    assert (point.label, point.accuracy, point.energy_j) == ("a, 50%", 0.6, 2.0)
+
+
+def test_pareto_front_keeps_points_nothing_beats() -> None:
+    points = [
+        ParetoPoint("s", "cheap", 0.5, 1.0),
+        ParetoPoint("s", "dominated", 0.4, 2.0),
+        ParetoPoint("s", "best", 0.9, 3.0),
+        ParetoPoint("s", "costly", 0.9, 4.0),
+    ]
+    assert [p.label for p in pareto_front(points)] == ["cheap", "best"]
