@@ -12,7 +12,6 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -42,15 +41,6 @@ DTYPES = [
     np.bool_,
     np.complex64,
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks run far faster on one thread than on a shared, busy pair of cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,6 @@ from siamcl import IncrementalClassifier
 from siamcl.checkpoint import StreamCheckpoint, task_fingerprint
 from siamcl.data import Task, class_incremental, load_dataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks run far faster on one thread than on a shared, busy pair of cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- a stream killed with SIGKILL
 
 
