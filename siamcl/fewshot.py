@@ -52,7 +52,7 @@ __all__ = [
     "one_shot_predict",
     "prototypical_loss",
     "read_runs",
-    "with_rotations",
+    "with_symmetries",
 ]
 
 # The "background small 1" alphabets that are not also in "background small 2".
@@ -63,19 +63,24 @@ LABELS_FILE = "class_labels.txt"
 # ---------------------------------------------------------------------------- training
 
 
-def with_rotations(
-    images: torch.Tensor, labels: np.ndarray, quarter_turns: Sequence[int] = (1, 2, 3)
+def with_symmetries(
+    images: torch.Tensor, labels: np.ndarray, rotations: bool = True, mirrors: bool = True
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Add each image turned by ``k`` x 90 degrees as a sample of a new class, for each ``k``.
+    """Add turned (90, 180, 270 degrees) and mirrored copies of each image as new classes.
 
-    A character turned upside down is a different character, so rotations multiply the
-    classes (not just the samples) a small alphabet offers. Labels of turn ``k`` are
-    ``label + k * (max label + 1)``.
+    A character turned on its side or mirrored is a different character, so symmetries
+    multiply the classes (not just the samples) a small alphabet offers: by 4 with
+    ``rotations``, by 2 with ``mirrors``, by 8 with both. Variant ``v`` of class ``c`` gets
+    label ``c + v * (max label + 1)``; variant 0 is the image as given.
     """
     offset = int(labels.max()) + 1
-    turned = [images] + [torch.rot90(images, k, dims=(-2, -1)) for k in quarter_turns]
-    new_labels = [labels] + [labels + k * offset for k in quarter_turns]
-    return torch.cat(turned), np.concatenate(new_labels)
+    variants = [images]
+    if mirrors:
+        variants.append(torch.flip(images, dims=(-1,)))
+    if rotations:
+        variants += [torch.rot90(v, k, dims=(-2, -1)) for v in variants for k in (1, 2, 3)]
+    new_labels = [labels + v * offset for v in range(len(variants))]
+    return torch.cat(variants), np.concatenate(new_labels)
 
 
 def prototypical_loss(
@@ -101,7 +106,8 @@ class EpisodicTrainer:
     Each step draws ``ways`` classes and ``shots + queries`` images of each, distorts them
     (``augment``) and minimises ``loss``: ``"prototypical"`` (queries against the support
     means, :func:`prototypical_loss`) or a metric-loss name from :data:`siamcl.losses.LOSSES`
-    applied to the whole batch. ``rotations`` adds 90/180/270-degree turns as new classes.
+    applied to the whole batch. ``rotations`` adds 90/180/270-degree turns and ``mirrors``
+    mirror images of every character as new classes (:func:`with_symmetries`).
     Images are resized to ``input_size`` (small sizes keep CPU training quick). The Adam
     learning rate ``lr`` decays along a cosine over ``steps``.
 
@@ -114,7 +120,7 @@ class EpisodicTrainer:
         encoder: str = "conv4",
         embedding_dim: int = 64,
         input_size: int | tuple[int, int] = 28,
-        loss: str = "prototypical",
+        loss: str = "supcon",
         ways: int = 20,
         shots: int = 1,
         queries: int = 5,
@@ -123,6 +129,7 @@ class EpisodicTrainer:
         weight_decay: float = 0.0,
         temperature: float = 0.1,
         rotations: bool = True,
+        mirrors: bool = True,
         augment: bool = True,
         memory_per_class: int = 20,
         seed: int = 0,
@@ -142,6 +149,7 @@ class EpisodicTrainer:
         self.weight_decay = weight_decay
         self.temperature = temperature
         self.rotations = rotations
+        self.mirrors = mirrors
         self.augment = augment
         self.memory_per_class = memory_per_class
         self.seed = seed
@@ -170,9 +178,7 @@ class EpisodicTrainer:
         )
         preprocessor = Preprocessor(classifier.input_size, classifier.invert).fit(X)
         canonical = preprocessor.canonical(X)
-        images, labels = canonical, y
-        if self.rotations:
-            images, labels = with_rotations(canonical, y)
+        images, labels = with_symmetries(canonical, y, self.rotations, self.mirrors)
         by_class = self._rows_by_class(labels)
         encoder = classifier._new_encoder(preprocessor.input_shape)
         with ResourceMeter(energy=self.energy, flops=self.flops) as meter:
@@ -244,7 +250,7 @@ class EpisodicTrainer:
         if len(classes) < self.ways:
             raise ValueError(
                 f"ways={self.ways} classes per step, but the training data has only "
-                f"{len(classes)} classes{' with rotations' if self.rotations else ''}"
+                f"{len(classes)} classes{' with symmetries' if self.rotations or self.mirrors else ''}"
             )
         short = classes[counts < needed]
         if len(short):

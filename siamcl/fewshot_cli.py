@@ -80,6 +80,9 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-rotations", action="store_true", help="do not add rotated characters as classes"
     )
+    parser.add_argument(
+        "--no-mirrors", action="store_true", help="do not add mirrored characters as classes"
+    )
     parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
 
@@ -98,6 +101,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         steps=args.steps,
         lr=args.lr,
         rotations=not args.no_rotations,
+        mirrors=not args.no_mirrors,
         augment=not args.no_augment,
         seed=args.seed,
         progress=not args.quiet,

@@ -22,7 +22,7 @@ from siamcl.fewshot import (
     one_shot_predict,
     prototypical_loss,
     read_runs,
-    with_rotations,
+    with_symmetries,
 )
 
 # subset -> alphabet -> number of characters
@@ -196,14 +196,26 @@ def test_read_runs_accepts_one_run_folder(runs_dir):
 # ---------------------------------------------------------------------------- training
 
 
-def test_with_rotations_turns_images_into_new_classes():
+def test_with_symmetries_turns_and_mirrors_images_into_new_classes():
     images = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
     labels = np.array([0, 4])
-    turned, new_labels = with_rotations(images, labels)
+    turned, new_labels = with_symmetries(images, labels, mirrors=False)
     assert turned.shape == (8, 1, 3, 3)
     assert new_labels.tolist() == [0, 4, 5, 9, 10, 14, 15, 19]
     assert torch.equal(turned[2], torch.rot90(images[0], 1, dims=(-2, -1)))
     assert torch.equal(turned[5], torch.rot90(images[1], 2, dims=(-2, -1)))
+
+    both, both_labels = with_symmetries(images, labels)
+    assert both.shape == (16, 1, 3, 3) and len(set(both_labels.tolist())) == 16
+    assert torch.equal(both[2], torch.flip(images[0], dims=(-1,)))  # mirror of class 0
+    assert both_labels[2] == 5
+    assert torch.equal(both[10], torch.rot90(both[2], 1, dims=(-2, -1)))  # variant 5, item 0
+    # all eight variants of an asymmetric image differ
+    variants = both[both_labels % 5 == 0]
+    assert len({tuple(v.flatten().tolist()) for v in variants}) == 8
+
+    alone, alone_labels = with_symmetries(images, labels, rotations=False, mirrors=False)
+    assert torch.equal(alone, images) and alone_labels.tolist() == [0, 4]
 
 
 def test_prototypical_loss_is_cross_entropy_against_support_means():
@@ -264,22 +276,30 @@ def test_one_shot_predict_leaves_the_classifier_unchanged(model_dir, runs_dir):
     assert len(classifier.reports) == n_reports
 
 
-def test_trainer_with_a_metric_loss_and_no_rotations():
+def test_trainer_with_the_prototypical_loss_and_no_symmetries():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
     y = np.repeat(np.arange(6), 5)
     trainer = EpisodicTrainer(
-        input_size=12, loss="supcon", ways=3, queries=2, steps=3, rotations=False, flops="off"
+        input_size=12,
+        loss="prototypical",
+        ways=3,
+        queries=2,
+        steps=3,
+        rotations=False,
+        mirrors=False,
+        flops="off",
     )
     classifier = trainer.fit(X, y)
-    assert classifier.loss == "supcon" and classifier.reports[0].samples_seen == 27
+    assert classifier.reports[0].samples_seen == 27
+    assert classifier.loss == "multisimilarity"  # the learner's own loss for later fit_task
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"ways": 30}, ValueError, "only 24 classes with rotations"),
-        ({"ways": 30, "rotations": False}, ValueError, "only 6 classes"),
+        ({"ways": 50}, ValueError, "only 48 classes with symmetries"),
+        ({"ways": 30, "rotations": False, "mirrors": False}, ValueError, "only 6 classes"),
         ({"queries": 5}, ValueError, "shots \\+ queries = 6"),
         ({"loss": "hinge"}, ValueError, "unknown loss 'hinge'"),
         ({"steps": 0}, ValueError, "steps must be a positive integer"),
