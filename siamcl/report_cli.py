@@ -139,9 +139,9 @@ def find_points(data: Any, source: str = "") -> list[ParetoPoint]:
     """Rows holding an accuracy and an energy figure, averaged over rows with one label.
 
     A row is any JSON object with a numeric accuracy (``accuracy``, ``final_accuracy``, ...)
-    and energy in joules (``energy_j`` at its top level or in a nested ``report``). When the
-    data has a ``summary`` list with such rows, only those count (they already average the
-    per-seed ``runs``).
+    and energy in joules (``energy_j`` or ``*_energy_j`` at its top level or in a nested
+    ``report``). When the data has a ``summary`` list with such rows, only those count
+    (they already average the per-seed ``runs``).
     """
     if isinstance(data, dict) and isinstance(data.get("summary"), list):
         rows = [row for row in _walk(data["summary"]) if _accuracy_energy(row)]
@@ -172,7 +172,8 @@ def _accuracy_energy(row: dict[str, Any]) -> tuple[float, float, str] | None:
         return None
     holders = [row, row.get("report")] if isinstance(row.get("report"), dict) else [row]
     for holder in holders:
-        for key in ENERGY_KEYS:
+        keys = [*ENERGY_KEYS, *(k for k in holder if str(k).endswith("_energy_j"))]
+        for key in keys:
             energy = _number(holder.get(key))
             if energy is not None:
                 return accuracy, energy, str(holder.get("energy_method", ""))
@@ -189,7 +190,7 @@ def _label(row: dict[str, Any]) -> str:
             parts.append(
                 str(value) if key in ("method", "strategy", "model", "name") else f"{key} {value}"
             )
-    return ", ".join(parts) or "result"
+    return ", ".join(parts) or "all runs"
 
 
 def _average(rows: list[dict[str, Any]], source: str) -> list[ParetoPoint]:

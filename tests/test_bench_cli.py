@@ -228,3 +228,10 @@ def test_pareto_front_keeps_points_nothing_beats() -> None:
         ParetoPoint("s", "costly", 0.9, 4.0),
     ]
     assert [p.label for p in pareto_front(points)] == ["cheap", "best"]
+
+
+def test_find_points_reads_other_suites_field_names() -> None:
+    data = {"summary": [{"final_accuracy": 0.9, "stream_energy_j": 12.0, "encoder": "conv4"}]}
+    (point,) = find_points(data, source="core")
+    assert (point.label, point.accuracy, point.energy_j) == ("encoder conv4", 0.9, 12.0)
+    assert find_points({"rows": [{"accuracy": 0.5, "energy_j": "n/a"}]}) == []

@@ -58,7 +58,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="training-set percentages, comma-separated (default 1,2,5,10,25,50,100)",
     )
     parser.add_argument("--tasks", type=int, default=5, help="class-incremental tasks (default 5)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per task (default 3)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="least epochs per task (default 8, the learner's own)",
+    )
     parser.add_argument(
         "--min-steps",
         type=int,
@@ -427,6 +432,7 @@ def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     settings = _present(summary, "setting")
     figure, axes = plt.subplots(len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False)
@@ -441,20 +447,37 @@ def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: s
             spread = [s["accuracy_std"] for s in points]
             energy = [s["energy_j"] for s in points]
             label = METHOD_LABELS.get(method, method)
-            axes[row, 0].errorbar(fractions, accuracy, yerr=spread, marker="o", label=label)
-            axes[row, 1].plot(energy, accuracy, marker="o", label=label)
+            axes[row, 0].errorbar(
+                fractions, accuracy, yerr=spread, marker="o", capsize=3, label=label
+            )
+            line = axes[row, 1].plot(energy, accuracy, marker="o", alpha=0.8, label=label)[0]
+            for point in points:
+                axes[row, 1].annotate(
+                    _percent(point["fraction"]),
+                    (point["energy_j"], point["accuracy"]),
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=line.get_color(),
+                )
         axes[row, 0].set(
             xscale="log",
             xlabel="training data used (%)",
             ylabel="accuracy",
             title=f"{setting}: accuracy vs data",
         )
+        axes[row, 0].set_xticks([100 * f for f in _present(summary, "fraction")])
+        axes[row, 0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axes[row, 0].xaxis.set_minor_formatter(NullFormatter())
         axes[row, 1].set(
             xscale="log",
-            xlabel="training energy (J, per run)",
+            xlabel=f"training energy, J per run ({_energy_method(summary)}; labels: data %)",
             ylabel="accuracy",
             title=f"{setting}: accuracy vs energy",
         )
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        axes[row, 1].xaxis.set_major_formatter(plain)
+        axes[row, 1].xaxis.set_minor_formatter(plain)
         for axis in axes[row]:
             axis.grid(True, alpha=0.3)
             axis.legend()
@@ -491,7 +514,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "seeds": args.seeds or ([0] if quick else [0, 1, 2]),
         "fractions": list(args.fractions or (QUICK_FRACTIONS if quick else DEFAULT_FRACTIONS)),
         "tasks": args.tasks,
-        "epochs": args.epochs if args.epochs is not None else (1 if quick else 3),
+        "epochs": args.epochs if args.epochs is not None else (1 if quick else 8),
         "min_steps": args.min_steps,
         "batch_size": 128,
         "memory_per_class": args.memory,
