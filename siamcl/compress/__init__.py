@@ -21,6 +21,7 @@ from siamcl.compress.qat import (
     freeze_qat,
     model_bytes,
     prepare_qat,
+    schedule_qat,
     serialized_bytes,
 )
 from siamcl.compress.teachers import FrozenTeacher, embedding_teacher, logit_teacher
@@ -39,5 +40,6 @@ __all__ = [
     "model_bytes",
     "prepare_qat",
     "relational_distillation_loss",
+    "schedule_qat",
     "serialized_bytes",
 ]

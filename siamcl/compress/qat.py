@@ -43,6 +43,7 @@ __all__ = [
     "freeze_qat",
     "model_bytes",
     "prepare_qat",
+    "schedule_qat",
     "serialized_bytes",
 ]
 
@@ -102,6 +103,36 @@ def freeze_qat(model: nn.Module) -> nn.Module:
     model.apply(disable_observer)
     model.apply(freeze_bn_stats)
     return model
+
+
+def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
+    """Set a prepared model's fake quantization for ``epoch`` (0-based) of ``epochs`` (in place).
+
+    The usual QAT recipe, for training from scratch: the first third of the epochs run in
+    float while observers learn activation ranges (fake quantization from the first step stalls
+    learning, because ranges estimated on an untrained network clip what it later produces);
+    the rest train with fake quantization; with four or more epochs, the last one also freezes
+    the observers and BatchNorm statistics so the network settles on the ranges it will be
+    converted with. Every setting is made explicitly, so a model can be scheduled again for
+    the next task.
+    """
+    from torch.ao.nn.intrinsic.qat import freeze_bn_stats, update_bn_stats
+    from torch.ao.quantization import (
+        disable_fake_quant,
+        disable_observer,
+        enable_fake_quant,
+        enable_observer,
+    )
+
+    fake = epoch >= epochs // 3
+    observe = not (epochs >= 4 and epoch == epochs - 1)
+    model.apply(enable_fake_quant if fake else disable_fake_quant)
+    model.apply(enable_observer if observe else disable_observer)
+    model.apply(update_bn_stats if observe else freeze_bn_stats)
+    for module in model.modules():  # torchao's int4 fake quantizers
+        quantizer = getattr(module, "weight_fake_quantizer", None)
+        if quantizer is not None and hasattr(quantizer, "enabled"):
+            quantizer.enabled = fake
 
 
 def convert_qat(model: nn.Module, scheme: str) -> nn.Module:
