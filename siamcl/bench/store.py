@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = "store_quick" if args.quick else "store"
     table = _markdown(results)
     write_results(args.out, name, results, table)
-    plot_recall_speed(rows, os.path.join(args.out, f"{name}.png"))
+    plot_recall_speed(rows, os.path.join(args.out, f"{name}.png"), settings["target_recall"])
     if not args.quiet:
         print(table)
     return results
@@ -572,7 +572,9 @@ def _data_note(s: dict[str, Any]) -> str:
     )
 
 
-def plot_recall_speed(rows: list[dict[str, Any]], path: str) -> None:
+def plot_recall_speed(
+    rows: list[dict[str, Any]], path: str, target_recall: float = TARGET_RECALL
+) -> None:
     """Queries/s at batch size against recall@1 for each index, one panel per size x dim."""
     import matplotlib
 
@@ -597,7 +599,7 @@ def plot_recall_speed(rows: list[dict[str, Any]], path: str) -> None:
                     marker=markers.get(r["method"], "."),
                     label=r["method"],
                 )
-            ax.axvline(TARGET_RECALL, color="grey", linestyle=":", linewidth=1)
+            ax.axvline(target_recall, color="grey", linestyle=":", linewidth=1)
             ax.set_yscale("log")
             ax.set_title(f"{size:,} x {dim}", fontsize=10)
             ax.set_xlabel("recall@1")
