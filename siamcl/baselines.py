@@ -19,6 +19,14 @@ from tqdm.auto import tqdm
 
 from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
+from siamcl.compress import (
+    check_scheme,
+    convert_qat,
+    logit_distillation_loss,
+    logit_teacher,
+    prepare_qat,
+    schedule_qat,
+)
 from siamcl.encoders import build_encoder
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
@@ -54,6 +62,11 @@ class SoftmaxClassifier:
 
     ``encoder`` names the backbone (as for :class:`~siamcl.IncrementalClassifier`); its
     embedding layer becomes a ``features``-wide representation feeding the softmax head.
+
+    ``qat`` (``"int8"`` or ``"int4"``) trains the backbone quantization-aware and predicts with
+    its converted quantized form; the growing head stays float. ``teacher`` (a fitted
+    SoftmaxClassifier knowing the task's classes, or a module producing their logits) adds
+    ``teacher_weight`` x logit distillation at temperature ``distill_temperature``.
     """
 
     def __init__(
@@ -75,6 +88,10 @@ class SoftmaxClassifier:
         progress: bool = False,
         energy: str = "auto",
         flops: str = "sample",
+        qat: str | None = None,
+        teacher: Any = None,
+        teacher_weight: float = 1.0,
+        distill_temperature: float = 4.0,
     ):
         self.encoder = encoder
         self.features = features
@@ -93,6 +110,10 @@ class SoftmaxClassifier:
         self.progress = progress
         self.energy = energy
         self.flops = flops
+        self.qat = qat
+        self.teacher = teacher
+        self.teacher_weight = teacher_weight
+        self.distill_temperature = distill_temperature
 
     @property
     def reports(self) -> list[TaskReport]:
@@ -108,6 +129,19 @@ class SoftmaxClassifier:
         X = as_array(X)
         y = as_labels(y, len(X))
         fitted = hasattr(self, "model_")
+        check_scheme(self.qat)
+        if self.qat and torch.device(self.device).type != "cpu":
+            raise ValueError(
+                f"quantized models run on the CPU: use device='cpu' with qat={self.qat!r}"
+            )
+        if fitted and bool(self.qat) != hasattr(self, "qat_model_"):
+            raise ValueError("qat cannot be switched on or off after the first task")
+        if not self.teacher_weight >= 0:
+            raise ValueError(f"teacher_weight must be non-negative, got {self.teacher_weight!r}")
+        if not self.distill_temperature > 0:
+            raise ValueError(
+                f"distill_temperature must be positive, got {self.distill_temperature!r}"
+            )
         preprocessor = (
             self.preprocessor_ if fitted else Preprocessor(self.input_size, self.invert).fit(X)
         )
@@ -115,13 +149,19 @@ class SoftmaxClassifier:
         classes = list(self.classes_.tolist())
         classes += [c for c in np.unique(y).tolist() if c not in classes]
         if fitted:
-            model = copy.deepcopy(self.model_)
+            model = copy.deepcopy(self.qat_model_ if self.qat else self.model_)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 body = build_encoder(self.encoder, preprocessor.input_shape, self.features).body
+                if self.qat:
+                    example = torch.zeros((2, *preprocessor.input_shape))
+                    body = prepare_qat(body, self.qat, example)
                 model = HeadClassifier(body, self.features, len(classes))
         model.grow(len(classes))
+        external = None
+        if self.teacher is not None:
+            external = logit_teacher(self.teacher, preprocessor, classes)
         memory = copy.deepcopy(self.memory_) if fitted else self._new_memory()
         memory_X, memory_y = memory.arrays()
         inputs, labels = canonical, y
@@ -132,7 +172,11 @@ class SoftmaxClassifier:
         targets = np.array([position[label] for label in labels.tolist()], dtype=np.int64)
         task_index = len(self.reports)
         with ResourceMeter(energy=self.energy, flops=self.flops, device=self.device) as meter:
-            self._train(model, preprocessor, inputs, targets, task_index, meter)
+            self._train(model, preprocessor, inputs, targets, task_index, meter, external)
+            trained = model
+            if self.qat:
+                model = copy.deepcopy(trained).cpu()
+                model.backbone = convert_qat(trained.backbone, self.qat)
             memory.add(canonical.numpy().astype(np.float16), y)
         report = meter.report(
             task=task_index, method="fit_task", retained_bytes={"replay": memory.nbytes}
@@ -140,6 +184,8 @@ class SoftmaxClassifier:
         self.preprocessor_, self.model_, self.memory_ = preprocessor, model, memory
         self.classes_list_ = classes
         self.reports_ = [*self.reports, report]
+        if self.qat:
+            self.qat_model_ = trained
         return report
 
     def predict(self, X: Any) -> np.ndarray:
@@ -169,6 +215,7 @@ class SoftmaxClassifier:
         targets: np.ndarray,
         task_index: int,
         meter: ResourceMeter,
+        external: nn.Module | None = None,
     ) -> None:
         generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -180,7 +227,9 @@ class SoftmaxClassifier:
         bar = tqdm(
             total=steps, desc=f"softmax task {task_index}", leave=False, disable=not self.progress
         )
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
+            if self.qat:
+                schedule_qat(model, epoch, self.epochs)
             order = balanced_epoch(targets, self.balance, generator)
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -189,7 +238,12 @@ class SoftmaxClassifier:
                     batch = augment(batch, generator)
                 batch = preprocessor.standardise(batch).to(self.device)
                 with meter.batch(n_samples=len(rows)):
-                    loss = F.cross_entropy(model(batch), target_tensor[rows].to(self.device))
+                    logits = model(batch)
+                    loss = F.cross_entropy(logits, target_tensor[rows].to(self.device))
+                    if external is not None and self.teacher_weight > 0:
+                        loss = loss + self.teacher_weight * logit_distillation_loss(
+                            logits, external(batch), self.distill_temperature
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

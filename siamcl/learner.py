@@ -26,6 +26,14 @@ from tqdm.auto import tqdm
 
 from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
+from siamcl.compress import (
+    EmbeddingDistillation,
+    check_scheme,
+    convert_qat,
+    embedding_teacher,
+    prepare_qat,
+    schedule_qat,
+)
 from siamcl.encoders import build_encoder
 from siamcl.losses import build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
@@ -70,6 +78,11 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
     input_size, invert: preprocessing (see :class:`siamcl.preprocess.Preprocessor`).
     temperature: softmax temperature of :meth:`predict_proba` over prototype similarities.
     energy, flops: accounting options passed to :class:`ResourceMeter`.
+    qat: ``"int8"`` or ``"int4"`` trains the encoder quantization-aware and predicts with the
+        converted quantized encoder (see :mod:`siamcl.compress.qat`); None trains in float.
+    teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
+        embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
+        :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model.
     """
 
     def __init__(
@@ -100,6 +113,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         progress: bool = False,
         energy: str = "auto",
         flops: str = "sample",
+        qat: str | None = None,
+        teacher: Any = None,
+        teacher_weight: float = 1.0,
     ):
         self.encoder = encoder
         self.embedding_dim = embedding_dim
@@ -127,6 +143,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         self.progress = progress
         self.energy = energy
         self.flops = flops
+        self.qat = qat
+        self.teacher = teacher
+        self.teacher_weight = teacher_weight
 
     # ------------------------------------------------------------------ public API
 
@@ -170,8 +189,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         task_index = len([r for r in self.reports if r.method == "fit_task"])
         device = torch.device(self.device)
         teacher = self.encoder_ if self.is_fitted and self.distill_weight > 0 else None
+        external = None if self.teacher is None else embedding_teacher(self.teacher, preprocessor)
         encoder = (
-            copy.deepcopy(self.encoder_)
+            copy.deepcopy(self.qat_encoder_ if self.qat else self.encoder_)
             if self.is_fitted
             else self._new_encoder(preprocessor.input_shape)
         )
@@ -183,7 +203,12 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
 
         with self._meter(device) as meter:
             with _task_random_state(self.seed * 1000 + task_index):
-                self._train(encoder, teacher, preprocessor, inputs, labels, task_index, meter)
+                self._train(
+                    encoder, teacher, preprocessor, inputs, labels, task_index, meter, external
+                )
+            trained = encoder
+            if self.qat:
+                encoder = convert_qat(trained, self.qat)
             embed = self._embedder(encoder, preprocessor)
             memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
             dim = self.store_.dim if self.is_fitted else embed(canonical[:2]).shape[1]
@@ -207,6 +232,8 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             store,
         )
         self.reports_ = [*self.reports, report]
+        if self.qat:
+            self.qat_encoder_ = trained
         return report
 
     def fit_stream(self, tasks: Any, checkpoint_dir: Any = None) -> list[TaskReport]:
@@ -382,8 +409,10 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         labels: np.ndarray,
         task_index: int,
         meter: ResourceMeter,
+        external: nn.Module | None = None,
     ) -> None:
         device = torch.device(self.device)
+        distillation = EmbeddingDistillation()
         generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
         objective = SiameseObjective(build_loss(self.loss, self.miner), self.distill_weight)
         optimizer = torch.optim.Adam(
@@ -404,7 +433,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             leave=False,
             disable=not self.progress,
         )
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
+            if self.qat:
+                schedule_qat(encoder, epoch, self.epochs)
             order = balanced_epoch(labels, self.balance, generator)
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -420,7 +451,12 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                     if teacher is not None:
                         with torch.no_grad():
                             target = teacher(batch)
-                    loss = objective(encoder(batch), batch_labels, target)
+                    embeddings = encoder(batch)
+                    loss = objective(embeddings, batch_labels, target)
+                    if external is not None and self.teacher_weight > 0:
+                        loss = loss + self.teacher_weight * distillation(
+                            embeddings, external(batch)
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -459,7 +495,10 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                 if isinstance(self.encoder, nn.Module)
                 else encoder_name(self.encoder, input_shape)
             )
-            return build_encoder(spec, input_shape, self.embedding_dim)
+            encoder = build_encoder(spec, input_shape, self.embedding_dim)
+        if self.qat:
+            encoder = prepare_qat(encoder, self.qat, torch.zeros((2, *input_shape)))
+        return encoder
 
     def _new_store(self, dim: int) -> PrototypeStore:
         return PrototypeStore(
@@ -501,7 +540,14 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         for name in ("lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("distill_weight", "weight_decay", "balance"):
+        check_scheme(self.qat)
+        if self.qat and torch.device(self.device).type != "cpu":
+            raise ValueError(
+                f"quantized models run on the CPU: use device='cpu' with qat={self.qat!r}"
+            )
+        if self.is_fitted and bool(self.qat) != hasattr(self, "qat_encoder_"):
+            raise ValueError("qat cannot be switched on or off after the first task")
+        for name in ("distill_weight", "weight_decay", "balance", "teacher_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
         # unknown names fail before any work, not after training

@@ -3,7 +3,9 @@
 Layout of a saved classifier::
 
     siamcl.json     format name and version, parameters, preprocessing, sha256 of every file
-    encoder.pt      encoder weights (named encoders) or the whole module (user modules)
+    encoder.pt      encoder weights (named encoders) or the whole module (user modules); for
+                    a quantized classifier (``qat``), the fake-quantised training state, from
+                    which the quantized encoder is rebuilt exactly on load
     objects.pt      constructor arguments that are objects rather than plain values, if any
     memory.npz      exemplar memory
     store/          the PrototypeStore's own save directory
@@ -83,7 +85,10 @@ def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
         with torch.random.fork_rng(devices=[]):
             name = encoder_name(clf.encoder, preprocessor.input_shape)
             encoder = build_encoder(name, preprocessor.input_shape, clf.embedding_dim)
-        encoder.load_state_dict(torch.load(source / "encoder.pt", map_location="cpu"))
+        if manifest["encoder"] == "qat":
+            encoder = _load_quantized(clf, encoder, source / "encoder.pt", preprocessor)
+        else:
+            encoder.load_state_dict(torch.load(source / "encoder.pt", map_location="cpu"))
     encoder.to(torch.device(clf.device)).eval()
     with np.load(source / "memory.npz", allow_pickle=False) as arrays:
         memory_state = json.loads(str(arrays["state"]))
@@ -134,6 +139,21 @@ def read_manifest(source: Path) -> dict[str, Any]:
     return manifest
 
 
+def _load_quantized(
+    clf: IncrementalClassifier, encoder: torch.nn.Module, path: Path, preprocessor: Preprocessor
+) -> torch.nn.Module:
+    """Rebuild the fake-quantised encoder from its saved state, then convert it as training did."""
+    from siamcl.compress import convert_qat, prepare_qat
+
+    if getattr(clf, "qat", None) is None:
+        raise ValueError(f"{path.parent} is corrupt: a quantized encoder was saved without qat")
+    example = torch.zeros((2, *preprocessor.input_shape))
+    trained = prepare_qat(encoder, clf.qat, example)
+    trained.load_state_dict(torch.load(path, map_location="cpu"))
+    clf.qat_encoder_ = trained.eval()
+    return convert_qat(trained, clf.qat)
+
+
 def _inside(name: str) -> bool:
     """Whether a manifest's file name stays inside the saved directory."""
     relative = Path(name)
@@ -142,13 +162,19 @@ def _inside(name: str) -> bool:
 
 def _write(clf: IncrementalClassifier, staging: Path) -> None:
     params = clf.get_params(deep=False)
+    if "teacher" in params:  # a teacher guides training only; it is not part of the model
+        params["teacher"] = None
     plain = {k: v for k, v in params.items() if _is_plain(v)}
     objects = {k: v for k, v in params.items() if k not in plain}
     if objects:
         torch.save(objects, staging / "objects.pt")
     named_encoder = isinstance(clf.encoder, str)
+    quantized = getattr(clf, "qat", None) is not None
     encoder = clf.encoder_
-    torch.save(encoder.state_dict() if named_encoder else encoder, staging / "encoder.pt")
+    if quantized:
+        torch.save(clf.qat_encoder_.state_dict(), staging / "encoder.pt")
+    else:
+        torch.save(encoder.state_dict() if named_encoder else encoder, staging / "encoder.pt")
     memory_state = clf.memory_.state_dict()
     exemplars = memory_state.pop("exemplars")
     np.savez(
@@ -165,7 +191,7 @@ def _write(clf: IncrementalClassifier, staging: Path) -> None:
         "format_version": FORMAT_VERSION,
         "params": plain,
         "preprocessor": clf.preprocessor_.state_dict(),
-        "encoder": "named" if named_encoder else "module",
+        "encoder": "qat" if quantized else "named" if named_encoder else "module",
         "classes": clf.classes_.tolist(),
         "files": {str(p.relative_to(staging)): _sha256(p) for p in files},
     }

@@ -1,0 +1,330 @@
+"""Compression: int8 QAT, distillation and quantized distillation, Siamese and softmax.
+
+Plain multi-class classification (one task holding every class). For the Siamese learner and
+for the standard CNN (the same backbone with a softmax head) it trains four variants in one
+run: the fp32 ``conv4`` teacher, the same network with int8 quantization-aware training, a
+``conv4-small`` student distilled from the teacher (KD), and that student trained with int8 QAT
+(quantized KD). Each row gives test accuracy, the network's bytes, CPU inference latency at
+batch 1 and 256, and training energy and time, with ratios to the family's fp32 teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.bench.common import markdown_table, run_record, write_results
+from siamcl.compress import model_bytes, serialized_bytes
+from siamcl.data import load_dataset, subsample
+from siamcl.learner import IncrementalClassifier
+
+VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
+    "fp32 teacher": ("conv4", None, False),
+    "QAT int8": ("conv4", "int8", False),
+    "KD student": ("conv4-small", None, True),
+    "quantized-KD student": ("conv4-small", "int8", True),
+}
+FAMILIES = {"siamese": IncrementalClassifier, "softmax": SoftmaxClassifier}
+BARS = {
+    "QAT int8": {"bytes_ratio": 0.27, "latency_256_ratio": 0.7, "accuracy_drop_points": 1.0},
+    "quantized-KD student": {"bytes_ratio": 0.1, "accuracy_drop_points": 2.0},
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="latency rounds, interleaved across models (7)"
+    )
+
+
+@dataclass
+class _Trained:
+    family: str
+    variant: str
+    classifier: Any
+    network: nn.Module
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    seeds = args.seeds or [0]
+    X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
+    epochs, rounds = args.epochs, args.rounds
+    if args.quick:  # a smoke test of the whole suite, not a measurement
+        X_train, y_train = subsample(X_train, y_train, 0.05, seed=0)
+        X_test, y_test = subsample(X_test, y_test, 0.2, seed=0)
+        epochs, rounds = 1, 1
+    common = {
+        "epochs": epochs,
+        "memory_per_class": 0,
+        "device": args.device,
+        "progress": not args.quiet,
+    }
+    rows, trained = [], []
+    for seed in seeds:
+        for family, make in FAMILIES.items():
+            teacher = None
+            for variant, (encoder, scheme, distilled) in VARIANTS.items():
+                clf = make(
+                    encoder=encoder,
+                    qat=scheme,
+                    teacher=teacher if distilled else None,
+                    seed=seed,
+                    **common,
+                )
+                report = clf.fit_task(X_train, y_train)
+                if variant == "fp32 teacher":
+                    teacher = clf
+                network = clf.encoder_ if family == "siamese" else clf.model_
+                trained.append(_Trained(family, variant, clf, network))
+                rows.append(_row(family, variant, seed, encoder, scheme, distilled, clf, report))
+                rows[-1]["accuracy"] = clf.score(X_test, y_test)
+                _log(args, rows[-1])
+    latencies = _latencies(trained, X_test, rounds)
+    for row, model in zip(rows, trained):
+        row.update(latencies[id(model)])
+    _add_ratios(rows)
+    results = {
+        **run_record(
+            "compress",
+            seeds,
+            dataset=args.dataset,
+            quick=args.quick,
+            latency_rounds=rounds,
+            torch_threads=torch.get_num_threads(),
+            **{k: v for k, v in common.items() if k != "progress"},
+        ),
+        "train_size": len(X_train),
+        "test_size": len(X_test),
+        "rows": rows,
+        "bars": _bars(rows),
+    }
+    name = f"compress_{args.dataset}" + ("_quick" if args.quick else "")
+    markdown = _markdown(results)
+    write_results(args.out, name, results, markdown)
+    if not args.quiet:
+        print(markdown)
+    return results
+
+
+# ------------------------------------------------------------------------------- measuring
+
+
+def _row(family, variant, seed, encoder, scheme, distilled, clf, report) -> dict[str, Any]:
+    network = clf.encoder_ if family == "siamese" else clf.model_
+    return {
+        "family": family,
+        "variant": variant,
+        "seed": seed,
+        "encoder": encoder,
+        "qat": scheme,
+        "distilled": distilled,
+        "model_bytes": model_bytes(network),
+        "serialized_bytes": serialized_bytes(network),
+        "energy_j": report.energy_j,
+        "energy_method": report.energy_method,
+        "train_wall_s": report.wall_s,
+        "train_cpu_s": report.cpu_s,
+    }
+
+
+def _latencies(trained: list[_Trained], X_test: np.ndarray, rounds: int) -> dict[int, dict]:
+    """Median seconds per forward pass at batch 1 and 256, measured round-robin.
+
+    Every round times every model once, so load from other processes on a shared machine
+    falls on all models alike instead of on whichever happened to run during a busy spell.
+    """
+    batches = {}
+    for item in trained:
+        inputs = item.classifier.preprocessor_(X_test[:256])
+        if len(inputs) < 256:  # small test sets (--quick): repeat rows up to a full batch
+            inputs = inputs.repeat((256 // len(inputs)) + 1, *[1] * (inputs.ndim - 1))[:256]
+        batches[id(item)] = inputs
+    samples: dict[int, dict[str, list[float]]] = {
+        id(item): {"latency_1_s": [], "latency_256_s": []} for item in trained
+    }
+    for item in trained:  # warm-up: first calls allocate and pack weights
+        _time_calls(item.network, batches[id(item)], 2)
+    for _ in range(rounds):
+        for item in trained:
+            inputs = batches[id(item)]
+            samples[id(item)]["latency_256_s"].append(_time_calls(item.network, inputs, 3))
+            samples[id(item)]["latency_1_s"].append(_time_calls(item.network, inputs[:1], 30))
+    return {
+        key: {k: float(np.median(v)) for k, v in value.items()} for key, value in samples.items()
+    }
+
+
+def _time_calls(network: nn.Module, inputs: torch.Tensor, calls: int) -> float:
+    network.eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        for _ in range(calls):
+            network(inputs)
+        return (time.perf_counter() - start) / calls
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        base = next(
+            r
+            for r in rows
+            if r["family"] == row["family"]
+            and r["seed"] == row["seed"]
+            and r["variant"] == "fp32 teacher"
+        )
+        row["bytes_ratio"] = row["model_bytes"] / base["model_bytes"]
+        row["latency_1_ratio"] = row["latency_1_s"] / base["latency_1_s"]
+        row["latency_256_ratio"] = row["latency_256_s"] / base["latency_256_s"]
+        row["energy_ratio"] = row["energy_j"] / base["energy_j"] if base["energy_j"] else None
+        row["accuracy_drop_points"] = 100 * (base["accuracy"] - row["accuracy"])
+
+
+def _bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each bar of the compression study, met or not, for every family and seed."""
+    checks = []
+    for row in rows:
+        for measure, limit in BARS.get(row["variant"], {}).items():
+            checks.append(
+                {
+                    "family": row["family"],
+                    "seed": row["seed"],
+                    "variant": row["variant"],
+                    "measure": measure,
+                    "value": row[measure],
+                    "limit": limit,
+                    "met": bool(row[measure] <= limit),
+                }
+            )
+    return checks
+
+
+# ------------------------------------------------------------------------------- reporting
+
+
+def _log(args: argparse.Namespace, row: dict[str, Any]) -> None:
+    if not args.quiet:
+        print(
+            f"{row['family']:8s} {row['variant']:22s} accuracy {row.get('accuracy', 0):.3f} "
+            f"bytes {row['model_bytes']} train {row['train_wall_s']:.0f} s",
+            flush=True,
+        )
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    headers = [
+        "family",
+        "variant",
+        "accuracy",
+        "Δ acc (points)",
+        "model KiB",
+        "bytes ×",
+        "batch 1 ms",
+        "batch 1 ×",
+        "batch 256 ms",
+        "batch 256 ×",
+        "train energy J (method)",
+        "energy ×",
+        "train s",
+    ]
+    lines = [
+        [
+            r["family"],
+            r["variant"],
+            r["accuracy"],
+            -r["accuracy_drop_points"],
+            r["model_bytes"] / 1024,
+            r["bytes_ratio"],
+            1000 * r["latency_1_s"],
+            r["latency_1_ratio"],
+            1000 * r["latency_256_s"],
+            r["latency_256_ratio"],
+            f"{r['energy_j']:.0f} ({r['energy_method']})",
+            r["energy_ratio"] if r["energy_ratio"] is not None else "",
+            r["train_wall_s"],
+        ]
+        for r in results["rows"]
+    ]
+    bar_lines = [
+        [
+            b["family"],
+            b["variant"],
+            b["measure"],
+            b["value"],
+            f"≤ {b['limit']}",
+            "met" if b["met"] else "**not met**",
+        ]
+        for b in results["bars"]
+    ]
+    machine = results["machine"]
+    settings = results["settings"]
+    return "\n".join(
+        [
+            f"# Compression on {settings['dataset']}: QAT, distillation, quantized distillation",
+            "",
+            f"Command: `{results['command']}`  ",
+            f"Seeds: {results['seeds']}  ",
+            (
+                f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, torch "
+                f"{machine['torch']}, {settings['torch_threads']} torch threads  "
+            ),
+            f"Date: {results['date']}  ",
+            (
+                f"Data: {results['train_size']} training and {results['test_size']} test images, "
+                f"one task with every class; {settings['epochs']} epochs for every model."
+            ),
+            "",
+            markdown_table(headers, lines),
+            "",
+            (
+                "Ratios (×) and accuracy differences are against the fp32 teacher of the same family "
+                "in this run."
+            ),
+            "",
+            "## Bars",
+            "",
+            markdown_table(["family", "variant", "measure", "value", "bar", ""], bar_lines),
+            "",
+            "## How it was measured",
+            "",
+            _NOTES.format(rounds=settings["latency_rounds"]),
+        ]
+    )
+
+
+_NOTES = """\
+- **Models.** Teacher and QAT rows use `conv4` (4 conv-BN-ReLU-pool blocks of 64 channels and a
+  linear projection to 64 dimensions); students use `conv4-small` (16 channels). The Siamese
+  learner (`IncrementalClassifier`, multi-similarity loss, nearest class prototype) and the
+  standard CNN (`SoftmaxClassifier`, same backbone with a softmax head, cross-entropy) are
+  trained with the same optimiser, augmentation and epochs.
+- **QAT int8** (`qat="int8"`): fake-quantised int8 weights (per output channel) and uint8
+  activations on every conv and linear layer during training, BatchNorm folded into the convs
+  (fused conv-BN-ReLU), then conversion to real int8 modules that run on the CPU's
+  fbgemm/oneDNN int8 kernels (PyTorch FX graph-mode QAT, x86 backend). torchao's PT2E flow was
+  tried for the convolutions: run eagerly, its converted model was no faster than fp32 (it
+  needs `torch.compile` to fuse int8 kernels, about a minute per input shape here, and the
+  compiled model cannot be saved), so the FX flow is used. The Siamese encoder's final L2
+  normalisation stays float; the softmax classifier's head stays float (it grows with new
+  classes).
+- **Distillation**: Siamese students match the teacher's embeddings (cosine distance) plus
+  relational distillation (pairwise distances and angles, Park et al. 2019); softmax students
+  add temperature-4 logit distillation (Hinton et al. 2015) to cross-entropy; both with
+  weight 1.
+- **Model bytes** count the numbers each network holds (state dict at each tensor's storage
+  width; quantized weights at 1 byte plus their per-channel scales and zero points). The
+  JSON also gives `serialized_bytes`, the size of the saved state dict. Siamese rows exclude
+  the prototype store (one 64-float prototype per class), the same for every variant.
+- **Latency**: median over {rounds} rounds of one forward pass on preprocessed test images
+  (no preprocessing, no prototype search), every round timing every model in turn so that
+  load from other processes falls on all alike.
+- **Energy**: from `ResourceMeter` around training; the method column says whether it was
+  measured (RAPL/NVML) or estimated from CPU time (see docs/energy.md).
+"""
