@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from siamcl.data import load_omniglot
 from siamcl.fewshot import (
@@ -47,6 +51,7 @@ def configure(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="folder to save the classifier in")
     _add_trainer_options(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_option(train, None, "torch's default")
     train.set_defaults(run=run_train)
 
     runs = commands.add_parser("make-runs", help="write N-way one-shot runs from alphabets")
@@ -62,7 +67,28 @@ def configure(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
     evaluate.add_argument("--runs", required=True, help="folder of runs (or one run folder)")
     evaluate.add_argument("--out", default=None, help="JSON file for the results")
+    _add_threads_option(evaluate, 1, "1: runs are small batches")
     evaluate.set_defaults(run=run_eval)
+
+
+def _add_threads_option(parser: argparse.ArgumentParser, default: int | None, note: str) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=default, help=f"torch CPU threads (default {note})"
+    )
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (None: as set), then restore them."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +115,11 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the chosen alphabets, save the classifier and print its TaskReport."""
+    with _threads(args.threads):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
     alphabets = None if args.alphabets == ["all"] else args.alphabets
     data = load_omniglot(args.data_root, alphabets, progress=not args.quiet)
     trainer = EpisodicTrainer(
@@ -127,6 +158,11 @@ def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate a saved classifier on the runs; print per-run and mean accuracy."""
+    with _threads(args.threads):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     runs = read_runs(args.runs)
     classifier = IncrementalClassifier.load(args.model)
     start = time.perf_counter()

@@ -339,10 +339,10 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
         )
         == 0
     )
-    assert (
-        main(["fewshot", "eval", "--model", str(model), "--runs", str(runs), "--out", str(result)])
-        == 0
-    )
+    threads = torch.get_num_threads()
+    argv = ["fewshot", "eval", "--model", str(model), "--runs", str(runs), "--out", str(result)]
+    assert main(argv) == 0
+    assert torch.get_num_threads() == threads  # eval runs on one thread, then restores them
     printed = capsys.readouterr().out
     saved = json.loads(result.read_text())
     assert [row["run"] for row in saved["runs"]] == ["run01", "run02", "run03"]
