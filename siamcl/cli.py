@@ -54,7 +54,14 @@ def add_shared_options(parser: argparse.ArgumentParser, dataset: str = "mnist5k"
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser; only the suite named in ``argv`` is imported and configured.
+
+    Suites pull in heavy libraries (Avalanche, torchao), so listing them costs nothing and
+    running one imports just that one.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = argv[1] if len(argv) > 1 and argv[0] == "bench" else None
     parser = OneLineErrorParser(
         prog="siamcl",
         description="Siamese networks for class-incremental and few-shot learning, measured.",
@@ -64,12 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="run a benchmark suite")
     suites = bench.add_subparsers(dest="suite", metavar="SUITE")
     suites.required = True
-    for name, module_name in SUITES.items():
+    for name, (module_name, summary) in SUITES.items():
+        sub = suites.add_parser(name, help=summary, description=summary)
+        if name != chosen:
+            continue
         module = _import_suite(module_name)
         if module is None:
+            sub.set_defaults(run=_missing_suite(name))
             continue
-        doc = (module.__doc__ or "").strip().splitlines()
-        sub = suites.add_parser(name, help=doc[0] if doc else name, description=module.__doc__)
+        sub.description = module.__doc__
         add_shared_options(sub, getattr(module, "DEFAULT_DATASET", "mnist5k"))
         module.configure(sub)
         sub.set_defaults(run=module.run)
@@ -80,8 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_suite(name: str):
+    def run(args: argparse.Namespace) -> None:
+        raise UsageError(f"suite {name!r} is not part of this installation")
+
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already printed as one line
