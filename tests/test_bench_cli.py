@@ -113,9 +113,20 @@ def test_smallest_fraction_reaching_ninety_percent_of_full_data() -> None:
     assert reached["siamese"]["fraction"] == 0.10  # 0.88 >= 0.9 * 0.95
     assert reached["softmax"]["fraction"] == 1.00  # 0.60 < 0.81
     assert reached["softmax"]["target_accuracy"] == pytest.approx(0.81)
-    ahead = {a["fraction"]: a for a in data_efficiency.siamese_ahead(summary)}
+    assert reached["softmax"]["best_fraction"] == 1.00
+    runs = [
+        {**row, "seed": seed, "accuracy": row["accuracy"] + shift}
+        for row in summary
+        for seed, shift in ((0, 0.0), (1, -0.45 if row["method"] == "siamese" else 0.0))
+    ]
+    ahead = {a["fraction"]: a for a in data_efficiency.siamese_ahead(summary, runs)}
     assert ahead[0.01]["siamese_ahead"] and ahead[0.01]["gap"] == pytest.approx(0.30)
+    assert (ahead[0.01]["seeds_ahead"], ahead[0.01]["seeds_compared"]) == (1, 2)
     assert ahead[1.00]["energy_ratio"] == pytest.approx(9.0 / 8.0)
+    assert "up to 10%: yes**; ahead in 2 of 4" in data_efficiency.headline(list(ahead.values()))
+    summary[1]["accuracy"] = 0.5  # Siamese now behind at 10%
+    verdict = data_efficiency.headline(data_efficiency.siamese_ahead(summary))
+    assert "no (behind at 10%)" in verdict
 
 
 def test_fractions_option_takes_percentages(capsys: pytest.CaptureFixture[str]) -> None:
