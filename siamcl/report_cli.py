@@ -47,7 +47,7 @@ DESCRIPTOR_KEYS = (
     "ways",
     "shots",
 )
-IGNORED_KEYS = ("seed",)
+_BARE_KEYS = ("method", "strategy", "model", "variant", "name", "setting")
 _IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^(#+) ", flags=re.MULTILINE)
 
@@ -187,19 +187,23 @@ def _label(row: dict[str, Any]) -> str:
         if key == "fraction" and _number(value) is not None:
             parts.append(f"{100 * value:g}%")
         elif isinstance(value, (str, int)) and not isinstance(value, bool):
-            parts.append(
-                str(value) if key in ("method", "strategy", "model", "name") else f"{key} {value}"
-            )
+            parts.append(str(value) if key in _BARE_KEYS else f"{key} {value}")
     return ", ".join(parts) or "all runs"
 
 
 def _average(rows: list[dict[str, Any]], source: str) -> list[ParetoPoint]:
-    groups: dict[str, list[tuple[float, float, str]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(_label(row), []).append(_accuracy_energy(row))
+        groups.setdefault(_label(row), []).append(row)
     points = []
-    for label, values in groups.items():
+    for label, members in groups.items():
+        values = [_accuracy_energy(row) for row in members]
         methods = {method for _, _, method in values}
+        # a summary row says how many seeds it averages; a per-seed row counts once
+        runs = sum(
+            row["seeds"] if isinstance(row.get("seeds"), int) and row["seeds"] > 0 else 1
+            for row in members
+        )
         points.append(
             ParetoPoint(
                 source=source,
@@ -207,7 +211,7 @@ def _average(rows: list[dict[str, Any]], source: str) -> list[ParetoPoint]:
                 accuracy=sum(a for a, _, _ in values) / len(values),
                 energy_j=sum(e for _, e, _ in values) / len(values),
                 energy_method=methods.pop() if len(methods) == 1 else "mixed",
-                count=len(values),
+                count=runs,
             )
         )
     return points
@@ -236,7 +240,8 @@ def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
 
 
 def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
-    """Scatter of accuracy against energy, one colour per result, the Pareto front joined."""
+    """Accuracy against energy, one colour per result with its own Pareto front, and the
+    front of all points dashed (energies from different runs compare only roughly)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,29 +249,43 @@ def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
 
     if not points:
         raise ValueError("a Pareto chart needs at least one point")
-    figure, axis = plt.subplots(figsize=(8, 5.5))
+    figure, axis = plt.subplots(figsize=(10, 7))
     sources = list(dict.fromkeys(p.source for p in points))
     for source in sources:
         mine = [p for p in points if p.source == source]
-        axis.scatter([p.energy_j for p in mine], [p.accuracy for p in mine], label=source, s=28)
-    front = pareto_front(points)
+        dots = axis.scatter(
+            [p.energy_j for p in mine], [p.accuracy for p in mine], label=source, s=24
+        )
+        colour = dots.get_facecolor()[0]
+        front = pareto_front(mine)
+        axis.step(
+            [p.energy_j for p in front],
+            [p.accuracy for p in front],
+            where="post",
+            color=colour,
+            linewidth=1,
+            alpha=0.7,
+        )
+        for point in front:
+            axis.annotate(
+                point.label,
+                (point.energy_j, point.accuracy),
+                fontsize=6,
+                xytext=(3, -9),
+                textcoords="offset points",
+                color=colour,
+            )
+    overall = pareto_front(points)
     axis.step(
-        [p.energy_j for p in front],
-        [p.accuracy for p in front],
+        [p.energy_j for p in overall],
+        [p.accuracy for p in overall],
         where="post",
         color="black",
-        linewidth=1,
-        alpha=0.6,
-        label="Pareto front",
+        linewidth=1.5,
+        linestyle="--",
+        alpha=0.5,
+        label="Pareto front of all points",
     )
-    for point in front:
-        axis.annotate(
-            point.label,
-            (point.energy_j, point.accuracy),
-            fontsize=7,
-            xytext=(4, -10),
-            textcoords="offset points",
-        )
     if all(p.energy_j > 0 for p in points):
         axis.set_xscale("log")
     methods = sorted({p.energy_method for p in points if p.energy_method})
@@ -304,7 +323,12 @@ def render_report(results: list[ResultFile], out: Path, chart: Path | None) -> s
     points = [p for r in results for p in r.points]
     lines += ["## Accuracy against energy", ""]
     if chart is not None:
-        front = {id(p) for p in pareto_front(points)}
+        overall = {id(p) for p in pareto_front(points)}
+        own = {
+            id(p)
+            for source in dict.fromkeys(p.source for p in points)
+            for p in pareto_front([q for q in points if q.source == source])
+        }
         lines += [f"![Pareto chart of accuracy against energy]({_relative(chart, out)})", ""]
         rows = [
             [
@@ -314,17 +338,29 @@ def render_report(results: list[ResultFile], out: Path, chart: Path | None) -> s
                 f"{p.energy_j:.1f}",
                 p.energy_method,
                 p.count,
-                "yes" if id(p) in front else "",
+                "yes" if id(p) in own else "",
+                "yes" if id(p) in overall else "",
             ]
             for p in sorted(points, key=lambda p: (p.source, p.energy_j))
         ]
-        headers = ["result", "method", "accuracy", "energy J", "energy method", "rows", "Pareto"]
+        headers = [
+            "result",
+            "method",
+            "accuracy",
+            "energy J",
+            "energy method",
+            "runs",
+            "front of its result",
+            "front of all",
+        ]
         lines += [markdown_table(headers, rows), ""]
         lines += [
             (
-                "Points average rows that differ only by seed. Energies marked `estimate` "
-                "are CPU-time estimates, not measurements (see docs/energy.md); compare "
-                "them within one result, where the machine and load were shared."
+                "Points average rows that differ only by seed (runs: how many). A point is "
+                "on a front when no other point is both more accurate and cheaper. Energies "
+                "marked `estimate` are CPU-time estimates, not measurements (see "
+                "docs/energy.md); compare them within one result, where machine, load and "
+                "task were shared, and across results only roughly."
             ),
             "",
         ]
