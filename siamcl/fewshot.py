@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "one_shot_predict",
     "prototypical_loss",
     "read_runs",
+    "torch_threads",
     "with_symmetries",
 ]
 
@@ -486,3 +488,21 @@ def evaluate_runs(classifier: IncrementalClassifier, runs: Sequence[OneShotRun])
         "runs": results,
         "mean_accuracy": float(np.mean([r["accuracy"] for r in results])),
     }
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch CPU threads (None: unchanged), then restore them.
+
+    One-shot runs embed a few dozen images at a time; on a busy machine one thread does that
+    several times faster than two that wait for each other.
+    """
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

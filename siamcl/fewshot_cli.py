@@ -10,12 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from siamcl.data import load_omniglot
 from siamcl.fewshot import (
@@ -24,6 +20,7 @@ from siamcl.fewshot import (
     evaluate_runs,
     make_runs,
     read_runs,
+    torch_threads,
 )
 from siamcl.learner import IncrementalClassifier
 
@@ -77,20 +74,6 @@ def _add_threads_option(parser: argparse.ArgumentParser, default: int | None, no
     )
 
 
-@contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch CPU threads (None: as set), then restore them."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     defaults = _TRAINER
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
@@ -115,7 +98,7 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the chosen alphabets, save the classifier and print its TaskReport."""
-    with _threads(args.threads):
+    with torch_threads(args.threads):
         return _train(args)
 
 
@@ -158,7 +141,7 @@ def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate a saved classifier on the runs; print per-run and mean accuracy."""
-    with _threads(args.threads):
+    with torch_threads(args.threads):
         return _evaluate(args)
 
 

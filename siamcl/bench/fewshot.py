@@ -29,7 +29,13 @@ from siamcl.bench.common import (
     write_results,
 )
 from siamcl.data import OmniglotData, load_omniglot
-from siamcl.fewshot import DEFAULT_TRAIN_ALPHABETS, EpisodicTrainer, evaluate_runs, make_runs
+from siamcl.fewshot import (
+    DEFAULT_TRAIN_ALPHABETS,
+    EpisodicTrainer,
+    evaluate_runs,
+    make_runs,
+    torch_threads,
+)
 from siamcl.learner import IncrementalClassifier
 
 DEFAULT_DATASET = "omniglot"
@@ -78,7 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test_data = _subset(data, held_out)
 
     start = time.perf_counter()
-    one_shot = _one_shot(classifier, test_data, args.ways, args.runs, seeds[0])
+    with torch_threads(1):
+        one_shot = _one_shot(classifier, test_data, args.ways, args.runs, seeds[0])
     one_shot["seconds"] = time.perf_counter() - start
 
     rows = []
@@ -272,7 +279,7 @@ def _pretrained_softmax(
         encoder=classifier.encoder,
         features=classifier.embedding_dim,
         epochs=args.softmax_epochs,
-        batch_size=64,
+        batch_size=32,
         memory_per_class=shots,
         input_size=classifier.preprocessor_.input_size,
         device=args.device,
