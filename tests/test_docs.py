@@ -17,7 +17,7 @@ import torch
 matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ("docs/guide.md", "README.md")
+DOCUMENTS = ("docs/guide.md", "docs/avalanche.md", "README.md")
 _PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
