@@ -82,7 +82,9 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         converted quantized encoder (see :mod:`siamcl.compress.qat`); None trains in float.
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
-        :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model.
+        :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
+        and scikit-learn's ``clone`` unfits a classifier teacher (pass ``teacher.encoder_``
+        to keep it).
     """
 
     def __init__(

@@ -3,10 +3,11 @@
 Two schemes:
 
 ``"int8"``
-    int8 weights (symmetric, one scale per output channel) and uint8 activations for every
-    ``Conv`` and ``Linear`` layer, with BatchNorm folded into the convolution before it (Conv-BN
-    and Conv-BN-ReLU are fused while training, so the fake-quantised weights are the folded
-    ones). Fake quantization comes from PyTorch's FX graph-mode QAT with the x86 backend config;
+    int8 weights (symmetric, one scale per output channel) and uint8 activations (7 bits on
+    CPUs without VNNI, as PyTorch's x86 configuration chooses) for every ``Conv`` and ``Linear``
+    layer, with BatchNorm folded into the convolution before it (Conv-BN and Conv-BN-ReLU are
+    fused while training, so the fake-quantised weights are the folded ones). Fake
+    quantization comes from PyTorch's FX graph-mode QAT with the x86 backend config;
     conversion gives ``torch.ao.nn.quantized`` modules that run on fbgemm/oneDNN int8 kernels on
     the CPU with no compile step. torchao's PT2E flow inserts the same fake quantization, but its
     converted model runs int8 convolutions only after ``torch.compile`` (about a minute per input
@@ -77,14 +78,11 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
         for name, config in _int4_configs(model).items():
             quantize_(model, QATConfig(config, step="prepare"), filter_fn=_named(name))
         return model
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     with _quiet_torch_ao():
         try:
-            return prepare_qat_fx(
-                model, get_default_qat_qconfig_mapping("x86"), (example_inputs[:2].cpu(),)
-            )
+            return prepare_qat_fx(model, _int8_qconfig_mapping(), (example_inputs[:2].cpu(),))
         except Exception as error:  # torch.fx cannot trace data-dependent control flow
             raise ValueError(
                 f"cannot prepare {type(model).__name__} for int8 QAT: torch.fx failed to trace "
@@ -108,13 +106,14 @@ def freeze_qat(model: nn.Module) -> nn.Module:
 def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     """Set a prepared model's fake quantization for ``epoch`` (0-based) of ``epochs`` (in place).
 
-    The usual QAT recipe, for training from scratch: the first third of the epochs run in
-    float while observers learn activation ranges (fake quantization from the first step stalls
-    learning, because ranges estimated on an untrained network clip what it later produces);
-    the rest train with fake quantization; with four or more epochs, the last one also freezes
-    the observers and BatchNorm statistics so the network settles on the ranges it will be
-    converted with. Every setting is made explicitly, so a model can be scheduled again for
-    the next task.
+    QAT works best as fine-tuning of a network that has already learned in float, so when
+    training from scratch the first two thirds of the epochs run in float while the observers
+    learn activation ranges, and the last third trains with fake quantization (with a single
+    epoch, all of it does). Fake quantization from the first step slows learning: ranges
+    estimated on an untrained network clip what it later produces. With four or more epochs
+    the last one also freezes the observers and BatchNorm statistics, so the network settles
+    on the ranges it will be converted with. Every setting is made explicitly, so a model can
+    be scheduled again for the next task.
     """
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats, update_bn_stats
     from torch.ao.quantization import (
@@ -124,7 +123,7 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
         enable_observer,
     )
 
-    fake = epoch >= epochs // 3
+    fake = epoch >= (2 * epochs) // 3
     observe = not (epochs >= 4 and epoch == epochs - 1)
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
@@ -194,6 +193,29 @@ def _require_quantizable(model: nn.Module, scheme: str) -> None:
             f"{type(model).__name__} has no Conv or Linear layer to quantize: QAT would change "
             f"nothing"
         )
+
+
+def _int8_qconfig_mapping() -> Any:
+    """PyTorch's x86 QAT configuration, with 8-bit activations where the CPU has VNNI.
+
+    The x86 default keeps activations to 7 bits because older CPUs' int8 multiply-add
+    saturates; CPUs with VNNI accumulate in 32 bits, so the full 8 bits are safe there (as in
+    PyTorch's oneDNN configuration) and halve the activations' rounding error.
+    """
+    from torch.ao.quantization import (
+        FusedMovingAvgObsFakeQuantize,
+        MovingAverageMinMaxObserver,
+        QConfig,
+        default_fused_per_channel_wt_fake_quant,
+        get_default_qat_qconfig_mapping,
+    )
+
+    is_vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)
+    activation = FusedMovingAvgObsFakeQuantize.with_args(
+        observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, reduce_range=not is_vnni()
+    )
+    qconfig = QConfig(activation=activation, weight=default_fused_per_channel_wt_fake_quant)
+    return get_default_qat_qconfig_mapping("x86").set_global(qconfig)
 
 
 def _int4_base_config(group_size: int | None) -> Any:
