@@ -247,3 +247,87 @@ def test_find_points_reads_other_suites_field_names() -> None:
     (point,) = find_points(data, source="core")
     assert (point.label, point.accuracy, point.energy_j) == ("encoder conv4", 0.9, 12.0)
     assert find_points({"rows": [{"accuracy": 0.5, "energy_j": "n/a"}]}) == []
+
+
+# ---------------------------------------------------------------- checkpointed benchmark streams
+
+
+def _small_digits_stream():
+    from siamcl.data import class_incremental, load_dataset
+
+    X_train, y_train, X_test, y_test = load_dataset("digits")
+    return class_incremental(X_train, y_train, n_tasks=4, seed=0), X_test, y_test
+
+
+def _small_learner():
+    from siamcl import IncrementalClassifier
+
+    return IncrementalClassifier(
+        encoder="mlp", epochs=2, memory_per_class=5, flops="off", energy="estimate", seed=1
+    )
+
+
+def test_checkpointed_stream_killed_in_task_3_resumes_with_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siamcl import IncrementalClassifier
+    from siamcl.bench.common import evaluate_stream
+
+    tasks, X_test, y_test = _small_digits_stream()
+    reference = evaluate_stream(_small_learner(), tasks, X_test, y_test)
+
+    fit_task = IncrementalClassifier.fit_task
+    trained: list[int] = []
+
+    def fit_task_until_killed(self, X, y):
+        task = len([r for r in self.reports if r.method == "fit_task"])
+        trained.append(task)
+        if kill_at == task:
+            raise KeyboardInterrupt
+        return fit_task(self, X, y)
+
+    monkeypatch.setattr(IncrementalClassifier, "fit_task", fit_task_until_killed)
+    kill_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_stream(_small_learner(), tasks, X_test, y_test, checkpoint_dir=tmp_path)
+    assert trained == [0, 1, 2]
+    kill_at, trained[:] = None, []
+    resumed_learner = _small_learner()
+    resumed = evaluate_stream(resumed_learner, tasks, X_test, y_test, checkpoint_dir=tmp_path)
+    assert trained == [2, 3]  # tasks 0 and 1 came from the checkpoint
+    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert resumed["accuracy"] == reference["accuracy"]
+    assert len(resumed["task_reports"]) == 4
+
+    # A finished stream run again trains nothing and restores the final learner.
+    again = evaluate_stream(_small_learner(), tasks, X_test, y_test, checkpoint_dir=tmp_path)
+    assert trained == [2, 3]
+    assert again["accuracy_matrix"] == reference["accuracy_matrix"]
+    assert again["accuracy"] == reference["accuracy"]
+
+
+def test_checkpoint_of_another_test_set_is_refused(tmp_path: Path) -> None:
+    from siamcl.bench.common import evaluate_stream
+
+    tasks, X_test, y_test = _small_digits_stream()
+    evaluate_stream(_small_learner(), tasks[:2], X_test, y_test, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="another stream or test set"):
+        evaluate_stream(
+            _small_learner(), tasks[:2], X_test[:-1], y_test[:-1], checkpoint_dir=tmp_path
+        )
+
+
+def test_bench_core_checkpoint_option_resumes_finished_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "core", "--quick", "--quiet", "--dataset", "digits", "--tasks", "2"]
+    argv += ["--seeds", "0", "--no-joint", "--checkpoint", str(tmp_path / "ckpt")]
+    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    assert (tmp_path / "ckpt" / "seed-0" / "stream" / "rows.json").is_file()
+    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
+    first, second = (
+        json.loads((tmp_path / name / "core_digits.json").read_text())["runs"][0]
+        for name in ("first", "second")
+    )
+    assert second["accuracy_matrix"] == first["accuracy_matrix"]
+    assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained

@@ -106,11 +106,17 @@ def evaluate_stream(
     X_test: np.ndarray,
     y_test: np.ndarray,
     progress: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Learn ``tasks`` in order with ``learner.fit_task``, testing on every task after each.
 
     Returns the accuracy matrix (rows: after task t; columns: task j's test classes), final
     accuracy on all seen test data, forgetting, and the summed :class:`TaskReport`.
+
+    With ``checkpoint_dir`` (an :class:`IncrementalClassifier` learner only) the learner is
+    checkpointed after every task (``checkpoint_dir/learner``, see :mod:`siamcl.checkpoint`)
+    and each row of the matrix is kept beside it, so a run that was killed resumes after its
+    last finished task and returns what an uninterrupted run would have.
     """
     from tqdm.auto import tqdm
 
@@ -118,12 +124,27 @@ def evaluate_stream(
 
     n = len(tasks)
     matrix = np.zeros((n, n))
-    reports = []
-    for t, task in enumerate(tqdm(tasks, desc=type(learner).__name__, disable=not progress)):
-        reports.append(learner.fit_task(task.X, task.y))
+    rows = _EvaluationRows(checkpoint_dir, tasks, X_test, y_test) if checkpoint_dir else None
+    start = 0
+    if rows is not None:
+        for t, row in enumerate(rows.read()):
+            matrix[t, : t + 1] = row
+            start = t + 1
+        if start == n:  # every task finished: restore the final learner
+            learner.fit_stream(tasks, rows.learner_dir)
+    reports: list[Any] = []
+    for t in tqdm(range(start, n), desc=type(learner).__name__, disable=not progress):
+        if rows is None:
+            reports.append(learner.fit_task(tasks[t].X, tasks[t].y))
+        else:  # trains task t only, after restoring tasks 0..t-1 from the checkpoint
+            learner.fit_stream(tasks[: t + 1], rows.learner_dir)
         for j, seen in enumerate(tasks[: t + 1]):
             X_j, y_j = seen.select(X_test, y_test)
             matrix[t, j] = float((learner.predict(X_j) == y_j).mean())
+        if rows is not None:
+            rows.append(matrix[t, : t + 1].tolist())
+    if rows is not None:
+        reports = [r for r in learner.reports if r.method == "fit_task"][-n:]
     seen_all = np.isin(y_test, np.concatenate([np.asarray(task.classes) for task in tasks]))
     metrics = accuracy_matrix_metrics(matrix)
     metrics["accuracy"] = float((learner.predict(X_test[seen_all]) == y_test[seen_all]).mean())
@@ -134,3 +155,46 @@ def evaluate_stream(
         "report": total.to_dict(),
         "task_reports": [r.to_dict() for r in reports],
     }
+
+
+class _EvaluationRows:
+    """The accuracy rows of a checkpointed stream, saved atomically beside its learner.
+
+    ``rows.json`` carries a fingerprint of the tasks and the test set, so rows from another
+    experiment are refused rather than mixed in.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike, tasks: Sequence[Any], X: np.ndarray, y: np.ndarray
+    ):
+        from siamcl.checkpoint import task_fingerprint
+
+        self.directory = Path(directory)
+        self.learner_dir = self.directory / "learner"
+        self.path = self.directory / "rows.json"
+        fingerprints = [task_fingerprint(t.X, t.y) for t in tasks] + [task_fingerprint(X, y)]
+        self.fingerprint = fingerprints
+        self.rows: list[list[float]] = []
+
+    def read(self) -> list[list[float]]:
+        if not self.path.exists():
+            return []
+        try:
+            saved = json.loads(self.path.read_text())
+            fingerprint, rows = saved["fingerprint"], saved["rows"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{self.path} is corrupt: {error}") from error
+        if fingerprint != self.fingerprint:
+            raise ValueError(
+                f"{self.path} belongs to another stream or test set: resume with the same "
+                f"data and seed, or use a new checkpoint directory"
+            )
+        self.rows = rows
+        return rows
+
+    def append(self, row: list[float]) -> None:
+        self.rows.append(row)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_name(f".{self.path.name}.tmp")
+        staging.write_text(json.dumps({"fingerprint": self.fingerprint, "rows": self.rows}))
+        os.replace(staging, self.path)

@@ -8,12 +8,13 @@ all classes at once (one task) as the joint reference.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
-from siamcl.data import class_incremental, load_dataset
+from siamcl.data import Task, class_incremental, load_dataset
 from siamcl.learner import IncrementalClassifier
 
 
@@ -21,6 +22,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=5, help="number of tasks (default 5)")
     parser.add_argument("--memory", type=int, default=20, help="exemplars per class (default 20)")
     parser.add_argument("--no-joint", action="store_true", help="skip the joint reference")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="save each stream after every task under DIR and, run again with the same DIR, "
+        "resume after the last finished task",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -32,11 +40,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for seed in seeds:
         tasks = class_incremental(X_train, y_train, n_tasks=args.tasks, seed=seed)
-        stream = evaluate_stream(IncrementalClassifier(seed=seed, **params), tasks, X_test, y_test)
+        checkpoint = Path(args.checkpoint) / f"seed-{seed}" if args.checkpoint else None
+        stream = evaluate_stream(
+            IncrementalClassifier(seed=seed, **params),
+            tasks,
+            X_test,
+            y_test,
+            checkpoint_dir=checkpoint and checkpoint / "stream",
+        )
         row = {"seed": seed, "class_order": [list(t.classes) for t in tasks], **stream}
         if not args.no_joint:
             joint = IncrementalClassifier(seed=seed, **params)
-            report = joint.fit_task(X_train, y_train)
+            if checkpoint is None:
+                report = joint.fit_task(X_train, y_train)
+            else:  # a stream of one task, so a finished joint model is not trained again
+                everything = Task(X_train, y_train, tuple(np.unique(y_train).tolist()), 0)
+                (report,) = joint.fit_stream([everything], checkpoint / "joint")
             row["joint_accuracy"] = joint.score(X_test, y_test)
             row["joint_report"] = report.to_dict()
         runs.append(row)
