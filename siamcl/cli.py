@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -103,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, or a usage error already printed as one line
         return stop.code if isinstance(stop.code, int) else 2
+    if getattr(args, "nproc", 1) > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_processes(args.nproc, argv)
     try:
         args.run(args)
     except (UsageError, FileNotFoundError, ValueError) as error:
@@ -112,6 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("siamcl: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _launch_processes(nproc: int, argv: Sequence[str] | None) -> int:
+    """Run this same command as ``nproc`` processes on this machine through torchrun."""
+    import subprocess
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(nproc), "-m", "siamcl.cli", *argv]
+    return subprocess.run(command, check=False).returncode
 
 
 def _import_suite(module_name: str):

@@ -22,6 +22,7 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from siamcl.accounting import ResourceMeter, TaskReport
@@ -34,6 +35,7 @@ from siamcl.compress import (
     prepare_qat,
     schedule_qat,
 )
+from siamcl.distributed import Ranks, distributed_objective_loss
 from siamcl.encoders import build_encoder
 from siamcl.losses import build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
@@ -190,6 +192,7 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             )
         task_index = len([r for r in self.reports if r.method == "fit_task"])
         device = torch.device(self.device)
+        ranks = self._ranks(device, X, y)
         teacher = self.encoder_ if self.is_fitted and self.distill_weight > 0 else None
         external = None if self.teacher is None else embedding_teacher(self.teacher, preprocessor)
         encoder = (
@@ -206,13 +209,21 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         with self._meter(device) as meter:
             with _task_random_state(self.seed * 1000 + task_index):
                 self._train(
-                    encoder, teacher, preprocessor, inputs, labels, task_index, meter, external
+                    encoder,
+                    teacher,
+                    preprocessor,
+                    inputs,
+                    labels,
+                    task_index,
+                    meter,
+                    external,
+                    ranks,
                 )
             trained = encoder
             if self.qat:
                 encoder = convert_qat(trained, self.qat)
             embed = self._embedder(encoder, preprocessor)
-            memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
+            memory.add(canonical.numpy().astype(np.float16), y, embed=ranks.sharded(embed))
             dim = self.store_.dim if self.is_fitted else embed(canonical[:2]).shape[1]
             store = rebuild_prototypes(
                 self._new_store(dim),
@@ -221,11 +232,14 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                 y,
                 memory,
                 self.store_ if self.is_fitted else None,
+                ranks,
             )
-        report = meter.report(
-            task=task_index,
-            method="fit_task",
-            retained_bytes={"replay": memory.nbytes, "store": store.nbytes},
+        report = ranks.combine(
+            meter.report(
+                task=task_index,
+                method="fit_task",
+                retained_bytes={"replay": memory.nbytes, "store": store.nbytes},
+            )
         )
         self.preprocessor_, self.encoder_, self.memory_, self.store_ = (
             preprocessor,
@@ -412,11 +426,22 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         task_index: int,
         meter: ResourceMeter,
         external: nn.Module | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
+        ranks = ranks or Ranks()
         device = torch.device(self.device)
         distillation = EmbeddingDistillation()
         generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
-        objective = SiameseObjective(build_loss(self.loss, self.miner), self.distill_weight)
+        # Every rank draws the same batches from `generator`; distortions differ per rank.
+        distort_generator = (
+            torch.Generator().manual_seed(self.seed * 1000 + task_index + 7919 * ranks.rank)
+            if ranks.active
+            else generator
+        )
+        metric_loss = build_loss(self.loss, self.miner)
+        if ranks.active:
+            metric_loss = distributed_objective_loss(metric_loss)
+        objective = SiameseObjective(metric_loss, self.distill_weight)
         optimizer = torch.optim.Adam(
             encoder.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
@@ -427,6 +452,11 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         augment = RandomAffine() if self.augment and preprocessor.kind == "image" else None
         label_tensor = torch.from_numpy(labels)
         encoder.to(device).train()
+        model = encoder
+        if ranks.active:
+            model = DistributedDataParallel(
+                encoder, device_ids=[device] if device.type == "cuda" else None
+            )
         if teacher is not None:
             teacher.to(device).eval()
         bar = tqdm(
@@ -440,12 +470,12 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                 schedule_qat(encoder, epoch, self.epochs)
             order = balanced_epoch(labels, self.balance, generator)
             for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+                rows = ranks.batch_share(order[start : start + self.batch_size])
                 if len(rows) < 2:
                     continue
                 batch = inputs[rows]
                 if augment is not None:
-                    batch = augment(batch, generator)
+                    batch = augment(batch, distort_generator)
                 batch = preprocessor.standardise(batch).to(device)
                 batch_labels = label_tensor[rows].to(device)
                 with meter.batch(n_samples=len(rows)):
@@ -453,7 +483,7 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                     if teacher is not None:
                         with torch.no_grad():
                             target = teacher(batch)
-                    embeddings = encoder(batch)
+                    embeddings = model(batch)
                     loss = objective(embeddings, batch_labels, target)
                     if external is not None and self.teacher_weight > 0:
                         loss = loss + self.teacher_weight * distillation(
@@ -466,9 +496,29 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
+        ranks.share_module_state(encoder)  # BatchNorm statistics differ per rank
         encoder.eval()
 
     # ------------------------------------------------------------------ helpers
+
+    def _ranks(self, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:
+        """The distributed job this task runs in (one process: ``Ranks()``), checked."""
+        ranks = Ranks.current(device)
+        if not ranks.active:
+            return ranks
+        if self.qat:
+            raise ValueError(
+                "qat is not supported under torch.distributed; train it on one process"
+            )
+        if self.prototypes_per_class != 1:
+            raise ValueError(
+                "prototypes_per_class > 1 is not supported under torch.distributed: k-means "
+                "prototypes need every embedding on one process"
+            )
+        from siamcl.checkpoint import task_fingerprint
+
+        ranks.check_same_data(task_fingerprint(X, y))
+        return ranks
 
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""

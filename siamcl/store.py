@@ -379,6 +379,42 @@ class PrototypeStore:
             self._commit(*self._merged(x, y, replace_classes=False))
         return self
 
+    def class_statistics(
+        self, embeddings: Any, labels: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-class ``(labels, sums, counts)`` of a batch, as :meth:`add` would count it
+        (cosine sums add normalised rows). Statistics of parts of the data, summed, can be
+        added with :meth:`add_statistics`: how processes of a distributed job build one store.
+        """
+        x, y = self._check_batch(embeddings, labels)
+        order = np.argsort(y, kind="stable")
+        starts = np.flatnonzero(np.r_[True, y[order][1:] != y[order][:-1]])
+        sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+        return y[order][starts], sums, np.diff(np.r_[starts, len(y)]).astype(np.int64)
+
+    def add_statistics(self, labels: Any, sums: Any, counts: Any) -> PrototypeStore:
+        """Add per-class embedding sums and counts (see :meth:`class_statistics`) as
+        :meth:`add` adds embeddings; one prototype per class only (k-means needs the points)."""
+        if self._prototypes_per_class != 1:
+            raise ValueError(
+                "add_statistics needs prototypes_per_class=1: k-means prototypes are "
+                "computed from the embeddings themselves, not their sums"
+            )
+        y = _as_labels(labels)
+        sums = np.asarray(sums, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.int64)
+        if sums.shape != (len(y), self._dim) or counts.shape != (len(y),):
+            raise ValueError(
+                f"expected sums [{len(y)}, {self._dim}] and counts [{len(y)}] for {len(y)} "
+                f"labels, got {sums.shape} and {counts.shape}"
+            )
+        if len(np.unique(y)) != len(y) or not np.all(counts > 0):
+            raise ValueError("statistics need distinct labels and positive counts")
+        with self._lock:
+            self._check_writable()
+            self._commit(*self._merged(None, y, False, statistics=(y, sums, counts)))
+        return self
+
     def update(self, embeddings: Any, labels: Any) -> PrototypeStore:
         """Replace the prototypes and statistics of the classes in ``labels`` by ones computed
         from ``embeddings`` alone (after the encoder changed); unknown classes are added."""
@@ -634,19 +670,28 @@ class PrototypeStore:
         return x
 
     def _merged(
-        self, x: np.ndarray, y: np.ndarray, replace_classes: bool
+        self,
+        x: np.ndarray | None,
+        y: np.ndarray,
+        replace_classes: bool,
+        statistics: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> tuple[_Contents, np.ndarray, np.ndarray]:
         """The contents after adding (or replacing) the batch's classes, the FAISS ids to
-        remove and the new prototypes; nothing is changed here."""
+        remove and the new prototypes; nothing is changed here. ``statistics`` (labels,
+        sums, counts) stand in for ``x`` when there is one prototype per class."""
         old = self._contents
-        order = np.argsort(y, kind="stable")
-        sorted_labels = y[order]
-        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-        batch_classes = sorted_labels[starts]
-        batch_counts = np.diff(np.r_[starts, len(y)]).astype(np.int64)
-        ordered = x[order].astype(np.float64)
-        singletons = len(starts) == len(y)  # reduceat is slow on one-row groups
-        batch_sums = ordered if singletons else np.add.reduceat(ordered, starts, axis=0)
+        if statistics is not None:
+            order = np.argsort(statistics[0], kind="stable")
+            batch_classes, batch_sums, batch_counts = (a[order] for a in statistics)
+        else:
+            order = np.argsort(y, kind="stable")
+            sorted_labels = y[order]
+            starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+            batch_classes = sorted_labels[starts]
+            batch_counts = np.diff(np.r_[starts, len(y)]).astype(np.int64)
+            ordered = x[order].astype(np.float64)
+            singletons = len(starts) == len(y)  # reduceat is slow on one-row groups
+            batch_sums = ordered if singletons else np.add.reduceat(ordered, starts, axis=0)
 
         pos = np.searchsorted(old.class_labels, batch_classes)
         known = pos < len(old.class_labels)

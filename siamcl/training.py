@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from siamcl.compress.distill import embedding_distillation_loss
+from siamcl.distributed import Ranks
 from siamcl.losses import MetricLoss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
@@ -86,13 +87,30 @@ def rebuild_prototypes(
     task_labels: np.ndarray,
     memory: ExemplarMemory,
     previous: PrototypeStore | None,
+    ranks: Ranks | None = None,
 ) -> PrototypeStore:
     """Fill an empty ``store`` with prototypes of every known class under a new encoder.
 
     The task's classes use all their samples; earlier classes use their exemplars; a class
-    with neither (a zero memory budget) keeps its prototypes from ``previous``.
+    with neither (a zero memory budget) keeps its prototypes from ``previous``. Under
+    ``ranks`` (a distributed job) each rank embeds its part of the task and the per-class
+    sums and counts are summed across ranks, so every rank builds the same store.
     """
-    store.add(embed(task_inputs), task_labels)
+    if ranks is None or not ranks.active:
+        store.add(embed(task_inputs), task_labels)
+    else:
+        part = ranks.part(len(task_inputs))
+        classes = np.unique(task_labels)
+        sums = np.zeros((len(classes), store.dim))
+        counts = np.zeros(len(classes), dtype=np.int64)
+        if part.stop > part.start:
+            mine, local_sums, local_counts = store.class_statistics(
+                embed(task_inputs[part]), task_labels[part]
+            )
+            at = np.searchsorted(classes, mine)
+            sums[at], counts[at] = local_sums, local_counts
+        store.add_statistics(classes, ranks.sum(sums), ranks.sum(counts))
+        embed = ranks.sharded(embed)
     earlier = set(previous.classes.tolist()) if previous is not None else set()
     for label in sorted(earlier - set(np.unique(task_labels).tolist())):
         if label in memory and len(memory.get(label)):

@@ -561,3 +561,31 @@ def test_classify_while_another_thread_adds_and_removes_classes():
         sys.setswitchinterval(switch_interval)
     assert not errors, errors
     assert checks and len(store) == 4 + 150 - 50
+
+
+def test_statistics_of_parts_summed_give_the_store_of_the_whole() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = rng.integers(0, 4, size=60)
+    whole = PrototypeStore(dim=8).add(x, y)
+    parts = PrototypeStore(dim=8)
+    halves = [parts.class_statistics(x[rows], y[rows]) for rows in (slice(0, 25), slice(25, 60))]
+    labels = np.arange(4)
+    sums, counts = np.zeros((4, 8)), np.zeros(4, dtype=np.int64)
+    for classes, part_sums, part_counts in halves:
+        sums[classes] += part_sums
+        counts[classes] += part_counts
+    parts.add_statistics(labels, sums, counts)
+    np.testing.assert_allclose(parts.prototypes(), whole.prototypes(), atol=1e-6)
+    assert parts.class_counts.tolist() == whole.class_counts.tolist()
+    assert (parts.classify(x) == whole.classify(x)).all()
+
+
+def test_add_statistics_rejects_bad_shapes_and_kmeans_stores() -> None:
+    store = PrototypeStore(dim=4)
+    with pytest.raises(ValueError, match="expected sums"):
+        store.add_statistics([0, 1], np.ones((2, 3)), [1, 1])
+    with pytest.raises(ValueError, match="positive counts"):
+        store.add_statistics([0, 1], np.ones((2, 4)), [1, 0])
+    with pytest.raises(ValueError, match="prototypes_per_class=1"):
+        PrototypeStore(dim=4, prototypes_per_class=2).add_statistics([0], np.ones((1, 4)), [2])

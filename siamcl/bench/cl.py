@@ -16,6 +16,7 @@ the learner's own reports, both siamcl ``ResourceMeter`` measurements. Writes
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import traceback
 from typing import Any
@@ -73,13 +74,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--methods",
-        default=",".join(METHODS),
-        help=f"comma-separated subset of {','.join(METHODS)} (default: all)",
+        default=None,
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all; with --nproc: siamese)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train the IncrementalClassifier rows data-parallel on N processes, launched "
+        "through torchrun (writes cl_<dataset>_nproc<N>.*; see docs/distributed.md)",
     )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    methods = _methods(args.methods)
+    methods = _methods(args.methods or ("siamese" if args.nproc > 1 else ",".join(METHODS)))
+    ranks = _distributed_ranks(args, methods)
     seeds = args.seeds or ([0] if args.quick else list(DEFAULT_SEEDS))
     epochs, siamese_epochs, gdumb_epochs = args.epochs, args.siamese_epochs, args.gdumb_epochs
     if args.quick:
@@ -96,6 +105,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    elif ranks.active:  # the processes share the machine's cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
     settings = {
         "dataset": args.dataset,
@@ -113,6 +124,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "optimizer": "Adam lr 1e-3",
         "backbone": "conv4 (64 channels, 64-d features)",
         "methods": methods,
+        "processes": ranks.world,
+        "torch_threads": torch.get_num_threads(),
     }
     runs = []
     for seed in seeds:
@@ -123,9 +136,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = {**run_record("cl", seeds, **settings), "runs": runs}
     results["summary"] = summarise(runs, methods)
     results["bar"] = bar_check(results["summary"])
+    if ranks.rank != 0:  # every rank holds the same results; rank 0 writes them
+        return results
+    name = f"cl_{args.dataset}" + (f"_nproc{ranks.world}" if ranks.active else "")
     markdown = _markdown(results)
-    write_results(args.out, f"cl_{args.dataset}", results, markdown)
-    _plot(results, f"{args.out}/cl_{args.dataset}.png")
+    write_results(args.out, name, results, markdown)
+    _plot(results, f"{args.out}/{name}.png")
     if not args.quiet:
         print(markdown)
     return results
@@ -234,6 +250,29 @@ class _Context:
             seed=self.seed,
         )
         return build_baseline(name, settings, evaluator)
+
+
+def _distributed_ranks(args: argparse.Namespace, methods: list[str]) -> Any:
+    """The process group of a ``--nproc`` run (launched by ``siamcl``'s torchrun relaunch)."""
+    from siamcl.distributed import Ranks
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc == 1:
+        return Ranks()
+    unsupported = sorted(set(methods) - {"siamese", "siamese-equal-epochs"})
+    if unsupported:
+        raise ValueError(
+            f"--nproc trains only the IncrementalClassifier rows (siamese, "
+            f"siamese-equal-epochs); drop {', '.join(unsupported)} from --methods"
+        )
+    ranks = Ranks.current(args.device)
+    if ranks.world != args.nproc:
+        raise ValueError(
+            f"--nproc {args.nproc} needs {args.nproc} processes under torchrun, found "
+            f"{ranks.world}: run it through the siamcl command, which launches them"
+        )
+    return ranks
 
 
 def _accuracy_key(experience: int) -> str:

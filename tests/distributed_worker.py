@@ -1,0 +1,42 @@
+"""A two-task stream on scikit-learn's digits, run alone or under torchrun by test_distributed.
+
+Each process writes ``rank<R>.json`` (accuracy, the last task's report) and
+``rank<R>.npz`` (its store's prototypes and labels) under the folder given as argument.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from siamcl import IncrementalClassifier
+from siamcl.data import class_incremental, load_dataset
+from siamcl.distributed import Ranks
+
+
+def main(out: Path) -> None:
+    torch.set_num_threads(1)
+    X_train, y_train, X_test, y_test = load_dataset("digits")
+    clf = IncrementalClassifier(
+        encoder="mlp",
+        epochs=6,
+        batch_size=64,
+        memory_per_class=10,
+        augment=False,
+        flops="off",
+        energy="estimate",
+        seed=0,
+    )
+    clf.fit_stream(class_incremental(X_train, y_train, n_tasks=2, seed=0))
+    rank = Ranks.current().rank
+    (out / f"rank{rank}.json").write_text(
+        json.dumps({"accuracy": clf.score(X_test, y_test), "report": clf.reports[-1].to_dict()})
+    )
+    store = clf.store_
+    np.savez(out / f"rank{rank}.npz", prototypes=store.prototypes(), labels=store.prototype_labels)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
