@@ -133,6 +133,7 @@ class EpisodicTrainer:
         rotations: bool = True,
         mirrors: bool = True,
         augment: bool = True,
+        within_group: float = 0.5,
         memory_per_class: int = 20,
         seed: int = 0,
         progress: bool = False,
@@ -153,16 +154,22 @@ class EpisodicTrainer:
         self.rotations = rotations
         self.mirrors = mirrors
         self.augment = augment
+        self.within_group = within_group
         self.memory_per_class = memory_per_class
         self.seed = seed
         self.progress = progress
         self.energy = energy
         self.flops = flops
 
-    def fit(self, X: Any, y: Any) -> IncrementalClassifier:
-        """Train on images ``X`` ([N, H, W] or [N, C, H, W]) of classes ``y``."""
+    def fit(self, X: Any, y: Any, groups: Any = None) -> IncrementalClassifier:
+        """Train on images ``X`` ([N, H, W] or [N, C, H, W]) of classes ``y``.
+
+        ``groups`` (optional, one per image, e.g. the alphabet) lets ``within_group`` of the
+        episodes draw all their classes from one group, the way one-shot runs are drawn.
+        """
         X = as_array(X)
         y = as_labels(y, len(X))
+        group_of_class = self._group_of_class(y, groups)
         if X.ndim == 2:
             raise ValueError(f"EpisodicTrainer needs images [N, H, W], got vectors {X.shape}")
         self._check_params()
@@ -182,6 +189,7 @@ class EpisodicTrainer:
         canonical = preprocessor.canonical(X)
         images, labels = with_symmetries(canonical, y, self.rotations, self.mirrors)
         by_class = self._rows_by_class(labels)
+        self._episode_groups = self._groups_with_symmetries(labels, y, group_of_class)
         encoder = classifier._new_encoder(preprocessor.input_shape)
         with ResourceMeter(energy=self.energy, flops=self.flops) as meter:
             self._train(encoder, preprocessor, images, by_class, meter)
@@ -224,8 +232,12 @@ class EpisodicTrainer:
         batch_labels = torch.arange(self.ways).repeat_interleave(per_class)
         encoder.train()
         bar = tqdm(total=self.steps, desc="episodic training", disable=not self.progress)
+        groups = self._episode_groups
         for _ in range(self.steps):
-            chosen = rng.choice(len(by_class), self.ways, replace=False)
+            if groups and rng.random() < self.within_group:
+                chosen = rng.choice(groups[rng.integers(len(groups))], self.ways, replace=False)
+            else:
+                chosen = rng.choice(len(by_class), self.ways, replace=False)
             rows = np.concatenate([rng.choice(by_class[c], per_class, False) for c in chosen])
             batch = images[rows]
             if distort is not None:
@@ -245,6 +257,37 @@ class EpisodicTrainer:
             bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
         encoder.eval()
+
+    @staticmethod
+    def _group_of_class(y: np.ndarray, groups: Any) -> dict[int, Any] | None:
+        """Each class's group, checked: every image of a class must share one group."""
+        if groups is None:
+            return None
+        groups = np.asarray(groups)
+        if groups.shape != y.shape:
+            raise ValueError(f"groups must give one group per image: {groups.shape} vs {y.shape}")
+        mapping: dict[int, Any] = {}
+        for label, group in zip(y.tolist(), groups.tolist()):
+            if mapping.setdefault(label, group) != group:
+                raise ValueError(
+                    f"class {label} has images in groups {mapping[label]!r} and {group!r}"
+                )
+        return mapping
+
+    def _groups_with_symmetries(
+        self, labels: np.ndarray, base_labels: np.ndarray, group_of_class: dict[int, Any] | None
+    ) -> list[np.ndarray]:
+        """Positions (in ``np.unique(labels)``) of the classes of each group that can fill an
+        episode; a turned or mirrored copy of a group is a group of its own."""
+        if group_of_class is None or self.within_group <= 0:
+            return []
+        classes = np.unique(labels)
+        offset = int(base_labels.max()) + 1
+        keys = [(group_of_class[int(c) % offset], int(c) // offset) for c in classes]
+        members: dict[Any, list[int]] = {}
+        for position, key in enumerate(keys):
+            members.setdefault(key, []).append(position)
+        return [np.array(m) for m in members.values() if len(m) >= self.ways]
 
     def _rows_by_class(self, labels: np.ndarray) -> list[np.ndarray]:
         classes, counts = np.unique(labels, return_counts=True)
@@ -269,6 +312,8 @@ class EpisodicTrainer:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.ways < 2:
             raise ValueError("ways must be at least 2: one class alone teaches nothing")
+        if not 0 <= self.within_group <= 1:
+            raise ValueError(f"within_group must be in [0, 1], got {self.within_group!r}")
         for name in ("lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")

@@ -93,6 +93,13 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         "--no-mirrors", action="store_true", help="do not add mirrored characters as classes"
     )
     parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
+    parser.add_argument(
+        "--within-alphabet",
+        type=float,
+        default=defaults.within_group,
+        metavar="FRACTION",
+        help=f"share of episodes drawn from one alphabet, as runs are ({defaults.within_group})",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
 
 
@@ -117,10 +124,11 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         rotations=not args.no_rotations,
         mirrors=not args.no_mirrors,
         augment=not args.no_augment,
+        within_group=args.within_alphabet,
         seed=args.seed,
         progress=not args.quiet,
     )
-    classifier = trainer.fit(data.images, data.labels)
+    classifier = trainer.fit(data.images, data.labels, groups=data.alphabets)
     classifier.save(args.out)
     report = classifier.reports[-1]
     print(

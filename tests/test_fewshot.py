@@ -400,3 +400,37 @@ def test_bench_fewshot_writes_results(data_root, model_dir, tmp_path):
         assert row["accuracy"] == row["curve"][-1]["accuracy"]
         assert 0.0 <= row["accuracy"] <= 1.0
     assert results["training"]["reports"][0]["method"] == "episodic"
+
+
+def test_within_group_episodes_come_from_one_group_or_its_turned_copy():
+    trainer = EpisodicTrainer(ways=2, within_group=1.0)
+    base = np.repeat(np.arange(5), 2)  # classes 0-2 in group "a", 3-4 in group "b"
+    groups = trainer._group_of_class(base, np.where(base < 3, "a", "b"))
+    labels = np.concatenate([base, base + 5])  # variant 1 (a turned copy) of every class
+    positions = trainer._groups_with_symmetries(labels, base, groups)
+    classes = np.unique(labels)
+    as_sets = sorted(sorted(classes[p].tolist()) for p in positions)
+    assert as_sets == [[0, 1, 2], [3, 4], [5, 6, 7], [8, 9]]
+
+
+def test_trainer_rejects_inconsistent_groups():
+    X = np.zeros((12, 8, 8), np.uint8)
+    y = np.repeat(np.arange(6), 2)
+    trainer = EpisodicTrainer(ways=2, queries=1, steps=1, flops="off")
+    with pytest.raises(ValueError, match="one group per image"):
+        trainer.fit(X, y, groups=np.zeros(5))
+    with pytest.raises(ValueError, match="class 0 has images in groups"):
+        trainer.fit(X, y, groups=np.arange(12))
+    with pytest.raises(ValueError, match="within_group must be in"):
+        EpisodicTrainer(ways=2, queries=1, steps=1, within_group=2.0).fit(X, y)
+
+
+def test_trainer_with_groups_trains():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    trainer = EpisodicTrainer(
+        input_size=12, ways=3, queries=2, steps=4, within_group=1.0, flops="off"
+    )
+    classifier = trainer.fit(X, y, groups=y // 3)
+    assert classifier.reports[0].samples_seen == 36

@@ -148,7 +148,7 @@ def _encoder(args: argparse.Namespace, progress: bool) -> tuple[IncrementalClass
             trainer.steps = 200
         if args.steps is not None:
             trainer.steps = args.steps
-        classifier = trainer.fit(train.images, train.labels)
+        classifier = trainer.fit(train.images, train.labels, groups=train.alphabets)
     reports = [r.to_dict() for r in classifier.reports if r.method == "episodic"]
     return classifier, {"reports": reports, "params": classifier.get_params()}
 
