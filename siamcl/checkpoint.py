@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from siamcl._files import fsync_path, sha256_file
 from siamcl.accounting import TaskReport
 from siamcl.persist import MANIFEST, load_classifier, save_classifier
 from siamcl.preprocess import as_array, as_labels
@@ -96,7 +97,7 @@ class StreamCheckpoint:
         progress = _read_progress(state)
         classifier_dir = state / CLASSIFIER
         manifest = classifier_dir / MANIFEST
-        if not manifest.is_file() or _sha256(manifest) != progress["classifier_sha256"]:
+        if not manifest.is_file() or sha256_file(manifest) != progress["classifier_sha256"]:
             raise ValueError(
                 f"checkpoint {state} is corrupt: its classifier does not match its progress record"
             )
@@ -118,15 +119,15 @@ class StreamCheckpoint:
                 "tasks": tasks,
                 "reports_before": reports_before,
                 "params": _plain_params(clf),
-                "classifier_sha256": _sha256(staging / CLASSIFIER / MANIFEST),
+                "classifier_sha256": sha256_file(staging / CLASSIFIER / MANIFEST),
             }
             (staging / PROGRESS).write_text(json.dumps(progress, indent=2))
-            _fsync(staging / PROGRESS)
-            _fsync(staging)
+            fsync_path(staging / PROGRESS)
+            fsync_path(staging)
             if final.exists():  # left by a run that was later refused; never the latest
                 shutil.rmtree(final)
             os.replace(staging, final)
-            _fsync(self.directory)
+            fsync_path(self.directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -245,25 +246,3 @@ def _read_progress(state: Path) -> dict[str, Any]:
     if not valid:
         raise ValueError(f"checkpoint {path} is corrupt: its fields are missing or inconsistent")
     return progress
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or a directory entry to disk (directories: where the OS allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

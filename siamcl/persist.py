@@ -17,7 +17,6 @@ then renamed into place, so a crash mid-save never leaves half a model where a g
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from siamcl._files import fsync_path, sha256_file
 from siamcl.accounting import TaskReport
 from siamcl.encoders import build_encoder
 from siamcl.preprocess import Preprocessor
@@ -69,7 +69,7 @@ def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
         path = source / name
         if not path.is_file():
             raise ValueError(f"{source} is incomplete: {name} is missing")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise ValueError(f"{source} is corrupt: checksum of {name} does not match")
 
     params = dict(manifest["params"])
@@ -193,11 +193,11 @@ def _write(clf: IncrementalClassifier, staging: Path) -> None:
         "preprocessor": clf.preprocessor_.state_dict(),
         "encoder": "qat" if quantized else "named" if named_encoder else "module",
         "classes": clf.classes_.tolist(),
-        "files": {str(p.relative_to(staging)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(staging)): sha256_file(p) for p in files},
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     for path in [*files, staging / MANIFEST]:
-        _fsync(path)
+        fsync_path(path)
 
 
 def _replace_directory(staging: Path, target: Path) -> None:
@@ -209,7 +209,7 @@ def _replace_directory(staging: Path, target: Path) -> None:
         backup = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, backup)
     os.replace(staging, target)
-    _fsync_directory(target.parent)
+    fsync_path(target.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 
@@ -218,27 +218,3 @@ def _is_plain(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(isinstance(v, _PLAIN) for v in value)
     return isinstance(value, _PLAIN)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -55,7 +55,6 @@ Persistence
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -68,6 +67,8 @@ from typing import Any
 
 import faiss
 import numpy as np
+
+from siamcl._files import fsync_path, sha256_file
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "METRICS", "PrototypeStore"]
 
@@ -873,10 +874,10 @@ class PrototypeStore:
                 np.save(handle, np.asarray(getattr(contents, name)), allow_pickle=False)
                 handle.flush()
                 os.fsync(handle.fileno())
-            checksums[file] = _sha256(staging / file)
+            checksums[file] = sha256_file(staging / file)
         faiss.write_index(self._index, str(staging / _INDEX_FILE))
-        _fsync_file(staging / _INDEX_FILE)
-        checksums[_INDEX_FILE] = _sha256(staging / _INDEX_FILE)
+        fsync_path(staging / _INDEX_FILE)
+        checksums[_INDEX_FILE] = sha256_file(staging / _INDEX_FILE)
         meta = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -902,7 +903,7 @@ class PrototypeStore:
             json.dump(meta, handle, indent=2)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_dir(staging)
+        fsync_path(staging)
 
 
 # ---------------------------------------------------------------------- input validation
@@ -1088,25 +1089,6 @@ def _serialized_size(index: faiss.Index) -> int:
 
 
 # ---------------------------------------------------------------------- files
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
@@ -1122,7 +1104,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         if retired is not None:
             os.rename(retired, target)
         raise
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
 
@@ -1156,7 +1138,7 @@ def _read_meta(source: Path) -> dict:
     for file in [_INDEX_FILE, *_ARRAY_FILES.values()]:
         if not (source / file).is_file():
             raise ValueError(f"{source} is incomplete: {file} is missing")
-        if checksums.get(file) != _sha256(source / file):
+        if checksums.get(file) != sha256_file(source / file):
             raise ValueError(f"{source / file} does not match its checksum in {_META_FILE}")
     return meta
 
