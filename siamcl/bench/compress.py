@@ -114,8 +114,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_size": len(X_train),
         "test_size": len(X_test),
         "rows": rows,
-        "bars": _bars(rows),
+        "summary": _summary(rows),
     }
+    results["bars"] = _bars(results["summary"])
     name = f"compress_{args.dataset}" + ("_quick" if args.quick else "")
     markdown = _markdown(results)
     write_results(args.out, name, results, markdown)
@@ -197,15 +198,57 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
         row["accuracy_drop_points"] = round(100 * (base["accuracy"] - row["accuracy"]), 6)
 
 
-def _bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each bar of the compression study, met or not, for every family and seed."""
-    checks = []
+_SUMMARISED = (
+    "accuracy",
+    "accuracy_drop_points",
+    "model_bytes",
+    "bytes_ratio",
+    "latency_1_s",
+    "latency_1_ratio",
+    "latency_256_s",
+    "latency_256_ratio",
+    "energy_j",
+    "energy_ratio",
+    "train_wall_s",
+)
+
+
+def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per family and variant: the mean over seeds of every measure (and the
+    accuracy's standard deviation), in the order the rows were run."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
+        groups.setdefault((row["family"], row["variant"]), []).append(row)
+    summary = []
+    for (family, variant), members in groups.items():
+        mean = {
+            key: float(np.mean([m[key] for m in members]))
+            if all(m[key] is not None for m in members)
+            else None
+            for key in _SUMMARISED
+        }
+        summary.append(
+            {
+                "family": family,
+                "variant": variant,
+                "seeds": [m["seed"] for m in members],
+                **mean,
+                "accuracy_std": float(np.std([m["accuracy"] for m in members])),
+                "energy_method": "/".join(sorted({m["energy_method"] for m in members})),
+            }
+        )
+    return summary
+
+
+def _bars(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each bar of the compression study, met or not, on the mean over seeds."""
+    checks = []
+    for row in summary:
         for measure, limit in BARS.get(row["variant"], {}).items():
             checks.append(
                 {
                     "family": row["family"],
-                    "seed": row["seed"],
+                    "seeds": row["seeds"],
                     "variant": row["variant"],
                     "measure": measure,
                     "value": row[measure],
@@ -244,24 +287,31 @@ def _markdown(results: dict[str, Any]) -> str:
         "energy ×",
         "train s",
     ]
-    lines = [
-        [
-            r["family"],
-            r["variant"],
-            r["accuracy"],
-            0.0 - r["accuracy_drop_points"],  # 0.0 - x, not -x: no "-0.000"
-            r["model_bytes"] / 1024,
-            r["bytes_ratio"],
-            1000 * r["latency_1_s"],
-            r["latency_1_ratio"],
-            1000 * r["latency_256_s"],
-            r["latency_256_ratio"],
-            f"{r['energy_j']:.0f} ({r['energy_method']})",
-            r["energy_ratio"] if r["energy_ratio"] is not None else "",
-            r["train_wall_s"],
+
+    def table(rows: list[dict[str, Any]], per_seed: bool) -> str:
+        lines = [
+            [
+                r["family"],
+                r["variant"],
+                *([r["seed"]] if per_seed else []),
+                r["accuracy"] if per_seed else f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
+                0.0 - r["accuracy_drop_points"],  # 0.0 - x, not -x: no "-0.000"
+                r["model_bytes"] / 1024,
+                r["bytes_ratio"],
+                1000 * r["latency_1_s"],
+                r["latency_1_ratio"],
+                1000 * r["latency_256_s"],
+                r["latency_256_ratio"],
+                f"{r['energy_j']:.0f} ({r['energy_method']})",
+                r["energy_ratio"] if r["energy_ratio"] is not None else "",
+                r["train_wall_s"],
+            ]
+            for r in rows
         ]
-        for r in results["rows"]
-    ]
+        columns = headers[:2] + (["seed"] if per_seed else []) + headers[2:]
+        return markdown_table(columns, lines)
+
+    n_seeds = len(results["seeds"])
     bar_lines = [
         [
             b["family"],
@@ -293,17 +343,24 @@ def _markdown(results: dict[str, Any]) -> str:
                 f"{settings['student_lr']:g}."
             ),
             "",
-            markdown_table(headers, lines),
+            f"Mean over {n_seeds} seed{'s' if n_seeds > 1 else ''} (accuracy ± standard deviation):",
+            "",
+            table(results["summary"], per_seed=False),
             "",
             (
-                "Ratios (×) and accuracy differences are against the fp32 teacher of the same family "
-                "in this run."
+                "Ratios (×) and accuracy differences are against the fp32 teacher of the same "
+                "family and seed in this run, then averaged."
             ),
             "",
-            "## Bars",
+            "## Bars (on the means)",
             "",
             markdown_table(["family", "variant", "measure", "value", "bar", ""], bar_lines),
             "",
+            *(
+                ["## Each seed", "", table(results["rows"], per_seed=True), ""]
+                if n_seeds > 1
+                else []
+            ),
             "## How it was measured",
             "",
             _NOTES.format(rounds=settings["latency_rounds"]),
