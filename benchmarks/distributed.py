@@ -41,6 +41,10 @@ def worker(out: Path, epochs: int, threads: int) -> None:
         out.write_text(json.dumps({"accuracy": clf.score(X_test, y_test), **report.to_dict()}))
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("s" if n > 1 else "")
+
+
 def launch(processes: int, threads: int, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
@@ -73,9 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     n_train = len(load_dataset("mnist5k")[0])
     cores = os.cpu_count() or 1
     setups = {
-        f"1 process x {cores} threads": (1, cores),
+        f"1 process x {_threads(cores)}": (1, cores),
         "1 process x 1 thread": (1, 1),
-        f"{args.nproc} processes x {max(1, cores // args.nproc)} threads": (
+        f"{args.nproc} processes x {_threads(max(1, cores // args.nproc))}": (
             args.nproc,
             max(1, cores // args.nproc),
         ),

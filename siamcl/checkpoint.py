@@ -36,6 +36,7 @@ import torch
 
 from siamcl._files import fsync_path, sha256_file
 from siamcl.accounting import TaskReport
+from siamcl.distributed import Ranks
 from siamcl.persist import MANIFEST, load_classifier, save_classifier
 from siamcl.preprocess import as_array, as_labels
 
@@ -146,9 +147,11 @@ def fit_stream(
 
     The finished tasks of a resumed stream are fingerprinted, not trained; the classifier's
     learned state is replaced by the checkpoint's only once they all match, so a refused
-    resume changes nothing.
+    resume changes nothing. Under torch.distributed only rank 0 writes, and the others wait
+    for it, so ``directory`` must be one that every rank can read.
     """
     checkpoint = StreamCheckpoint(directory)
+    ranks = Ranks.current(clf.device)
     saved = checkpoint.read()
     done, finished, reports_before, restored = 0, [], len(clf.reports), None
     if saved is not None:
@@ -176,7 +179,9 @@ def fit_stream(
             restored = None
         clf.fit_task(task.X, task.y)
         record.append(entry)
-        checkpoint.write(clf, record, reports_before)
+        if ranks.rank == 0:  # under torch.distributed every rank holds the same state
+            checkpoint.write(clf, record, reports_before)
+        ranks.barrier()
     if len(record) < done:
         raise ValueError(
             f"the checkpoint in {checkpoint.directory} has {done} finished tasks but this "

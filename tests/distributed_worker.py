@@ -29,7 +29,8 @@ def main(out: Path) -> None:
         energy="estimate",
         seed=0,
     )
-    clf.fit_stream(class_incremental(X_train, y_train, n_tasks=2, seed=0))
+    tasks = class_incremental(X_train, y_train, n_tasks=2, seed=0)
+    clf.fit_stream(tasks, checkpoint_dir=out / "checkpoint")  # rank 0 writes it
     rank = Ranks.current().rank
     (out / f"rank{rank}.json").write_text(
         json.dumps({"accuracy": clf.score(X_test, y_test), "report": clf.reports[-1].to_dict()})
