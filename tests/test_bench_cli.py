@@ -331,3 +331,26 @@ def test_bench_core_checkpoint_option_resumes_finished_seed(
     )
     assert second["accuracy_matrix"] == first["accuracy_matrix"]
     assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained
+
+
+def test_bench_cl_checkpoint_resumes_the_siamese_stream(tmp_path: Path) -> None:
+    argv = ["bench", "cl", "--quick", "--quiet", "--dataset", "digits", "--tasks", "2"]
+    argv += ["--methods", "siamese", "--threads", "1", "--checkpoint", str(tmp_path / "ckpt")]
+    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    assert (tmp_path / "ckpt" / "siamese-seed-0" / "rows.json").is_file()
+    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
+    first, second = (
+        json.loads((tmp_path / name / "cl_digits.json").read_text())["runs"][0]
+        for name in ("first", "second")
+    )
+    assert second["accuracy_matrix"] == first["accuracy_matrix"]
+    assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained
+
+
+def test_bench_cl_nproc_refuses_avalanche_rows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "0")  # as under torchrun, so the command does not relaunch
+    status = main(["bench", "cl", "--nproc", "2", "--methods", "siamese,replay"])
+    assert status == 2
+    _one_line_error(capsys, "--nproc trains only the IncrementalClassifier rows", "replay")

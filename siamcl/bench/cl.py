@@ -19,6 +19,7 @@ import argparse
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--methods",
         default=None,
         help=f"comma-separated subset of {','.join(METHODS)} (default: all; with --nproc: siamese)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="save the IncrementalClassifier streams after every task under DIR and, run "
+        "again with the same DIR, resume them after their last finished task",
     )
     parser.add_argument(
         "--nproc",
@@ -163,7 +171,7 @@ class _Context:
         start = time.perf_counter()
         try:
             if name in ("siamese", "siamese-equal-epochs"):
-                result = self._incremental_classifier(self.settings["epochs"][name])
+                result = self._incremental_classifier(name, self.settings["epochs"][name])
             else:
                 result = self._avalanche(name)
         except Exception as error:  # noqa: BLE001 - a failing baseline is a row with its error
@@ -173,7 +181,7 @@ class _Context:
         result["run_wall_s"] = time.perf_counter() - start
         return result
 
-    def _incremental_classifier(self, epochs: int) -> dict[str, Any]:
+    def _incremental_classifier(self, name: str, epochs: int) -> dict[str, Any]:
         from siamcl.learner import IncrementalClassifier
 
         learner = IncrementalClassifier(
@@ -184,7 +192,12 @@ class _Context:
             device=self.args.device,
             seed=self.seed,
         )
-        result = evaluate_stream(learner, self.tasks, self.X_test, self.y_test)
+        checkpoint = (
+            self.args.checkpoint and Path(self.args.checkpoint) / f"{name}-seed-{self.seed}"
+        )
+        result = evaluate_stream(
+            learner, self.tasks, self.X_test, self.y_test, checkpoint_dir=checkpoint
+        )
         result.pop("task_reports")
         return result
 
