@@ -91,7 +91,7 @@ def test_sampled_flops_extrapolate_to_the_counted_total() -> None:
     per_sample = 2 * (2 * 20 * 64) + 3 * (2 * 64 * 5)
     assert every.flops == per_sample * 8 * 16
     assert every.flops_method == "counted"
-    assert extrapolated.flops_method == "sampled 2 of 8 batches, extrapolated"
+    assert extrapolated.flops_method == "sampled 1 of 8 batches, extrapolated"
     assert extrapolated.flops == pytest.approx(every.flops, rel=0.02)
     assert every.samples_seen == extrapolated.samples_seen == 128
 
