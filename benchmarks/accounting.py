@@ -6,7 +6,7 @@
 2. CodeCarbon: the same workload metered at once by ResourceMeter(energy="estimate") and by
    CodeCarbon's OfflineEmissionsTracker (no network); reports both energies and their ratio.
 
-Usage: python benchmarks/accounting.py [--repeats 5] [--batches 100] [--out benchmarks/results]
+Usage: python benchmarks/accounting.py [--repeats 11] [--batches 100] [--out benchmarks/results]
 Needs codecarbon for part 2 (pip install codecarbon); skipped with a note when absent.
 """
 
@@ -64,11 +64,15 @@ class _Null:
 
 def overhead(train, repeats: int, flop_sample_batches: int) -> dict:
     """Wall time of the workload plain, metered without FLOPs, and metered with FLOP
-    sampling, interleaved so that drifts in machine load fall on all three alike."""
+    sampling, interleaved (the order rotating each repeat) so that drifts in machine load
+    and any effect of running first or last fall on all three alike."""
     train()  # warm up allocator and kernels
     times: dict[str, list[float]] = {"plain": [], "metered_no_flops": [], "metered": []}
-    for _ in range(repeats):
-        for name, elapsed in times.items():
+    names = list(times)
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            elapsed = times[name]
             start = time.perf_counter()
             if name == "plain":
                 train()
@@ -95,6 +99,72 @@ def overhead(train, repeats: int, flop_sample_batches: int) -> dict:
         **ratios("metered"),
         "no_flops": ratios("metered_no_flops"),
     }
+
+
+def overhead_parts(pairs: int = 21, rss_reads: int = 2000) -> dict:
+    """The meter's costs measured one by one, each against its own baseline right beside it,
+    so that the machine's drifts (which swamp a 2% difference between whole runs on a
+    shared virtual machine) cancel: the extra time of a FLOP-counted batch over the plain
+    batch before it (median over ``pairs``), one RSS read of the sampler thread, and
+    entering and leaving a meter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from siamcl.accounting.memory import PeakRssSampler
+
+    X, y, _, _ = load_dataset("mnist5k")
+    xb = torch.from_numpy(X[:128].astype(np.float32) / 255.0).unsqueeze(1)
+    yb = torch.from_numpy(y[:128])
+    torch.manual_seed(0)
+    encoder = build_encoder("conv4", (1, 28, 28))
+    loss_fn = build_loss("multisimilarity")
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = loss_fn(encoder(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    plain, extra = [], []
+    for _ in range(pairs):
+        start = time.perf_counter()
+        step()
+        plain.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with FlopCounterMode(display=False):
+            step()
+        extra.append(time.perf_counter() - start - plain[-1])
+    sampler = PeakRssSampler(0.05)
+    start = time.perf_counter()
+    for _ in range(rss_reads):
+        sampler.sample()
+    rss_read_s = (time.perf_counter() - start) / rss_reads
+    start = time.perf_counter()
+    for _ in range(20):
+        with ResourceMeter(flops="off"):
+            pass
+    enter_exit_s = (time.perf_counter() - start) / 20
+    return {
+        "plain_batch_s": statistics.median(plain),
+        "flop_counted_batch_extra_s": statistics.median(extra),
+        "first_flop_counted_batch_extra_s": extra[0],  # the process's first FlopCounterMode
+        "rss_read_s": rss_read_s,
+        "meter_enter_exit_s": enter_exit_s,
+    }
+
+
+def predicted_overhead(parts: dict, batches: int, flop_batches: int, interval: float) -> float:
+    """Metering's share of a task of ``batches`` batches, from the measured parts."""
+    task_s = batches * parts["plain_batch_s"]
+    reads = task_s / interval
+    extra = (
+        flop_batches * parts["flop_counted_batch_extra_s"]
+        + reads * parts["rss_read_s"]
+        + parts["meter_enter_exit_s"]
+    )
+    return extra / task_s
 
 
 def codecarbon_comparison(train) -> dict:
@@ -135,7 +205,7 @@ def codecarbon_comparison(train) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument(
@@ -155,9 +225,14 @@ def main(argv: list[str] | None = None) -> dict:
             flop_sample_batches=args.flop_sample_batches,
         ),
         "command": " ".join(["python", *sys.argv]),
+        "parts": overhead_parts(),  # first: its first counted batch is the process's first
         "overhead": overhead(train, args.repeats, args.flop_sample_batches),
         "codecarbon": codecarbon_comparison(train),
     }
+    parts = results["parts"]
+    results["predicted_overhead"] = predicted_overhead(
+        parts, args.batches, args.flop_sample_batches, ResourceMeter().sample_interval
+    )
     o, c = results["overhead"], results["codecarbon"]
     rows = [
         [
@@ -170,6 +245,25 @@ def main(argv: list[str] | None = None) -> dict:
         ["the same, ratio of median times", f"{o['ratio_of_medians']:.3f}"],
         ["metered/plain wall time, FLOPs off (median)", f"{o['no_flops']['median_ratio']:.3f}"],
         ["plain workload wall time (median s)", f"{statistics.median(o['plain_s']):.2f}"],
+        [
+            "spread of the plain workload's wall time (min-max, s)",
+            f"{min(o['plain_s']):.2f}-{max(o['plain_s']):.2f}",
+        ],
+        ["a plain training batch (median s)", f"{parts['plain_batch_s']:.4f}"],
+        [
+            "extra time of a FLOP-counted batch (median of paired runs, s)",
+            f"{parts['flop_counted_batch_extra_s']:.4f}",
+        ],
+        [
+            "extra time of the process's first FLOP-counted batch (s)",
+            f"{parts['first_flop_counted_batch_extra_s']:.4f}",
+        ],
+        ["one RSS read by the sampler thread (s)", f"{parts['rss_read_s']:.6f}"],
+        ["entering and leaving a meter (s)", f"{parts['meter_enter_exit_s']:.4f}"],
+        [
+            f"metering's share of a {args.batches}-batch task, from these parts",
+            f"{100 * results['predicted_overhead']:.2f}%",
+        ],
     ]
     if "skipped" in c:
         rows.append(["CodeCarbon comparison", c["skipped"]])
@@ -194,6 +288,13 @@ def main(argv: list[str] | None = None) -> dict:
             markdown_table(["measure", "value"], rows),
             "",
             "Both energy figures are estimates on this machine (no RAPL counter is readable).",
+            "",
+            (
+                "Whole runs of the same workload vary by more than the metering costs on a shared "
+                "virtual machine (see the spread above), so the ratios of whole runs are noisy; the "
+                "parts are each timed beside their own baseline, and the share computed from them "
+                "is the figure to read."
+            ),
         ]
     )
     write_results(Path(args.out), "accounting", results, markdown)
