@@ -1,6 +1,7 @@
 """A two-task stream on scikit-learn's digits, run alone or under torchrun by test_distributed.
 
-Each process writes ``rank<R>.json`` (accuracy, the last task's report) and
+With ``--mismatched`` rank 1 is given other data than rank 0 (training must refuse). Each
+process writes ``rank<R>.json`` (accuracy, the last task's report) and
 ``rank<R>.npz`` (its store's prototypes and labels) under the folder given as argument.
 """
 
@@ -16,9 +17,11 @@ from siamcl.data import class_incremental, load_dataset
 from siamcl.distributed import Ranks
 
 
-def main(out: Path) -> None:
+def main(out: Path, mismatched: bool = False) -> None:
     torch.set_num_threads(1)
     X_train, y_train, X_test, y_test = load_dataset("digits")
+    if mismatched and Ranks.current().rank == 1:  # a rank given other data than rank 0
+        X_train, y_train = X_train[1:], y_train[1:]
     clf = IncrementalClassifier(
         encoder="mlp",
         epochs=6,
@@ -40,4 +43,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), mismatched=sys.argv[2:] == ["--mismatched"])

@@ -14,13 +14,14 @@ from siamcl.distributed import Ranks, backend_for
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
-def _run(command: list[str], cwd: Path) -> None:
+def _run(command: list[str], cwd: Path, succeed: bool = True) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     done = subprocess.run(
         command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode == 0) == succeed, done.stderr[-3000:]
+    return done.stdout + done.stderr
 
 
 def test_two_ranks_end_with_identical_stores_and_single_process_accuracy(tmp_path: Path) -> None:
@@ -54,6 +55,14 @@ def test_two_ranks_end_with_identical_stores_and_single_process_accuracy(tmp_pat
         <= 0.02 * report["samples_seen"]
     )
     assert "summed over 2 ranks" in report["energy_note"]
+
+
+def test_ranks_given_different_data_refuse_to_train(tmp_path: Path) -> None:
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command = [*torchrun, "--nproc_per_node", "2", str(WORKER), str(tmp_path), "--mismatched"]
+    output = _run(command, tmp_path, succeed=False)
+    assert "every rank must be given the whole task; ranks [1] got other data" in output
+    assert not list(tmp_path.glob("rank*.json"))
 
 
 def test_one_process_is_not_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
