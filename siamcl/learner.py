@@ -455,7 +455,12 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         model = encoder
         if ranks.active:
             model = DistributedDataParallel(
-                encoder, device_ids=[device] if device.type == "cuda" else None
+                encoder,
+                device_ids=(
+                    [device.index if device.index is not None else torch.cuda.current_device()]
+                    if device.type == "cuda"
+                    else None
+                ),
             )
         if teacher is not None:
             teacher.to(device).eval()
