@@ -122,6 +122,11 @@ def _launch_processes(nproc: int, argv: Sequence[str] | None) -> int:
     import subprocess
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    # torchrun's own parser would take "--nproc" for an abbreviation of its --nproc-per-node
+    argv = [
+        "--processes" + arg[len("--nproc") :] if arg.split("=")[0] == "--nproc" else arg
+        for arg in argv
+    ]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", str(nproc), "-m", "siamcl.cli", *argv]
     return subprocess.run(command, check=False).returncode

@@ -86,3 +86,17 @@ def test_batch_share_splits_global_batches_evenly() -> None:
 def test_backend_follows_the_device() -> None:
     assert backend_for("cpu") == "gloo"
     assert backend_for("cuda:0") == "nccl"
+
+
+def test_bench_cl_nproc_launches_processes_and_writes_its_own_result(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "siamcl.cli", "bench", "cl", "--nproc", "2", "--quick"]
+    command += ["--quiet", "--dataset", "digits", "--tasks", "2", "--out", str(tmp_path)]
+    _run(command, Path(__file__).parent)
+    results = json.loads((tmp_path / "cl_digits_nproc2.json").read_text())
+    assert results["settings"]["processes"] == 2
+    assert results["settings"]["methods"] == ["siamese"]
+    (run,) = results["runs"]
+    assert "error" not in run, run.get("traceback")
+    assert run["accuracy"] > 0.5  # ten digits: chance is 0.1
+    assert run["report"]["extra"]["ranks"] == 2
+    assert not (tmp_path / "cl_digits.json").exists()

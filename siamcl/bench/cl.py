@@ -16,6 +16,7 @@ the learner's own reports, both siamcl ``ResourceMeter`` measurements. Writes
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 import traceback
@@ -87,6 +88,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--nproc",
+        "--processes",
+        dest="nproc",
         type=int,
         default=1,
         help="train the IncrementalClassifier rows data-parallel on N processes, launched "
@@ -159,13 +162,21 @@ class _Context:
     """One seed's stream and what every method run on it needs."""
 
     def __init__(self, args, tasks, X_test, y_test, seed, settings):
-        from siamcl.integrations.avalanche_streams import to_avalanche
-
         self.args, self.tasks, self.seed, self.settings = args, tasks, seed, settings
         self.X_test, self.y_test = X_test, y_test
-        self.benchmark = to_avalanche(tasks, X_test, y_test)
         self.n_classes = sum(len(task.classes) for task in tasks)
-        self.input_shape = tuple(self.benchmark.train_stream[0].dataset[0][0].shape)
+
+    @functools.cached_property
+    def benchmark(self) -> Any:
+        """The stream as an Avalanche benchmark, built only when an Avalanche row runs
+        (Avalanche cannot be imported in the non-zero ranks of a ``--nproc`` run)."""
+        from siamcl.integrations.avalanche_streams import to_avalanche
+
+        return to_avalanche(self.tasks, self.X_test, self.y_test)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.benchmark.train_stream[0].dataset[0][0].shape)
 
     def run(self, name: str) -> dict[str, Any]:
         start = time.perf_counter()
