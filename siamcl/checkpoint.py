@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,10 +140,17 @@ class StreamCheckpoint:
 
 
 def fit_stream(
-    clf: IncrementalClassifier, tasks: Iterable[Any], directory: str | os.PathLike
+    clf: IncrementalClassifier,
+    tasks: Iterable[Any],
+    directory: str | os.PathLike,
+    after_task: Callable[[int, IncrementalClassifier], None] | None = None,
 ) -> list[TaskReport]:
     """Learn each task in turn, checkpointing after each; resume from ``directory`` if it holds
     a checkpoint of the same stream. Returns the stream's reports, finished tasks included.
+
+    ``after_task(index, clf)`` is called whenever ``clf`` holds the state after task
+    ``index``: once that task is trained and saved, and once its state is restored from the
+    checkpoint (so a caller can evaluate every state it has not seen yet).
 
     The finished tasks of a resumed stream are fingerprinted, not trained; the classifier's
     learned state is replaced by the checkpoint's only once they all match, so a refused
@@ -175,26 +182,35 @@ def fit_stream(
             record.append(entry)
             continue
         if restored is not None:
-            _adopt(clf, restored)
+            _adopt(clf, restored, done, after_task)
             restored = None
         clf.fit_task(task.X, task.y)
         record.append(entry)
         if ranks.rank == 0:  # under torch.distributed every rank holds the same state
             checkpoint.write(clf, record, reports_before)
         ranks.barrier()
+        if after_task is not None:
+            after_task(index, clf)
     if len(record) < done:
         raise ValueError(
             f"the checkpoint in {checkpoint.directory} has {done} finished tasks but this "
             f"stream has only {len(record)}"
         )
     if restored is not None:  # every task was already finished
-        _adopt(clf, restored)
+        _adopt(clf, restored, done, after_task)
     return clf.reports[reports_before:]
 
 
-def _adopt(clf: IncrementalClassifier, restored: IncrementalClassifier) -> None:
+def _adopt(
+    clf: IncrementalClassifier,
+    restored: IncrementalClassifier,
+    done: int,
+    after_task: Callable[[int, IncrementalClassifier], None] | None,
+) -> None:
     clf._adopt_state(restored)
     clf.encoder_.to(torch.device(clf.device))
+    if after_task is not None:
+        after_task(done - 1, clf)
 
 
 def _plain_params(clf: IncrementalClassifier) -> dict[str, Any]:

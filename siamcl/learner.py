@@ -252,19 +252,28 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             self.qat_encoder_ = trained
         return report
 
-    def fit_stream(self, tasks: Any, checkpoint_dir: Any = None) -> list[TaskReport]:
+    def fit_stream(
+        self, tasks: Any, checkpoint_dir: Any = None, after_task: Any = None
+    ) -> list[TaskReport]:
         """Learn each task of a stream in turn (objects with ``.X`` and ``.y``).
 
         With ``checkpoint_dir`` the classifier is saved there atomically after every task, and
         a run given the same directory resumes after the last finished task, ending with the
         same model as an uninterrupted run (see :mod:`siamcl.checkpoint`). Returns the
         stream's reports, those of tasks finished by an earlier run included.
+        ``after_task(index, classifier)`` is called each time the classifier holds the state
+        after task ``index`` (trained, or restored from the checkpoint).
         """
         if checkpoint_dir is None:
-            return [self.fit_task(task.X, task.y) for task in tasks]
+            reports = []
+            for index, task in enumerate(tasks):
+                reports.append(self.fit_task(task.X, task.y))
+                if after_task is not None:
+                    after_task(index, self)
+            return reports
         from siamcl.checkpoint import fit_stream
 
-        return fit_stream(self, tasks, checkpoint_dir)
+        return fit_stream(self, tasks, checkpoint_dir, after_task)
 
     def add_classes(self, X: Any, y: Any) -> TaskReport:
         """Add classes (or more examples of known ones) from a few examples, no gradient step.

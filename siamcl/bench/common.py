@@ -125,26 +125,28 @@ def evaluate_stream(
     n = len(tasks)
     matrix = np.zeros((n, n))
     rows = _EvaluationRows(checkpoint_dir, tasks, X_test, y_test) if checkpoint_dir else None
-    start = 0
-    if rows is not None:
+    bar = tqdm(total=n, desc=type(learner).__name__, disable=not progress)
+
+    def evaluate(t: int, learner: Any) -> None:
+        """Fill row ``t`` of the matrix, unless a checkpointed earlier run already did."""
+        if rows is None or t >= len(rows.rows):
+            for j, seen in enumerate(tasks[: t + 1]):
+                X_j, y_j = seen.select(X_test, y_test)
+                matrix[t, j] = float((learner.predict(X_j) == y_j).mean())
+            if rows is not None:
+                rows.append(matrix[t, : t + 1].tolist())
+        bar.update(1)
+
+    if rows is None:  # any learner with fit_task, such as the softmax baseline
+        reports = []
+        for t, task in enumerate(tasks):
+            reports.append(learner.fit_task(task.X, task.y))
+            evaluate(t, learner)
+    else:  # only the tasks after the last checkpoint are trained
         for t, row in enumerate(rows.read()):
             matrix[t, : t + 1] = row
-            start = t + 1
-        if start == n:  # every task finished: restore the final learner
-            learner.fit_stream(tasks, rows.learner_dir)
-    reports: list[Any] = []
-    for t in tqdm(range(start, n), desc=type(learner).__name__, disable=not progress):
-        if rows is None:
-            reports.append(learner.fit_task(tasks[t].X, tasks[t].y))
-        else:  # trains task t only, after restoring tasks 0..t-1 from the checkpoint
-            learner.fit_stream(tasks[: t + 1], rows.learner_dir)
-        for j, seen in enumerate(tasks[: t + 1]):
-            X_j, y_j = seen.select(X_test, y_test)
-            matrix[t, j] = float((learner.predict(X_j) == y_j).mean())
-        if rows is not None:
-            rows.append(matrix[t, : t + 1].tolist())
-    if rows is not None:
-        reports = [r for r in learner.reports if r.method == "fit_task"][-n:]
+        reports = learner.fit_stream(tasks, rows.learner_dir, after_task=evaluate)
+    bar.close()
     seen_all = np.isin(y_test, np.concatenate([np.asarray(task.classes) for task in tasks]))
     metrics = accuracy_matrix_metrics(matrix)
     metrics["accuracy"] = float((learner.predict(X_test[seen_all]) == y_test[seen_all]).mean())
@@ -172,8 +174,7 @@ class _EvaluationRows:
         self.directory = Path(directory)
         self.learner_dir = self.directory / "learner"
         self.path = self.directory / "rows.json"
-        fingerprints = [task_fingerprint(t.X, t.y) for t in tasks] + [task_fingerprint(X, y)]
-        self.fingerprint = fingerprints
+        self.fingerprint = [task_fingerprint(t.X, t.y) for t in tasks] + [task_fingerprint(X, y)]
         self.rows: list[list[float]] = []
 
     def read(self) -> list[list[float]]:
