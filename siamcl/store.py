@@ -388,10 +388,8 @@ class PrototypeStore:
         added with :meth:`add_statistics`: how processes of a distributed job build one store.
         """
         x, y = self._check_batch(embeddings, labels)
-        order = np.argsort(y, kind="stable")
-        starts = np.flatnonzero(np.r_[True, y[order][1:] != y[order][:-1]])
-        sums = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
-        return y[order][starts], sums, np.diff(np.r_[starts, len(y)]).astype(np.int64)
+        _, _, classes, sums, counts = _class_sums(x, y)
+        return classes, sums, counts
 
     def add_statistics(self, labels: Any, sums: Any, counts: Any) -> PrototypeStore:
         """Add per-class embedding sums and counts (see :meth:`class_statistics`) as
@@ -685,14 +683,7 @@ class PrototypeStore:
             order = np.argsort(statistics[0], kind="stable")
             batch_classes, batch_sums, batch_counts = (a[order] for a in statistics)
         else:
-            order = np.argsort(y, kind="stable")
-            sorted_labels = y[order]
-            starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-            batch_classes = sorted_labels[starts]
-            batch_counts = np.diff(np.r_[starts, len(y)]).astype(np.int64)
-            ordered = x[order].astype(np.float64)
-            singletons = len(starts) == len(y)  # reduceat is slow on one-row groups
-            batch_sums = ordered if singletons else np.add.reduceat(ordered, starts, axis=0)
+            order, starts, batch_classes, batch_sums, batch_counts = _class_sums(x, y)
 
         pos = np.searchsorted(old.class_labels, batch_classes)
         known = pos < len(old.class_labels)
@@ -1086,6 +1077,21 @@ def _serialized_size(index: faiss.Index) -> int:
     faiss.write_index(index, writer)
     del writer  # flushes the last chunk
     return total
+
+
+def _class_sums(
+    x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by label: the stable sort order, each group's start in it, and each
+    class's label, float64 sum and count (classes in increasing label order)."""
+    order = np.argsort(y, kind="stable")
+    sorted_labels = y[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    counts = np.diff(np.r_[starts, len(y)]).astype(np.int64)
+    ordered = x[order].astype(np.float64)
+    singletons = len(starts) == len(y)  # reduceat is slow on one-row groups
+    sums = ordered if singletons else np.add.reduceat(ordered, starts, axis=0)
+    return order, starts, sorted_labels[starts], sums, counts
 
 
 # ---------------------------------------------------------------------- files
