@@ -189,10 +189,10 @@ class EpisodicTrainer:
         canonical = preprocessor.canonical(X)
         images, labels = with_symmetries(canonical, y, self.rotations, self.mirrors)
         by_class = self._rows_by_class(labels)
-        self._episode_groups = self._groups_with_symmetries(labels, y, group_of_class)
+        episode_groups = self._groups_with_symmetries(labels, y, group_of_class)
         encoder = classifier._new_encoder(preprocessor.input_shape)
         with ResourceMeter(energy=self.energy, flops=self.flops) as meter:
-            self._train(encoder, preprocessor, images, by_class, meter)
+            self._train(encoder, preprocessor, images, by_class, episode_groups, meter)
             embed = classifier._embedder(encoder, preprocessor)
             memory = classifier._new_memory()
             memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
@@ -218,8 +218,11 @@ class EpisodicTrainer:
         preprocessor: Preprocessor,
         images: torch.Tensor,
         by_class: list[np.ndarray],
+        groups: list[np.ndarray],
         meter: ResourceMeter,
     ) -> None:
+        """Episodic training; ``groups`` lists the class positions of each group that
+        within-group episodes draw from (empty: every episode mixes groups)."""
         rng = np.random.default_rng(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         metric_loss = None if self.loss == "prototypical" else build_loss(self.loss)
@@ -232,7 +235,6 @@ class EpisodicTrainer:
         batch_labels = torch.arange(self.ways).repeat_interleave(per_class)
         encoder.train()
         bar = tqdm(total=self.steps, desc="episodic training", disable=not self.progress)
-        groups = self._episode_groups
         for _ in range(self.steps):
             if groups and rng.random() < self.within_group:
                 chosen = rng.choice(groups[rng.integers(len(groups))], self.ways, replace=False)
