@@ -6,7 +6,17 @@ one, and a FAISS k-means of a few points stalled for seconds. One thread each is
 """
 
 import faiss
+import pytest
 import torch
 
 faiss.omp_set_num_threads(1)
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts on one torch thread, whatever an earlier test (a benchmark's
+    ``--threads``, a few-shot command) set."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)

@@ -6,22 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from siamcl.bench import data_efficiency
 from siamcl.cli import main
 from siamcl.report_cli import ParetoPoint, find_points, pareto_front
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks run far faster on one thread than on a shared, busy pair of cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -317,18 +307,23 @@ def test_checkpoint_of_another_test_set_is_refused(tmp_path: Path) -> None:
         )
 
 
+def _run_twice(argv: list[str], tmp_path: Path, result: str) -> tuple[dict, dict]:
+    """Run a checkpointed command twice (results in first/ and second/); each run's first
+    result row."""
+    rows = []
+    for name in ("first", "second"):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+        rows.append(json.loads((tmp_path / name / result).read_text())["runs"][0])
+    return rows[0], rows[1]
+
+
 def test_bench_core_checkpoint_option_resumes_finished_seed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["bench", "core", "--quick", "--quiet", "--dataset", "digits", "--tasks", "2"]
     argv += ["--seeds", "0", "--no-joint", "--checkpoint", str(tmp_path / "ckpt")]
-    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    first, second = _run_twice(argv, tmp_path, "core_digits.json")
     assert (tmp_path / "ckpt" / "seed-0" / "stream" / "rows.json").is_file()
-    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
-    first, second = (
-        json.loads((tmp_path / name / "core_digits.json").read_text())["runs"][0]
-        for name in ("first", "second")
-    )
     assert second["accuracy_matrix"] == first["accuracy_matrix"]
     assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained
 
@@ -336,13 +331,8 @@ def test_bench_core_checkpoint_option_resumes_finished_seed(
 def test_bench_cl_checkpoint_resumes_the_siamese_stream(tmp_path: Path) -> None:
     argv = ["bench", "cl", "--quick", "--quiet", "--dataset", "digits", "--tasks", "2"]
     argv += ["--methods", "siamese", "--threads", "1", "--checkpoint", str(tmp_path / "ckpt")]
-    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    first, second = _run_twice(argv, tmp_path, "cl_digits.json")
     assert (tmp_path / "ckpt" / "siamese-seed-0" / "rows.json").is_file()
-    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
-    first, second = (
-        json.loads((tmp_path / name / "cl_digits.json").read_text())["runs"][0]
-        for name in ("first", "second")
-    )
     assert second["accuracy_matrix"] == first["accuracy_matrix"]
     assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained
 

@@ -12,22 +12,12 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-import torch
 
 matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = ("docs/guide.md", "docs/avalanche.md", "README.md")
 _PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks run far faster on one thread than on a shared, busy pair of cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def python_blocks(text: str) -> list[str]:
