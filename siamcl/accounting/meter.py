@@ -79,7 +79,7 @@ class ResourceMeter:
         counts nothing and costs nothing.
     flop_sample_batches : int
         Batches counted when ``flops="sample"`` (1: a network's FLOPs per sample do not
-        change between batches, and a counted batch runs about three times slower).
+        change between batches, and counting slows a batch down).
     sample_interval : float
         Seconds between background RSS samples (and energy counter polls).
     device : str or torch.device

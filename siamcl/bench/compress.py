@@ -381,9 +381,8 @@ _NOTES = """\
   CPUs with VNNI, 7-bit otherwise). QAT is fine-tuning: the first two thirds of the epochs
   run in float while observers learn activation ranges, the last third with fake
   quantization (from four epochs on, the last epoch also freezes ranges and BatchNorm
-  statistics). In earlier runs of this benchmark, fake quantization over the last two
-  thirds cost the softmax CNN 4.3 points of accuracy and over all three epochs 10.6 (with
-  7-bit activations); the Siamese encoder lost 1.0 and 0.9. torchao's PT2E flow was
+  statistics). Fake quantization over more of the epochs lost more accuracy in
+  development runs, the softmax CNN far more than the Siamese encoder. torchao's PT2E flow was
   tried for the convolutions: run eagerly, its converted model was no faster than fp32 (it
   needs `torch.compile` to fuse int8 kernels, about a minute per input shape here, and the
   compiled model cannot be saved), so the FX flow is used. The Siamese encoder's final L2
