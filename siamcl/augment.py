@@ -3,17 +3,21 @@
 Small rotations, scalings, shears and shifts are the augmentation that makes few examples of
 handwriting go far. torchvision's batched transforms share one draw across a batch; here each
 image gets its own matrix through ``affine_grid``/``grid_sample``, in one vectorised call.
+:class:`AffineViews` is the test-time counterpart: a fixed set of warps whose embeddings a
+classifier averages, the same for every image.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RandomAffine"]
+__all__ = ["AffineViews", "RandomAffine", "warp"]
 
 
 @dataclass
@@ -34,7 +38,10 @@ class RandomAffine:
     ) -> torch.Tensor:
         if images.ndim != 4:
             return images
-        n = images.shape[0]
+        return warp(images, self.matrices(images.shape[0], generator))
+
+    def matrices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` random affine matrices ``[n, 2, 3]`` in ``affine_grid``'s convention."""
 
         def uniform(low: float, high: float) -> torch.Tensor:
             return torch.rand(n, generator=generator) * (high - low) + low
@@ -45,12 +52,48 @@ class RandomAffine:
         shift_x = uniform(-self.translate, self.translate) * 2
         shift_y = uniform(-self.translate, self.translate) * 2
         cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
-        theta = torch.stack(
+        return torch.stack(
             [
                 torch.stack([cos / zoom, (-sin + tan * cos) / zoom, shift_x], dim=1),
                 torch.stack([sin / zoom, (cos + tan * sin) / zoom, shift_y], dim=1),
             ],
             dim=1,
-        ).to(images)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+        )
+
+
+@dataclass(frozen=True)
+class AffineViews:
+    """``count`` fixed views of an image: the image itself and ``count - 1`` affine warps.
+
+    The warps are drawn once from ``seed`` (with ``distortion``'s ranges) and every image gets
+    the same ones, so an image's views do not depend on the batch it arrives in. Averaging the
+    embeddings of these views steadies one-shot comparisons, where a single drawing stands
+    for its class.
+    """
+
+    count: int
+    seed: int = 0
+    distortion: RandomAffine = field(default_factory=RandomAffine)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ValueError(f"views must be a positive integer, got {self.count!r}")
+
+    def __iter__(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+        yield lambda images: images
+        generator = torch.Generator().manual_seed(self.seed)
+        for theta in self.distortion.matrices(self.count - 1, generator):
+            yield partial(_warp_all, theta=theta)
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Warp ``[N, C, H, W]`` images by matrices ``theta`` ``[N, 2, 3]``; background stays 0."""
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+
+
+def _warp_all(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    return warp(images, theta.expand(images.shape[0], 2, 3))

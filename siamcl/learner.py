@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from siamcl.accounting import ResourceMeter, TaskReport
-from siamcl.augment import RandomAffine
+from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
     EmbeddingDistillation,
     check_scheme,
@@ -77,6 +77,10 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         1: classes equally often), so a few exemplars of old classes are not drowned out.
     index, metric, prototypes_per_class, vote_k: passed to :class:`PrototypeStore`.
     augment: random affine distortions of training images.
+    embed_views: embeddings (for prototypes and predictions alike) average the image and
+        ``embed_views - 1`` fixed affine warps of it (:class:`siamcl.augment.AffineViews`);
+        more views steady one-shot comparisons at that many times the embedding cost. Images
+        only; 1 embeds the image alone.
     input_size, invert: preprocessing (see :class:`siamcl.preprocess.Preprocessor`).
     temperature: softmax temperature of :meth:`predict_proba` over prototype similarities.
     energy, flops: accounting options passed to :class:`ResourceMeter`.
@@ -109,6 +113,7 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         prototypes_per_class: int = 1,
         vote_k: int = 1,
         augment: bool = True,
+        embed_views: int = 1,
         input_size: tuple[int, int] | None = None,
         invert: bool | str = "auto",
         temperature: float = 0.1,
@@ -139,6 +144,7 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         self.prototypes_per_class = prototypes_per_class
         self.vote_k = vote_k
         self.augment = augment
+        self.embed_views = embed_views
         self.input_size = input_size
         self.invert = invert
         self.temperature = temperature
@@ -181,6 +187,7 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             if self.is_fitted
             else Preprocessor(self.input_size, self.invert).fit(X)
         )
+        self._check_views(preprocessor)
         canonical = preprocessor.canonical(X)
         memory = copy.deepcopy(self.memory_) if self.is_fitted else self._new_memory()
         memory_X, memory_y = memory.arrays()
@@ -537,12 +544,26 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
 
+        self._check_views(preprocessor)
+        views = AffineViews(self.embed_views, self.seed) if self.embed_views > 1 else None
+
         def embed(canonical: torch.Tensor | np.ndarray) -> np.ndarray:
             if isinstance(canonical, np.ndarray):
                 canonical = torch.from_numpy(canonical.astype(np.float32))
-            return embed_in_batches(encoder, canonical, preprocessor.standardise, self.device)
+            return embed_in_batches(
+                encoder, canonical, preprocessor.standardise, self.device, views
+            )
 
         return embed
+
+    def _check_views(self, preprocessor: Preprocessor) -> None:
+        if not _is_integer(self.embed_views, minimum=1):
+            raise ValueError(f"embed_views must be a positive integer, got {self.embed_views!r}")
+        if self.embed_views > 1 and preprocessor.kind != "image":
+            raise ValueError(
+                f"embed_views={self.embed_views} warps images, but the inputs are vectors: "
+                "use embed_views=1"
+            )
 
     def _embed_for_prediction(self, X: Any) -> np.ndarray:
         self._require_fitted("predict")

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from siamcl.augment import AffineViews
 from siamcl.compress.distill import embedding_distillation_loss
 from siamcl.distributed import Ranks
 from siamcl.losses import MetricLoss
@@ -67,15 +69,24 @@ def embed_in_batches(
     inputs: torch.Tensor,
     standardise: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
     device: torch.device | str = "cpu",
+    views: AffineViews | None = None,
 ) -> np.ndarray:
-    """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array."""
+    """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array.
+
+    With ``views``, each input's embedding is the L2-normalised mean of the embeddings of its
+    views (the input and fixed affine warps of it, :class:`~siamcl.augment.AffineViews`).
+    """
     was_training = encoder.training
     encoder.eval()
     outputs = []
     with torch.no_grad():
         for start in range(0, len(inputs), EMBED_BATCH):
-            batch = standardise(inputs[start : start + EMBED_BATCH].float())
-            outputs.append(encoder(batch.to(device)).float().cpu())
+            batch = inputs[start : start + EMBED_BATCH].float()
+            if views is None or len(views) == 1:
+                outputs.append(encoder(standardise(batch).to(device)).float().cpu())
+                continue
+            total = sum(encoder(standardise(view(batch)).to(device)).float() for view in views)
+            outputs.append(F.normalize(total, dim=1).cpu())
     encoder.train(was_training)
     return torch.cat(outputs).numpy()
 

@@ -86,3 +86,18 @@ def test_unknown_loss_name():
         build_loss("arcfacey")
     with pytest.raises(TypeError):
         build_loss(1.5)
+
+
+def test_affine_views_start_with_the_image_and_repeat_their_warps():
+    from siamcl.augment import AffineViews
+
+    images = torch.rand(5, 1, 12, 12)
+    views = AffineViews(4, seed=3)
+    first, *warped = [view(images) for view in views]
+    assert len(views) == 4 and torch.equal(first, images)
+    assert all((w - images).abs().max() > 1e-3 for w in warped)
+    again = [view(images[2:3]) for view in AffineViews(4, seed=3)]
+    for one, whole in zip(again, [first, *warped]):
+        torch.testing.assert_close(one, whole[2:3])
+    with pytest.raises(ValueError, match="views must be a positive integer, got 0"):
+        AffineViews(0)

@@ -1,5 +1,7 @@
 """End-to-end behaviour of IncrementalClassifier on a small slice of mnist5k."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -233,3 +235,30 @@ def test_loading_missing_corrupt_or_foreign_directories(trained, tmp_path):
     manifest.write_text("{not json")
     with pytest.raises(ValueError, match="corrupt"):
         IncrementalClassifier.load(tmp_path / "model")
+
+
+def test_embed_views_average_fixed_warps_of_each_image(trained, digits4, tmp_path):
+    clf, _ = trained
+    _, _, X_test, y_test = digits4
+    views = copy.copy(clf).set_params(embed_views=6)  # the same trained encoder
+    views.reset_classes()
+    views.add_classes(X_test[::2], y_test[::2])
+    single, averaged = clf.embed(X_test[:20]), views.embed(X_test[:20])
+    np.testing.assert_allclose(np.linalg.norm(averaged, axis=1), 1.0, atol=1e-5)
+    assert np.abs(single - averaged).max() > 1e-3  # the warps change the embedding
+    # an image's embedding does not depend on the batch it comes in
+    np.testing.assert_allclose(views.embed(X_test[3:4]), averaged[3:4], atol=1e-5)
+    assert views.score(X_test[1::2], y_test[1::2]) > 0.75  # chance is 0.25
+    views.save(tmp_path / "views")
+    loaded = IncrementalClassifier.load(tmp_path / "views")
+    assert loaded.embed_views == 6
+    np.testing.assert_array_equal(loaded.predict(X_test), views.predict(X_test))
+
+
+def test_embed_views_need_images_and_a_positive_count(digits4):
+    X_train, y_train, _, _ = digits4
+    vectors = X_train.reshape(len(X_train), -1)[:, :50].astype(np.float32)
+    with pytest.raises(ValueError, match="embed_views=3 warps images, but the inputs are vectors"):
+        small(embed_views=3).fit_task(vectors, y_train)
+    with pytest.raises(ValueError, match="embed_views must be a positive integer, got 0"):
+        small(embed_views=0).fit_task(X_train, y_train)
