@@ -111,7 +111,9 @@ class EpisodicTrainer:
     applied to the whole batch. ``rotations`` adds 90/180/270-degree turns and ``mirrors``
     mirror images of every character as new classes (:func:`with_symmetries`).
     Images are resized to ``input_size`` (small sizes keep CPU training quick). The Adam
-    learning rate ``lr`` decays along a cosine over ``steps``.
+    learning rate ``lr`` decays along a cosine over ``steps``. The returned classifier embeds
+    every image as the mean of ``embed_views`` views (the image and fixed affine warps of it,
+    see :class:`~siamcl.augment.AffineViews`), the test-time twin of the training distortions.
 
     :meth:`fit` returns a fitted :class:`~siamcl.IncrementalClassifier` whose store holds
     the training classes (unrotated) and whose ``reports`` hold the training's TaskReport.
@@ -134,6 +136,7 @@ class EpisodicTrainer:
         mirrors: bool = True,
         augment: bool = True,
         within_group: float = 0.5,
+        embed_views: int = 8,
         memory_per_class: int = 20,
         seed: int = 0,
         progress: bool = False,
@@ -155,6 +158,7 @@ class EpisodicTrainer:
         self.mirrors = mirrors
         self.augment = augment
         self.within_group = within_group
+        self.embed_views = embed_views
         self.memory_per_class = memory_per_class
         self.seed = seed
         self.progress = progress
@@ -179,6 +183,7 @@ class EpisodicTrainer:
             loss=self.loss if self.loss in LOSSES else "multisimilarity",
             memory_per_class=self.memory_per_class,
             augment=self.augment,
+            embed_views=self.embed_views,
             input_size=check_size(self.input_size),
             seed=self.seed,
             progress=self.progress,
@@ -308,7 +313,7 @@ class EpisodicTrainer:
         return [np.flatnonzero(labels == c) for c in classes]
 
     def _check_params(self) -> None:
-        for name in ("ways", "shots", "queries", "steps", "embedding_dim"):
+        for name in ("ways", "shots", "queries", "steps", "embedding_dim", "embed_views"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -64,6 +64,12 @@ def configure(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
     evaluate.add_argument("--runs", required=True, help="folder of runs (or one run folder)")
     evaluate.add_argument("--out", default=None, help="JSON file for the results")
+    evaluate.add_argument(
+        "--embed-views",
+        type=int,
+        default=None,
+        help="views averaged per image (default: the model's own setting)",
+    )
     _add_threads_option(evaluate, 1, "1: runs are small batches")
     evaluate.set_defaults(run=run_eval)
 
@@ -100,6 +106,12 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help=f"share of episodes drawn from one alphabet, as runs are ({defaults.within_group})",
     )
+    parser.add_argument(
+        "--embed-views",
+        type=int,
+        default=defaults.embed_views,
+        help=f"views averaged per image when classifying ({defaults.embed_views}; 1: image only)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
 
 
@@ -125,6 +137,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         mirrors=not args.no_mirrors,
         augment=not args.no_augment,
         within_group=args.within_alphabet,
+        embed_views=args.embed_views,
         seed=args.seed,
         progress=not args.quiet,
     )
@@ -156,11 +169,14 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     runs = read_runs(args.runs)
     classifier = IncrementalClassifier.load(args.model)
+    if args.embed_views is not None:
+        classifier.set_params(embed_views=args.embed_views)
     start = time.perf_counter()
     results = evaluate_runs(classifier, runs)
     results = {
         "model": str(args.model),
         "runs_dir": str(args.runs),
+        "embed_views": classifier.embed_views,
         "seconds": time.perf_counter() - start,
         **results,
     }

@@ -349,6 +349,16 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
     assert f"mean accuracy over 3 runs: {saved['mean_accuracy']:.4f}" in printed
     library = evaluate_runs(IncrementalClassifier.load(model), read_runs(runs))
     assert [r["predicted"] for r in saved["runs"]] == [r["predicted"] for r in library["runs"]]
+    assert saved["embed_views"] == EpisodicTrainer().embed_views  # the model's own setting
+    assert main([*argv, "--embed-views", "1"]) == 0
+    single = json.loads(result.read_text())
+    assert single["embed_views"] == 1
+    single_library = evaluate_runs(
+        IncrementalClassifier.load(model).set_params(embed_views=1), read_runs(runs)
+    )
+    assert [r["predicted"] for r in single["runs"]] == [
+        r["predicted"] for r in single_library["runs"]
+    ]
 
 
 def test_cli_errors_are_one_line_naming_the_file(data_root, model_dir, runs_dir, tmp_path, capsys):
@@ -369,6 +379,10 @@ def test_cli_errors_are_one_line_naming_the_file(data_root, model_dir, runs_dir,
     assert "no_model" in error_of(
         ["fewshot", "eval", "--model", str(tmp_path / "no_model"), "--runs", str(runs_dir)]
     )
+    assert "embed_views must be a positive integer, got 0" in error_of(
+        ["fewshot", "eval", "--model", str(model_dir), "--runs", str(runs_dir)]
+        + ["--embed-views", "0"]
+    )
     assert "Klingon" in error_of(
         ["fewshot", "make-runs", "--data-root", str(data_root), "--alphabets", "Klingon"]
         + ["--out", str(tmp_path / "r")]
@@ -387,6 +401,9 @@ def test_bench_fewshot_writes_results(data_root, model_dir, tmp_path):
     results = json.loads((out / "fewshot_omniglot.json").read_text())
     assert (out / "fewshot_omniglot.md").is_file() and (out / "fewshot_omniglot.png").is_file()
     assert results["one_shot"]["ways"] == 5 and len(results["one_shot"]["runs"]) == 2
+    assert results["one_shot"]["embed_views"] == 8  # the trainer's default
+    assert set(results["one_shot"]["single_view"]["by_alphabet"]) == {"Gamma", "Delta"}
+    assert "accuracy (1 view)" in (out / "fewshot_omniglot.md").read_text()
     rows = results["incremental"]
     assert {(r["method"], r["shots"]) for r in rows} == {
         ("siamese", 1),
