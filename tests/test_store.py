@@ -524,9 +524,11 @@ def test_classify_while_another_thread_adds_and_removes_classes():
     errors: list[Exception] = []
     checks = []
     done = threading.Event()
+    reading = threading.Event()
 
     def writer():
         try:
+            reading.wait(timeout=30)  # start once the reader runs, so the two overlap
             rng = np.random.default_rng(1)
             for label in range(100, 250):
                 other = np.zeros((5, DIM), np.float32)
@@ -546,8 +548,11 @@ def test_classify_while_another_thread_adds_and_removes_classes():
                 classes, scores = store.class_scores(queries)
                 assert np.array_equal(classes[scores.argmax(axis=1)], expected)
                 checks.append(1)
+                reading.set()
         except Exception as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
+        finally:
+            reading.set()
 
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
     switch_interval = sys.getswitchinterval()
