@@ -20,7 +20,7 @@ import torch.nn.functional as F
 __all__ = ["AffineViews", "RandomAffine", "warp"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RandomAffine:
     """Per-image random affine warp of a ``[N, C, H, W]`` batch.
 

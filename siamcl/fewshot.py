@@ -46,6 +46,7 @@ from siamcl.training import rebuild_prototypes
 
 __all__ = [
     "DEFAULT_TRAIN_ALPHABETS",
+    "EPISODIC_DISTORTION",
     "EpisodicTrainer",
     "OneShotRun",
     "evaluate_runs",
@@ -59,6 +60,9 @@ __all__ = [
 
 # The "background small 1" alphabets that are not also in "background small 2".
 DEFAULT_TRAIN_ALPHABETS = ("Balinese", "Early_Aramaic", "Korean")
+# Wider than RandomAffine's defaults: with few characters to learn from, harder distortions
+# over more steps carry further to unseen alphabets (docs/fewshot.md, "What was tried").
+EPISODIC_DISTORTION = RandomAffine(degrees=15.0, scale=(0.85, 1.15), shear=12.0, translate=0.12)
 LABELS_FILE = "class_labels.txt"
 
 
@@ -106,7 +110,8 @@ class EpisodicTrainer:
     """Trains an encoder for one-shot classification and returns it as a classifier.
 
     Each step draws ``ways`` classes and ``shots + queries`` images of each, distorts them
-    (``augment``) and minimises ``loss``: ``"prototypical"`` (queries against the support
+    (``augment``: True for :data:`EPISODIC_DISTORTION`, a :class:`~siamcl.augment.RandomAffine`
+    of your own, or False) and minimises ``loss``: ``"prototypical"`` (queries against the support
     means, :func:`prototypical_loss`) or a metric-loss name from :data:`siamcl.losses.LOSSES`
     applied to the whole batch. ``rotations`` adds 90/180/270-degree turns and ``mirrors``
     mirror images of every character as new classes (:func:`with_symmetries`).
@@ -128,13 +133,13 @@ class EpisodicTrainer:
         ways: int = 20,
         shots: int = 1,
         queries: int = 5,
-        steps: int = 2000,
+        steps: int = 4000,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         temperature: float = 0.1,
         rotations: bool = True,
         mirrors: bool = True,
-        augment: bool = True,
+        augment: bool | RandomAffine = True,
         within_group: float = 0.5,
         embed_views: int = 8,
         memory_per_class: int = 20,
@@ -182,7 +187,7 @@ class EpisodicTrainer:
             embedding_dim=self.embedding_dim,
             loss=self.loss if self.loss in LOSSES else "multisimilarity",
             memory_per_class=self.memory_per_class,
-            augment=self.augment,
+            augment=self.augment is not False,
             embed_views=self.embed_views,
             input_size=check_size(self.input_size),
             seed=self.seed,
@@ -231,7 +236,7 @@ class EpisodicTrainer:
         rng = np.random.default_rng(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         metric_loss = None if self.loss == "prototypical" else build_loss(self.loss)
-        distort = RandomAffine() if self.augment else None
+        distort = EPISODIC_DISTORTION if self.augment is True else (self.augment or None)
         optimizer = torch.optim.Adam(
             encoder.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
@@ -319,6 +324,8 @@ class EpisodicTrainer:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.ways < 2:
             raise ValueError("ways must be at least 2: one class alone teaches nothing")
+        if not isinstance(self.augment, (bool, RandomAffine)):
+            raise TypeError(f"augment must be True, False or a RandomAffine, got {self.augment!r}")
         if not 0 <= self.within_group <= 1:
             raise ValueError(f"within_group must be in [0, 1], got {self.within_group!r}")
         for name in ("lr", "temperature"):

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from siamcl import IncrementalClassifier
+from siamcl.augment import RandomAffine
 from siamcl.cli import main
 from siamcl.data import load_images, load_omniglot
 from siamcl.fewshot import (
@@ -282,6 +283,7 @@ def test_trainer_with_the_prototypical_loss_and_no_symmetries():
     y = np.repeat(np.arange(6), 5)
     trainer = EpisodicTrainer(
         input_size=12,
+        augment=RandomAffine(degrees=0.0, shear=0.0),  # distortions of one's own
         loss="prototypical",
         ways=3,
         queries=2,
@@ -304,6 +306,7 @@ def test_trainer_with_the_prototypical_loss_and_no_symmetries():
         ({"loss": "hinge"}, ValueError, "unknown loss 'hinge'"),
         ({"steps": 0}, ValueError, "steps must be a positive integer"),
         ({"input_size": (0, 4)}, ValueError, "size must be positive"),
+        ({"augment": "strong"}, TypeError, "augment must be True, False or a RandomAffine"),
     ],
 )
 def test_trainer_rejects_bad_settings(kwargs, error, message):
