@@ -40,6 +40,18 @@ class RandomAffine:
             return images
         return warp(images, self.matrices(images.shape[0], generator))
 
+    def scaled(self, factor: float) -> RandomAffine:
+        """The same distortion with every range (angles, zoom, shear, shift) times ``factor``."""
+        if not factor >= 0:
+            raise ValueError(f"a distortion scale must be non-negative, got {factor!r}")
+        low, high = self.scale
+        return RandomAffine(
+            degrees=self.degrees * factor,
+            scale=(1 - (1 - low) * factor, 1 + (high - 1) * factor),
+            shear=self.shear * factor,
+            translate=self.translate * factor,
+        )
+
     def matrices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` random affine matrices ``[n, 2, 3]`` in ``affine_grid``'s convention."""
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from siamcl.augment import RandomAffine
 from siamcl.data import load_omniglot
 from siamcl.fewshot import (
     DEFAULT_TRAIN_ALPHABETS,
@@ -100,6 +101,13 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
     parser.add_argument(
+        "--distortion",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="scale of RandomAffine's default ranges (default: EPISODIC_DISTORTION, 1.5)",
+    )
+    parser.add_argument(
         "--within-alphabet",
         type=float,
         default=defaults.within_group,
@@ -135,7 +143,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         lr=args.lr,
         rotations=not args.no_rotations,
         mirrors=not args.no_mirrors,
-        augment=not args.no_augment,
+        augment=_distortion(args),
         within_group=args.within_alphabet,
         embed_views=args.embed_views,
         seed=args.seed,
@@ -150,6 +158,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         f"{report.energy_j:.0f} J ({report.energy_method}); saved to {args.out}"
     )
     return {"trainer": trainer.get_params(), "report": report.to_dict()}
+
+
+def _distortion(args: argparse.Namespace) -> bool | RandomAffine:
+    if args.no_augment:
+        return False
+    return True if args.distortion is None else RandomAffine().scaled(args.distortion)
 
 
 def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:

@@ -101,3 +101,15 @@ def test_affine_views_start_with_the_image_and_repeat_their_warps():
         torch.testing.assert_close(one, whole[2:3])
     with pytest.raises(ValueError, match="views must be a positive integer, got 0"):
         AffineViews(0)
+
+
+def test_scaled_distortion_widens_every_range_around_the_identity():
+    from siamcl.augment import RandomAffine
+
+    wide = RandomAffine(degrees=10, scale=(0.9, 1.2), shear=8, translate=0.05).scaled(2)
+    assert (wide.degrees, wide.shear) == (20, 16)
+    assert wide.scale == pytest.approx((0.8, 1.4)) and wide.translate == pytest.approx(0.1)
+    still = RandomAffine().scaled(0)(torch.rand(3, 1, 10, 10), torch.Generator().manual_seed(0))
+    assert still.shape == (3, 1, 10, 10)
+    with pytest.raises(ValueError, match="distortion scale must be non-negative, got -1"):
+        RandomAffine().scaled(-1)

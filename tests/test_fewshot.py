@@ -330,7 +330,7 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
         main(
             ["fewshot", "train", "--data-root", str(data_root), "--alphabets", "Alpha", "Beta"]
             + ["--out", str(model), "--steps", "3", "--ways", "4", "--input-size", "12"]
-            + ["--quiet"]
+            + ["--distortion", "0.5", "--quiet"]
         )
         == 0
     )
