@@ -126,12 +126,18 @@ def _markdown(results: dict[str, Any], names: list[str]) -> str:
             name,
             f"{summary[name]['accuracy_1_views']:.3f} ± {summary[name]['accuracy_1_views_sd']:.3f}",
             f"{summary[name]['accuracy_8_views']:.3f} ± {summary[name]['accuracy_8_views_sd']:.3f}",
-            summary[name]["train_wall_s"],
+            f"{summary[name]['train_wall_s']:.0f}",
         ]
         for name in names
     ]
     per_seed = [
-        [r["setting"], r["seed"], r["accuracy_1_views"], r["accuracy_8_views"], r["train_wall_s"]]
+        [
+            r["setting"],
+            r["seed"],
+            r["accuracy_1_views"],
+            r["accuracy_8_views"],
+            f"{r['train_wall_s']:.0f}",
+        ]
         for r in results["rows"]
     ]
     return "\n".join(
