@@ -11,7 +11,8 @@ Settings:
   default   EpisodicTrainer() as it ships: 4000 steps, EPISODIC_DISTORTION
 
 Usage: python benchmarks/fewshot_settings.py --data-root ../shared/data/omniglot
-       [--seeds 0,1,2] [--runs 100] [--settings previous,default] [--out benchmarks/results]
+       [--seeds 0,1,2] [--runs 100] [--runs-seed 0] [--settings previous,default]
+       [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (default 0,1,2)")
     parser.add_argument("--runs", type=int, default=100, help="20-way one-shot runs (100)")
+    parser.add_argument("--runs-seed", type=int, default=0, help="seed of make_runs (0)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="settings to compare")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     held_out = load_omniglot(args.data_root, HELD_OUT, progress=False)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
-        runs = make_runs(held_out, folder, ways=20, runs=args.runs, seed=0)
+        runs = make_runs(held_out, folder, ways=20, runs=args.runs, seed=args.runs_seed)
         for name in names:
             for seed in seeds:
                 trainer = EpisodicTrainer(seed=seed, **SETTINGS[name])
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
             held_out=HELD_OUT,
             ways=20,
             runs=args.runs,
+            runs_seed=args.runs_seed,
             settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
         ),
         "command": " ".join(["python", *sys.argv]),
@@ -151,7 +154,8 @@ def _markdown(results: dict[str, Any], names: list[str]) -> str:
             (
                 f"Trained on: {', '.join(settings['train_alphabets'])}; "
                 f"tested on {settings['runs']} 20-way one-shot runs from "
-                f"{', '.join(settings['held_out'])} (the same runs for every row)."
+                f"{', '.join(settings['held_out'])} (runs seed {settings.get('runs_seed', 0)}; "
+                "the same runs for every row)."
             ),
             "",
             markdown_table(
