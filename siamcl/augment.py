@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
 import torch
 import torch.nn.functional as F
@@ -91,10 +91,15 @@ class AffineViews:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
             raise ValueError(f"views must be a positive integer, got {self.count!r}")
 
+    @cached_property
+    def _matrices(self) -> torch.Tensor:
+        """The ``count - 1`` warps, drawn on first use and kept: batches reuse them."""
+        generator = torch.Generator().manual_seed(self.seed)
+        return self.distortion.matrices(self.count - 1, generator)
+
     def __iter__(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
         yield lambda images: images
-        generator = torch.Generator().manual_seed(self.seed)
-        for theta in self.distortion.matrices(self.count - 1, generator):
+        for theta in self._matrices:
             yield partial(_warp_all, theta=theta)
 
     def __len__(self) -> int:

@@ -543,7 +543,6 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
 
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
-
         self._check_views(preprocessor)
         views = AffineViews(self.embed_views, self.seed) if self.embed_views > 1 else None
 

@@ -82,7 +82,7 @@ def embed_in_batches(
     with torch.no_grad():
         for start in range(0, len(inputs), EMBED_BATCH):
             batch = inputs[start : start + EMBED_BATCH].float()
-            if views is None or len(views) == 1:
+            if views is None:
                 outputs.append(encoder(standardise(batch).to(device)).float().cpu())
                 continue
             total = sum(encoder(standardise(view(batch)).to(device)).float() for view in views)
