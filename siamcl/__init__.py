@@ -5,7 +5,7 @@ are not overwritten; every task reports its energy, time, FLOPs and memory.
 """
 
 from siamcl.accounting import ResourceMeter, TaskReport
-from siamcl.learner import IncrementalClassifier
+from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.store import PrototypeStore
 
 __all__ = ["IncrementalClassifier", "PrototypeStore", "ResourceMeter", "TaskReport"]

@@ -37,11 +37,11 @@ import torch
 from siamcl._files import fsync_path, sha256_file
 from siamcl.accounting import TaskReport
 from siamcl.distributed import Ranks
-from siamcl.persist import MANIFEST, load_classifier, save_classifier
+from siamcl.persist import MANIFEST, save_classifier
 from siamcl.preprocess import as_array, as_labels
 
 if TYPE_CHECKING:
-    from siamcl.learner import IncrementalClassifier
+    from siamcl.learners.incremental import IncrementalClassifier
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "StreamCheckpoint", "fit_stream", "task_fingerprint"]
 
@@ -90,8 +90,9 @@ class StreamCheckpoint:
             )
         return max(states, key=lambda p: p.name) if states else None
 
-    def read(self) -> tuple[dict[str, Any], IncrementalClassifier] | None:
-        """The latest progress record and classifier, verified; None if there is none yet."""
+    def read(self, learner: type) -> tuple[dict[str, Any], Any] | None:
+        """The latest progress record and classifier (rebuilt by ``learner.load``), verified;
+        None if there is none yet."""
         state = self.latest()
         if state is None:
             return None
@@ -102,7 +103,7 @@ class StreamCheckpoint:
             raise ValueError(
                 f"checkpoint {state} is corrupt: its classifier does not match its progress record"
             )
-        return progress, load_classifier(classifier_dir)
+        return progress, learner.load(classifier_dir)
 
     def write(
         self, clf: IncrementalClassifier, tasks: list[dict[str, Any]], reports_before: int
@@ -159,7 +160,7 @@ def fit_stream(
     """
     checkpoint = StreamCheckpoint(directory)
     ranks = Ranks.current(clf.device)
-    saved = checkpoint.read()
+    saved = checkpoint.read(type(clf))
     done, finished, reports_before, restored = 0, [], len(clf.reports), None
     if saved is not None:
         progress, restored = saved
@@ -207,7 +208,7 @@ def _adopt(
     done: int,
     after_task: Callable[[int, IncrementalClassifier], None] | None,
 ) -> None:
-    clf._adopt_state(restored)
+    clf.adopt(restored)
     clf.encoder_.to(torch.device(clf.device))
     if after_task is not None:
         after_task(done - 1, clf)

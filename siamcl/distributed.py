@@ -116,6 +116,20 @@ class Ranks:
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 
+    def wrap(self, module: nn.Module, device: str | torch.device) -> nn.Module:
+        """``module`` as this job trains it: DistributedDataParallel when distributed."""
+        if not self.active:
+            return module
+        device = torch.device(device)
+        ids = None
+        if device.type == "cuda":
+            ids = [device.index if device.index is not None else torch.cuda.current_device()]
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def callback(self) -> _ShareStateAfterTraining:
+        """A training-loop callback that makes every rank end with rank 0's module state."""
+        return _ShareStateAfterTraining(self)
+
     def check_same_data(self, fingerprint: str) -> None:
         """Raise on every rank unless all ranks were given the same task."""
         if not self.active:
@@ -177,3 +191,16 @@ def distributed_objective_loss(metric_loss: Any) -> Any:
 
     miner = None if metric_loss.miner is None else DistributedMinerWrapper(metric_loss.miner)
     return MetricLoss(DistributedLossWrapper(metric_loss.loss), miner)
+
+
+@dataclass(frozen=True)
+class _ShareStateAfterTraining:
+    """Training-loop callback: BatchNorm statistics differ per rank; keep rank 0's."""
+
+    ranks: Ranks
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        """Nothing to do between epochs."""
+
+    def on_train_end(self, model: nn.Module) -> None:
+        self.ranks.share_module_state(model)

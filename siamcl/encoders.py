@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -157,3 +159,10 @@ def _check_output(network: nn.Module, input_shape: tuple[int, ...]) -> None:
         network.train(was_training)
     if out.ndim != 2 or out.shape[0] != 2:
         raise ValueError(f"encoder module must map inputs to [N, D]; got output {tuple(out.shape)}")
+
+
+def auto_encoder_name(spec: Any, input_shape: tuple[int, ...]) -> Any:
+    """The encoder ``"auto"`` stands for (``conv4`` for images, ``mlp`` for vectors)."""
+    if isinstance(spec, str) and spec == "auto":
+        return "mlp" if len(input_shape) == 1 else "conv4"
+    return spec

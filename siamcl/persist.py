@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from siamcl._files import fsync_path, sha256_file
 from siamcl.accounting import TaskReport
-from siamcl.encoders import build_encoder
+from siamcl.compress.qat import training_scheme
+from siamcl.encoders import auto_encoder_name, build_encoder
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
@@ -37,7 +39,7 @@ from siamcl.store import PrototypeStore
 if TYPE_CHECKING:
     from siamcl.learner import IncrementalClassifier
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_classifier", "save_classifier"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_classifier", "save_classifier"]
 
 FORMAT_NAME = "siamcl.IncrementalClassifier"
 FORMAT_VERSION = 1
@@ -59,10 +61,9 @@ def save_classifier(clf: IncrementalClassifier, directory: str | os.PathLike) ->
         raise
 
 
-def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
-    """Read a classifier written by :func:`save_classifier`, verifying format and checksums."""
-    from siamcl.learner import IncrementalClassifier, encoder_name
-
+def read_classifier(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters and learned state of a classifier written by :func:`save_classifier`,
+    verified (format and checksums); a learner's ``from_state(params, **state)`` rebuilds it."""
     source = Path(directory)
     manifest = read_manifest(source)
     for name, digest in manifest["files"].items():
@@ -77,32 +78,25 @@ def load_classifier(directory: str | os.PathLike) -> IncrementalClassifier:
         params.update(torch.load(source / "objects.pt", weights_only=False))
     if isinstance(params.get("input_size"), list):
         params["input_size"] = tuple(params["input_size"])
-    clf = IncrementalClassifier(**params)
     preprocessor = Preprocessor.from_state_dict(manifest["preprocessor"])
     if manifest["encoder"] == "module":
         encoder = torch.load(source / "encoder.pt", weights_only=False, map_location="cpu")
     else:
-        with torch.random.fork_rng(devices=[]):
-            name = encoder_name(clf.encoder, preprocessor.input_shape)
-            encoder = build_encoder(name, preprocessor.input_shape, clf.embedding_dim)
-        if manifest["encoder"] == "qat":
-            encoder = _load_quantized(clf, encoder, source / "encoder.pt", preprocessor)
-        else:
-            encoder.load_state_dict(torch.load(source / "encoder.pt", map_location="cpu"))
-    encoder.to(torch.device(clf.device)).eval()
+        encoder = _named_encoder(params, preprocessor, source / "encoder.pt")
     with np.load(source / "memory.npz", allow_pickle=False) as arrays:
         memory_state = json.loads(str(arrays["state"]))
         memory_state["exemplars"] = {
             key[len("class_") :]: arrays[key] for key in arrays.files if key.startswith("class_")
         }
     reports = json.loads((source / "reports.json").read_text())
-
-    clf.preprocessor_ = preprocessor
-    clf.encoder_ = encoder
-    clf.store_ = PrototypeStore.load(source / "store")
-    clf.memory_ = ExemplarMemory.from_state_dict(memory_state)
-    clf.reports_ = [TaskReport.from_dict(r) for r in reports]
-    return clf
+    state = {
+        "preprocessor": preprocessor,
+        "trainable_encoder": encoder.eval(),
+        "store": PrototypeStore.load(source / "store"),
+        "memory": ExemplarMemory.from_state_dict(memory_state),
+        "reports": [TaskReport.from_dict(r) for r in reports],
+    }
+    return params, state
 
 
 def read_manifest(source: Path) -> dict[str, Any]:
@@ -139,19 +133,20 @@ def read_manifest(source: Path) -> dict[str, Any]:
     return manifest
 
 
-def _load_quantized(
-    clf: IncrementalClassifier, encoder: torch.nn.Module, path: Path, preprocessor: Preprocessor
-) -> torch.nn.Module:
-    """Rebuild the fake-quantised encoder from its saved state, then convert it as training did."""
-    from siamcl.compress import convert_qat, prepare_qat
-
-    if getattr(clf, "qat", None) is None:
-        raise ValueError(f"{path.parent} is corrupt: a quantized encoder was saved without qat")
-    example = torch.zeros((2, *preprocessor.input_shape))
-    trained = prepare_qat(encoder, clf.qat, example)
-    trained.load_state_dict(torch.load(path, map_location="cpu"))
-    clf.qat_encoder_ = trained.eval()
-    return convert_qat(trained, clf.qat)
+def _named_encoder(params: dict[str, Any], preprocessor: Preprocessor, path: Path) -> nn.Module:
+    """The encoder named in ``params``, prepared as it was trained (quantization-aware or
+    not), holding the saved weights."""
+    shape = preprocessor.input_shape
+    with torch.random.fork_rng(devices=[]):
+        name = auto_encoder_name(params.get("encoder", "auto"), shape)
+        encoder = build_encoder(name, shape, params.get("embedding_dim", 64))
+    try:
+        scheme = training_scheme(params.get("qat"))
+    except ValueError as error:
+        raise ValueError(f"{path.parent} is corrupt: {error}") from error
+    encoder = scheme.prepare(encoder, torch.zeros((2, *shape)))
+    encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return encoder
 
 
 def _inside(name: str) -> bool:
@@ -169,12 +164,8 @@ def _write(clf: IncrementalClassifier, staging: Path) -> None:
     if objects:
         torch.save(objects, staging / "objects.pt")
     named_encoder = isinstance(clf.encoder, str)
-    quantized = getattr(clf, "qat", None) is not None
-    encoder = clf.encoder_
-    if quantized:
-        torch.save(clf.qat_encoder_.state_dict(), staging / "encoder.pt")
-    else:
-        torch.save(encoder.state_dict() if named_encoder else encoder, staging / "encoder.pt")
+    encoder = clf.trainable_encoder_
+    torch.save(encoder.state_dict() if named_encoder else encoder, staging / "encoder.pt")
     memory_state = clf.memory_.state_dict()
     exemplars = memory_state.pop("exemplars")
     np.savez(
@@ -191,7 +182,7 @@ def _write(clf: IncrementalClassifier, staging: Path) -> None:
         "format_version": FORMAT_VERSION,
         "params": plain,
         "preprocessor": clf.preprocessor_.state_dict(),
-        "encoder": "qat" if quantized else "named" if named_encoder else "module",
+        "encoder": "named" if named_encoder else "module",
         "classes": clf.classes_.tolist(),
         "files": {str(p.relative_to(staging)): sha256_file(p) for p in files},
     }

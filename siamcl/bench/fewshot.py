@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from siamcl.accounting import sum_reports
-from siamcl.baselines import HeadClassifier, SoftmaxClassifier
+from siamcl.baselines import SoftmaxClassifier
 from siamcl.bench.common import (
     accuracy_matrix_metrics,
     markdown_table,
@@ -289,25 +289,22 @@ def _pretrained_softmax(
     memory keeps every support image, so each fine-tune replays all earlier alphabets.
     """
     shots = int(np.max(np.unique(data.labels[support], return_counts=True)[1]))
-    baseline = SoftmaxClassifier(
-        encoder=classifier.encoder,
-        features=classifier.embedding_dim,
-        epochs=args.softmax_epochs,
-        batch_size=32,
-        memory_per_class=shots,
-        input_size=classifier.preprocessor_.input_size,
-        device=args.device,
-        seed=seed,
-        progress=progress,
-        flops=classifier.flops,
-    )
+    params = {
+        "encoder": classifier.encoder,
+        "features": classifier.embedding_dim,
+        "epochs": args.softmax_epochs,
+        "batch_size": 32,
+        "memory_per_class": shots,
+        "input_size": classifier.preprocessor_.input_size,
+        "device": args.device,
+        "seed": seed,
+        "progress": progress,
+        "flops": classifier.flops,
+    }
     first = len(np.unique(data.labels[support][data.alphabets[support] == alphabets[0]]))
-    body = copy.deepcopy(classifier.encoder_.body)
-    baseline.preprocessor_ = classifier.preprocessor_
-    baseline.model_ = HeadClassifier(body, classifier.embedding_dim, first)
-    baseline.memory_ = baseline._new_memory()
-    baseline.classes_list_ = []
-    return baseline
+    return SoftmaxClassifier.from_backbone(
+        params, classifier.preprocessor_, classifier.encoder_.body, first
+    )
 
 
 # ---------------------------------------------------------------------------- output

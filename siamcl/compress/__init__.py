@@ -16,6 +16,8 @@ from siamcl.compress.distill import (
 )
 from siamcl.compress.qat import (
     SCHEMES,
+    FloatTraining,
+    QuantizationAwareTraining,
     check_scheme,
     convert_qat,
     freeze_qat,
@@ -23,13 +25,16 @@ from siamcl.compress.qat import (
     prepare_qat,
     schedule_qat,
     serialized_bytes,
+    training_scheme,
 )
 from siamcl.compress.teachers import FrozenTeacher, embedding_teacher, logit_teacher
 
 __all__ = [
     "SCHEMES",
     "EmbeddingDistillation",
+    "FloatTraining",
     "FrozenTeacher",
+    "QuantizationAwareTraining",
     "check_scheme",
     "convert_qat",
     "embedding_distillation_loss",
@@ -42,4 +47,5 @@ __all__ = [
     "relational_distillation_loss",
     "schedule_qat",
     "serialized_bytes",
+    "training_scheme",
 ]

@@ -39,6 +39,8 @@ from siamcl.encoders import EmbeddingNetwork
 
 __all__ = [
     "SCHEMES",
+    "FloatTraining",
+    "QuantizationAwareTraining",
     "check_scheme",
     "convert_qat",
     "freeze_qat",
@@ -46,11 +48,65 @@ __all__ = [
     "prepare_qat",
     "schedule_qat",
     "serialized_bytes",
+    "training_scheme",
 ]
 
 SCHEMES = ("int8", "int4")
 INT4_GROUP_SIZE = 32
 _INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+class FloatTraining:
+    """Training without quantization: prepare and convert return the model itself.
+
+    The counterpart of :class:`QuantizationAwareTraining`, so a learner calls the same three
+    steps whatever it trains.
+    """
+
+    scheme = None
+
+    def prepare(self, model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+        return model
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        """Nothing to schedule in float training."""
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """Nothing to do after float training."""
+
+    def convert(self, model: nn.Module) -> nn.Module:
+        return model
+
+
+class QuantizationAwareTraining(FloatTraining):
+    """Quantization-aware training as three steps a learner and the training loop call.
+
+    :meth:`prepare` inserts fake quantization (:func:`prepare_qat`), :meth:`on_epoch_start`
+    (a training-loop callback) sets it for each epoch (:func:`schedule_qat`), and
+    :meth:`convert` gives the real quantized model (:func:`convert_qat`) used to predict.
+    """
+
+    def __init__(self, scheme: str):
+        self.scheme = _require_scheme(scheme)
+
+    def prepare(self, model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
+        return prepare_qat(model, self.scheme, example_inputs)
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        schedule_qat(model, epoch, epochs)
+
+    def convert(self, model: nn.Module) -> nn.Module:
+        return convert_qat(model, self.scheme)
+
+
+def training_scheme(scheme: str | None, device: str = "cpu") -> FloatTraining:
+    """The training steps for a ``qat`` parameter: None for float, else a scheme in
+    :data:`SCHEMES` (quantized models run on the CPU, so ``device`` must be one)."""
+    if check_scheme(scheme) is None:
+        return FloatTraining()
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"quantized models run on the CPU: use device='cpu' with qat={scheme!r}")
+    return QuantizationAwareTraining(scheme)
 
 
 def check_scheme(scheme: str | None) -> str | None:

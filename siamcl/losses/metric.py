@@ -2,31 +2,46 @@
 
 A :class:`MetricLoss` composes a pml loss and an optional pml miner the way pml intends
 (``loss(embeddings, labels, miner(embeddings, labels))``); :func:`build_loss` picks a pairing
-that works well on L2-normalised embeddings without tuning.
+that works well on L2-normalised embeddings without tuning. Any pml loss object is accepted,
+including losses with parameters of their own (``ProxyAnchorLoss``, ``ArcFaceLoss``: their
+proxies are trained with the encoder) and loss wrappers such as ``CrossBatchMemory``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from pytorch_metric_learning import losses, miners
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.miners import BaseMiner
+from torch import nn
 
-__all__ = ["LOSSES", "MetricLoss", "build_loss"]
+__all__ = ["LOSSES", "MetricLoss", "build_loss", "is_pml_loss"]
 
 
-@dataclass
-class MetricLoss:
-    """A pml loss with an optional miner that selects the pairs or triplets it sees."""
+def is_pml_loss(spec: object) -> bool:
+    """Whether ``spec`` is a pytorch-metric-learning loss or loss wrapper object."""
+    if isinstance(spec, BaseMetricLossFunction):
+        return True
+    wrapper = getattr(losses, "CrossBatchMemory", None)
+    return wrapper is not None and isinstance(spec, wrapper)
 
-    loss: BaseMetricLossFunction
-    miner: BaseMiner | None = None
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+class MetricLoss(nn.Module):
+    """A pml loss with an optional miner that selects the pairs or triplets it sees.
+
+    An ``nn.Module``, so a loss's own parameters (proxies) are ``parameters()`` of it and an
+    optimizer given those trains them.
+    """
+
+    def __init__(self, loss: nn.Module, miner: BaseMiner | None = None):
+        super().__init__()
+        self.loss = loss
+        self.miner = miner
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         tuples = self.miner(embeddings, labels) if self.miner is not None else None
         return self.loss(embeddings, labels, tuples)
 
@@ -69,16 +84,15 @@ LOSSES: dict[str, Callable[[], MetricLoss]] = {
 }
 
 
-def build_loss(
-    spec: str | BaseMetricLossFunction | MetricLoss, miner: BaseMiner | None = None
-) -> MetricLoss:
+def build_loss(spec: str | nn.Module, miner: BaseMiner | None = None) -> MetricLoss:
     """Return a :class:`MetricLoss` for a name in :data:`LOSSES` or a pml loss object.
 
     ``miner`` replaces the default miner of a named loss, or adds one to a pml loss object.
+    A loss object is used as given (not copied): build a new one for each learner.
     """
     if isinstance(spec, MetricLoss):
         return spec if miner is None else MetricLoss(spec.loss, miner)
-    if isinstance(spec, BaseMetricLossFunction):
+    if is_pml_loss(spec):
         return MetricLoss(spec, miner)
     if not isinstance(spec, str):
         raise TypeError(

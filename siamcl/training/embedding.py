@@ -1,15 +1,13 @@
-"""The pieces of Siamese incremental training shared by every front end.
+"""Embedding a data set with a trained encoder, and rebuilding prototypes from it.
 
-:class:`~siamcl.IncrementalClassifier` and the Avalanche strategy both train with
-:class:`SiameseObjective`, draw batches with :func:`balanced_epoch`, embed with
-:func:`embed_in_batches` and refresh prototypes with :func:`rebuild_prototypes`, so the two
-front ends cannot drift apart.
+:func:`embed_in_batches` is how every learner embeds (for prototypes, exemplar selection and
+predictions alike); :func:`rebuild_prototypes` refreshes every known class's prototypes after
+the encoder changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,51 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from siamcl.augment import AffineViews
-from siamcl.compress.distill import embedding_distillation_loss
 from siamcl.distributed import Ranks
-from siamcl.losses import MetricLoss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 
-__all__ = ["SiameseObjective", "balanced_epoch", "embed_in_batches", "rebuild_prototypes"]
+__all__ = ["embed_in_batches", "rebuild_prototypes"]
 
 EMBED_BATCH = 512
-
-
-@dataclass
-class SiameseObjective:
-    """Metric loss on the batch plus ``distill_weight`` x embedding distillation.
-
-    The distillation term pulls each embedding toward the one the previous task's encoder
-    gives the same input, so prototypes of old classes stay valid while new ones are learned.
-    """
-
-    metric_loss: MetricLoss
-    distill_weight: float = 1.0
-
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        teacher_embeddings: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        loss = self.metric_loss(embeddings, labels)
-        if teacher_embeddings is not None and self.distill_weight > 0:
-            loss = loss + self.distill_weight * embedding_distillation_loss(
-                embeddings, teacher_embeddings
-            )
-        return loss
-
-
-def balanced_epoch(labels: np.ndarray, balance: float, generator: torch.Generator) -> torch.Tensor:
-    """Row indices for one epoch, each class drawn with weight ``count ** -balance``.
-
-    ``balance=0`` samples rows as they come; ``balance=1`` draws every class equally often, so
-    a handful of replayed exemplars is not drowned by a new task's hundreds of samples.
-    """
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    weights = torch.from_numpy(counts[inverse].astype(np.float64) ** -balance)
-    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
 
 
 def embed_in_batches(

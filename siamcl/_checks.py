@@ -1,0 +1,134 @@
+"""Parameter constraints declared once per class, checked in one place.
+
+Each learner lists its constraints the way scikit-learn's ``_parameter_constraints`` does::
+
+    _parameter_constraints = {"epochs": [Integer(1)], "lr": [Real(0, closed="neither")], ...}
+
+and calls :func:`check_params` at the start of the methods that learn; a value fails when
+it satisfies none of its constraints (``None`` in the list allows ``None``). The messages say
+what the parameter must be and what it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Integer", "Options", "Real", "Satisfies", "check_params", "is_integer"]
+
+
+def is_integer(value: Any) -> bool:
+    """An integer that is not a bool (numpy integers included)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Integer:
+    """An integer ``>= minimum`` (and ``<= maximum`` if given)."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def accepts(self, value: Any) -> bool:
+        if not is_integer(value):
+            return False
+        return (self.minimum is None or value >= self.minimum) and (
+            self.maximum is None or value <= self.maximum
+        )
+
+    def __str__(self) -> str:
+        if self.minimum == 1 and self.maximum is None:
+            return "a positive integer"
+        if self.maximum is None:
+            return f"an integer of at least {self.minimum}"
+        return f"an integer in [{self.minimum}, {self.maximum}]"
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number within ``[minimum, maximum]``; ``closed`` says which ends count."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    closed: str = "both"  # "both", "left", "right" or "neither"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return False
+        if not math.isfinite(float(value)) or abs(value) >= 2**63:
+            return False
+        low_ok = self.minimum is None or (
+            value >= self.minimum if self.closed in ("both", "left") else value > self.minimum
+        )
+        high_ok = self.maximum is None or (
+            value <= self.maximum if self.closed in ("both", "right") else value < self.maximum
+        )
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        if self.maximum is None and self.minimum == 0:
+            return "positive" if self.closed in ("neither", "right") else "non-negative"
+        if self.maximum is None and self.minimum is None:
+            return "a finite number"
+        low = "[" if self.closed in ("both", "left") else "("
+        high = "]" if self.closed in ("both", "right") else ")"
+        return f"in {low}{self.minimum}, {self.maximum}{high}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of the listed values."""
+
+    values: tuple[Any, ...]
+
+    def accepts(self, value: Any) -> bool:
+        return any(
+            value is option or (type(value) is type(option) and value == option)
+            for option in self.values
+        )
+
+    def __str__(self) -> str:
+        return f"one of {list(self.values)}"
+
+
+@dataclass(frozen=True)
+class Satisfies:
+    """Whatever ``test`` accepts, described by ``description``."""
+
+    test: Callable[[Any], bool]
+    description: str
+
+    def accepts(self, value: Any) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _describe(constraints: Iterable[Any]) -> str:
+    parts = ["None" if c is None else str(c) for c in constraints]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def check_params(owner: Any, constraints: Mapping[str, list[Any]]) -> None:
+    """Raise ValueError (TypeError for a value of the wrong kind) naming the first parameter
+    of ``owner`` that satisfies none of its constraints."""
+    for name, allowed in constraints.items():
+        value = getattr(owner, name)
+        if any(value is None if c is None else c.accepts(value) for c in allowed):
+            continue
+        numeric = [c for c in allowed if isinstance(c, (Integer, Real))]
+        wrong_kind = (
+            numeric
+            and len(numeric) == len([c for c in allowed if c is not None])
+            and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+            )
+        )
+        error = TypeError if wrong_kind and isinstance(numeric[0], Real) else ValueError
+        raise error(f"{name} must be {_describe(allowed)}, got {value!r}")

@@ -1,0 +1,10 @@
+"""Learners: thin compositions of the training loop, objectives, memory and the store.
+
+- :class:`IncrementalClassifier`: Siamese encoder + FAISS prototype store + replay.
+- :class:`SoftmaxClassifier`: the standard network it is compared with.
+- :class:`EpisodicTrainer`: episodic training for one-shot use, returning a classifier.
+"""
+
+from siamcl.learners.incremental import IncrementalClassifier, NotFittedError
+
+__all__ = ["IncrementalClassifier", "NotFittedError"]

@@ -1,0 +1,275 @@
+"""The standard network siamcl is compared against: the same backbone with a softmax head.
+
+:class:`SoftmaxClassifier` has the learner's task interface (``fit_task``, ``predict``,
+``reports``) and the same preprocessing, augmentation, optimiser and exemplar budget, but
+learns with cross-entropy through a linear head that grows as classes arrive. Replaying the
+same exemplars makes it the usual experience-replay baseline of class-incremental learning.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamcl._checks import Integer, Real, Satisfies, check_params
+from siamcl.accounting import ResourceMeter, TaskReport
+from siamcl.augment import RandomAffine
+from siamcl.compress import FloatTraining, logit_teacher, training_scheme
+from siamcl.encoders import build_encoder
+from siamcl.losses import CrossEntropyTerm, DistillationTerm, Objective, logit_distillation
+from siamcl.preprocess import Preprocessor, as_array, as_labels
+from siamcl.replay import ExemplarMemory
+from siamcl.training import BalancedBatches, BatchPreparation, TrainingLoop, adam
+
+__all__ = ["HeadClassifier", "SoftmaxClassifier"]
+
+
+class HeadClassifier(nn.Module):
+    """A backbone producing features followed by a linear layer producing class logits."""
+
+    def __init__(self, backbone: nn.Module, features: int, n_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def grow(self, n_classes: int) -> None:
+        """Widen the head to ``n_classes`` outputs, keeping the weights of existing ones."""
+        old = self.head
+        if n_classes <= old.out_features:
+            return
+        self.head = nn.Linear(old.in_features, n_classes).to(old.weight.device)
+        with torch.no_grad():
+            self.head.weight[: old.out_features] = old.weight
+            self.head.bias[: old.out_features] = old.bias
+
+
+class SoftmaxClassifier:
+    """Cross-entropy classifier with a growing head and experience replay.
+
+    ``encoder`` names the backbone (as for :class:`~siamcl.IncrementalClassifier`); its
+    embedding layer becomes a ``features``-wide representation feeding the softmax head.
+
+    ``qat`` (``"int8"`` or ``"int4"``) trains the backbone quantization-aware and predicts with
+    its converted quantized form; the growing head stays float. ``teacher`` (a fitted
+    SoftmaxClassifier knowing the task's classes, or a module producing their logits) adds
+    ``teacher_weight`` x logit distillation at temperature ``distill_temperature``.
+    ``optimizer`` is a factory of the parameter groups to train (None: Adam with ``lr`` and
+    ``weight_decay``). All randomness (initial weights, the rows of a head that grows, batches,
+    distortions) comes from ``seed``.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "features": [Integer(1)],
+        "epochs": [Integer(1)],
+        "batch_size": [Integer(1)],
+        "lr": [Real(0, closed="neither")],
+        "weight_decay": [Real(0)],
+        "balance": [Real(0, 1)],
+        "teacher_weight": [Real(0)],
+        "distill_temperature": [Real(0, closed="neither")],
+        "optimizer": [None, Satisfies(callable, "a callable building an optimizer")],
+    }
+
+    def __init__(
+        self,
+        encoder: str = "conv4",
+        features: int = 64,
+        epochs: int = 8,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        memory_per_class: int | None = 20,
+        memory_total: int | None = None,
+        balance: float = 0.5,
+        augment: bool = True,
+        input_size: tuple[int, int] | None = None,
+        invert: bool | str = "auto",
+        device: str = "cpu",
+        seed: int = 0,
+        progress: bool = False,
+        energy: str = "auto",
+        flops: str = "sample",
+        qat: str | None = None,
+        teacher: Any = None,
+        teacher_weight: float = 1.0,
+        distill_temperature: float = 4.0,
+        optimizer: Any = None,
+    ):
+        self.encoder = encoder
+        self.features = features
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.memory_per_class = memory_per_class
+        self.memory_total = memory_total
+        self.balance = balance
+        self.augment = augment
+        self.input_size = input_size
+        self.invert = invert
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+        self.energy = energy
+        self.flops = flops
+        self.qat = qat
+        self.teacher = teacher
+        self.teacher_weight = teacher_weight
+        self.distill_temperature = distill_temperature
+        self.optimizer = optimizer
+
+    @property
+    def reports(self) -> list[TaskReport]:
+        return getattr(self, "reports_", [])
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Labels in the order their head outputs were added."""
+        return np.asarray(getattr(self, "classes_list_", []), dtype=np.int64)
+
+    def fit_task(self, X: Any, y: Any) -> TaskReport:
+        """Train on one task plus replayed exemplars; the head grows for new classes."""
+        X = as_array(X)
+        y = as_labels(y, len(X))
+        fitted = hasattr(self, "model_")
+        check_params(self, self._parameter_constraints)
+        scheme = training_scheme(self.qat, self.device)
+        if fitted and scheme.scheme != self.qat_:
+            raise ValueError("qat cannot be switched on or off after the first task")
+        preprocessor = (
+            self.preprocessor_ if fitted else Preprocessor(self.input_size, self.invert).fit(X)
+        )
+        canonical = preprocessor.canonical(X)
+        classes = list(self.classes_.tolist())
+        classes += [c for c in np.unique(y).tolist() if c not in classes]
+        task_index = len(self.reports)
+        model = (
+            copy.deepcopy(self.trainable_model_)
+            if fitted
+            else self._new_model(preprocessor.input_shape, len(classes), scheme)
+        )
+        with torch.random.fork_rng(devices=[]):  # new head rows drawn from the seed
+            torch.manual_seed(self.seed * 1000 + task_index)
+            model.grow(len(classes))
+        memory = copy.deepcopy(self.memory_) if fitted else self._new_memory()
+        memory_X, memory_y = memory.arrays()
+        inputs, labels = canonical, y
+        if memory_X is not None:
+            inputs = torch.cat([canonical, torch.from_numpy(memory_X.astype(np.float32))])
+            labels = np.concatenate([y, memory_y])
+        position = {label: i for i, label in enumerate(classes)}
+        targets = np.array([position[label] for label in labels.tolist()], dtype=np.int64)
+        objective = self._objective(preprocessor, classes)
+        with ResourceMeter(energy=self.energy, flops=self.flops, device=self.device) as meter:
+            self._train(model, objective, preprocessor, inputs, targets, task_index, meter, scheme)
+            deployed = model
+            if scheme.scheme is not None:
+                deployed = copy.deepcopy(model).cpu()
+                deployed.backbone = scheme.convert(model.backbone)
+            memory.add(canonical.numpy().astype(np.float16), y)
+        report = meter.report(
+            task=task_index, method="fit_task", retained_bytes={"replay": memory.nbytes}
+        )
+        self.preprocessor_, self.model_, self.memory_ = preprocessor, deployed, memory
+        self.trainable_model_, self.qat_ = model, scheme.scheme
+        self.classes_list_ = classes
+        self.reports_ = [*self.reports, report]
+        return report
+
+    @classmethod
+    def from_backbone(
+        cls,
+        params: dict[str, Any],
+        preprocessor: Preprocessor,
+        backbone: nn.Module,
+        n_outputs: int = 1,
+    ) -> SoftmaxClassifier:
+        """A classifier to fine-tune from a trained ``backbone`` (a copy is used): a fresh
+        head of ``n_outputs`` rows, drawn from the seed, that grows as classes arrive."""
+        clf = cls(**params)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(clf.seed)
+            model = HeadClassifier(copy.deepcopy(backbone), clf.features, n_outputs)
+        clf.preprocessor_, clf.memory_ = preprocessor, clf._new_memory()
+        clf.model_ = clf.trainable_model_ = model
+        clf.qat_, clf.classes_list_ = None, []
+        return clf
+
+    def reset_memory(self) -> None:
+        """Drop every replayed exemplar (the head and what it learned stay)."""
+        self.memory_ = self._new_memory()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of the highest logit among the classes seen so far."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("SoftmaxClassifier is not fitted: call fit_task first")
+        inputs = self.preprocessor_(X)
+        self.model_.eval()
+        with torch.no_grad():
+            logits = torch.cat(
+                [
+                    self.model_(inputs[i : i + 512].to(self.device)).cpu()
+                    for i in range(0, len(inputs), 512)
+                ]
+            )
+        return self.classes_[logits.argmax(dim=1).numpy()]
+
+    def score(self, X: Any, y: Any) -> float:
+        X = as_array(X)
+        return float((self.predict(X) == as_labels(y, len(X))).mean())
+
+    def _new_model(
+        self, input_shape: tuple[int, ...], n_classes: int, scheme: FloatTraining
+    ) -> HeadClassifier:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            body = build_encoder(self.encoder, input_shape, self.features).body
+            body = scheme.prepare(body, torch.zeros((2, *input_shape)))
+            return HeadClassifier(body, self.features, n_classes)
+
+    def _objective(self, preprocessor: Preprocessor, classes: list[int]) -> Objective:
+        """Cross-entropy, plus logit distillation toward ``teacher`` if one is given."""
+        terms = [("cross_entropy", 1.0, CrossEntropyTerm())]
+        if self.teacher is not None:
+            teacher = logit_teacher(self.teacher, preprocessor, classes)
+            loss = logit_distillation(self.distill_temperature)
+            terms.append(("teacher", self.teacher_weight, DistillationTerm(teacher, loss)))
+        return Objective(terms)
+
+    def _train(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        preprocessor: Preprocessor,
+        inputs: torch.Tensor,
+        targets: np.ndarray,
+        task_index: int,
+        meter: ResourceMeter,
+        scheme: FloatTraining,
+    ) -> None:
+        generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
+        augment = RandomAffine() if self.augment and preprocessor.kind == "image" else None
+        loop = TrainingLoop(
+            epochs=self.epochs,
+            optimizer=self.optimizer or adam(self.lr, self.weight_decay),
+            prepare=BatchPreparation(preprocessor.standardise, augment, generator, self.device),
+            callbacks=[scheme],
+            meter=meter,
+            progress=self.progress,
+            description=f"softmax task {task_index}",
+        )
+        model.to(self.device)
+        source = BalancedBatches(inputs, targets, self.batch_size, self.balance)
+        loop.run(model, objective, source, generator)
+
+    def _new_memory(self) -> ExemplarMemory:
+        if self.memory_total is not None:
+            return ExemplarMemory(None, self.memory_total, "random", self.seed)
+        return ExemplarMemory(self.memory_per_class, None, "random", self.seed)

@@ -1,0 +1,46 @@
+"""Training: the one loop every learner runs, its batch sources, and embedding helpers.
+
+- :mod:`siamcl.training.loop`: :class:`TrainingLoop` and :func:`train_step` (the one place
+  gradients are computed), optimizer and schedule factories, callbacks.
+- :mod:`siamcl.training.batch`: :class:`Batch` and :class:`BatchPreparation`.
+- :mod:`siamcl.training.sampling`: balanced, shuffled and episodic batch sources.
+- :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`rebuild_prototypes`.
+"""
+
+from siamcl.training.batch import Batch, BatchPreparation
+from siamcl.training.embedding import embed_in_batches, rebuild_prototypes
+from siamcl.training.loop import (
+    BatchSource,
+    Callback,
+    StepHooks,
+    TrainingLoop,
+    adam,
+    cosine_schedule,
+    parameter_groups,
+    train_step,
+)
+from siamcl.training.sampling import (
+    BalancedBatches,
+    EpisodeBatches,
+    ShuffledBatches,
+    balanced_epoch,
+)
+
+__all__ = [
+    "BalancedBatches",
+    "Batch",
+    "BatchPreparation",
+    "BatchSource",
+    "Callback",
+    "EpisodeBatches",
+    "ShuffledBatches",
+    "StepHooks",
+    "TrainingLoop",
+    "adam",
+    "balanced_epoch",
+    "cosine_schedule",
+    "embed_in_batches",
+    "parameter_groups",
+    "rebuild_prototypes",
+    "train_step",
+]

@@ -1,0 +1,180 @@
+"""The training loop every learner runs: epochs of batches, one objective, one optimizer.
+
+What differs between learners is what they give the loop, not flags inside it: a batch
+source (balanced task batches, few-shot episodes), a batch preparation (augmentation,
+standardisation), an :class:`~siamcl.losses.Objective` (metric loss, distillation,
+cross-entropy...), an optimizer factory, and callbacks for what happens between epochs
+(quantization-aware training's schedule, sharing BatchNorm statistics between processes).
+:func:`train_step` is the one place siamcl computes gradients; Avalanche's template calls it
+through :class:`StepHooks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from siamcl.training.batch import Batch, BatchPreparation
+
+__all__ = [
+    "BatchSource",
+    "Callback",
+    "OptimizerFactory",
+    "StepHooks",
+    "TrainingLoop",
+    "adam",
+    "cosine_schedule",
+    "parameter_groups",
+    "train_step",
+]
+
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
+
+
+class BatchSource(Protocol):
+    """Steps per epoch (``len``) and the batches of one epoch, drawn from ``generator``."""
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]: ...
+
+
+class Callback:
+    """Things done between steps; override what you need (every method does nothing here)."""
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        """Before the first batch of ``epoch`` (0-based) of ``epochs``."""
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """After the last step, before the model is put in eval mode."""
+
+
+class StepHooks:
+    """Points inside :func:`train_step` where a framework's callbacks run (Avalanche's)."""
+
+    def after_forward(self, outputs: torch.Tensor) -> None: ...
+
+    def before_backward(self, loss: torch.Tensor) -> torch.Tensor:
+        """May return a changed loss (a regularisation plugin adds its penalty here)."""
+        return loss
+
+    def after_backward(self) -> None: ...
+
+    def before_update(self) -> None: ...
+
+
+def adam(lr: float = 1e-3, weight_decay: float = 0.0) -> OptimizerFactory:
+    """The default optimizer factory: Adam over the parameter groups it is given."""
+    return functools.partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    """Learning rates decaying along a cosine over ``steps`` steps."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
+def parameter_groups(model: nn.Module, objective: nn.Module) -> list[dict[str, Any]]:
+    """The model's parameters, then the objective's own (pml proxies), as optimizer groups."""
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    own = [p for p in objective.parameters() if p.requires_grad]
+    if own:
+        groups.append({"params": own})
+    return groups
+
+
+def train_step(
+    model: nn.Module,
+    objective: Callable[[torch.Tensor, Batch], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    hooks: StepHooks | None = None,
+) -> torch.Tensor:
+    """Forward, objective, backward and update on one batch; returns the (detached) loss."""
+    outputs = model(batch.inputs)
+    if hooks is not None:
+        hooks.after_forward(outputs)
+    loss = objective(outputs, batch)
+    optimizer.zero_grad(set_to_none=True)
+    if hooks is not None:
+        loss = hooks.before_backward(loss)
+    loss.backward()
+    if hooks is not None:
+        hooks.after_backward()
+        hooks.before_update()
+    optimizer.step()
+    return loss.detach()
+
+
+@dataclass
+class TrainingLoop:
+    """Runs ``epochs`` epochs of a batch source through :func:`train_step`.
+
+    ``optimizer`` is a factory called with the parameter groups of the model and of the
+    objective (:func:`parameter_groups`), so a loss with parameters of its own is trained
+    too; ``schedule`` (a factory of ``(optimizer, total steps)``, or None) sets learning
+    rates per step. ``meter`` (a :class:`~siamcl.ResourceMeter`) times and counts every step.
+    """
+
+    epochs: int = 1
+    optimizer: OptimizerFactory = field(default_factory=adam)
+    schedule: SchedulerFactory | None = cosine_schedule
+    prepare: Callable[[Batch], Batch] = field(default_factory=BatchPreparation)
+    callbacks: Sequence[Callback] = ()
+    meter: Any = None
+    progress: bool = False
+    description: str = "training"
+
+    def run(
+        self,
+        model: nn.Module,
+        objective: nn.Module,
+        source: BatchSource,
+        generator: torch.Generator | None = None,
+        trained: nn.Module | None = None,
+    ) -> list[float]:
+        """Train ``model`` in place; returns the loss of each epoch's last step.
+
+        ``trained`` is the module callbacks see when ``model`` wraps it (DistributedDataParallel).
+        """
+        trained = model if trained is None else trained
+        optimizer = self.optimizer(parameter_groups(model, objective))
+        steps = self.epochs * len(source)
+        scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
+        model.train()
+        objective.train()
+        losses: list[float] = []
+        with tqdm(
+            total=steps, desc=self.description, leave=False, disable=not self.progress
+        ) as bar:
+            for epoch in range(self.epochs):
+                for callback in self.callbacks:
+                    callback.on_epoch_start(trained, epoch, self.epochs)
+                loss = None
+                for batch in source.epoch(generator):
+                    batch = self.prepare(batch)
+                    with self._metered(len(batch.labels)):
+                        loss = train_step(model, objective, optimizer, batch)
+                    if scheduler is not None:
+                        scheduler.step()
+                    bar.update(1)
+                    if self.progress:
+                        bar.set_postfix(loss=f"{loss.item():.3f}")
+                if loss is not None:
+                    losses.append(float(loss))
+        for callback in self.callbacks:
+            callback.on_train_end(trained)
+        trained.eval()
+        return losses
+
+    def _metered(self, n_samples: int):
+        if self.meter is None:
+            return contextlib.nullcontext()
+        return self.meter.batch(n_samples=n_samples)
