@@ -29,7 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +37,8 @@ import torch
 from siamcl._files import fsync_path, sha256_file
 from siamcl.accounting import TaskReport
 from siamcl.distributed import Ranks
-from siamcl.persist import MANIFEST, save_classifier
+from siamcl.persist import MANIFEST, Learner, save_classifier
 from siamcl.preprocess import as_array, as_labels
-
-if TYPE_CHECKING:
-    from siamcl.learners.incremental import IncrementalClassifier
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "StreamCheckpoint", "fit_stream", "task_fingerprint"]
 
@@ -106,7 +103,7 @@ class StreamCheckpoint:
         return progress, learner.load(classifier_dir)
 
     def write(
-        self, clf: IncrementalClassifier, tasks: list[dict[str, Any]], reports_before: int
+        self, clf: Learner, tasks: list[dict[str, Any]], reports_before: int
     ) -> Path:
         """Save ``clf`` as the state after ``len(tasks)`` tasks, then drop older states."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -141,10 +138,10 @@ class StreamCheckpoint:
 
 
 def fit_stream(
-    clf: IncrementalClassifier,
+    clf: Learner,
     tasks: Iterable[Any],
     directory: str | os.PathLike,
-    after_task: Callable[[int, IncrementalClassifier], None] | None = None,
+    after_task: Callable[[int, Learner], None] | None = None,
 ) -> list[TaskReport]:
     """Learn each task in turn, checkpointing after each; resume from ``directory`` if it holds
     a checkpoint of the same stream. Returns the stream's reports, finished tasks included.
@@ -203,10 +200,10 @@ def fit_stream(
 
 
 def _adopt(
-    clf: IncrementalClassifier,
-    restored: IncrementalClassifier,
+    clf: Learner,
+    restored: Learner,
     done: int,
-    after_task: Callable[[int, IncrementalClassifier], None] | None,
+    after_task: Callable[[int, Learner], None] | None,
 ) -> None:
     clf.adopt(restored)
     clf.encoder_.to(torch.device(clf.device))
@@ -214,7 +211,7 @@ def _adopt(
         after_task(done - 1, clf)
 
 
-def _plain_params(clf: IncrementalClassifier) -> dict[str, Any]:
+def _plain_params(clf: Learner) -> dict[str, Any]:
     """Learning parameters that JSON can hold (objects such as user modules are left out)."""
     plain = (str, int, float, bool, type(None))
     params = {}

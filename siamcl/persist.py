@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,10 +36,23 @@ from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 
-if TYPE_CHECKING:
-    from siamcl.learner import IncrementalClassifier
-
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_classifier", "save_classifier"]
+
+
+
+class Learner(Protocol):
+    """What saving and checkpointing use of a learner (an IncrementalClassifier): its
+    parameters, its public learned attributes, and ways to rebuild it."""
+
+    device: str
+    reports: list[TaskReport]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+
+    def fit_task(self, X: Any, y: Any) -> TaskReport: ...
+
+    def adopt(self, other: Any) -> None: ...
+
 
 FORMAT_NAME = "siamcl.IncrementalClassifier"
 FORMAT_VERSION = 1
@@ -48,7 +61,7 @@ REQUIRED_FILES = {"encoder.pt", "memory.npz", "reports.json"}
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def save_classifier(clf: IncrementalClassifier, directory: str | os.PathLike) -> None:
+def save_classifier(clf: Learner, directory: str | os.PathLike) -> None:
     """Write ``clf`` to ``directory`` (replacing what is there) through a temporary directory."""
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +168,7 @@ def _inside(name: str) -> bool:
     return not relative.is_absolute() and ".." not in relative.parts
 
 
-def _write(clf: IncrementalClassifier, staging: Path) -> None:
+def _write(clf: Learner, staging: Path) -> None:
     params = clf.get_params(deep=False)
     if "teacher" in params:  # a teacher guides training only; it is not part of the model
         params["teacher"] = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training import (
@@ -39,8 +40,10 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.utils.data import DataLoader
 
-from siamcl.baselines import HeadClassifier
 from siamcl.encoders import build_encoder
+from siamcl.learners.softmax import HeadClassifier
+from siamcl.losses import CrossEntropyTerm, Objective
+from siamcl.training import BatchPreparation, ShuffledBatches, TrainingLoop, adam
 
 __all__ = ["BASELINES", "BaselineSettings", "build_baseline"]
 
@@ -140,26 +143,31 @@ class BaseInitialisation(SupervisedPlugin):
         if self.done:
             return
         body = strategy.model
-        model = HeadClassifier(body, self.features, self.n_classes).to(strategy.device)
-        optimizer = _adam(model, self.settings)
-        dataset = strategy.adapted_dataset
-        loader = DataLoader(
-            dataset,
-            batch_size=self.settings.batch_size,
-            shuffle=True,
-            collate_fn=dataset.collate_fn,
-            generator=torch.Generator().manual_seed(self.settings.seed),
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.settings.seed)
+            model = HeadClassifier(body, self.features, self.n_classes).to(strategy.device)
+        inputs, labels = _dataset_tensors(strategy.adapted_dataset)
+        loop = TrainingLoop(
+            epochs=self.settings.epochs,
+            optimizer=adam(self.settings.lr),
+            schedule=None,
+            prepare=BatchPreparation(device=strategy.device),
         )
-        model.train()
-        for _ in range(self.settings.epochs):
-            for batch in loader:
-                inputs, labels = batch[0].to(strategy.device), batch[1].to(strategy.device)
-                loss = nn.functional.cross_entropy(model(inputs), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        source = ShuffledBatches(inputs, labels, self.settings.batch_size)
+        objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
+        loop.run(model, objective, source, torch.Generator().manual_seed(self.settings.seed))
         body.eval().requires_grad_(False)
         self.done = True
+
+
+def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, np.ndarray]:
+    """Every sample of an Avalanche dataset (its current transforms applied), in order."""
+    loader = DataLoader(dataset, batch_size=512, collate_fn=dataset.collate_fn)
+    inputs, labels = [], []
+    for batch in loader:
+        inputs.append(batch[0])
+        labels.append(torch.as_tensor(batch[1]))
+    return torch.cat(inputs), torch.cat(labels).numpy().astype(np.int64)
 
 
 def _backbone(settings: BaselineSettings) -> nn.Module:

@@ -4,9 +4,12 @@ It is Avalanche's ``SupervisedTemplate`` with siamcl's pieces plugged into the t
 hooks, the pieces :class:`~siamcl.IncrementalClassifier` is built from (see
 :mod:`siamcl.training`):
 
-* ``criterion()`` is :class:`~siamcl.training.SiameseObjective`: a pytorch-metric-learning
-  loss plus embedding distillation against the encoder as it stood after the previous
-  experience;
+* each training step is siamcl's :func:`~siamcl.training.train_step` (the one place siamcl
+  computes gradients), with the template's callbacks at the same points as in Avalanche's own
+  loop; its objective is an :class:`~siamcl.losses.Objective`: a pytorch-metric-learning loss
+  plus embedding distillation against the encoder as it stood after the previous experience.
+  The loss's own parameters (pml proxies) are trained with the model's, by the optimizer
+  given (Adam by default);
 * ``train_dataset_adaptation()`` appends the exemplars of an
   :class:`~siamcl.replay.ExemplarMemory` to the experience's data, and
   ``make_train_dataloader()`` draws batches with :func:`~siamcl.training.balanced_epoch`;
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
+from avalanche.models.dynamic_optimizers import update_optimizer
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
@@ -37,15 +41,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from siamcl.augment import RandomAffine
+from siamcl.compress import FrozenTeacher
 from siamcl.encoders import EmbeddingNetwork, build_encoder
-from siamcl.losses import build_loss
+from siamcl.losses import DistillationTerm, MetricTerm, Objective, build_loss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import (
-    SiameseObjective,
+    Batch,
+    StepHooks,
     balanced_epoch,
     embed_in_batches,
     rebuild_prototypes,
+    train_step,
 )
 
 __all__ = ["BalancedSampler", "PrototypeModel", "SiameseStrategy"]
@@ -152,12 +159,18 @@ class SiameseStrategy(SupervisedTemplate):
         for name, value in (("distill_weight", distill_weight), ("balance", balance)):
             if not value >= 0:
                 raise ValueError(f"{name} must be non-negative, got {value!r}")
-        self.objective = SiameseObjective(build_loss(loss, miner), distill_weight)
+        self.metric_loss = build_loss(loss, miner)
+        self.distill_weight = distill_weight
+        self.objective = Objective([("metric", 1.0, MetricTerm(self.metric_loss))])
         model = PrototypeModel(
             _build_encoder(encoder, input_shape, embedding_dim, seed), temperature
         )
         if optimizer is None:
-            optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+            optimizer = torch.optim.Adam(
+                [*model.parameters(), *self.metric_loss.parameters()],
+                lr=lr,
+                weight_decay=weight_decay,
+            )
         self.memory = (
             ExemplarMemory(None, memory_total, selection, seed)
             if memory_total is not None
@@ -176,7 +189,6 @@ class SiameseStrategy(SupervisedTemplate):
         self.schedule = schedule
         self.augment = RandomAffine() if augment is True else (augment or None)
         self.seed = seed
-        self.teacher: nn.Module | None = None
         self.generator = torch.Generator().manual_seed(seed)
         prototypes = _PrototypePlugin()
         super().__init__(
@@ -211,18 +223,46 @@ class SiameseStrategy(SupervisedTemplate):
 
     # -- template hooks ---------------------------------------------------------------
     def criterion(self) -> torch.Tensor:
-        """Training: metric loss + distillation; eval: cross-entropy on prototype scores."""
+        """Training: the objective (metric loss + distillation); eval: cross-entropy on
+        prototype scores."""
         if self.is_training:
-            target = None
-            if self.teacher is not None:
-                with torch.no_grad():
-                    target = self.teacher(self.mb_x)
-            return self.objective(self.mb_output, self.mb_y, target)
+            return self.objective(self.mb_output, Batch(self.mb_x, self.mb_y))
         scores = self.mb_output
         missing = int(self.mb_y.max()) + 1 - scores.shape[1]
         if missing > 0:  # classes of later experiences: masked columns
             scores = F.pad(scores, (0, missing), value=MASK_VALUE)
         return self._criterion(scores, self.mb_y)
+
+    def make_optimizer(self, **kwargs: Any) -> None:
+        """The optimizer holds the model's parameters and the loss's own (pml proxies)."""
+        trainable = dict(self.model.named_parameters())
+        trainable.update({f"loss.{n}": p for n, p in self.metric_loss.named_parameters()})
+        self.optimized_param_id = update_optimizer(
+            self.optimizer,
+            trainable,
+            self.optimized_param_id,
+            reset_state=kwargs.get("reset_optimizer_state", False),
+            remove_params=kwargs.get("remove_params", False),
+            verbose=kwargs.get("verbose_optimizer", False),
+        )
+
+    def training_epoch(self, **kwargs: Any) -> None:
+        """Avalanche's epoch, each step run by siamcl's :func:`~siamcl.training.train_step`
+        with the template's callbacks where Avalanche's own loop calls them."""
+        hooks = _TemplateHooks(self, kwargs)
+        self.metric_loss.to(self.device)
+        for minibatch in self.dataloader:
+            if self._stop_training:
+                break
+            self.mbatch = minibatch
+            self._unpack_minibatch()
+            self._before_training_iteration(**kwargs)
+            self.loss = self._make_empty_loss()
+            self._before_forward(**kwargs)
+            batch = Batch(self.mb_x, self.mb_y)
+            self.loss = train_step(self.model, self.objective, self.optimizer, batch, hooks)
+            self._after_update(**kwargs)
+            self._after_training_iteration(**kwargs)
 
     def train_dataset_adaptation(self, **kwargs: Any) -> None:
         """The experience's data plus the exemplars held in memory."""
@@ -261,11 +301,11 @@ class _PrototypePlugin(SupervisedPlugin):
         self.initial_lrs: list[float] | None = None
 
     def before_training_exp(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
-        encoder = strategy.model.encoder
-        distil = strategy.store is not None and strategy.objective.distill_weight > 0
-        strategy.teacher = copy.deepcopy(encoder).eval() if distil else None
-        if strategy.teacher is not None:
-            strategy.teacher.requires_grad_(False)
+        terms = [("metric", 1.0, MetricTerm(strategy.metric_loss))]
+        if strategy.store is not None:
+            previous = FrozenTeacher(copy.deepcopy(strategy.model.encoder))
+            terms.append(("previous", strategy.distill_weight, DistillationTerm(previous)))
+        strategy.objective = Objective(terms)
         if strategy.schedule:
             optimizer = strategy.optimizer
             if self.initial_lrs is None:
@@ -302,8 +342,31 @@ class _PrototypePlugin(SupervisedPlugin):
             strategy.memory,
             previous,
         )
-        strategy.teacher = None
+        strategy.objective = Objective([("metric", 1.0, MetricTerm(strategy.metric_loss))])
         self.scheduler = None
+
+
+class _TemplateHooks(StepHooks):
+    """The template's callbacks at their points inside :func:`~siamcl.training.train_step`."""
+
+    def __init__(self, strategy: SiameseStrategy, kwargs: dict[str, Any]):
+        self.strategy = strategy
+        self.kwargs = kwargs
+
+    def after_forward(self, outputs: torch.Tensor) -> None:
+        self.strategy.mb_output = outputs
+        self.strategy._after_forward(**self.kwargs)
+
+    def before_backward(self, loss: torch.Tensor) -> torch.Tensor:
+        self.strategy.loss = loss
+        self.strategy._before_backward(**self.kwargs)
+        return self.strategy.loss  # a plugin may have added a penalty
+
+    def after_backward(self) -> None:
+        self.strategy._after_backward(**self.kwargs)
+
+    def before_update(self) -> None:
+        self.strategy._before_update(**self.kwargs)
 
 
 class _EmbeddingCache:

@@ -9,57 +9,42 @@ softmax head, so nothing about old classes is overwritten when new ones arrive.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
-from sklearn.utils import check_array
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d
 from torch import nn
 
 from siamcl._checks import Integer, Real, Satisfies, check_params
 from siamcl.accounting import ResourceMeter, TaskReport
-from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
-    EmbeddingDistillation,
-    FloatTraining,
-    FrozenTeacher,
-    embedding_teacher,
     training_scheme,
 )
-from siamcl.distributed import Ranks, distributed_objective_loss
+from siamcl.distributed import Ranks
 from siamcl.encoders import auto_encoder_name, build_encoder
-from siamcl.losses import DistillationTerm, MetricLoss, MetricTerm, Objective, build_loss
+from siamcl.learners.prediction import NotFittedError, PrototypePredictions
+from siamcl.learners.siamese_task import (
+    embedder,
+    siamese_objective,
+    task_random_state,
+    task_ranks,
+    train_task,
+    with_replay,
+)
+from siamcl.losses import MetricLoss, Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import (
-    BalancedBatches,
-    BatchPreparation,
-    TrainingLoop,
-    adam,
-    embed_in_batches,
     rebuild_prototypes,
 )
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
 
-class NotFittedError(_SklearnNotFittedError, RuntimeError):
-    """A method that needs a trained classifier was called before any training.
-
-    It is scikit-learn's ``NotFittedError`` (so ``check_is_fitted`` idioms work) and also a
-    ``RuntimeError``.
-    """
-
-
-class IncrementalClassifier(ClassifierMixin, BaseEstimator):
+class IncrementalClassifier(PrototypePredictions):
     """Class-incremental classifier: metric-learned encoder + FAISS prototype store + replay.
 
     Parameters follow scikit-learn's habit: the constructor only stores them; everything
@@ -145,54 +130,10 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         teacher_weight: float = 1.0,
         optimizer: Any = None,
     ):
-        self.encoder = encoder
-        self.embedding_dim = embedding_dim
-        self.loss = loss
-        self.miner = miner
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.memory_per_class = memory_per_class
-        self.memory_total = memory_total
-        self.selection = selection
-        self.distill_weight = distill_weight
-        self.balance = balance
-        self.index = index
-        self.metric = metric
-        self.prototypes_per_class = prototypes_per_class
-        self.vote_k = vote_k
-        self.augment = augment
-        self.embed_views = embed_views
-        self.input_size = input_size
-        self.invert = invert
-        self.temperature = temperature
-        self.device = device
-        self.seed = seed
-        self.progress = progress
-        self.energy = energy
-        self.flops = flops
-        self.qat = qat
-        self.teacher = teacher
-        self.teacher_weight = teacher_weight
-        self.optimizer = optimizer
+        # scikit-learn's habit: the constructor only stores its parameters, as given
+        vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def reports(self) -> list[TaskReport]:
-        """One :class:`TaskReport` per call of :meth:`fit_task` and :meth:`add_classes`."""
-        return getattr(self, "reports_", [])
-
-    @property
-    def classes_(self) -> np.ndarray:
-        """Labels of the classes the store holds, sorted."""
-        store = getattr(self, "store_", None)
-        return np.asarray(store.classes if store is not None else [], dtype=np.int64)
-
-    @property
-    def is_fitted(self) -> bool:
-        return hasattr(self, "encoder_")
 
     def fit_task(self, X: Any, y: Any) -> TaskReport:
         """Learn one task: train the encoder on it (plus replay), then refresh all prototypes.
@@ -211,8 +152,7 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         self._check_views(preprocessor)
         canonical = preprocessor.canonical(X)
         memory = copy.deepcopy(self.memory_) if self.is_fitted else self._new_memory()
-        memory_X, memory_y = memory.arrays()
-        _require_two_classes(y, memory_y)
+        inputs, labels = with_replay(canonical, y, memory)
         task_index = len([r for r in self.reports if r.method == "fit_task"])
         device = torch.device(self.device)
         ranks = self._ranks(device, X, y)
@@ -225,25 +165,11 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
             )
         )
         metric_loss = copy.deepcopy(self.metric_loss_) if self.is_fitted else self._new_loss()
-        inputs, labels = canonical, y
-        if memory_X is not None:
-            inputs = torch.cat([canonical, torch.from_numpy(memory_X.astype(np.float32))])
-            labels = np.concatenate([y, memory_y])
-
         with self._meter(device) as meter:
-            with _task_random_state(self.seed * 1000 + task_index):
+            with task_random_state(self.seed * 1000 + task_index):
                 objective = self._objective(metric_loss, preprocessor, ranks)
-                self._train(
-                    trainable,
-                    objective,
-                    preprocessor,
-                    inputs,
-                    labels,
-                    task_index,
-                    meter,
-                    ranks,
-                    scheme,
-                )
+                args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme)
+                self._train(trainable, objective, *args)
             encoder = scheme.convert(trainable)
             embed = self._embedder(encoder, preprocessor)
             memory.add(canonical.numpy().astype(np.float16), y, embed=ranks.sharded(embed))
@@ -328,36 +254,6 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         self.store_ = self._new_store(self.store_.dim)
         self.memory_ = self._new_memory()
 
-    def embed(self, X: Any) -> np.ndarray:
-        """L2-normalised embeddings ``[N, D]`` of raw inputs."""
-        self._require_fitted("embed")
-        canonical = self.preprocessor_.canonical(X)
-        return self._embedder(self.encoder_, self.preprocessor_)(canonical)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Label of the nearest prototype (or the k-NN vote) for each input."""
-        embeddings = self._embed_for_prediction(X)
-        return self.store_.classify(embeddings)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Softmax over prototype similarities, columns in the order of :attr:`classes_`."""
-        embeddings = self._embed_for_prediction(X)
-        _, scores = self.store_.class_scores(embeddings)
-        logits = torch.from_numpy(np.asarray(scores, dtype=np.float32)) / self.temperature
-        return torch.softmax(logits, dim=1).numpy()
-
-    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y`` (weighted if given)."""
-        X = as_array(self._checked_input(X))
-        y = as_labels(y, len(X))
-        correct = self.predict(X) == y
-        if sample_weight is None:
-            return float(correct.mean())
-        weights = np.asarray(sample_weight, dtype=np.float64)
-        if weights.shape != correct.shape:
-            raise ValueError(f"sample_weight has shape {weights.shape}; expected ({len(y)},)")
-        return float(np.average(correct, weights=weights))
-
     def save(self, directory: Any) -> None:
         """Write the whole classifier to ``directory`` atomically (see :mod:`siamcl.persist`)."""
         from siamcl.persist import save_classifier
@@ -407,171 +303,24 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         )
         return clf
 
-    # ------------------------------------------------------------------ scikit-learn API
-    # get_params, set_params, clone and repr come from BaseEstimator; these follow its idiom.
-
-    def fit(self, X: Any, y: Any) -> IncrementalClassifier:
-        """Forget everything learned, then learn ``(X, y)`` as one task; returns ``self``.
-
-        On any error the classifier keeps what it had learned before the call.
-        """
-        fresh = type(self)(**self.get_params(deep=False))
-        fresh.fit_task(_sklearn_array(X), _sklearn_labels(y))
-        self.adopt(fresh)
-        return self
-
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> IncrementalClassifier:
-        """Learn ``(X, y)`` as the next task of the stream; returns ``self``.
-
-        ``classes`` may list every label the stream will use, as scikit-learn's incremental
-        estimators take it; labels outside it are refused. It is optional here: new classes
-        may appear in any task.
-        """
-        X = as_array(self._checked_input(X))
-        y = as_labels(_sklearn_labels(y), len(X))
-        if classes is not None:
-            allowed = as_labels(classes, np.size(classes), "classes")
-            unknown = np.setdiff1d(y, allowed)
-            if len(unknown):
-                raise ValueError(
-                    f"y holds labels {unknown[:10].tolist()} that are not in classes={allowed!r}"
-                )
-        self.fit_task(X, y)
-        return self
-
-    @property
-    def n_features_in_(self) -> int:
-        """Number of features of vector inputs ``[N, D]`` (scikit-learn's convention)."""
-        preprocessor = getattr(self, "preprocessor_", None)
-        if preprocessor is None or preprocessor.kind != "vector":
-            raise AttributeError("n_features_in_ is defined once fitted on vectors [N, D]")
-        return int(preprocessor.features)
-
-    def _checked_input(self, X: Any) -> Any:
-        """``X`` as scikit-learn's methods accept it, with its feature count checked."""
-        X = _sklearn_array(X)
-        preprocessor = getattr(self, "preprocessor_", None)
-        vectors = preprocessor is not None and preprocessor.kind == "vector" and X.ndim == 2
-        if vectors and X.shape[1] != preprocessor.features:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but IncrementalClassifier is expecting "
-                f"{preprocessor.features} features as input"
-            )
-        return X
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return self.is_fitted
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True  # images [N, H, W] and [N, C, H, W]
-        return tags
-
-    def adopt(self, other: IncrementalClassifier) -> None:
-        """Take everything ``other`` learned (attributes ending in ``_``), dropping our own;
-        a checkpointed stream resumes this way."""
-        learned = {k: v for k, v in vars(other).items() if k.endswith("_") and k[0] != "_"}
-        for name, value in learned.items():
-            setattr(self, name, value)
-        for name in [k for k in vars(self) if k.endswith("_") and k[0] != "_"]:
-            if name not in learned:
-                delattr(self, name)
-
     # ------------------------------------------------------------------ training
 
     def _objective(
         self, metric_loss: MetricLoss, preprocessor: Preprocessor, ranks: Ranks
     ) -> Objective:
-        """Metric loss, plus distillation toward the previous encoder and toward ``teacher``."""
-        if ranks.active:
-            metric_loss = distributed_objective_loss(metric_loss)
-        terms = [("metric", 1.0, MetricTerm(metric_loss))]
-        if self.is_fitted:
-            previous = DistillationTerm(FrozenTeacher(self.encoder_))
-            terms.append(("previous", self.distill_weight, previous))
-        if self.teacher is not None:
-            teacher = embedding_teacher(self.teacher, preprocessor)
-            terms.append(
-                ("teacher", self.teacher_weight, DistillationTerm(teacher, EmbeddingDistillation()))
-            )
-        return Objective(terms).to(self.device)
+        return siamese_objective(self, metric_loss, preprocessor, ranks)
 
-    def _train(
-        self,
-        encoder: nn.Module,
-        objective: Objective,
-        preprocessor: Preprocessor,
-        inputs: torch.Tensor,
-        labels: np.ndarray,
-        task_index: int,
-        meter: ResourceMeter,
-        ranks: Ranks,
-        scheme: FloatTraining,
-    ) -> None:
-        """One task of the training loop: balanced batches, distorted images, cosine Adam."""
-        device = torch.device(self.device)
-        generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
-        # Every rank draws the same batches from `generator`; distortions differ per rank.
-        distort_generator = (
-            torch.Generator().manual_seed(self.seed * 1000 + task_index + 7919 * ranks.rank)
-            if ranks.active
-            else generator
-        )
-        augment = RandomAffine() if self.augment and preprocessor.kind == "image" else None
-        source = BalancedBatches(
-            inputs,
-            labels,
-            self.batch_size,
-            self.balance,
-            min_size=2,
-            share=ranks.batch_share if ranks.active else None,
-        )
-        loop = TrainingLoop(
-            epochs=self.epochs,
-            optimizer=self.optimizer or adam(self.lr, self.weight_decay),
-            prepare=BatchPreparation(preprocessor.standardise, augment, distort_generator, device),
-            callbacks=[scheme, ranks.callback()],
-            meter=meter,
-            progress=self.progress,
-            description=f"task {task_index}",
-        )
-        encoder.to(device)
-        loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)
-
-    # ------------------------------------------------------------------ helpers
+    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> None:
+        """Train ``encoder`` on one task (see :func:`siamcl.learners.siamese_task.train_task`)."""
+        train_task(self, encoder, objective, *args)
 
     def _ranks(self, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:
-        """The distributed job this task runs in (one process: ``Ranks()``), checked."""
-        ranks = Ranks.current(device)
-        if not ranks.active:
-            return ranks
-        if training_scheme(self.qat).scheme is not None:
-            raise ValueError(
-                "qat is not supported under torch.distributed; train it on one process"
-            )
-        if self.prototypes_per_class != 1:
-            raise ValueError(
-                "prototypes_per_class > 1 is not supported under torch.distributed: k-means "
-                "prototypes need every embedding on one process"
-            )
-        from siamcl.checkpoint import task_fingerprint
-
-        ranks.check_same_data(task_fingerprint(X, y))
-        return ranks
+        return task_ranks(self, device, X, y)
 
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
         self._check_views(preprocessor)
-        views = AffineViews(self.embed_views, self.seed) if self.embed_views > 1 else None
-
-        def embed(canonical: torch.Tensor | np.ndarray) -> np.ndarray:
-            if isinstance(canonical, np.ndarray):
-                canonical = torch.from_numpy(canonical.astype(np.float32))
-            return embed_in_batches(
-                encoder, canonical, preprocessor.standardise, self.device, views
-            )
-
-        return embed
+        return embedder(encoder, preprocessor, self.embed_views, self.seed, self.device)
 
     def _check_views(self, preprocessor: Preprocessor) -> None:
         check_params(self, {"embed_views": [Integer(1)]})
@@ -580,12 +329,6 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
                 f"embed_views={self.embed_views} warps images, but the inputs are vectors: "
                 "use embed_views=1"
             )
-
-    def _embed_for_prediction(self, X: Any) -> np.ndarray:
-        self._require_fitted("predict")
-        if len(self.store_) == 0:
-            raise ValueError("no classes are known: call fit_task or add_classes first")
-        return self.embed(self._checked_input(X))
 
     def _meter(self, device: torch.device) -> ResourceMeter:
         return ResourceMeter(energy=self.energy, flops=self.flops, device=str(device))
@@ -627,13 +370,6 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         for name, value in learned.items():
             setattr(self, f"{name}_", value)
 
-    def _require_fitted(self, method: str) -> None:
-        if not self.is_fitted:
-            raise NotFittedError(
-                f"IncrementalClassifier is not fitted: call fit_task before {method} "
-                f"(or IncrementalClassifier.load a trained one)"
-            )
-
     def _check_params(self) -> None:
         check_params(self, self._parameter_constraints)
         if self.is_fitted and training_scheme(self.qat).scheme != self.qat_:
@@ -645,45 +381,4 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
 
 
-def _require_two_classes(y: np.ndarray, memory_y: np.ndarray) -> None:
-    if len(set(np.unique(y).tolist()) | set(memory_y.tolist())) < 2:
-        raise ValueError(
-            f"a metric loss needs at least two classes to compare, but this task has one "
-            f"class ({int(y[0])}) and the exemplar memory holds no other class"
-        )
-
-
-@contextlib.contextmanager
-def _task_random_state(seed: int) -> Iterator[None]:
-    """Torch's global generators seeded for one task and restored after it, so anything drawing
-    from them (dropout in a user's encoder, a random miner) repeats exactly when a stream is
-    resumed from a checkpoint."""
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        torch.manual_seed(seed)
-        yield
-
-
 encoder_name = auto_encoder_name  # the old name, kept for code that imports it
-
-
-def _sklearn_array(X: Any) -> Any:
-    """Any array-like (list, data frame) as a numpy array, checked as scikit-learn checks it.
-
-    Sparse, complex, object-typed, one-dimensional and featureless inputs fail here with
-    scikit-learn's own messages; tensors pass through to :func:`siamcl.preprocess.as_array`.
-    """
-    if isinstance(X, torch.Tensor):
-        return X
-    return check_array(X, accept_sparse=False, allow_nd=True, dtype="numeric")
-
-
-def _sklearn_labels(y: Any) -> np.ndarray:
-    """Labels given to ``fit``/``partial_fit``: a column vector is read as ``[N]`` (with
-    scikit-learn's warning) and continuous targets are refused."""
-    if y is None:
-        raise ValueError("IncrementalClassifier requires y to be passed, but the target y is None")
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    y = column_or_1d(y, warn=True)
-    check_classification_targets(y)
-    return y

@@ -1,0 +1,171 @@
+"""What one task of Siamese training is made of, for :class:`~siamcl.IncrementalClassifier`.
+
+:func:`siamese_objective` composes the objective (metric loss, distillation toward the
+previous encoder and toward an external teacher), :func:`train_task` runs the training loop
+on balanced, distorted batches, :func:`task_ranks` checks a distributed job, and
+:func:`embedder` embeds with the classifier's views. They read the classifier's public
+parameters; they change nothing on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamcl.accounting import ResourceMeter
+from siamcl.augment import AffineViews, RandomAffine
+from siamcl.compress import (
+    EmbeddingDistillation,
+    FloatTraining,
+    FrozenTeacher,
+    embedding_teacher,
+    training_scheme,
+)
+from siamcl.distributed import Ranks, distributed_objective_loss
+from siamcl.losses import DistillationTerm, MetricLoss, MetricTerm, Objective
+from siamcl.preprocess import Preprocessor
+from siamcl.replay import ExemplarMemory
+from siamcl.training import (
+    BalancedBatches,
+    BatchPreparation,
+    TrainingLoop,
+    adam,
+    embed_in_batches,
+)
+
+__all__ = [
+    "embedder",
+    "siamese_objective",
+    "task_random_state",
+    "task_ranks",
+    "train_task",
+    "with_replay",
+]
+
+
+def siamese_objective(
+    clf: Any, metric_loss: MetricLoss, preprocessor: Preprocessor, ranks: Ranks
+) -> Objective:
+    """Metric loss, plus distillation toward the previous encoder and toward ``teacher``."""
+    if ranks.active:
+        metric_loss = distributed_objective_loss(metric_loss)
+    terms = [("metric", 1.0, MetricTerm(metric_loss))]
+    if clf.is_fitted:
+        previous = DistillationTerm(FrozenTeacher(clf.encoder_))
+        terms.append(("previous", clf.distill_weight, previous))
+    if clf.teacher is not None:
+        teacher = embedding_teacher(clf.teacher, preprocessor)
+        external = DistillationTerm(teacher, EmbeddingDistillation())
+        terms.append(("teacher", clf.teacher_weight, external))
+    return Objective(terms).to(clf.device)
+
+
+def train_task(
+    clf: Any,
+    encoder: nn.Module,
+    objective: Objective,
+    preprocessor: Preprocessor,
+    inputs: torch.Tensor,
+    labels: np.ndarray,
+    task_index: int,
+    meter: ResourceMeter,
+    ranks: Ranks,
+    scheme: FloatTraining,
+) -> None:
+    """One task of the training loop: balanced batches, distorted images, cosine Adam.
+
+    Batches and distortions are drawn from generators seeded with ``seed * 1000 + task``;
+    under torch.distributed every rank draws the same batches, distortions differ per rank.
+    """
+    device = torch.device(clf.device)
+    generator = torch.Generator().manual_seed(clf.seed * 1000 + task_index)
+    distort_generator = (
+        torch.Generator().manual_seed(clf.seed * 1000 + task_index + 7919 * ranks.rank)
+        if ranks.active
+        else generator
+    )
+    augment = RandomAffine() if clf.augment and preprocessor.kind == "image" else None
+    source = BalancedBatches(
+        inputs,
+        labels,
+        clf.batch_size,
+        clf.balance,
+        min_size=2,
+        share=ranks.batch_share if ranks.active else None,
+    )
+    loop = TrainingLoop(
+        epochs=clf.epochs,
+        optimizer=clf.optimizer or adam(clf.lr, clf.weight_decay),
+        prepare=BatchPreparation(preprocessor.standardise, augment, distort_generator, device),
+        callbacks=[scheme, ranks.callback()],
+        meter=meter,
+        progress=clf.progress,
+        description=f"task {task_index}",
+    )
+    encoder.to(device)
+    loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)
+
+
+def task_ranks(clf: Any, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:
+    """The distributed job this task runs in (one process: ``Ranks()``), checked."""
+    ranks = Ranks.current(device)
+    if not ranks.active:
+        return ranks
+    if training_scheme(clf.qat).scheme is not None:
+        raise ValueError("qat is not supported under torch.distributed; train it on one process")
+    if clf.prototypes_per_class != 1:
+        raise ValueError(
+            "prototypes_per_class > 1 is not supported under torch.distributed: k-means "
+            "prototypes need every embedding on one process"
+        )
+    from siamcl.checkpoint import task_fingerprint
+
+    ranks.check_same_data(task_fingerprint(X, y))
+    return ranks
+
+
+def embedder(
+    encoder: nn.Module, preprocessor: Preprocessor, embed_views: int, seed: int, device: str
+) -> Callable[[torch.Tensor | np.ndarray], np.ndarray]:
+    """A function mapping canonical inputs (tensor or float16 array) to embeddings, each the
+    mean of ``embed_views`` views (:class:`~siamcl.augment.AffineViews`) when above 1."""
+    views = AffineViews(embed_views, seed) if embed_views > 1 else None
+
+    def embed(canonical: torch.Tensor | np.ndarray) -> np.ndarray:
+        if isinstance(canonical, np.ndarray):
+            canonical = torch.from_numpy(canonical.astype(np.float32))
+        return embed_in_batches(encoder, canonical, preprocessor.standardise, device, views)
+
+    return embed
+
+
+def with_replay(
+    canonical: torch.Tensor, y: np.ndarray, memory: ExemplarMemory
+) -> tuple[torch.Tensor, np.ndarray]:
+    """A task's inputs and labels followed by the memory's exemplars; refused when the two
+    together hold fewer than two classes (a metric loss compares classes)."""
+    memory_X, memory_y = memory.arrays()
+    if len(set(np.unique(y).tolist()) | set(memory_y.tolist())) < 2:
+        raise ValueError(
+            f"a metric loss needs at least two classes to compare, but this task has one "
+            f"class ({int(y[0])}) and the exemplar memory holds no other class"
+        )
+    if memory_X is None:
+        return canonical, y
+    inputs = torch.cat([canonical, torch.from_numpy(memory_X.astype(np.float32))])
+    return inputs, np.concatenate([y, memory_y])
+
+
+@contextlib.contextmanager
+def task_random_state(seed: int) -> Iterator[None]:
+    """Torch's global generators seeded for one task and restored after it, so anything drawing
+    from them (dropout in a user's encoder, a random miner) repeats exactly when a stream is
+    resumed from a checkpoint."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        yield

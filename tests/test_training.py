@@ -1,0 +1,144 @@
+"""The one training loop: what every learner composes, seeds, objectives and optimizers."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning import losses
+
+from siamcl import IncrementalClassifier
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.data import class_incremental, load_dataset
+from siamcl.losses import CrossEntropyTerm, Objective
+from siamcl.training import Batch, ShuffledBatches, TrainingLoop, adam
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y, X_test, y_test = load_dataset("digits")
+    rows = np.concatenate([np.flatnonzero(y == c)[:30] for c in range(6)])
+    return X[rows], y[rows], X_test[np.isin(y_test, range(6))], y_test[np.isin(y_test, range(6))]
+
+
+FAST = {"epochs": 2, "batch_size": 32, "flops": "off", "memory_per_class": 5}
+
+
+def _softmax_run(X, y, X_test, seed=0):
+    clf = SoftmaxClassifier(**FAST, seed=seed)
+    for task in class_incremental(X, y, n_tasks=3, seed=0):
+        clf.fit_task(task.X, task.y)
+    return clf.predict(X_test)
+
+
+def test_softmax_baseline_repeats_whatever_the_global_generator_holds(digits):
+    X, y, X_test, _ = digits
+    torch.manual_seed(1)
+    first = _softmax_run(X, y, X_test)
+    torch.manual_seed(2)  # the head's new rows must not come from torch's global generator
+    torch.rand(1000)
+    second = _softmax_run(X, y, X_test)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, _softmax_run(X, y, X_test, seed=1))
+
+
+SCRIPT = """
+import sys, numpy as np, torch
+from siamcl import IncrementalClassifier
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.data import class_incremental, load_dataset
+torch.manual_seed(int(sys.argv[1]))
+X, y, X_test, _ = load_dataset("digits")
+keep = np.concatenate([np.flatnonzero(y == c)[:20] for c in range(4)])
+X, y = X[keep], y[keep]
+for learner in (IncrementalClassifier, SoftmaxClassifier):
+    clf = learner(epochs=1, batch_size=32, flops="off", memory_per_class=3, seed=0)
+    for task in class_incremental(X, y, n_tasks=2, seed=0):
+        clf.fit_task(task.X, task.y)
+    print(learner.__name__, clf.predict(X_test[:200]).tolist())
+"""
+
+
+def test_learners_repeat_in_fresh_processes():
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(global_seed)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for global_seed in (0, 5)
+    ]
+    assert outputs[0] == outputs[1]
+    assert "IncrementalClassifier" in outputs[0] and "SoftmaxClassifier" in outputs[0]
+
+
+def test_proxy_loss_parameters_are_trained(digits):
+    X, y, X_test, y_test = digits
+    proxy = losses.ProxyAnchorLoss(num_classes=10, embedding_size=32)
+    before = proxy.proxies.detach().clone()
+    clf = IncrementalClassifier(loss=proxy, embedding_dim=32, seed=0, **FAST)
+    clf.fit_task(X, y)
+    trained = clf.metric_loss_.loss.proxies.detach()
+    assert not torch.allclose(trained, before), "the proxies never moved"
+    np.testing.assert_array_equal(proxy.proxies.detach(), before)  # the parameter is not changed
+    assert clf.score(X_test, y_test) > 0.5  # six classes: chance is 1/6
+
+
+def test_cross_batch_memory_is_accepted(digits):
+    X, y, X_test, y_test = digits
+    memory = losses.CrossBatchMemory(
+        losses.ContrastiveLoss(), embedding_size=32, memory_size=64
+    )
+    clf = IncrementalClassifier(loss=memory, embedding_dim=32, seed=0, **FAST)
+    clf.fit_task(X, y)
+    assert clf.score(X_test, y_test) > 0.4
+
+
+def test_optimizer_factory_is_honoured(digits):
+    X, y, _, _ = digits
+    made = []
+
+    def sgd(groups):
+        made.append(torch.optim.SGD(groups, lr=0.05, momentum=0.9))
+        return made[-1]
+
+    clf = IncrementalClassifier(optimizer=sgd, seed=0, **FAST)
+    clf.fit_task(X, y)
+    assert len(made) == 1 and made[0].state, "the SGD given was not the one that trained"
+    with pytest.raises(ValueError, match="optimizer must be None or a callable"):
+        IncrementalClassifier(optimizer="sgd", **FAST).fit_task(X, y)
+    partial = functools.partial(torch.optim.SGD, lr=0.05)
+    softmax = SoftmaxClassifier(optimizer=partial, seed=0, **FAST)
+    softmax.fit_task(X, y)
+    assert softmax.score(X, y) > 0.3
+
+
+def test_loop_trains_a_model_on_a_shuffled_source():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(200, 5, generator=generator)
+    labels = (inputs[:, 0] > 0).long().numpy()
+    model = torch.nn.Linear(5, 2)
+    objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
+    losses_ = TrainingLoop(epochs=20, optimizer=adam(0.05)).run(
+        model, objective, ShuffledBatches(inputs, labels, 32), generator
+    )
+    assert len(losses_) == 20
+    accuracy = (model(inputs).argmax(1).numpy() == labels).mean()
+    assert accuracy > 0.9
+    assert not model.training
+
+
+def test_objective_drops_zero_weights_and_needs_a_term():
+    term = CrossEntropyTerm()
+    objective = Objective([("a", 1.0, term), ("b", 0.0, CrossEntropyTerm())])
+    assert list(objective.terms) == ["a"]
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    value = objective(logits, Batch(logits, labels))
+    assert torch.isclose(value, torch.nn.functional.cross_entropy(logits, labels))
+    with pytest.raises(ValueError, match="at least one term"):
+        Objective([("b", 0.0, term)])
