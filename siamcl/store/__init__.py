@@ -1,4 +1,4 @@
-"""The prototype store: class prototypes in a FAISS index, with their label map and class statistics.
+"""The prototype store: class prototypes in a FAISS index, their label map and class statistics.
 
 Each class the store knows is summarised by one prototype (its mean embedding) or by up to
 ``prototypes_per_class`` prototypes (FAISS k-means centroids).  The prototypes live in a FAISS
