@@ -227,12 +227,12 @@ class FaissIndex:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> FaissIndex:
         """The index :meth:`to_state` described."""
-        self = cls.__new__(cls)
-        self.__dict__.update(state, index=faiss.deserialize_index(state["index"]))
-        if self.template is not None:
-            self.template = faiss.deserialize_index(self.template)
-        self.apply_search_params(self.index)
-        return self
+        restored = cls.__new__(cls)
+        restored.__dict__.update(state, index=faiss.deserialize_index(state["index"]))
+        if restored.template is not None:
+            restored.template = faiss.deserialize_index(restored.template)
+        restored.apply_search_params(restored.index)
+        return restored
 
 
 # ---------------------------------------------------------------------- the index given

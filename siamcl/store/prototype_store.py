@@ -3,6 +3,7 @@ its files, with one lock around every read and write."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from pathlib import Path
@@ -314,9 +315,9 @@ class PrototypeStore:
         An existing store directory is replaced; any other non-empty directory is refused.
         A store built on a ready-made index saves that empty index beside the filled one.
         """
-        names = ("dim", "metric", "prototypes_per_class", "vote_k", "nprobe", "ef_search")
-        with self._lock:
-            params = {name: getattr(self, name) for name in (*names, "seed", "min_train_size")}
+        names = [name for name in inspect.signature(PrototypeStore).parameters if name != "index"]
+        with self._lock:  # every constructor parameter but the index, as its property reads
+            params = {name: getattr(self, name) for name in names}
             return store_io.save(directory, params, self._contents, self._faiss, self._next_id)
 
     @classmethod
