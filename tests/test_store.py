@@ -253,6 +253,85 @@ def test_search_parameters_must_fit_the_index():
     assert faiss.downcast_index(store.faiss_index.index).hnsw.efSearch == 16
 
 
+# ---------------------------------------------------------------- ready-made FAISS indexes
+READY_MADE = [
+    (lambda: faiss.IndexFlatIP(DIM), "Flat", "cosine", {}),
+    (lambda: faiss.IndexHNSWFlat(DIM, 16), "HNSW16", "l2", {}),
+    (lambda: faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, 4), "IVF4,Flat", "l2", {"nprobe": 2}),
+]
+
+
+@pytest.mark.parametrize("make, spec, metric, params", READY_MADE)
+def test_ready_made_index_answers_like_its_factory_string(make, spec, metric, params):
+    given = make()
+    ready, x, y = stored(index=given, metric=metric, prototypes_per_class=2, **params)
+    factory, _, _ = stored(index=spec, metric=metric, prototypes_per_class=2, **params)
+    assert given.ntotal == 0  # the store fills its own copy
+    assert ready.trained and ready.faiss_index.ntotal == ready.n_prototypes == 12
+    assert np.array_equal(ready.classify(x), factory.classify(x))
+    assert np.array_equal(ready.search(x, 3)[1], factory.search(x, 3)[1])
+    assert type(ready.index) is type(given) and ready.index.ntotal == 0
+    for store in (ready, factory):
+        store.remove_class(2)
+        store.add(x[y == 2][:3] + 1, np.full(3, 9))
+    assert np.array_equal(ready.classify(x), factory.classify(x))
+
+
+def test_ready_made_index_must_fit_the_store():
+    full = faiss.IndexFlatIP(DIM)
+    full.add(np.ones((3, DIM), np.float32))
+    bad = [
+        (ValueError, "dimension 8 but the store's dim is 16", faiss.IndexFlatIP(8), "cosine"),
+        (ValueError, "already holds 3 vectors: give an empty index", full, "cosine"),
+        (ValueError, "uses METRIC_L2 but metric='cosine'", faiss.IndexFlatL2(DIM), "cosine"),
+        (
+            ValueError,
+            "METRIC_INNER_PRODUCT",
+            faiss.IndexHNSWFlat(DIM, 16, faiss.METRIC_INNER_PRODUCT),
+            "l2",
+        ),
+        (ValueError, "without an id map", faiss.IndexIDMap(faiss.IndexFlatIP(DIM)), "cosine"),
+        (TypeError, "factory string or a faiss.Index", 32, "cosine"),
+    ]
+    for error, message, index, metric in bad:
+        with pytest.raises(error, match=message):
+            PrototypeStore(DIM, metric=metric, index=index)
+    assert full.ntotal == 3
+
+
+def test_ready_made_trained_index_keeps_its_training():
+    x, y = clusters(n_classes=8)
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, 4)
+    ivf.train(x)
+    store = PrototypeStore(DIM, metric="l2", index=ivf, nprobe=4)
+    assert store.trained and store.min_train_size == 1
+    store.add(x[:10], y[:10])  # one class: too few to train, but already trained
+    assert store.faiss_index.ntotal == 1 and not store.exact_fallback
+    store.add(x, y)
+    assert (store.classify(x) == y).all()
+
+
+@pytest.mark.parametrize("make, spec, metric, params", READY_MADE)
+def test_ready_made_store_round_trips(tmp_path, make, spec, metric, params):
+    store, x, y = stored(index=make(), metric=metric, prototypes_per_class=2, **params)
+    store.save(tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "store.json").read_text())
+    assert meta["index"] is None and "template.faiss" in meta["checksums"]
+    for mmap in (False, True):
+        loaded = PrototypeStore.load(tmp_path / "s", mmap=mmap)
+        assert np.array_equal(loaded.classify(x), store.classify(x))
+        assert np.array_equal(loaded.search(x, 3)[1], store.search(x, 3)[1])
+        assert type(loaded.index) is type(make()) and loaded.index.ntotal == 0
+        assert (loaded.metric, loaded.nprobe) == (store.metric, store.nprobe)
+    grown = PrototypeStore.load(tmp_path / "s")
+    grown.remove_class(0)
+    grown.add(x[y == 0] * -1, np.zeros(40, np.int64))
+    grown.train()
+    assert (grown.classify(x[y != 0]) == y[y != 0]).all()
+    grown.save(tmp_path / "s")
+    assert np.array_equal(PrototypeStore.load(tmp_path / "s").classify(x), grown.classify(x))
+
+
 # ---------------------------------------------------------------- labels and sizes
 def test_any_int64_labels_work_including_floats_that_are_whole_and_tensors():
     labels = [-(2**63) + 1, -5, 0, 2**62, 2**63 - 1]
@@ -505,8 +584,11 @@ def test_load_rejects_missing_corrupt_foreign_and_newer_directories(tmp_path):
             PrototypeStore.load(saved(name, edit))
 
 
-def test_pickle_and_deepcopy_keep_the_store(tmp_path):
-    store, x, _ = stored(index="HNSW32")
+@pytest.mark.parametrize(
+    "index", ["HNSW32", lambda: faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)]
+)
+def test_pickle_and_deepcopy_keep_the_store(tmp_path, index):
+    store, x, _ = stored(index=index if isinstance(index, str) else index())
     for clone in (pickle.loads(pickle.dumps(store)), copy.deepcopy(store)):
         assert np.array_equal(clone.search(x, 3)[1], store.search(x, 3)[1])
         clone.remove_class(0)
