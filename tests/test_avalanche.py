@@ -11,6 +11,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
 from siamcl.data import class_incremental, load_dataset
+from siamcl.encoders import build_encoder
 from siamcl.integrations.avalanche import (
     PrototypeModel,
     SiameseStrategy,
@@ -149,6 +150,30 @@ def test_siamese_strategy_learns_above_chance_in_avalanches_own_metrics(mnist_sl
     )
     assert strategy.retained_bytes()["replay"] == strategy.memory.nbytes
     assert len(cost.reports) == 2 and all(r.energy_j > 0 for r in cost.reports)
+
+
+def test_siamese_strategy_trains_with_the_optimizer_given_and_the_losss_proxies(mnist_slice):
+    from pytorch_metric_learning import losses
+
+    proxy = losses.ProxyAnchorLoss(num_classes=4, embedding_size=16)
+    before = proxy.proxies.detach().clone()
+    encoder = build_encoder("conv4-small", (1, 28, 28), 16)
+    sgd = torch.optim.SGD(
+        [*encoder.parameters(), *proxy.parameters()], lr=0.05, momentum=0.9
+    )
+    strategy = SiameseStrategy(
+        encoder=encoder,
+        loss=proxy,
+        optimizer=sgd,
+        train_epochs=1,
+        train_mb_size=32,
+        evaluator=evaluator(),
+        seed=0,
+    )
+    strategy.train(mnist_slice.train_stream[0])
+    assert strategy.optimizer is sgd
+    assert any("momentum_buffer" in state for state in sgd.state.values())
+    assert not torch.allclose(proxy.proxies.detach(), before), "the proxies never moved"
 
 
 def test_energy_metrics_report_for_a_plain_avalanche_strategy():
