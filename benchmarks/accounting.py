@@ -6,7 +6,8 @@
 2. CodeCarbon: the same workload metered at once by ResourceMeter(energy="estimate") and by
    CodeCarbon's OfflineEmissionsTracker (no network); reports both energies and their ratio.
 
-Usage: python benchmarks/accounting.py [--repeats 11] [--batches 100] [--out benchmarks/results]
+Usage: python benchmarks/accounting.py [--repeats 11] [--batches 100] [--seeds 0]
+       [--out benchmarks/results]
 Needs codecarbon for part 2 (pip install codecarbon); skipped with a note when absent.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +23,17 @@ import numpy as np
 import torch
 
 from siamcl.accounting import ResourceMeter
-from siamcl.bench.common import markdown_table, run_record, write_results
 from siamcl.data import load_dataset
 from siamcl.encoders import build_encoder
 from siamcl.losses import build_loss
+from siamcl.reporting import (
+    DEFAULT_OUT,
+    markdown_table,
+    parse_seeds,
+    record_markdown,
+    run_record,
+    write_results,
+)
 
 
 def make_workload(batches: int, seed: int = 0):
@@ -204,10 +211,14 @@ def codecarbon_comparison(train) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--batches", type=int, default=100)
-    parser.add_argument("--out", default="benchmarks/results")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats")
+    parser.add_argument("--batches", type=int, default=100, help="batches of the workload")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0], help="the workload's seed")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     parser.add_argument(
         "--flop-sample-batches",
         type=int,
@@ -215,16 +226,17 @@ def main(argv: list[str] | None = None) -> dict:
         help="batches whose FLOPs are counted (the meter's default)",
     )
     args = parser.parse_args(argv)
-    train = make_workload(args.batches)
+    if len(args.seeds) != 1:
+        parser.error("--seeds: this benchmark measures one workload; give one seed")
+    train = make_workload(args.batches, seed=args.seeds[0])
     results = {
         **run_record(
             "accounting",
-            [0],
+            args.seeds,
             repeats=args.repeats,
             batches=args.batches,
             flop_sample_batches=args.flop_sample_batches,
         ),
-        "command": " ".join(["python", *sys.argv]),
         "parts": overhead_parts(),  # first: its first counted batch is the process's first
         "overhead": overhead(train, args.repeats, args.flop_sample_batches),
         "codecarbon": codecarbon_comparison(train),
@@ -281,9 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
         [
             "# Accounting: metering overhead and the energy estimate beside CodeCarbon",
             "",
-            f"Command: `{results['command']}`  ",
-            f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs  ",
-            f"Date: {results['date']}",
+            record_markdown(results),
             "",
             markdown_table(["measure", "value"], rows),
             "",

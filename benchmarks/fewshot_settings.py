@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from siamcl.augment import RandomAffine
-from siamcl.bench.common import markdown_table, run_record, write_results
 from siamcl.data import load_omniglot
 from siamcl.fewshot import (
     DEFAULT_TRAIN_ALPHABETS,
@@ -35,6 +33,14 @@ from siamcl.fewshot import (
     evaluate_runs,
     make_runs,
     torch_threads,
+)
+from siamcl.reporting import (
+    DEFAULT_OUT,
+    markdown_table,
+    parse_seeds,
+    record_markdown,
+    run_record,
+    write_results,
 )
 
 HELD_OUT = ["Greek", "Japanese_(katakana)", "Latin", "Sanskrit"]
@@ -60,15 +66,18 @@ def score(trainer: EpisodicTrainer, train, runs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds (default 0,1,2)")
-    parser.add_argument("--runs", type=int, default=100, help="20-way one-shot runs (100)")
-    parser.add_argument("--runs-seed", type=int, default=0, help="seed of make_runs (0)")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--runs", type=int, default=100, help="20-way one-shot runs")
+    parser.add_argument("--runs-seed", type=int, default=0, help="seed of make_runs")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="settings to compare")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     names = args.settings.split(",")
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
@@ -112,7 +121,6 @@ def main(argv: list[str] | None = None) -> dict:
             runs_seed=args.runs_seed,
             settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
         ),
-        "command": " ".join(["python", *sys.argv]),
         "rows": rows,
         "summary": summary,
     }
@@ -147,10 +155,7 @@ def _markdown(results: dict[str, Any], names: list[str]) -> str:
         [
             "# One-shot settings: training recipe and views, over seeds",
             "",
-            f"Command: `{results['command']}`  ",
-            f"Seeds: {results['seeds']}  ",
-            f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs  ",
-            f"Date: {results['date']}  ",
+            record_markdown(results) + "  ",
             (
                 f"Trained on: {', '.join(settings['train_alphabets'])}; "
                 f"tested on {settings['runs']} 20-way one-shot runs from "

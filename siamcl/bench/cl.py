@@ -28,14 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from siamcl.accounting import sum_reports
-from siamcl.bench.common import (
-    accuracy_matrix_metrics,
-    evaluate_stream,
-    markdown_table,
-    run_record,
-    write_results,
-)
 from siamcl.data import class_incremental, load_dataset
+from siamcl.evaluation import accuracy_matrix_metrics, evaluate_stream
+from siamcl.reporting import markdown_table, run_record, write_results
 
 REFERENCE = "siamese"
 SIAMESE_ROWS = ("siamese", "siamese-avalanche", "siamese-equal-epochs")

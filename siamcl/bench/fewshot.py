@@ -22,13 +22,8 @@ import numpy as np
 
 from siamcl.accounting import sum_reports
 from siamcl.baselines import HeadClassifier, SoftmaxClassifier
-from siamcl.bench.common import (
-    accuracy_matrix_metrics,
-    markdown_table,
-    run_record,
-    write_results,
-)
 from siamcl.data import OmniglotData, load_omniglot
+from siamcl.evaluation import accuracy_matrix_metrics
 from siamcl.fewshot import (
     DEFAULT_TRAIN_ALPHABETS,
     EpisodicTrainer,
@@ -38,6 +33,7 @@ from siamcl.fewshot import (
     torch_threads,
 )
 from siamcl.learner import IncrementalClassifier
+from siamcl.reporting import markdown_table, run_record, write_results
 
 DEFAULT_DATASET = "omniglot"
 RESULT_NAME = "fewshot_omniglot"
