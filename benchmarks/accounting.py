@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from siamcl.accounting import ResourceMeter
+from siamcl.cli.help import HelpFormatter
 from siamcl.data import load_dataset
 from siamcl.encoders import build_encoder
 from siamcl.losses import build_loss
@@ -213,17 +214,17 @@ def codecarbon_comparison(train) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats")
     parser.add_argument("--batches", type=int, default=100, help="batches of the workload")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0], help="the workload's seed")
+    parser.add_argument("--seeds", type=parse_seeds, default="0", help="the workload's seed")
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     parser.add_argument(
         "--flop-sample-batches",
         type=int,
         default=ResourceMeter().flop_sample_batches,
-        help="batches whose FLOPs are counted (the meter's default)",
+        help="batches whose FLOPs are counted, as the meter counts them",
     )
     args = parser.parse_args(argv)
     if len(args.seeds) != 1:

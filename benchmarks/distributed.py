@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from siamcl.cli.help import HelpFormatter
 from siamcl.reporting import (
     DEFAULT_OUT,
     markdown_table,
@@ -70,12 +71,12 @@ def launch(processes: int, threads: int, epochs: int, seed: int = 0) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--nproc", type=int, default=2, help="processes of the parallel set-up")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the task")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each set-up")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0], help="the learner's seed")
+    parser.add_argument("--seeds", type=parse_seeds, default="0", help="the learner's seed")
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from siamcl.augment import RandomAffine
+from siamcl.cli.help import HelpFormatter
 from siamcl.data import load_omniglot
 from siamcl.fewshot import (
     DEFAULT_TRAIN_ALPHABETS,
@@ -68,10 +69,10 @@ def score(trainer: EpisodicTrainer, train, runs) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
-    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--seeds", type=parse_seeds, default="0,1,2", help="training seeds")
     parser.add_argument("--runs", type=int, default=100, help="20-way one-shot runs")
     parser.add_argument("--runs-seed", type=int, default=0, help="seed of make_runs")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="settings to compare")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -67,3 +68,20 @@ def test_result_record_names_the_code_and_every_file_states_it(tmp_path: Path) -
     assert markdown.count("Code: commit") == 1 and "Seeds: [0, 1]" in markdown
     write_results(tmp_path, "bare", record, "# A table without a record")
     assert "Code: commit" in (tmp_path / "bare.md").read_text()
+
+
+@pytest.mark.parametrize("script", ["accounting", "distributed", "fewshot_settings"])
+def test_benchmark_scripts_take_seeds_like_the_command(
+    script: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--seeds", "0,x", "--data-root", "unused"])
+    assert stop.value.code == 2
+    assert "--seeds must be integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--help"])
+    assert stop.value.code == 0 and "(default: benchmarks/results)" in capsys.readouterr().out

@@ -6,6 +6,7 @@ the machine, and a chart imports matplotlib only when it is drawn.
 
 from siamcl.reporting.pareto import ParetoPoint, find_points, pareto_front, plot_pareto
 from siamcl.reporting.records import (
+    DEFAULT_OUT,
     parse_seeds,
     record_markdown,
     run_record,
@@ -15,6 +16,7 @@ from siamcl.reporting.report import ResultFile, read_results, render_report, wri
 from siamcl.reporting.tables import markdown_table
 
 __all__ = [
+    "DEFAULT_OUT",
     "ParetoPoint",
     "ResultFile",
     "find_points",
