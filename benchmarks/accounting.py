@@ -212,6 +212,30 @@ def codecarbon_comparison(train) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    args = _arguments(argv)
+    train = make_workload(args.batches, seed=args.seeds[0])
+    results = {
+        **run_record(
+            "accounting",
+            args.seeds,
+            repeats=args.repeats,
+            batches=args.batches,
+            flop_sample_batches=args.flop_sample_batches,
+        ),
+        "parts": overhead_parts(),  # first: its first counted batch is the process's first
+        "overhead": overhead(train, args.repeats, args.flop_sample_batches),
+        "codecarbon": codecarbon_comparison(train),
+    }
+    results["predicted_overhead"] = predicted_overhead(
+        results["parts"], args.batches, args.flop_sample_batches, ResourceMeter().sample_interval
+    )
+    markdown = _markdown(results, args.batches)
+    write_results(Path(args.out), "accounting", results, markdown)
+    print(markdown)
+    return results
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=HelpFormatter,
@@ -229,29 +253,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if len(args.seeds) != 1:
         parser.error("--seeds: this benchmark measures one workload; give one seed")
-    train = make_workload(args.batches, seed=args.seeds[0])
-    results = {
-        **run_record(
-            "accounting",
-            args.seeds,
-            repeats=args.repeats,
-            batches=args.batches,
-            flop_sample_batches=args.flop_sample_batches,
-        ),
-        "parts": overhead_parts(),  # first: its first counted batch is the process's first
-        "overhead": overhead(train, args.repeats, args.flop_sample_batches),
-        "codecarbon": codecarbon_comparison(train),
-    }
-    parts = results["parts"]
-    results["predicted_overhead"] = predicted_overhead(
-        parts, args.batches, args.flop_sample_batches, ResourceMeter().sample_interval
-    )
-    o, c = results["overhead"], results["codecarbon"]
+    return args
+
+
+def _rows(results: dict, batches: int) -> list[list[str]]:
+    """The measures of the result table, overhead first, then the CodeCarbon comparison."""
+    o, c, parts = results["overhead"], results["codecarbon"], results["parts"]
     rows = [
         [
             (
                 f"metered/plain wall time, FLOPs counted on {o['flop_sample_batches']} of "
-                f"{args.batches} batches (median over repeats)"
+                f"{batches} batches (median over repeats)"
             ),
             f"{o['median_ratio']:.3f}",
         ],
@@ -274,29 +286,31 @@ def main(argv: list[str] | None = None) -> dict:
         ["one RSS read by the sampler thread (s)", f"{parts['rss_read_s']:.6f}"],
         ["entering and leaving a meter (s)", f"{parts['meter_enter_exit_s']:.4f}"],
         [
-            f"metering's share of a {args.batches}-batch task, from these parts",
+            f"metering's share of a {batches}-batch task, from these parts",
             f"{100 * results['predicted_overhead']:.2f}%",
         ],
     ]
     if "skipped" in c:
-        rows.append(["CodeCarbon comparison", c["skipped"]])
-    else:
-        rows += [
-            ["siamcl estimate (J)", f"{c['siamcl_estimate_j']:.1f}"],
-            ["CodeCarbon (J)", f"{c['codecarbon_j']:.1f}"],
-            ["siamcl / CodeCarbon", f"{c['ratio_siamcl_to_codecarbon']:.2f}"],
-            [
-                "CodeCarbon CPU power (W) / RAM power (W)",
-                f"{c['codecarbon_cpu_power_w']:.1f} / {c['codecarbon_ram_power_w']:.1f}",
-            ],
-        ]
-    markdown = "\n".join(
+        return [*rows, ["CodeCarbon comparison", c["skipped"]]]
+    return rows + [
+        ["siamcl estimate (J)", f"{c['siamcl_estimate_j']:.1f}"],
+        ["CodeCarbon (J)", f"{c['codecarbon_j']:.1f}"],
+        ["siamcl / CodeCarbon", f"{c['ratio_siamcl_to_codecarbon']:.2f}"],
+        [
+            "CodeCarbon CPU power (W) / RAM power (W)",
+            f"{c['codecarbon_cpu_power_w']:.1f} / {c['codecarbon_ram_power_w']:.1f}",
+        ],
+    ]
+
+
+def _markdown(results: dict, batches: int) -> str:
+    return "\n".join(
         [
             "# Accounting: metering overhead and the energy estimate beside CodeCarbon",
             "",
             record_markdown(results),
             "",
-            markdown_table(["measure", "value"], rows),
+            markdown_table(["measure", "value"], _rows(results, batches)),
             "",
             "Both energy figures are estimates on this machine (no RAPL counter is readable).",
             "",
@@ -308,9 +322,6 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         ]
     )
-    write_results(Path(args.out), "accounting", results, markdown)
-    print(markdown)
-    return results
 
 
 if __name__ == "__main__":

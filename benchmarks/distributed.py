@@ -69,27 +69,11 @@ def launch(processes: int, threads: int, epochs: int, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--nproc", type=int, default=2, help="processes of the parallel set-up")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of the task")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each set-up")
-    parser.add_argument("--seeds", type=parse_seeds, default="0", help="the learner's seed")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
-    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if len(args.seeds) != 1:
-        parser.error("--seeds: this benchmark measures one task; give one seed")
+    args = _arguments(argv)
     (seed,) = args.seeds
     if args.worker is not None:
         worker(args.worker, args.epochs, args.threads, seed)
         return {}
-    from siamcl.data import load_dataset
-
-    n_train = len(load_dataset("mnist5k")[0])
     cores = os.cpu_count() or 1
     setups = {
         f"1 process x {_threads(cores)}": (1, cores),
@@ -104,8 +88,40 @@ def main(argv: list[str] | None = None) -> dict:
         for name, (processes, threads) in setups.items():
             runs[name].append(launch(processes, threads, args.epochs, seed))
             print(f"{name}: {runs[name][-1]['wall_s']:.1f} s", flush=True)
-    baseline = statistics.median(r["wall_s"] for r in runs[next(iter(setups))])
-    rows, summary = [], {}
+    results = {
+        **run_record("distributed", args.seeds, nproc=args.nproc, epochs=args.epochs),
+        "setups": {name: list(spec) for name, spec in setups.items()},
+        "runs": runs,
+        "summary": _summary(runs),
+    }
+    markdown = _markdown(results, args)
+    write_results(Path(args.out), "distributed", results, markdown)
+    print(markdown)
+    return results
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--nproc", type=int, default=2, help="processes of the parallel set-up")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the task")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each set-up")
+    parser.add_argument("--seeds", type=parse_seeds, default="0", help="the learner's seed")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if len(args.seeds) != 1:
+        parser.error("--seeds: this benchmark measures one task; give one seed")
+    return args
+
+
+def _summary(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Medians of each set-up's runs, and speed-ups against the first set-up."""
+    baseline = statistics.median(r["wall_s"] for r in next(iter(runs.values())))
+    summary = {}
     for name, results in runs.items():
         wall = statistics.median(r["wall_s"] for r in results)
         summary[name] = {
@@ -115,15 +131,18 @@ def main(argv: list[str] | None = None) -> dict:
             "energy_j": statistics.median(r["energy_j"] for r in results),
             "cpu_s": statistics.median(r["cpu_s"] for r in results),
         }
-        s = summary[name]
-        rows.append([name, s["wall_s"], s["speedup_vs_1_process"], s["accuracy"], s["cpu_s"]])
-    results = {
-        **run_record("distributed", args.seeds, nproc=args.nproc, epochs=args.epochs),
-        "setups": {name: list(spec) for name, spec in setups.items()},
-        "runs": runs,
-        "summary": summary,
-    }
-    markdown = "\n".join(
+    return summary
+
+
+def _markdown(results: dict, args: argparse.Namespace) -> str:
+    from siamcl.data import load_dataset
+
+    n_train = len(load_dataset("mnist5k")[0])
+    rows = [
+        [name, s["wall_s"], s["speedup_vs_1_process"], s["accuracy"], s["cpu_s"]]
+        for name, s in results["summary"].items()
+    ]
+    return "\n".join(
         [
             "# Data-parallel training: processes against threads on one machine",
             "",
@@ -144,9 +163,6 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         ]
     )
-    write_results(Path(args.out), "distributed", results, markdown)
-    print(markdown)
-    return results
 
 
 if __name__ == "__main__":

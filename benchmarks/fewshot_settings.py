@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--settings", default=",".join(SETTINGS), help="settings to compare")
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     args = parser.parse_args(argv)
-    seeds = args.seeds
-    names = args.settings.split(",")
+    seeds, names = args.seeds, args.settings.split(",")
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         parser.error(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
@@ -99,18 +98,6 @@ def main(argv: list[str] | None = None) -> dict:
                     + f" ({last['train_wall_s']:.0f} s training)",
                     flush=True,
                 )
-    summary = {}
-    for name in names:
-        mine = [r for r in rows if r["setting"] == name]
-        summary[name] = {
-            key: statistics.mean(r[key] for r in mine)
-            for key in ("train_wall_s", *(f"accuracy_{v}_views" for v in VIEWS))
-        }
-        for views in VIEWS:
-            values = [r[f"accuracy_{views}_views"] for r in mine]
-            summary[name][f"accuracy_{views}_views_sd"] = (
-                statistics.stdev(values) if len(values) > 1 else 0.0
-            )
     results = {
         **run_record(
             "fewshot_settings",
@@ -123,12 +110,29 @@ def main(argv: list[str] | None = None) -> dict:
             settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
         ),
         "rows": rows,
-        "summary": summary,
+        "summary": _summary(rows, names),
     }
     markdown = _markdown(results, names)
     write_results(Path(args.out), "fewshot_settings", results, markdown)
     print(markdown)
     return results
+
+
+def _summary(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
+    """Per setting: mean training time and accuracies over seeds, and their spread."""
+    summary = {}
+    for name in names:
+        mine = [r for r in rows if r["setting"] == name]
+        summary[name] = {
+            key: statistics.mean(r[key] for r in mine)
+            for key in ("train_wall_s", *(f"accuracy_{v}_views" for v in VIEWS))
+        }
+        for views in VIEWS:
+            values = [r[f"accuracy_{views}_views"] for r in mine]
+            summary[name][f"accuracy_{views}_views_sd"] = (
+                statistics.stdev(values) if len(values) > 1 else 0.0
+            )
+    return summary
 
 
 def _markdown(results: dict[str, Any], names: list[str]) -> str:
