@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
-__all__ = ["HelpFormatter", "OneLineErrorParser", "plain_text"]
+__all__ = ["HelpFormatter", "OneLineErrorParser", "plain_text", "shown_default"]
 
 # Sphinx roles (:class:`~siamcl.store.PrototypeStore`) and literals (``x``) of docstrings
 _ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
