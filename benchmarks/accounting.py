@@ -6,7 +6,8 @@
 2. CodeCarbon: the same workload metered at once by ResourceMeter(energy="estimate") and by
    CodeCarbon's OfflineEmissionsTracker (no network); reports both energies and their ratio.
 
-Usage: python benchmarks/accounting.py [--repeats 11] [--batches 100] [--out benchmarks/results]
+Usage: python benchmarks/accounting.py [--repeats 11] [--batches 100] [--seeds 0]
+       [--out benchmarks/results]
 Needs codecarbon for part 2 (pip install codecarbon); skipped with a note when absent.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +23,18 @@ import numpy as np
 import torch
 
 from siamcl.accounting import ResourceMeter
-from siamcl.bench.common import markdown_table, run_record, write_results
+from siamcl.cli.help import HelpFormatter
 from siamcl.data import load_dataset
 from siamcl.encoders import build_encoder
 from siamcl.losses import build_loss
+from siamcl.reporting import (
+    DEFAULT_OUT,
+    markdown_table,
+    parse_seeds,
+    record_markdown,
+    run_record,
+    write_results,
+)
 
 
 def make_workload(batches: int, seed: int = 0):
@@ -204,41 +212,58 @@ def codecarbon_comparison(train) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--batches", type=int, default=100)
-    parser.add_argument("--out", default="benchmarks/results")
-    parser.add_argument(
-        "--flop-sample-batches",
-        type=int,
-        default=ResourceMeter().flop_sample_batches,
-        help="batches whose FLOPs are counted (the meter's default)",
-    )
-    args = parser.parse_args(argv)
-    train = make_workload(args.batches)
+    args = _arguments(argv)
+    train = make_workload(args.batches, seed=args.seeds[0])
     results = {
         **run_record(
             "accounting",
-            [0],
+            args.seeds,
             repeats=args.repeats,
             batches=args.batches,
             flop_sample_batches=args.flop_sample_batches,
         ),
-        "command": " ".join(["python", *sys.argv]),
         "parts": overhead_parts(),  # first: its first counted batch is the process's first
         "overhead": overhead(train, args.repeats, args.flop_sample_batches),
         "codecarbon": codecarbon_comparison(train),
     }
-    parts = results["parts"]
     results["predicted_overhead"] = predicted_overhead(
-        parts, args.batches, args.flop_sample_batches, ResourceMeter().sample_interval
+        results["parts"], args.batches, args.flop_sample_batches, ResourceMeter().sample_interval
     )
-    o, c = results["overhead"], results["codecarbon"]
+    markdown = _markdown(results, args.batches)
+    write_results(Path(args.out), "accounting", results, markdown)
+    print(markdown)
+    return results
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--repeats", type=int, default=11, help="interleaved repeats")
+    parser.add_argument("--batches", type=int, default=100, help="batches of the workload")
+    parser.add_argument("--seeds", type=parse_seeds, default="0", help="the workload's seed")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    parser.add_argument(
+        "--flop-sample-batches",
+        type=int,
+        default=ResourceMeter().flop_sample_batches,
+        help="batches whose FLOPs are counted, as the meter counts them",
+    )
+    args = parser.parse_args(argv)
+    if len(args.seeds) != 1:
+        parser.error("--seeds: this benchmark measures one workload; give one seed")
+    return args
+
+
+def _rows(results: dict, batches: int) -> list[list[str]]:
+    """The measures of the result table, overhead first, then the CodeCarbon comparison."""
+    o, c, parts = results["overhead"], results["codecarbon"], results["parts"]
     rows = [
         [
             (
                 f"metered/plain wall time, FLOPs counted on {o['flop_sample_batches']} of "
-                f"{args.batches} batches (median over repeats)"
+                f"{batches} batches (median over repeats)"
             ),
             f"{o['median_ratio']:.3f}",
         ],
@@ -261,31 +286,31 @@ def main(argv: list[str] | None = None) -> dict:
         ["one RSS read by the sampler thread (s)", f"{parts['rss_read_s']:.6f}"],
         ["entering and leaving a meter (s)", f"{parts['meter_enter_exit_s']:.4f}"],
         [
-            f"metering's share of a {args.batches}-batch task, from these parts",
+            f"metering's share of a {batches}-batch task, from these parts",
             f"{100 * results['predicted_overhead']:.2f}%",
         ],
     ]
     if "skipped" in c:
-        rows.append(["CodeCarbon comparison", c["skipped"]])
-    else:
-        rows += [
-            ["siamcl estimate (J)", f"{c['siamcl_estimate_j']:.1f}"],
-            ["CodeCarbon (J)", f"{c['codecarbon_j']:.1f}"],
-            ["siamcl / CodeCarbon", f"{c['ratio_siamcl_to_codecarbon']:.2f}"],
-            [
-                "CodeCarbon CPU power (W) / RAM power (W)",
-                f"{c['codecarbon_cpu_power_w']:.1f} / {c['codecarbon_ram_power_w']:.1f}",
-            ],
-        ]
-    markdown = "\n".join(
+        return [*rows, ["CodeCarbon comparison", c["skipped"]]]
+    return rows + [
+        ["siamcl estimate (J)", f"{c['siamcl_estimate_j']:.1f}"],
+        ["CodeCarbon (J)", f"{c['codecarbon_j']:.1f}"],
+        ["siamcl / CodeCarbon", f"{c['ratio_siamcl_to_codecarbon']:.2f}"],
+        [
+            "CodeCarbon CPU power (W) / RAM power (W)",
+            f"{c['codecarbon_cpu_power_w']:.1f} / {c['codecarbon_ram_power_w']:.1f}",
+        ],
+    ]
+
+
+def _markdown(results: dict, batches: int) -> str:
+    return "\n".join(
         [
             "# Accounting: metering overhead and the energy estimate beside CodeCarbon",
             "",
-            f"Command: `{results['command']}`  ",
-            f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs  ",
-            f"Date: {results['date']}",
+            record_markdown(results),
             "",
-            markdown_table(["measure", "value"], rows),
+            markdown_table(["measure", "value"], _rows(results, batches)),
             "",
             "Both energy figures are estimates on this machine (no RAPL counter is readable).",
             "",
@@ -297,9 +322,6 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         ]
     )
-    write_results(Path(args.out), "accounting", results, markdown)
-    print(markdown)
-    return results
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from siamcl.bench.common import markdown_table, run_record, write_results
+from siamcl.reporting import markdown_table, run_record, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from siamcl.augment import RandomAffine
-from siamcl.bench.common import markdown_table, run_record, write_results
+from siamcl.cli.help import HelpFormatter
 from siamcl.data import load_omniglot
 from siamcl.fewshot import (
     DEFAULT_TRAIN_ALPHABETS,
@@ -35,6 +34,14 @@ from siamcl.fewshot import (
     evaluate_runs,
     make_runs,
     torch_threads,
+)
+from siamcl.reporting import (
+    DEFAULT_OUT,
+    markdown_table,
+    parse_seeds,
+    record_markdown,
+    run_record,
+    write_results,
 )
 
 HELD_OUT = ["Greek", "Japanese_(katakana)", "Latin", "Sanskrit"]
@@ -60,16 +67,18 @@ def score(trainer: EpisodicTrainer, train, runs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds (default 0,1,2)")
-    parser.add_argument("--runs", type=int, default=100, help="20-way one-shot runs (100)")
-    parser.add_argument("--runs-seed", type=int, default=0, help="seed of make_runs (0)")
+    parser.add_argument("--seeds", type=parse_seeds, default="0,1,2", help="training seeds")
+    parser.add_argument("--runs", type=int, default=100, help="20-way one-shot runs")
+    parser.add_argument("--runs-seed", type=int, default=0, help="seed of make_runs")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="settings to compare")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    names = args.settings.split(",")
+    seeds, names = args.seeds, args.settings.split(",")
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         parser.error(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
@@ -89,6 +98,28 @@ def main(argv: list[str] | None = None) -> dict:
                     + f" ({last['train_wall_s']:.0f} s training)",
                     flush=True,
                 )
+    results = {
+        **run_record(
+            "fewshot_settings",
+            seeds,
+            train_alphabets=list(DEFAULT_TRAIN_ALPHABETS),
+            held_out=HELD_OUT,
+            ways=20,
+            runs=args.runs,
+            runs_seed=args.runs_seed,
+            settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
+        ),
+        "rows": rows,
+        "summary": _summary(rows, names),
+    }
+    markdown = _markdown(results, names)
+    write_results(Path(args.out), "fewshot_settings", results, markdown)
+    print(markdown)
+    return results
+
+
+def _summary(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
+    """Per setting: mean training time and accuracies over seeds, and their spread."""
     summary = {}
     for name in names:
         mine = [r for r in rows if r["setting"] == name]
@@ -101,25 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             summary[name][f"accuracy_{views}_views_sd"] = (
                 statistics.stdev(values) if len(values) > 1 else 0.0
             )
-    results = {
-        **run_record(
-            "fewshot_settings",
-            seeds,
-            train_alphabets=list(DEFAULT_TRAIN_ALPHABETS),
-            held_out=HELD_OUT,
-            ways=20,
-            runs=args.runs,
-            runs_seed=args.runs_seed,
-            settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
-        ),
-        "command": " ".join(["python", *sys.argv]),
-        "rows": rows,
-        "summary": summary,
-    }
-    markdown = _markdown(results, names)
-    write_results(Path(args.out), "fewshot_settings", results, markdown)
-    print(markdown)
-    return results
+    return summary
 
 
 def _markdown(results: dict[str, Any], names: list[str]) -> str:
@@ -147,10 +160,7 @@ def _markdown(results: dict[str, Any], names: list[str]) -> str:
         [
             "# One-shot settings: training recipe and views, over seeds",
             "",
-            f"Command: `{results['command']}`  ",
-            f"Seeds: {results['seeds']}  ",
-            f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs  ",
-            f"Date: {results['date']}  ",
+            record_markdown(results) + "  ",
             (
                 f"Trained on: {', '.join(settings['train_alphabets'])}; "
                 f"tested on {settings['runs']} 20-way one-shot runs from "

@@ -9,7 +9,6 @@ import pytest
 
 from siamcl.bench import data_efficiency
 from siamcl.cli import main
-from siamcl.report_cli import ParetoPoint, find_points, pareto_front
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -213,98 +212,7 @@ def test_report_out_elsewhere_links_back_to_the_results(tmp_path: Path) -> None:
     assert "![fake_toy](../results/fake_toy.png)" in text
 
 
-def test_find_points_prefers_summary_rows_over_runs() -> None:
-    data = {
-        "runs": [{"method": "a", "seed": s, "accuracy": 0.1, "energy_j": 1.0} for s in (0, 1)],
-        "summary": [{"method": "a", "fraction": 0.5, "accuracy": 0.6, "energy_j": 2.0}],
-    }
-    (point,) = find_points(data, source="s")
-    assert (point.label, point.accuracy, point.energy_j) == ("a, 50%", 0.6, 2.0)
-
-
-def test_pareto_front_keeps_points_nothing_beats() -> None:
-    points = [
-        ParetoPoint("s", "cheap", 0.5, 1.0),
-        ParetoPoint("s", "dominated", 0.4, 2.0),
-        ParetoPoint("s", "best", 0.9, 3.0),
-        ParetoPoint("s", "costly", 0.9, 4.0),
-    ]
-    assert [p.label for p in pareto_front(points)] == ["cheap", "best"]
-
-
-def test_find_points_reads_other_suites_field_names() -> None:
-    data = {"summary": [{"final_accuracy": 0.9, "stream_energy_j": 12.0, "encoder": "conv4"}]}
-    (point,) = find_points(data, source="core")
-    assert (point.label, point.accuracy, point.energy_j) == ("encoder conv4", 0.9, 12.0)
-    assert find_points({"rows": [{"accuracy": 0.5, "energy_j": "n/a"}]}) == []
-
-
-# ---------------------------------------------------------------- checkpointed benchmark streams
-
-
-def _small_digits_stream():
-    from siamcl.data import class_incremental, load_dataset
-
-    X_train, y_train, X_test, y_test = load_dataset("digits")
-    return class_incremental(X_train, y_train, n_tasks=4, seed=0), X_test, y_test
-
-
-def _small_learner():
-    from siamcl import IncrementalClassifier
-
-    return IncrementalClassifier(
-        encoder="mlp", epochs=2, memory_per_class=5, flops="off", energy="estimate", seed=1
-    )
-
-
-def test_checkpointed_stream_killed_in_task_3_resumes_with_same_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from siamcl import IncrementalClassifier
-    from siamcl.bench.common import evaluate_stream
-
-    tasks, X_test, y_test = _small_digits_stream()
-    reference = evaluate_stream(_small_learner(), tasks, X_test, y_test)
-
-    fit_task = IncrementalClassifier.fit_task
-    trained: list[int] = []
-
-    def fit_task_until_killed(self, X, y):
-        task = len([r for r in self.reports if r.method == "fit_task"])
-        trained.append(task)
-        if kill_at == task:
-            raise KeyboardInterrupt
-        return fit_task(self, X, y)
-
-    monkeypatch.setattr(IncrementalClassifier, "fit_task", fit_task_until_killed)
-    kill_at = 2
-    with pytest.raises(KeyboardInterrupt):
-        evaluate_stream(_small_learner(), tasks, X_test, y_test, checkpoint_dir=tmp_path)
-    assert trained == [0, 1, 2]
-    kill_at, trained[:] = None, []
-    resumed_learner = _small_learner()
-    resumed = evaluate_stream(resumed_learner, tasks, X_test, y_test, checkpoint_dir=tmp_path)
-    assert trained == [2, 3]  # tasks 0 and 1 came from the checkpoint
-    assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
-    assert resumed["accuracy"] == reference["accuracy"]
-    assert len(resumed["task_reports"]) == 4
-
-    # A finished stream run again trains nothing and restores the final learner.
-    again = evaluate_stream(_small_learner(), tasks, X_test, y_test, checkpoint_dir=tmp_path)
-    assert trained == [2, 3]
-    assert again["accuracy_matrix"] == reference["accuracy_matrix"]
-    assert again["accuracy"] == reference["accuracy"]
-
-
-def test_checkpoint_of_another_test_set_is_refused(tmp_path: Path) -> None:
-    from siamcl.bench.common import evaluate_stream
-
-    tasks, X_test, y_test = _small_digits_stream()
-    evaluate_stream(_small_learner(), tasks[:2], X_test, y_test, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="another stream or test set"):
-        evaluate_stream(
-            _small_learner(), tasks[:2], X_test[:-1], y_test[:-1], checkpoint_dir=tmp_path
-        )
+# ---------------------------------------------------------------- checkpointed benchmark suites
 
 
 def _run_twice(argv: list[str], tmp_path: Path, result: str) -> tuple[dict, dict]:

@@ -28,14 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from siamcl.accounting import sum_reports
-from siamcl.bench.common import (
-    accuracy_matrix_metrics,
-    evaluate_stream,
-    markdown_table,
-    run_record,
-    write_results,
-)
 from siamcl.data import class_incremental, load_dataset
+from siamcl.evaluation import accuracy_matrix_metrics, evaluate_stream
+from siamcl.reporting import markdown_table, run_record, write_results
 
 REFERENCE = "siamese"
 SIAMESE_ROWS = ("siamese", "siamese-avalanche", "siamese-equal-epochs")
@@ -193,7 +188,7 @@ class _Context:
         return result
 
     def _incremental_classifier(self, name: str, epochs: int) -> dict[str, Any]:
-        from siamcl.learner import IncrementalClassifier
+        from siamcl.learners.incremental import IncrementalClassifier
 
         learner = IncrementalClassifier(
             encoder="conv4",

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl.baselines import SoftmaxClassifier
-from siamcl.bench.common import markdown_table, run_record, write_results
+from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.compress import model_bytes, serialized_bytes
 from siamcl.data import load_dataset, subsample
-from siamcl.learner import IncrementalClassifier
+from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.reporting import markdown_table, run_record, write_results
 
 VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
     "fp32 teacher": ("conv4", None, False),

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
 from siamcl.data import Task, class_incremental, load_dataset
-from siamcl.learner import IncrementalClassifier
+from siamcl.evaluation import evaluate_stream
+from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.reporting import markdown_table, record_markdown, run_record, write_results
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -100,14 +101,8 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Core benchmark: IncrementalClassifier on {results['settings']['dataset']}",
         "",
-        f"Command: `{results['command']}`  ",
-        f"Seeds: {results['seeds']}  ",
-        (
-            f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs, "
-            f"torch {results['machine']['torch']}  "
-        ),
         f"Learner: `{results['settings']['learner']}`  ",
-        f"Date: {results['date']}",
+        record_markdown(results),
         "",
         markdown_table(
             ["metric", "mean", "std"],

@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from siamcl.baselines import SoftmaxClassifier
-from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
+from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.data import class_incremental, load_dataset, subsample
-from siamcl.learner import IncrementalClassifier
+from siamcl.evaluation import evaluate_stream
+from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.reporting import markdown_table, run_record, write_results
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 QUICK_FRACTIONS: tuple[float, ...] = (0.05, 1.0)

@@ -21,14 +21,9 @@ from typing import Any
 import numpy as np
 
 from siamcl.accounting import sum_reports
-from siamcl.baselines import SoftmaxClassifier
-from siamcl.bench.common import (
-    accuracy_matrix_metrics,
-    markdown_table,
-    run_record,
-    write_results,
-)
+from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.data import OmniglotData, load_omniglot
+from siamcl.evaluation import accuracy_matrix_metrics
 from siamcl.fewshot import (
     DEFAULT_TRAIN_ALPHABETS,
     EpisodicTrainer,
@@ -37,7 +32,8 @@ from siamcl.fewshot import (
     make_runs,
     torch_threads,
 )
-from siamcl.learner import IncrementalClassifier
+from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.reporting import markdown_table, run_record, write_results
 
 DEFAULT_DATASET = "omniglot"
 RESULT_NAME = "fewshot_omniglot"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from siamcl.baselines import SoftmaxClassifier
-from siamcl.bench.common import evaluate_stream, markdown_table, run_record, write_results
+from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.data import class_incremental, load_dataset, subsample
-from siamcl.learner import IncrementalClassifier
+from siamcl.evaluation import evaluate_stream
+from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.reporting import markdown_table, record_markdown, run_record, write_results
 
 QUICK_FRACTION = 0.1
 
@@ -96,7 +97,5 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 def _markdown(results: dict[str, Any], table: str) -> str:
     return (
         f"# Quick benchmark: Siamese vs softmax on {results['settings']['dataset']}\n\n"
-        f"Command: `{results['command']}`  \nSeeds: {results['seeds']}  \n"
-        f"Machine: {results['machine']['processor']}, {results['machine']['cpu_count']} CPUs, "
-        f"torch {results['machine']['torch']}  \nDate: {results['date']}\n\n{table}\n"
+        f"{record_markdown(results)}\n\n{table}\n"
     )

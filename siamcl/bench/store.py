@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from siamcl.accounting import ResourceMeter
-from siamcl.bench.common import markdown_table, run_record, write_results
+from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.store import PrototypeStore
 
 DEFAULT_DATASET = "synthetic"

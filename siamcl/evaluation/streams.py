@@ -1,77 +1,21 @@
-"""What every benchmark suite shares: the run record, result files and markdown tables."""
+"""Learning a stream of tasks and scoring it: accuracy matrices, forgetting, resumable runs.
+
+A stream is learned task by task; after each task the learner is tested on every task seen so
+far, which fills one row of the accuracy matrix. Benchmarks and users share this code so that
+their numbers mean the same thing.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
-import torch
 
-__all__ = [
-    "accuracy_matrix_metrics",
-    "machine_info",
-    "markdown_table",
-    "run_record",
-    "write_results",
-]
-
-
-def machine_info() -> dict[str, Any]:
-    """The machine a result came from, recorded beside every result."""
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    return info
-
-
-def run_record(suite: str, seeds: Sequence[int], **settings: Any) -> dict[str, Any]:
-    """Header of a result file: suite, command line, seeds, settings, machine, date."""
-    return {
-        "suite": suite,
-        "command": " ".join(["siamcl", *sys.argv[1:]]) if sys.argv else "",
-        "seeds": list(seeds),
-        "settings": settings,
-        "machine": machine_info(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
-def write_results(out: str | Path, name: str, results: dict[str, Any], markdown: str) -> Path:
-    """Write ``name.json`` and ``name.md`` under ``out``; return the JSON path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / f"{name}.json"
-    json_path.write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
-    (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
-    return json_path
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table; floats shown with three significant decimals."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
-        return str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+__all__ = ["accuracy_matrix_metrics", "evaluate_stream"]
 
 
 def accuracy_matrix_metrics(matrix: np.ndarray) -> dict[str, float]:
@@ -88,16 +32,6 @@ def accuracy_matrix_metrics(matrix: np.ndarray) -> dict[str, float]:
         return {"final_accuracy": final, "forgetting": 0.0}
     drops = [matrix[j:last, j].max() - matrix[last, j] for j in range(last)]
     return {"final_accuracy": final, "forgetting": float(np.mean(drops))}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def evaluate_stream(

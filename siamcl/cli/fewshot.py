@@ -1,8 +1,7 @@
 """``siamcl fewshot``: train a one-shot encoder, write N-way one-shot runs, evaluate on them.
 
-siamcl fewshot train --data-root DIR [--alphabets A B ...] --out MODEL_DIR
-siamcl fewshot make-runs --data-root DIR --alphabets A B ... [--ways 20] [--runs 20] --out RUNS_DIR
-siamcl fewshot eval --model MODEL_DIR --runs RUNS_DIR [--out RESULT.json]
+The library (torch, the trainer) is imported only when a subcommand is configured or run, so
+``siamcl fewshot --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -13,66 +12,58 @@ import time
 from pathlib import Path
 from typing import Any
 
-from siamcl.augment import RandomAffine
-from siamcl.data import load_omniglot
-from siamcl.fewshot import (
-    DEFAULT_TRAIN_ALPHABETS,
-    EpisodicTrainer,
-    evaluate_runs,
-    make_runs,
-    read_runs,
-    torch_threads,
-)
-from siamcl.learner import IncrementalClassifier
-
-__all__ = ["configure", "run_eval", "run_make_runs", "run_train"]
-
-_TRAINER = EpisodicTrainer()
+__all__ = [
+    "configure_eval",
+    "configure_make_runs",
+    "configure_train",
+    "run_eval",
+    "run_make_runs",
+    "run_train",
+]
 
 
-def configure(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``fewshot`` command and its ``train``, ``make-runs`` and ``eval`` subcommands."""
-    parser = subparsers.add_parser(
-        "fewshot", help="one-shot learning: train, make runs, evaluate", description=__doc__
-    )
-    commands = parser.add_subparsers(dest="fewshot_command", metavar="SUBCOMMAND")
-    commands.required = True
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    """Options of ``siamcl fewshot train``; defaults are EpisodicTrainer's own."""
+    from siamcl.fewshot import DEFAULT_TRAIN_ALPHABETS
 
-    train = commands.add_parser("train", help="train a one-shot encoder on Omniglot alphabets")
-    train.add_argument("--data-root", required=True, help="folder holding Omniglot")
-    train.add_argument(
+    parser.description = "Train a one-shot encoder on Omniglot alphabets and save it."
+    parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
+    parser.add_argument(
         "--alphabets",
         nargs="+",
         default=list(DEFAULT_TRAIN_ALPHABETS),
-        help=f"training alphabets, or 'all' (default: {' '.join(DEFAULT_TRAIN_ALPHABETS)})",
+        help="training alphabets, or 'all'",
     )
-    train.add_argument("--out", required=True, help="folder to save the classifier in")
-    _add_trainer_options(train)
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_threads_option(train, None, "torch's default")
-    train.set_defaults(run=run_train)
+    parser.add_argument("--out", required=True, help="folder to save the classifier in")
+    _add_trainer_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_option(parser, None, "torch's default")
 
-    runs = commands.add_parser("make-runs", help="write N-way one-shot runs from alphabets")
-    runs.add_argument("--data-root", required=True, help="folder holding Omniglot")
-    runs.add_argument("--alphabets", nargs="+", required=True, help="alphabets to draw from")
-    runs.add_argument("--ways", type=int, default=20, help="classes per run (default 20)")
-    runs.add_argument("--runs", type=int, default=20, help="number of runs (default 20)")
-    runs.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    runs.add_argument("--out", required=True, help="folder to write run01, run02, ... into")
-    runs.set_defaults(run=run_make_runs)
 
-    evaluate = commands.add_parser("eval", help="accuracy of a saved classifier on one-shot runs")
-    evaluate.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
-    evaluate.add_argument("--runs", required=True, help="folder of runs (or one run folder)")
-    evaluate.add_argument("--out", default=None, help="JSON file for the results")
-    evaluate.add_argument(
+def configure_make_runs(parser: argparse.ArgumentParser) -> None:
+    """Options of ``siamcl fewshot make-runs``."""
+    parser.description = "Write N-way one-shot runs (run01, run02, ...) from alphabets."
+    parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
+    parser.add_argument("--alphabets", nargs="+", required=True, help="alphabets to draw from")
+    parser.add_argument("--ways", type=int, default=20, help="classes per run")
+    parser.add_argument("--runs", type=int, default=20, help="number of runs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--out", required=True, help="folder to write run01, run02, ... into")
+
+
+def configure_eval(parser: argparse.ArgumentParser) -> None:
+    """Options of ``siamcl fewshot eval``."""
+    parser.description = "Accuracy of a saved classifier on one-shot runs, per run and mean."
+    parser.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
+    parser.add_argument("--runs", required=True, help="folder of runs (or one run folder)")
+    parser.add_argument("--out", default=None, help="JSON file for the results (default: none)")
+    parser.add_argument(
         "--embed-views",
         type=int,
         default=None,
         help="views averaged per image (default: the model's own setting)",
     )
-    _add_threads_option(evaluate, 1, "1: runs are small batches")
-    evaluate.set_defaults(run=run_eval)
+    _add_threads_option(parser, 1, "1: runs are small batches")
 
 
 def _add_threads_option(parser: argparse.ArgumentParser, default: int | None, note: str) -> None:
@@ -82,7 +73,9 @@ def _add_threads_option(parser: argparse.ArgumentParser, default: int | None, no
 
 
 def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
-    defaults = _TRAINER
+    from siamcl.fewshot import EpisodicTrainer
+
+    defaults = EpisodicTrainer()
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     parser.add_argument("--ways", type=int, default=defaults.ways, help="classes per step")
     parser.add_argument("--shots", type=int, default=defaults.shots, help="support per class")
@@ -112,24 +105,29 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=defaults.within_group,
         metavar="FRACTION",
-        help=f"share of episodes drawn from one alphabet, as runs are ({defaults.within_group})",
+        help="share of episodes drawn from one alphabet, as runs are",
     )
     parser.add_argument(
         "--embed-views",
         type=int,
         default=defaults.embed_views,
-        help=f"views averaged per image when classifying ({defaults.embed_views}; 1: image only)",
+        help="views averaged per image when classifying (1: the image alone)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the chosen alphabets, save the classifier and print its TaskReport."""
+    from siamcl.fewshot import torch_threads
+
     with torch_threads(args.threads):
         return _train(args)
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from siamcl.data import load_omniglot
+    from siamcl.fewshot import EpisodicTrainer
+
     alphabets = None if args.alphabets == ["all"] else args.alphabets
     data = load_omniglot(args.data_root, alphabets, progress=not args.quiet)
     trainer = EpisodicTrainer(
@@ -160,7 +158,10 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     return {"trainer": trainer.get_params(), "report": report.to_dict()}
 
 
-def _distortion(args: argparse.Namespace) -> bool | RandomAffine:
+def _distortion(args: argparse.Namespace) -> Any:
+    """False, True (the trainer's default distortion) or RandomAffine scaled by --distortion."""
+    from siamcl.augment import RandomAffine
+
     if args.no_augment:
         return False
     return True if args.distortion is None else RandomAffine().scaled(args.distortion)
@@ -168,6 +169,9 @@ def _distortion(args: argparse.Namespace) -> bool | RandomAffine:
 
 def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
     """Write the runs and print where they went."""
+    from siamcl.data import load_omniglot
+    from siamcl.fewshot import make_runs
+
     data = load_omniglot(args.data_root, args.alphabets, progress=False)
     runs = make_runs(data, args.out, ways=args.ways, runs=args.runs, seed=args.seed)
     print(f"wrote {len(runs)} {args.ways}-way one-shot runs to {args.out}")
@@ -176,11 +180,16 @@ def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate a saved classifier on the runs; print per-run and mean accuracy."""
+    from siamcl.fewshot import torch_threads
+
     with torch_threads(args.threads):
         return _evaluate(args)
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from siamcl.fewshot import evaluate_runs, read_runs
+    from siamcl.learners.incremental import IncrementalClassifier
+
     runs = read_runs(args.runs)
     classifier = IncrementalClassifier.load(args.model)
     if args.embed_views is not None:

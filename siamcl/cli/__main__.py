@@ -1,0 +1,7 @@
+"""``python -m siamcl.cli``: the ``siamcl`` command."""
+
+import sys
+
+from siamcl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""Result records: what every benchmark writes beside its numbers, and how it writes them.
+
+A record states the command, the seeds, the settings, the machine, the git commit of the
+code and the versions of the libraries that produced a result, so a result file can be
+traced and rerun. Every benchmark (``siamcl bench`` suites and the scripts under
+``benchmarks/``) parses its seeds with :func:`parse_seeds` and writes with
+:func:`write_results`. Heavy libraries are imported only when a record is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_OUT",
+    "LIBRARIES",
+    "command_line",
+    "git_commit",
+    "library_versions",
+    "machine_info",
+    "parse_seeds",
+    "record_markdown",
+    "run_record",
+    "write_results",
+]
+
+DEFAULT_OUT = "benchmarks/results"
+LIBRARIES = (
+    "siamcl",
+    "torch",
+    "torchvision",
+    "numpy",
+    "faiss-cpu",
+    "pytorch-metric-learning",
+    "avalanche-lib",
+    "torchao",
+    "scikit-learn",
+)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from a comma-separated list such as ``"0,1,2"``; an argparse ``type``."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds must be integers separated by commas: {text!r}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a result came from: platform, CPUs, memory, Python, torch, accelerator."""
+    import psutil
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names`` (distribution names); missing ones are left out."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(folder: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The commit checked out where siamcl's code lives, and whether files differ from it;
+    ``None`` outside a git checkout (an installed wheel) or without git."""
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    try:
+        commit = _git(folder, "rev-parse", "HEAD")
+        changes = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(changes)}
+
+
+def _git(folder: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that is running: ``siamcl ...`` for the command, ``python SCRIPT ...``
+    for a script."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    program = Path(argv[0])
+    if program.name == "siamcl" or program.parent.name == "cli":  # the script, or -m siamcl.cli
+        return " ".join(["siamcl", *argv[1:]])
+    return " ".join(["python", *argv])
+
+
+def run_record(suite: str, seeds: Sequence[int], **settings: Any) -> dict[str, Any]:
+    """Header of a result file: suite, command, seeds, settings, machine, code and date."""
+    return {
+        "suite": suite,
+        "command": command_line(),
+        "seeds": list(seeds),
+        "settings": settings,
+        "machine": machine_info(),
+        "git": git_commit(),
+        "versions": library_versions(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def record_markdown(results: dict[str, Any]) -> str:
+    """The record as markdown lines: command, seeds, machine, code and date."""
+    machine = results.get("machine") or {}
+    lines = [
+        f"Command: `{results.get('command', '')}`  ",
+        f"Seeds: {results.get('seeds', [])}  ",
+        (
+            f"Machine: {machine.get('processor', '?')}, {machine.get('cpu_count', '?')} CPUs, "
+            f"torch {machine.get('torch', '?')}  "
+        ),
+        _code_line(results),
+        f"Date: {results.get('date', '')}",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def _code_line(results: dict[str, Any]) -> str:
+    git = results.get("git")
+    versions = results.get("versions") or {}
+    if not git and not versions:
+        return ""
+    commit = f"{git['commit'][:12]}{' (modified)' if git['dirty'] else ''}" if git else "unknown"
+    listed = ", ".join(f"{name} {version}" for name, version in versions.items())
+    return f"Code: commit {commit}; {listed}  "
+
+
+def write_results(out: str | Path, name: str, results: dict[str, Any], markdown: str) -> Path:
+    """Write ``name.json`` and ``name.md`` under ``out``; return the JSON path.
+
+    When ``markdown`` does not state the code that made the result, the record's commit and
+    library versions are added at its end, so every markdown result names them.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(results, indent=2, default=_jsonable) + "\n")
+    markdown = markdown.rstrip()
+    code = _code_line(results)
+    if code and "Code: commit" not in markdown:
+        markdown += f"\n\n{code.rstrip()}"
+    (out / f"{name}.md").write_text(markdown + "\n")
+    return json_path
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays and paths, as JSON can hold them."""
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

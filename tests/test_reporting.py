@@ -1,0 +1,87 @@
+"""Reporting: Pareto points across result files, and result records."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from siamcl.reporting import (
+    ParetoPoint,
+    find_points,
+    pareto_front,
+    parse_seeds,
+    record_markdown,
+    run_record,
+    write_results,
+)
+
+
+def test_find_points_prefers_summary_rows_over_runs() -> None:
+    data = {
+        "runs": [{"method": "a", "seed": s, "accuracy": 0.1, "energy_j": 1.0} for s in (0, 1)],
+        "summary": [{"method": "a", "fraction": 0.5, "accuracy": 0.6, "energy_j": 2.0}],
+    }
+    (point,) = find_points(data, source="s")
+    assert (point.label, point.accuracy, point.energy_j) == ("a, 50%", 0.6, 2.0)
+
+
+def test_pareto_front_keeps_points_nothing_beats() -> None:
+    points = [
+        ParetoPoint("s", "cheap", 0.5, 1.0),
+        ParetoPoint("s", "dominated", 0.4, 2.0),
+        ParetoPoint("s", "best", 0.9, 3.0),
+        ParetoPoint("s", "costly", 0.9, 4.0),
+    ]
+    assert [p.label for p in pareto_front(points)] == ["cheap", "best"]
+
+
+def test_find_points_reads_other_suites_field_names() -> None:
+    data = {"summary": [{"final_accuracy": 0.9, "stream_energy_j": 12.0, "encoder": "conv4"}]}
+    (point,) = find_points(data, source="core")
+    assert (point.label, point.accuracy, point.energy_j) == ("encoder conv4", 0.9, 12.0)
+    assert find_points({"rows": [{"accuracy": 0.5, "energy_j": "n/a"}]}) == []
+
+
+def test_parse_seeds_reads_a_comma_separated_list() -> None:
+    assert parse_seeds("0,1, 2,") == [0, 1, 2]
+    with pytest.raises(argparse.ArgumentTypeError, match="integers"):
+        parse_seeds("0,x")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least one"):
+        parse_seeds(",")
+
+
+def test_result_record_names_the_code_and_every_file_states_it(tmp_path: Path) -> None:
+    import numpy as np
+
+    record = run_record("toy", [0, 1], dataset="digits")
+    assert record["seeds"] == [0, 1] and record["settings"] == {"dataset": "digits"}
+    assert "torch" in record["versions"] and record["machine"]["cpu_count"]
+    results = {**record, "value": np.float32(0.5), "matrix": np.eye(2)}
+    path = write_results(tmp_path, "toy", results, "# Toy\n\n" + record_markdown(record))
+    saved = json.loads(path.read_text())
+    assert saved["value"] == 0.5 and saved["matrix"] == [[1.0, 0.0], [0.0, 1.0]]
+    markdown = (tmp_path / "toy.md").read_text()
+    assert markdown.count("Code: commit") == 1 and "Seeds: [0, 1]" in markdown
+    write_results(tmp_path, "bare", record, "# A table without a record")
+    assert "Code: commit" in (tmp_path / "bare.md").read_text()
+
+
+@pytest.mark.parametrize("script", ["accounting", "distributed", "fewshot_settings"])
+def test_benchmark_scripts_take_seeds_like_the_command(
+    script: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--seeds", "0,x", "--data-root", "unused"])
+    assert stop.value.code == 2
+    assert "--seeds must be integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--help"])
+    assert stop.value.code == 0 and "(default: benchmarks/results)" in capsys.readouterr().out
