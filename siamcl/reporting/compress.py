@@ -37,7 +37,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         [
             *_header(results),
             "",
-            f"Mean over {n_seeds} seed{'s' if n_seeds > 1 else ''} (accuracy ± standard deviation):",
+            (
+                f"Mean over {n_seeds} seed{'s' if n_seeds > 1 else ''} "
+                "(accuracy ± standard deviation):"
+            ),
             "",
             results_table(results["summary"], per_seed=False),
             "",
