@@ -9,7 +9,6 @@ is any user ``nn.Module`` passed to :func:`build_encoder`.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Any
 
 import torch

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from siamcl.bench.store import (
-    _balanced_first_rows,
     build_store,
     check_bars,
     clustered_embeddings,
     index_specs,
     rows_of_ids,
 )
+from siamcl.bench.store_indexes import _balanced_first_rows
 from siamcl.cli import main
 
 TINY = ["--sizes", "2000", "--dims", "16", "--classes", "20", "--queries", "100"]

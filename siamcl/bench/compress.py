@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.compress import model_bytes, serialized_bytes
 from siamcl.data import load_dataset, subsample
 from siamcl.learners.incremental import IncrementalClassifier
-from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.reporting import run_record, write_results
+from siamcl.reporting.compress import render_markdown
 
 VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
     "fp32 teacher": ("conv4", None, False),
@@ -39,6 +40,7 @@ BARS = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the compression suite's options to ``parser``."""
     parser.add_argument("--epochs", type=int, default=3, help="teacher and QAT epochs (3)")
     parser.add_argument(
         "--student-epochs", type=int, default=6, help="epochs of the conv4-small students (6)"
@@ -60,6 +62,7 @@ class _Trained:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train every variant of both families per seed, time them; write JSON and markdown."""
     seeds = args.seeds or [0]
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
     epochs, student_epochs, rounds = args.epochs, args.student_epochs, args.rounds
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         X_train, y_train = subsample(X_train, y_train, 0.05, seed=0)
         X_test, y_test = subsample(X_test, y_test, 0.2, seed=0)
         epochs, student_epochs, rounds = 1, 1, 1
-    student = {"epochs": student_epochs, "lr": args.student_lr}
+    budgets = {"epochs": epochs, "student": {"epochs": student_epochs, "lr": args.student_lr}}
     common = {
         "memory_per_class": 0,
         "device": args.device,
@@ -75,25 +78,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     rows, trained = [], []
     for seed in seeds:
-        for family, make in FAMILIES.items():
-            teacher = None
-            for variant, (encoder, scheme, distilled) in VARIANTS.items():
-                clf = make(
-                    encoder=encoder,
-                    qat=scheme,
-                    teacher=teacher if distilled else None,
-                    seed=seed,
-                    **(student if distilled else {"epochs": epochs}),
-                    **common,
-                )
-                report = clf.fit_task(X_train, y_train)
-                if variant == "fp32 teacher":
-                    teacher = clf
-                network = clf.encoder_ if family == "siamese" else clf.model_
-                trained.append(_Trained(family, variant, clf, network))
-                rows.append(_row(family, variant, seed, encoder, scheme, distilled, clf, report))
-                rows[-1]["accuracy"] = clf.score(X_test, y_test)
-                _log(args, rows[-1])
+        for family in FAMILIES:
+            data = (X_train, y_train, X_test, y_test)
+            _train_family(args, family, seed, data, budgets, common, rows, trained)
     latencies = _latencies(trained, X_test, rounds)
     for row, model in zip(rows, trained):
         row.update(latencies[id(model)])
@@ -117,12 +104,51 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "summary": _summary(rows),
     }
     results["bars"] = _bars(results["summary"])
+    _write(args, results)
+    return results
+
+
+def _train_family(
+    args: argparse.Namespace,
+    family: str,
+    seed: int,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    budgets: dict[str, Any],
+    common: dict[str, Any],
+    rows: list[dict[str, Any]],
+    trained: list[_Trained],
+) -> None:
+    """Train one family's variants in order (the teacher first, its students after it),
+    appending a result row and the trained network of each to ``rows`` and ``trained``."""
+    X_train, y_train, X_test, y_test = data
+    make = FAMILIES[family]
+    teacher = None
+    for variant, (encoder, scheme, distilled) in VARIANTS.items():
+        clf = make(
+            encoder=encoder,
+            qat=scheme,
+            teacher=teacher if distilled else None,
+            seed=seed,
+            **(budgets["student"] if distilled else {"epochs": budgets["epochs"]}),
+            **common,
+        )
+        report = clf.fit_task(X_train, y_train)
+        if variant == "fp32 teacher":
+            teacher = clf
+        network = clf.encoder_ if family == "siamese" else clf.model_
+        trained.append(_Trained(family, variant, clf, network))
+        rows.append(_row(family, variant, seed, encoder, scheme, distilled, clf, report))
+        rows[-1]["accuracy"] = clf.score(X_test, y_test)
+        _log(args, rows[-1])
+
+
+def _write(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Write the JSON and markdown (``_quick`` in the name for ``--quick``)."""
     name = f"compress_{args.dataset}" + ("_quick" if args.quick else "")
-    markdown = _markdown(results)
+    markdown = render_markdown(results)
     write_results(args.out, name, results, markdown)
     if not args.quiet:
         print(markdown)
-    return results
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -259,7 +285,7 @@ def _bars(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
-# ------------------------------------------------------------------------------- reporting
+# ------------------------------------------------------------------------------- progress
 
 
 def _log(args: argparse.Namespace, row: dict[str, Any]) -> None:
@@ -269,139 +295,3 @@ def _log(args: argparse.Namespace, row: dict[str, Any]) -> None:
             f"bytes {row['model_bytes']} train {row['train_wall_s']:.0f} s",
             flush=True,
         )
-
-
-def _markdown(results: dict[str, Any]) -> str:
-    headers = [
-        "family",
-        "variant",
-        "accuracy",
-        "Δ acc (points)",
-        "model KiB",
-        "bytes ×",
-        "batch 1 ms",
-        "batch 1 ×",
-        "batch 256 ms",
-        "batch 256 ×",
-        "train energy J (method)",
-        "energy ×",
-        "train s",
-    ]
-
-    def table(rows: list[dict[str, Any]], per_seed: bool) -> str:
-        lines = [
-            [
-                r["family"],
-                r["variant"],
-                *([r["seed"]] if per_seed else []),
-                r["accuracy"] if per_seed else f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
-                0.0 - r["accuracy_drop_points"],  # 0.0 - x, not -x: no "-0.000"
-                r["model_bytes"] / 1024,
-                r["bytes_ratio"],
-                1000 * r["latency_1_s"],
-                r["latency_1_ratio"],
-                1000 * r["latency_256_s"],
-                r["latency_256_ratio"],
-                f"{r['energy_j']:.0f} ({r['energy_method']})",
-                r["energy_ratio"] if r["energy_ratio"] is not None else "",
-                r["train_wall_s"],
-            ]
-            for r in rows
-        ]
-        columns = headers[:2] + (["seed"] if per_seed else []) + headers[2:]
-        return markdown_table(columns, lines)
-
-    n_seeds = len(results["seeds"])
-    bar_lines = [
-        [
-            b["family"],
-            b["variant"],
-            b["measure"],
-            b["value"],
-            f"≤ {b['limit']}",
-            "met" if b["met"] else "**not met**",
-        ]
-        for b in results["bars"]
-    ]
-    machine = results["machine"]
-    settings = results["settings"]
-    return "\n".join(
-        [
-            f"# Compression on {settings['dataset']}: QAT, distillation, quantized distillation",
-            "",
-            f"Command: `{results['command']}`  ",
-            f"Seeds: {results['seeds']}  ",
-            (
-                f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, torch "
-                f"{machine['torch']}, {settings['torch_threads']} torch threads  "
-            ),
-            f"Date: {results['date']}  ",
-            (
-                f"Data: {results['train_size']} training and {results['test_size']} test images, "
-                f"one task with every class. Teacher and QAT: {settings['epochs']} epochs at "
-                f"learning rate 1e-3; students: {settings['student_epochs']} epochs at "
-                f"{settings['student_lr']:g}."
-            ),
-            "",
-            f"Mean over {n_seeds} seed{'s' if n_seeds > 1 else ''} (accuracy ± standard deviation):",
-            "",
-            table(results["summary"], per_seed=False),
-            "",
-            (
-                "Ratios (×) and accuracy differences are against the fp32 teacher of the same "
-                "family and seed in this run, then averaged."
-            ),
-            "",
-            "## Bars (on the means)",
-            "",
-            markdown_table(["family", "variant", "measure", "value", "bar", ""], bar_lines),
-            "",
-            *(
-                ["## Each seed", "", table(results["rows"], per_seed=True), ""]
-                if n_seeds > 1
-                else []
-            ),
-            "## How it was measured",
-            "",
-            _NOTES.format(rounds=settings["latency_rounds"]),
-        ]
-    )
-
-
-_NOTES = """\
-- **Models.** Teacher and QAT rows use `conv4` (4 conv-BN-ReLU-pool blocks of 64 channels and a
-  linear projection to 64 dimensions); students use `conv4-small` (16 channels). The Siamese
-  learner (`IncrementalClassifier`, multi-similarity loss, nearest class prototype) and the
-  standard CNN (`SoftmaxClassifier`, same backbone with a softmax head, cross-entropy) are
-  trained with the same optimiser, augmentation and epochs.
-- **QAT int8** (`qat="int8"`): fake-quantised int8 weights (per output channel) and uint8
-  activations on every conv and linear layer during training, BatchNorm folded into the convs
-  (fused conv-BN-ReLU), then conversion to real int8 modules that run on the CPU's
-  fbgemm/oneDNN int8 kernels (PyTorch FX graph-mode QAT, x86 backend; 8-bit activations on
-  CPUs with VNNI, 7-bit otherwise). QAT is fine-tuning: the first two thirds of the epochs
-  run in float while observers learn activation ranges, the last third with fake
-  quantization (from four epochs on, the last epoch also freezes ranges and BatchNorm
-  statistics). Fake quantization over more of the epochs lost more accuracy in
-  development runs, the softmax CNN far more than the Siamese encoder. torchao's PT2E flow was
-  tried for the convolutions: run eagerly, its converted model was no faster than fp32 (it
-  needs `torch.compile` to fuse int8 kernels, about a minute per input shape here, and the
-  compiled model cannot be saved), so the FX flow is used. The Siamese encoder's final L2
-  normalisation stays float; the softmax classifier's head stays float (it grows with new
-  classes).
-- **Distillation**: Siamese students match the teacher's embeddings (cosine distance) plus
-  relational distillation (pairwise distances and angles, Park et al. 2019); softmax students
-  add temperature-4 logit distillation (Hinton et al. 2015) to cross-entropy; both with
-  weight 1. Students train longer and at a higher learning rate than the teacher: a
-  16-channel network learns less per step, and its steps are cheap (most of a distillation
-  step is the teacher's forward pass, so a student's training energy is mostly the
-  teacher's inference).
-- **Model bytes** count the numbers each network holds (state dict at each tensor's storage
-  width; quantized weights at 1 byte plus their per-channel scales and zero points). The
-  JSON also gives `serialized_bytes`, the size of the saved state dict. Siamese rows exclude
-  the prototype store (one 64-float prototype per class), the same for every variant.
-- **Latency**: median over {rounds} rounds of one forward pass on preprocessed test images
-  (no preprocessing, no prototype search), every round timing every model in turn so that
-  load from other processes falls on all alike.
-- **Energy**: from `ResourceMeter` around training; the method column says whether it was
-  measured (RAPL/NVML) or estimated from CPU time (see docs/energy.md).
-"""

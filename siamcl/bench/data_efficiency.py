@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +37,58 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.bench.data_efficiency_analysis import (
+    METHODS,
+    MIN_PER_CLASS,
+    SETTINGS,
+    TARGET_SHARE,
+    percent,
+    siamese_ahead,
+    smallest_fractions,
+    summarise,
+)
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.evaluation import evaluate_stream
 from siamcl.learners.incremental import IncrementalClassifier
-from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.reporting import run_record, write_results
+from siamcl.reporting.data_efficiency import (
+    METHOD_LABELS,
+    headline,
+    plot_results,
+    render_markdown,
+    summary_table,
+)
+
+__all__ = [
+    "METHODS",
+    "METHOD_LABELS",
+    "SETTINGS",
+    "TARGET_SHARE",
+    "analyse",
+    "configure",
+    "epochs_for",
+    "full_data_steps",
+    "headline",
+    "make_learner",
+    "plot_results",
+    "render_markdown",
+    "run",
+    "run_grid",
+    "siamese_ahead",
+    "smallest_fractions",
+    "summarise",
+    "summary_table",
+    "write_outputs",
+]
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 QUICK_FRACTIONS: tuple[float, ...] = (0.05, 1.0)
-SETTINGS: tuple[str, ...] = ("multiclass", "class-incremental")
-METHODS: tuple[str, ...] = ("siamese", "softmax")
-METHOD_LABELS = {"siamese": "Siamese (prototypes)", "softmax": "standard (softmax)"}
-TARGET_SHARE = 0.9
 DEFAULT_ENCODER = "conv4-small"
-MIN_PER_CLASS = 2  # a metric loss needs a positive pair within each class
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the data-efficiency suite's options to ``parser``."""
     parser.add_argument(
         "--fractions",
         type=_percents,
@@ -91,6 +125,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the whole grid; write JSON, markdown and figure."""
     settings = _settings(args)
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
     saved_threads = torch.get_num_threads()
@@ -129,25 +164,8 @@ def analyse(record: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
-def headline(ahead: Sequence[dict[str, Any]], up_to: float = 0.1) -> str:
-    """One sentence: is the Siamese learner ahead at every fraction up to ``up_to``?"""
-    lines = []
-    for setting in _present(ahead, "setting"):
-        points = [a for a in ahead if a["setting"] == setting and a["fraction"] <= up_to]
-        if not points:
-            continue
-        behind = [_percent(a["fraction"]) for a in points if not a["siamese_ahead"]]
-        wins = sum(a.get("seeds_ahead", 0) for a in points)
-        compared = sum(a.get("seeds_compared", 0) for a in points)
-        verdict = "yes" if not behind else f"no (behind at {', '.join(behind)})"
-        lines.append(
-            f"**{setting}: Siamese ahead on the mean at every fraction up to "
-            f"{_percent(up_to)}: {verdict}**; ahead in {wins} of {compared} seed-paired runs."
-        )
-    return "  \n".join(lines)
-
-
 def results_name(results: dict[str, Any]) -> str:
+    """The base name of the result files: ``data_efficiency_<dataset>``."""
     return f"data_efficiency_{results['settings']['dataset']}"
 
 
@@ -186,7 +204,7 @@ def run_grid(
     rows = []
     bar = tqdm(grid, desc="data-efficiency", disable=quiet)
     for seed, setting, fraction, method in bar:
-        bar.set_postfix_str(f"{setting} {_percent(fraction)} {method} seed {seed}")
+        bar.set_postfix_str(f"{setting} {percent(fraction)} {method} seed {seed}")
         X_part, y_part = subsample(X_train, y_train, fraction, seed, MIN_PER_CLASS)
         tasks = class_incremental(X_part, y_part, n_tasks=n_tasks[setting], seed=seed)
         epochs = epochs_for(
@@ -267,327 +285,7 @@ def _row(
     }
 
 
-# ---------------------------------------------------------------------- analysis
-
-
-def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds per (setting, fraction, method)."""
-    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["setting"], row["fraction"], row["method"]), []).append(row)
-    summary = []
-    for (setting, fraction, method), members in groups.items():
-        accuracy = np.array([m["accuracy"] for m in members])
-        energy = np.array([m["energy_j"] for m in members])
-        summary.append(
-            {
-                "setting": setting,
-                "fraction": fraction,
-                "method": method,
-                "seeds": len(members),
-                "samples_per_class": members[0]["samples_per_class"],
-                "epochs": members[0]["epochs"],
-                "accuracy": float(accuracy.mean()),
-                "accuracy_std": float(accuracy.std()),
-                "forgetting": float(np.mean([m["forgetting"] for m in members])),
-                "energy_j": float(energy.mean()),
-                "energy_method": _energy_method(members),
-                "cpu_s": float(np.mean([m["cpu_s"] for m in members])),
-            }
-        )
-    order = {name: i for i, name in enumerate(SETTINGS)}
-    summary.sort(key=lambda s: (order.get(s["setting"], 99), s["fraction"], s["method"]))
-    return summary
-
-
-def _energy_method(members: Sequence[dict[str, Any]]) -> str:
-    methods = {m["energy_method"] for m in members}
-    return methods.pop() if len(methods) == 1 else "mixed"
-
-
-def smallest_fractions(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per setting and method: the smallest fraction reaching 90% of its full-data accuracy.
-
-    The reference is the accuracy at the largest fraction run (100% in a full run); the
-    fraction with the best accuracy is recorded too, since more data need not help.
-    """
-    found = []
-    for setting in _present(summary, "setting"):
-        for method in _present(summary, "method"):
-            points = sorted(
-                (s["fraction"], s["accuracy"])
-                for s in summary
-                if s["setting"] == setting and s["method"] == method
-            )
-            if not points:
-                continue
-            reference_fraction, reference = points[-1]
-            target = TARGET_SHARE * reference
-            reached = next(f for f, accuracy in points if accuracy >= target)
-            best_fraction, best = max(points, key=lambda point: (point[1], -point[0]))
-            found.append(
-                {
-                    "setting": setting,
-                    "method": method,
-                    "reference_fraction": reference_fraction,
-                    "reference_accuracy": reference,
-                    "target_accuracy": target,
-                    "fraction": reached,
-                    "best_fraction": best_fraction,
-                    "best_accuracy": best,
-                }
-            )
-    return found
-
-
-def siamese_ahead(
-    summary: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()
-) -> list[dict[str, Any]]:
-    """Per setting and fraction: Siamese minus standard mean accuracy, and who is ahead.
-
-    With the per-seed ``runs``, also how many seeds the Siamese learner wins (paired by seed).
-    """
-    table = {(s["setting"], s["fraction"], s["method"]): s for s in summary}
-    by_seed = {(r["setting"], r["fraction"], r["method"], r["seed"]): r["accuracy"] for r in runs}
-    rows = []
-    for setting in _present(summary, "setting"):
-        for fraction in sorted({s["fraction"] for s in summary if s["setting"] == setting}):
-            siamese = table.get((setting, fraction, "siamese"))
-            softmax = table.get((setting, fraction, "softmax"))
-            if siamese is None or softmax is None:
-                continue
-            gap = siamese["accuracy"] - softmax["accuracy"]
-            seeds = sorted(
-                seed
-                for (s, f, m, seed) in by_seed
-                if (s, f, m) == (setting, fraction, "siamese")
-                and (setting, fraction, "softmax", seed) in by_seed
-            )
-            wins = sum(
-                by_seed[(setting, fraction, "siamese", seed)]
-                > by_seed[(setting, fraction, "softmax", seed)]
-                for seed in seeds
-            )
-            rows.append(
-                {
-                    "setting": setting,
-                    "fraction": fraction,
-                    "gap": gap,
-                    "siamese_ahead": bool(gap > 0),
-                    "seeds_ahead": wins,
-                    "seeds_compared": len(seeds),
-                    "energy_ratio": siamese["energy_j"] / softmax["energy_j"]
-                    if softmax["energy_j"]
-                    else None,
-                }
-            )
-    return rows
-
-
-def _present(summary: Sequence[dict[str, Any]], key: str) -> list[Any]:
-    seen: list[Any] = []
-    for s in summary:
-        if s[key] not in seen:
-            seen.append(s[key])
-    return seen
-
-
-# ---------------------------------------------------------------------- output
-
-
-def summary_table(summary: Sequence[dict[str, Any]]) -> str:
-    headers = [
-        "setting",
-        "fraction",
-        "per class",
-        "epochs",
-        "method",
-        "accuracy (mean ± sd)",
-        "forgetting",
-        "energy J (method)",
-        "cpu s",
-    ]
-    rows = [
-        [
-            s["setting"],
-            _percent(s["fraction"]),
-            s["samples_per_class"],
-            s["epochs"],
-            s["method"],
-            f"{s['accuracy']:.3f} ± {s['accuracy_std']:.3f}",
-            s["forgetting"],
-            f"{s['energy_j']:.0f} ({s['energy_method']})",
-            s["cpu_s"],
-        ]
-        for s in summary
-    ]
-    return markdown_table(headers, rows)
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    """The result file's markdown: setup, headline comparison, 90% fractions, full table."""
-    settings = results["settings"]
-    machine = results["machine"]
-    fractions = ", ".join(_percent(f) for f in settings["fractions"])
-    steps = " / ".join(f"{n} ({setting})" for setting, n in results["min_steps"].items())
-    auto = (
-        ", min_steps being the steps a task of the full training set gets"
-        if settings["min_steps"] is None
-        else ""
-    )
-    ahead_rows = [
-        [
-            a["setting"],
-            _percent(a["fraction"]),
-            a["gap"],
-            "yes" if a["siamese_ahead"] else "no",
-            f"{a.get('seeds_ahead', '?')}/{a.get('seeds_compared', '?')}",
-            a["energy_ratio"] if a["energy_ratio"] is not None else "",
-        ]
-        for a in results["siamese_ahead"]
-    ]
-    reach_rows = [
-        [
-            r["setting"],
-            r["method"],
-            r["reference_accuracy"],
-            r["target_accuracy"],
-            _percent(r["fraction"]),
-            f"{r['best_accuracy']:.3f} at {_percent(r['best_fraction'])}",
-        ]
-        for r in results["reach_90"]
-    ]
-    notes = [
-        f"- {METHOD_LABELS.get(r['method'], r['method'])}, {r['setting']}: most accurate at "
-        f"{_percent(r['best_fraction'])} of the data ({r['best_accuracy']:.3f}), not with all "
-        f"of it ({r['reference_accuracy']:.3f}), so its 90% fraction is measured against a "
-        "lower reference."
-        for r in results["reach_90"]
-        if r["best_accuracy"] - r["reference_accuracy"] > 0.01
-    ]
-    return (
-        f"# Data efficiency: Siamese vs standard network on {settings['dataset']}\n\n"
-        f"Command: `{results['command']}`  \nSeeds: {results['seeds']}  \n"
-        f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, "
-        f"torch {machine['torch']}  \nDate: {results['date']}  \n"
-        f"Run time: {results.get('run_wall_s', float('nan')) / 60:.1f} min wall for all runs "
-        "(training and testing; the machine may have been shared)\n\n"
-        f"Fractions of the training set: {fractions} (each class keeps that share of its "
-        f"samples, at least {MIN_PER_CLASS}). Settings: multi-class (one task) and "
-        f"class-incremental ({settings['tasks']} tasks). Both methods: encoder "
-        f"`{settings['encoder']}`, batch {settings['batch_size']}, "
-        f"{settings['memory_per_class']} exemplars per class, {settings['threads']} torch "
-        f"thread(s), at least {settings['epochs']} epochs and at least {steps} optimiser "
-        "steps per task: epochs = max(epochs, ceil(min_steps / batches per epoch)), the "
-        f"same for both methods{auto}. Energy is per run (all tasks); `estimate` means "
-        "CPU-seconds times a per-core power (docs/energy.md).\n\n"
-        f"{headline(results['siamese_ahead'])}\n\n"
-        f"![accuracy against fraction and energy]({results['plot']})\n\n"
-        "## Siamese minus standard accuracy\n\n"
-        "Gap: mean Siamese accuracy minus mean standard accuracy; seeds ahead: seeds whose "
-        "Siamese run beats the standard run of the same seed; energy ratio: Siamese / "
-        "standard energy.\n\n"
-        + markdown_table(
-            ["setting", "fraction", "accuracy gap", "Siamese ahead", "seeds ahead", "energy ratio"],
-            ahead_rows,
-        )
-        + f"\n\n## Smallest fraction reaching {TARGET_SHARE:.0%} of its own full-data "
-        "accuracy\n\n"
-        + markdown_table(
-            [
-                "setting",
-                "method",
-                "full-data accuracy",
-                "target",
-                "smallest fraction",
-                "best accuracy",
-            ],
-            reach_rows,
-        )
-        + ("\n\n" + "\n".join(notes) if notes else "")
-        + (
-            "\n\nIn class-incremental learning the exemplar budget is fixed "
-            f"({settings['memory_per_class']} per class), so the more data a task brings, the "
-            "smaller the share of replayed old classes in its batches; the forgetting column "
-            "shows what that does to each method."
-            if "class-incremental" in results["min_steps"]
-            else ""
-        )
-        + "\n\n## All points (mean over seeds)\n\n"
-        + summary_table(results["summary"])
-        + "\n"
-    )
-
-
-def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: str) -> Path:
-    """Accuracy against fraction (left) and against energy (right), one row per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    settings = _present(summary, "setting")
-    figure, axes = plt.subplots(len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False)
-    for row, setting in enumerate(settings):
-        for method in _present(summary, "method"):
-            points = sorted(
-                (s for s in summary if s["setting"] == setting and s["method"] == method),
-                key=lambda s: s["fraction"],
-            )
-            fractions = [100 * s["fraction"] for s in points]
-            accuracy = [s["accuracy"] for s in points]
-            spread = [s["accuracy_std"] for s in points]
-            energy = [s["energy_j"] for s in points]
-            label = METHOD_LABELS.get(method, method)
-            axes[row, 0].errorbar(
-                fractions, accuracy, yerr=spread, marker="o", capsize=3, label=label
-            )
-            line = axes[row, 1].plot(energy, accuracy, marker="o", alpha=0.8, label=label)[0]
-            for point in points:
-                axes[row, 1].annotate(
-                    _percent(point["fraction"]),
-                    (point["energy_j"], point["accuracy"]),
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=line.get_color(),
-                )
-        axes[row, 0].set(
-            xscale="log",
-            xlabel="training data used (%)",
-            ylabel="accuracy",
-            title=f"{setting}: accuracy vs data",
-        )
-        axes[row, 0].set_xticks([100 * f for f in _present(summary, "fraction")])
-        axes[row, 0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axes[row, 0].xaxis.set_minor_formatter(NullFormatter())
-        axes[row, 1].set(
-            xscale="log",
-            xlabel=f"training energy, J per run ({_energy_method(summary)}; labels: data %)",
-            ylabel="accuracy",
-            title=f"{setting}: accuracy vs energy",
-        )
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        axes[row, 1].xaxis.set_major_formatter(plain)
-        axes[row, 1].xaxis.set_minor_formatter(plain)
-        for axis in axes[row]:
-            axis.grid(True, alpha=0.3)
-            axis.legend()
-    figure.suptitle(f"Data efficiency on {dataset}")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
 # ---------------------------------------------------------------------- options
-
-
-def _percent(fraction: float) -> str:
-    return f"{100 * fraction:g}%"
 
 
 def _percents(text: str) -> list[float]:

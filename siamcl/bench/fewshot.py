@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from siamcl.accounting import sum_reports
-from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.data import OmniglotData, load_omniglot
 from siamcl.evaluation import accuracy_matrix_metrics
 from siamcl.fewshot import (
@@ -33,7 +32,9 @@ from siamcl.fewshot import (
     torch_threads,
 )
 from siamcl.learners.incremental import IncrementalClassifier
-from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.reporting import run_record, write_results
+from siamcl.reporting.fewshot import plot_curves, render_markdown
 
 DEFAULT_DATASET = "omniglot"
 RESULT_NAME = "fewshot_omniglot"
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "incremental": rows,
     }
     out = Path(args.out)
-    plot = _plot(rows, out / f"{RESULT_NAME}.png")
-    markdown = _markdown(results, plot)
+    plot = plot_curves(rows, out / f"{RESULT_NAME}.png")
+    markdown = render_markdown(results, plot)
     write_results(out, RESULT_NAME, results, markdown)
     print(markdown)
     return results
@@ -301,137 +302,3 @@ def _pretrained_softmax(
     return SoftmaxClassifier.from_backbone(
         params, classifier.preprocessor_, classifier.encoder_.body, first
     )
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def _plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for method, style in (("siamese", "-"), ("softmax-finetune", "--")):
-        for k in sorted({r["shots"] for r in rows}):
-            curves = [r["curve"] for r in rows if r["method"] == method and r["shots"] == k]
-            if not curves:
-                continue
-            x = [point["classes_seen"] for point in curves[0]]
-            y = np.mean([[point["accuracy"] for point in c] for c in curves], axis=0)
-            axis.plot(x, y, style, marker="o", label=f"{method}, {k}-shot")
-    axis.set_xlabel("characters seen so far")
-    axis.set_ylabel("accuracy on all characters seen")
-    axis.set_ylim(0, 1)
-    axis.grid(alpha=0.3)
-    axis.legend()
-    axis.set_title("Few-shot class-incremental Omniglot (held-out alphabets)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def _one_shot_table(one_shot: dict[str, Any]) -> str:
-    """Accuracy per alphabet, beside the single-view accuracy when views were averaged."""
-    views = one_shot["embed_views"]
-    single = one_shot.get("single_view")
-    if single is None:
-        return markdown_table(
-            ["alphabet", "accuracy"], [[a, v] for a, v in one_shot["by_alphabet"].items()]
-        )
-    rows = [[a, v, single["by_alphabet"][a]] for a, v in one_shot["by_alphabet"].items()]
-    rows.append(["mean", one_shot["mean_accuracy"], single["mean_accuracy"]])
-    return markdown_table(["alphabet", f"accuracy ({views} views)", "accuracy (1 view)"], rows)
-
-
-def _markdown(results: dict[str, Any], plot: Path | None) -> str:
-    one_shot, machine = results["one_shot"], results["machine"]
-    accuracy = one_shot["mean_accuracy"]
-    lines = [
-        "# Few-shot learning on Omniglot",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Seeds: {results['seeds']}  ",
-        f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, torch {machine['torch']}  ",
-        f"Date: {results['date']}  ",
-        f"Trained on: {', '.join(results['settings']['train_alphabets'])}  ",
-        f"Held out: {', '.join(results['settings']['held_out'])}",
-        "",
-    ]
-    for report in results["training"]["reports"]:
-        lines.append(
-            f"Training: {report['wall_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU, "
-            f"{report['energy_j']:.0f} J ({report['energy_method']}), "
-            f"{report['samples_seen']} samples seen."
-        )
-    lines += [
-        "",
-        f"## {one_shot['ways']}-way one-shot, within alphabet ({len(one_shot['runs'])} runs)",
-        "",
-        (
-            f"Mean accuracy **{accuracy:.3f}** with {one_shot['embed_views']} view(s) per image; "
-            f"evaluation took {one_shot['seconds']:.1f} s."
-        ),
-        "",
-        _one_shot_table(one_shot),
-        "",
-        "## Few-shot class-incremental: alphabets arrive one after another",
-        "",
-    ]
-    table = [
-        [
-            r["method"],
-            r["shots"],
-            r["seed"],
-            r["classes"],
-            r["accuracy"],
-            r["forgetting"],
-            r["wall_s"],
-            f"{r['energy_j']:.0f} ({r['report']['energy_method']})",
-        ]
-        for r in results["incremental"]
-    ]
-    lines.append(
-        markdown_table(
-            [
-                "method",
-                "shots",
-                "seed",
-                "characters",
-                "final accuracy",
-                "forgetting",
-                "learning s",
-                "energy J",
-            ],
-            table,
-        )
-    )
-    curve_rows = []
-    for r in results["incremental"]:
-        for point in r["curve"]:
-            curve_rows.append(
-                [
-                    r["method"],
-                    r["shots"],
-                    r["seed"],
-                    point["alphabet"],
-                    point["classes_seen"],
-                    point["accuracy"],
-                ]
-            )
-    lines += [
-        "",
-        "Accuracy on all characters seen so far, after each alphabet:",
-        "",
-        markdown_table(
-            ["method", "shots", "seed", "after alphabet", "characters", "accuracy"], curve_rows
-        ),
-    ]
-    if plot is not None:
-        lines += ["", f"![accuracy as characters accumulate]({plot.name})"]
-    return "\n".join(lines)

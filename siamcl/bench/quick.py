@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.evaluation import evaluate_stream
 from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.reporting import markdown_table, record_markdown, run_record, write_results
 
 QUICK_FRACTION = 0.1
