@@ -14,27 +14,22 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from siamcl.accounting.energy import (
-    BYTES_PER_GB,
-    CPU_WATTS_PER_CORE,
-    DEFAULT_RAPL_ROOT,
-    MEMORY_WATTS_PER_GB,
-    CounterUnavailable,
-    EnergyCounter,
-    estimate_energy_j,
-    open_nvml_counter,
-    open_rapl_counter,
+from siamcl.accounting.energy import DEFAULT_RAPL_ROOT, EnergyCounter
+from siamcl.accounting.energy_source import (
+    ENERGY_BACKENDS,
+    energy_figures,
+    open_energy_counter,
+    read_counter,
 )
+from siamcl.accounting.flops import FLOP_MODES, FlopTally
 from siamcl.accounting.memory import PeakRssSampler, os_peak_rss_bytes
 from siamcl.accounting.report import TaskReport
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-ENERGY_BACKENDS = ("auto", "rapl", "nvml", "estimate")
-FLOP_MODES = ("all", "sample", "block", "off")
+__all__ = ["ENERGY_BACKENDS", "FLOP_MODES", "ResourceMeter"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -152,8 +147,6 @@ class ResourceMeter:
                 "(use a second meter for a nested block)"
             )
         self._torch_device = torch.device(self.device)
-        self._batches = self._samples = 0
-        self._counted_batches = self._counted_samples = self._counted_flops = 0
         self._measurement = None
         if self._uses_cuda():
             torch.cuda.synchronize(self._torch_device)
@@ -161,12 +154,11 @@ class ResourceMeter:
         self._counter, self._energy_notes = self._open_counter()
         self._sampler = PeakRssSampler(self.sample_interval)
         self._os_peak_start = os_peak_rss_bytes()
-        self._block_flops = FlopCounterMode(display=False) if self.flops == "block" else None
+        self._flops = FlopTally(self.flops, self.flop_sample_batches)
         polls = [self._counter.poll] if self._counter is not None else []
         try:
             self._sampler.run_every(polls)
-            if self._block_flops is not None:
-                self._block_flops.__enter__()
+            self._flops.enter_block()
         except BaseException:
             self._sampler.stop()
             if self._counter is not None:
@@ -186,8 +178,7 @@ class ResourceMeter:
         if not self._active:
             raise RuntimeError("ResourceMeter exited without being entered")
         try:
-            if self._block_flops is not None:
-                self._block_flops.__exit__(exc_type, exc, tb)
+            self._flops.exit_block(exc_type, exc, tb)
             if self._uses_cuda():
                 torch.cuda.synchronize(self._torch_device)
             wall_s = time.perf_counter() - self._wall_start
@@ -225,20 +216,8 @@ class ResourceMeter:
         if not self._active:
             raise RuntimeError("meter.batch() must be used inside an entered ResourceMeter")
         _check_positive_int("n_samples", n_samples)
-        n_samples = int(n_samples)
-        count = self.flops == "all" or (
-            self.flops == "sample" and self._counted_batches < self.flop_sample_batches
-        )
-        if count:
-            with FlopCounterMode(display=False) as mode:
-                yield
-            self._counted_batches += 1
-            self._counted_samples += n_samples
-            self._counted_flops += mode.get_total_flops()
-        else:
+        with self._flops.batch(int(n_samples)):
             yield
-        self._batches += 1
-        self._samples += n_samples
 
     # -- results ---------------------------------------------------------------------
     def report(
@@ -290,55 +269,14 @@ class ResourceMeter:
 
     def _open_counter(self) -> tuple[EnergyCounter | None, list[str]]:
         """The first energy counter that can be read, and why the others could not."""
-        if self.energy == "estimate":
-            return None, ["estimate requested"]
-        wants_nvml = self.energy == "nvml" or (
-            self.energy == "auto" and self._torch_device.type == "cuda"
+        nvml = (self.nvml_handle, self.nvml_module)
+        return open_energy_counter(
+            self.energy, self._torch_device, self.rapl_root, nvml, device_spec=self.device
         )
-        candidates = (["nvml"] if wants_nvml else []) + (
-            ["rapl"] if self.energy in ("auto", "rapl") else []
-        )
-        notes = []
-        for backend in candidates:
-            counter = None
-            try:
-                counter = self._open_backend(backend)
-                counter.start()
-                return counter, notes
-            except CounterUnavailable as exc:
-                if counter is not None:
-                    counter.close()
-                notes.append(f"{backend} unavailable: {exc}")
-        return None, notes
-
-    def _open_backend(self, backend: str) -> EnergyCounter:
-        if backend == "rapl":
-            return open_rapl_counter(self.rapl_root)
-        if self._torch_device.type != "cuda":
-            raise CounterUnavailable(f"NVML needs a cuda device, the meter's is {self.device!r}")
-        index = self._torch_device.index
-        if index is None:
-            index = torch.cuda.current_device() if torch.cuda.is_available() else 0
-        return open_nvml_counter(index, handle=self.nvml_handle, nvml=self.nvml_module)
 
     def _stop_counter(self) -> dict[str, float] | None:
         """Joules per domain from the counter, or ``None`` (with a note) if it failed."""
-        counter = self._counter
-        if counter is None:
-            return None
-        failure = self._sampler.callback_error
-        if failure is None:
-            try:
-                components = counter.stop()
-            except CounterUnavailable as exc:
-                failure = exc
-        if failure is not None:
-            self._energy_notes.append(
-                f"{counter.method} counter failed during the block: {failure}"
-            )
-            return None
-        self._energy_notes.extend(counter.notes())
-        return components
+        return read_counter(self._counter, self._sampler.callback_error, self._energy_notes)
 
     def _finish(
         self, wall_s: float, cpu_s: float, components: dict[str, float] | None
@@ -351,42 +289,19 @@ class ResourceMeter:
         peak_accel = None
         if self._uses_cuda():
             peak_accel = int(torch.cuda.max_memory_allocated(self._torch_device))
-        flops, flops_method = self._flops_result()
-        on_gpu = self._torch_device.type == "cuda"
-        if components is not None:
-            method = self._counter.method
-            constants: dict[str, float] = {}
-            if method == "rapl":
-                self._energy_notes.append(
-                    "RAPL counters cover whole sockets: other processes' energy is included"
-                )
-            if method == "nvml":
-                self._energy_notes.append("GPU energy only: CPU and host memory not included")
-            elif on_gpu:
-                self._energy_notes.append("GPU energy not included")
-        else:
-            method = "estimate"
-            constants = {
-                "cpu_watts_per_core": _default(self.cpu_watts_per_core, CPU_WATTS_PER_CORE),
-                "memory_watts_per_gb": _default(self.memory_watts_per_gb, MEMORY_WATTS_PER_GB),
-                "bytes_per_gb": BYTES_PER_GB,
-            }
-            components = estimate_energy_j(
-                cpu_s,
-                wall_s,
-                peak_rss,
-                cpu_watts_per_core=constants["cpu_watts_per_core"],
-                memory_watts_per_gb=constants["memory_watts_per_gb"],
-            )
-            self._energy_notes.append(
-                "estimated: cpu_s x cpu_watts_per_core + memory_watts_per_gb x "
-                "peak_rss_bytes / bytes_per_gb x wall_s"
-                + ("; GPU energy not included" if on_gpu else "")
-            )
+        flops, flops_method = self._flops.result()
+        method, constants, components = energy_figures(
+            self._counter.method if components is not None else None,
+            components,
+            {"cpu_s": cpu_s, "wall_s": wall_s, "peak_rss": peak_rss},
+            on_gpu=self._torch_device.type == "cuda",
+            watts=(self.cpu_watts_per_core, self.memory_watts_per_gb),
+            notes=self._energy_notes,
+        )
         return _Measurement(
             wall_s=wall_s,
             cpu_s=cpu_s,
-            samples_seen=self._samples,
+            samples_seen=self._flops.samples,
             flops=flops,
             flops_method=flops_method,
             peak_rss_bytes=int(peak_rss),
@@ -398,21 +313,6 @@ class ResourceMeter:
             energy_notes=self._energy_notes,
         )
 
-    def _flops_result(self) -> tuple[int | None, str]:
-        if self.flops == "off":
-            return None, "off"
-        if self.flops == "block":
-            return int(self._block_flops.get_total_flops()), "counted (whole block)"
-        if self._batches == 0:
-            return None, "not counted: no meter.batch() blocks"
-        if self._counted_batches == self._batches:
-            return int(self._counted_flops), "counted"
-        per_sample = self._counted_flops / self._counted_samples
-        return (
-            round(per_sample * self._samples),
-            f"sampled {self._counted_batches} of {self._batches} batches, extrapolated",
-        )
-
 
 def _process_cpu_seconds() -> float:
     times = psutil.Process().cpu_times()
@@ -422,10 +322,6 @@ def _process_cpu_seconds() -> float:
         + getattr(times, "children_user", 0.0)
         + getattr(times, "children_system", 0.0)
     )
-
-
-def _default(value: float | None, default: float) -> float:
-    return default if value is None else float(value)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
