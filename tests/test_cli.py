@@ -92,7 +92,7 @@ def test_plain_text_unwraps_sphinx_markup() -> None:
 def test_public_names_import_lazily() -> None:
     from siamcl import IncrementalClassifier, PrototypeStore, ResourceMeter, TaskReport
 
-    assert IncrementalClassifier.__module__ == "siamcl.learner"
+    assert IncrementalClassifier.__module__ == "siamcl.learners.incremental"
     assert {PrototypeStore.__name__, ResourceMeter.__name__, TaskReport.__name__} == {
         "PrototypeStore",
         "ResourceMeter",
