@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from siamcl.reporting import (
+    DEFAULT_OUT,
     ParetoPoint,
     find_points,
     pareto_front,
@@ -84,4 +85,4 @@ def test_benchmark_scripts_take_seeds_like_the_command(
     assert "--seeds must be integers" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         module.main(["--help"])
-    assert stop.value.code == 0 and "(default: benchmarks/results)" in capsys.readouterr().out
+    assert stop.value.code == 0 and f"(default: {DEFAULT_OUT})" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from importlib import metadata
@@ -34,7 +35,9 @@ __all__ = [
     "write_results",
 ]
 
-DEFAULT_OUT = "benchmarks/results"
+# Results go to a scratch folder unless --out says otherwise: the committed results under
+# benchmarks/results/ are written there on purpose.
+DEFAULT_OUT = os.path.join(tempfile.gettempdir(), "siamcl-results")
 LIBRARIES = (
     "siamcl",
     "torch",
