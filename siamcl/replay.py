@@ -65,6 +65,20 @@ class ExemplarMemory:
         self._exemplars: dict[int, np.ndarray] = {}
         self._rng = np.random.default_rng(seed)
 
+    @classmethod
+    def with_budget(
+        cls,
+        per_class: int | None,
+        total: int | None,
+        selection: str = "herding",
+        seed: int = 0,
+    ) -> ExemplarMemory:
+        """The memory a learner's ``memory_per_class`` / ``memory_total`` ask for: a total
+        budget when one is given, else a budget per class."""
+        if total is not None:
+            return cls(None, total, selection, seed)
+        return cls(per_class, None, selection, seed)
+
     @property
     def classes(self) -> list[int]:
         return sorted(self._exemplars)

@@ -294,7 +294,7 @@ def test_cl_summary_keeps_failed_rows_and_checks_the_bar():
 
 
 def test_embedding_cache_embeds_an_experience_once():
-    from siamcl.integrations.avalanche_strategy import _EmbeddingCache
+    from siamcl.integrations.avalanche_model import EmbeddingCache as _EmbeddingCache
 
     calls = []
     weights = torch.randn(6, 3)

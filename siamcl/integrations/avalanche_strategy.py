@@ -34,78 +34,31 @@ from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dat
 from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
 from avalanche.models.dynamic_optimizers import update_optimizer
-from avalanche.training.plugins import EvaluationPlugin
-from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from siamcl.augment import RandomAffine
 from siamcl.compress import FrozenTeacher
-from siamcl.encoders import EmbeddingNetwork, build_encoder
+from siamcl.integrations.avalanche_model import (
+    MASK_VALUE,
+    BalancedSampler,
+    EmbeddingCache,
+    PrototypeModel,
+    build_encoder_for,
+)
 from siamcl.losses import DistillationTerm, MetricTerm, Objective, build_loss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import (
     Batch,
     StepHooks,
-    balanced_epoch,
     embed_in_batches,
     rebuild_prototypes,
     train_step,
 )
 
-__all__ = ["BalancedSampler", "PrototypeModel", "SiameseStrategy"]
-
-MASK_VALUE = -1000.0  # score of a class the store does not hold (Avalanche's masking value)
-
-
-class PrototypeModel(nn.Module):
-    """An embedding encoder that answers with prototype scores in eval mode.
-
-    Training mode returns L2-normalised embeddings ``[N, D]`` for the metric loss. Eval mode
-    returns ``[N, C]`` scores, column ``c`` being Avalanche class id ``c``: the similarity to
-    the class's nearest prototype in ``store`` divided by ``temperature``, ``MASK_VALUE`` for
-    classes the store does not hold. Its argmax is the nearest-prototype label.
-    """
-
-    def __init__(self, encoder: nn.Module, temperature: float = 0.1):
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature!r}")
-        self.encoder = (
-            encoder if isinstance(encoder, EmbeddingNetwork) else EmbeddingNetwork(encoder)
-        )
-        self.temperature = temperature
-        self.store: PrototypeStore | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        embeddings = self.encoder(x)
-        return embeddings if self.training else self.class_scores(embeddings)
-
-    def class_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Scores ``[N, max class id + 1]`` of embeddings against the store's prototypes."""
-        if self.store is None or len(self.store) == 0:
-            return torch.full((len(embeddings), 1), MASK_VALUE, device=embeddings.device)
-        classes, scores = self.store.class_scores(embeddings.detach().float().cpu().numpy())
-        out = torch.full((len(embeddings), int(classes.max()) + 1), MASK_VALUE)
-        out[:, torch.from_numpy(classes)] = torch.from_numpy(scores) / self.temperature
-        return out.to(embeddings.device)
-
-
-class BalancedSampler(Sampler[int]):
-    """Each epoch, rows drawn by :func:`~siamcl.training.balanced_epoch`."""
-
-    def __init__(self, labels: np.ndarray, balance: float, generator: torch.Generator):
-        self.labels = np.asarray(labels)
-        self.balance = balance
-        self.generator = generator
-
-    def __iter__(self):
-        return iter(balanced_epoch(self.labels, self.balance, self.generator).tolist())
-
-    def __len__(self) -> int:
-        return len(self.labels)
+__all__ = ["MASK_VALUE", "BalancedSampler", "PrototypeModel", "SiameseStrategy"]
 
 
 class SiameseStrategy(SupervisedTemplate):
@@ -118,7 +71,8 @@ class SiameseStrategy(SupervisedTemplate):
         is reset and its learning rate follows a cosine over each experience, as
         :class:`~siamcl.IncrementalClassifier` trains each task.
     The other parameters mean what they mean for :class:`~siamcl.IncrementalClassifier`;
-    the remaining keywords go to Avalanche's ``SupervisedTemplate``.
+    the remaining keywords (``evaluator``, ``eval_every``, ...) go to Avalanche's
+    ``SupervisedTemplate``.
     """
 
     def __init__(
@@ -150,47 +104,24 @@ class SiameseStrategy(SupervisedTemplate):
         eval_mb_size: int | None = 512,
         device: str | torch.device = "cpu",
         plugins: Sequence[SupervisedPlugin] | None = None,
-        evaluator: EvaluationPlugin | Callable[[], EvaluationPlugin] = default_evaluator,
-        eval_every: int = -1,
         **base_kwargs: Any,
     ):
-        if train_mb_size < 2:
-            raise ValueError("train_mb_size must be at least 2: a metric loss compares pairs")
-        for name, value in (("distill_weight", distill_weight), ("balance", balance)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be non-negative, got {value!r}")
-        self.metric_loss = build_loss(loss, miner)
-        self.distill_weight = distill_weight
-        self.objective = Objective([("metric", 1.0, MetricTerm(self.metric_loss))])
-        model = PrototypeModel(
-            _build_encoder(encoder, input_shape, embedding_dim, seed), temperature
-        )
-        if optimizer is None:
-            optimizer = torch.optim.Adam(
-                [*model.parameters(), *self.metric_loss.parameters()],
-                lr=lr,
-                weight_decay=weight_decay,
-            )
-        self.memory = (
-            ExemplarMemory(None, memory_total, selection, seed)
-            if memory_total is not None
-            else ExemplarMemory(memory_per_class, None, selection, seed)
-        )
-        self.store_params = {
-            "metric": metric,
-            "index": index,
-            "prototypes_per_class": prototypes_per_class,
-            "vote_k": vote_k,
-            "seed": seed,
-        }
+        self.store_params = {"metric": metric, "index": index, "seed": seed}
+        self.store_params.update(prototypes_per_class=prototypes_per_class, vote_k=vote_k)
+        _check_settings(train_mb_size, distill_weight, balance)
         if isinstance(encoder, str):  # a bad metric or index string fails here, not later
             PrototypeStore(dim=embedding_dim, **self.store_params)
-        self.balance = balance
-        self.schedule = schedule
+        self.metric_loss, self.distill_weight = build_loss(loss, miner), distill_weight
+        self.objective = Objective([("metric", 1.0, MetricTerm(self.metric_loss))])
+        network = build_encoder_for(encoder, input_shape, embedding_dim, seed)
+        model = PrototypeModel(network, temperature)
+        if optimizer is None:
+            trainable = [*model.parameters(), *self.metric_loss.parameters()]
+            optimizer = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
+        self.memory = ExemplarMemory.with_budget(memory_per_class, memory_total, selection, seed)
+        self.balance, self.schedule, self.seed = balance, schedule, seed
         self.augment = RandomAffine() if augment is True else (augment or None)
-        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
-        prototypes = _PrototypePlugin()
         super().__init__(
             model=model,
             optimizer=optimizer,
@@ -199,9 +130,7 @@ class SiameseStrategy(SupervisedTemplate):
             train_epochs=train_epochs,
             eval_mb_size=eval_mb_size,
             device=device,
-            plugins=[prototypes, *(plugins or [])],
-            evaluator=evaluator,
-            eval_every=eval_every,
+            plugins=[_PrototypePlugin(), *(plugins or [])],
             **base_kwargs,
         )
 
@@ -292,6 +221,14 @@ class SiameseStrategy(SupervisedTemplate):
         )
 
 
+def _check_settings(train_mb_size: int, distill_weight: float, balance: float) -> None:
+    if train_mb_size < 2:
+        raise ValueError("train_mb_size must be at least 2: a metric loss compares pairs")
+    for name, value in (("distill_weight", distill_weight), ("balance", balance)):
+        if not value >= 0:
+            raise ValueError(f"{name} must be non-negative, got {value!r}")
+
+
 class _PrototypePlugin(SupervisedPlugin):
     """Per-experience steps of :class:`SiameseStrategy` that run as template callbacks."""
 
@@ -331,7 +268,7 @@ class _PrototypePlugin(SupervisedPlugin):
     def after_training_exp(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
         """Choose exemplars and rebuild every known class's prototype with the new encoder."""
         inputs, labels = _experience_arrays(strategy)
-        embed = _EmbeddingCache(strategy.embed, inputs)
+        embed = EmbeddingCache(strategy.embed, inputs)
         strategy.memory.add(inputs.numpy().astype(np.float16), labels, embed=embed)
         previous = strategy.model.store
         strategy.model.store = rebuild_prototypes(
@@ -369,33 +306,6 @@ class _TemplateHooks(StepHooks):
         self.strategy._before_update(**self.kwargs)
 
 
-class _EmbeddingCache:
-    """Embeds an experience's inputs once for both exemplar selection and prototypes.
-
-    Herding embeds each class's candidates (stored as float16) and the prototype rebuild
-    embeds the experience again; rows already embedded are looked up by their float16
-    bytes instead of passing through the encoder a second time.
-    """
-
-    def __init__(self, embed: Callable[[Any], np.ndarray], inputs: torch.Tensor):
-        self.embed = embed
-        self.inputs = inputs
-        self.embeddings = embed(inputs)
-        self.dim = self.embeddings.shape[1]
-        rows = inputs.numpy().astype(np.float16).reshape(len(inputs), -1)
-        self.rows = {row.tobytes(): position for position, row in enumerate(rows)}
-
-    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
-        if batch is self.inputs:
-            return self.embeddings
-        array = batch.numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
-        keys = array.astype(np.float16).reshape(len(array), -1)
-        positions = [self.rows.get(row.tobytes()) for row in keys]
-        if any(position is None for position in positions):
-            return self.embed(batch)
-        return self.embeddings[positions]
-
-
 def _experience_arrays(strategy: SiameseStrategy) -> tuple[torch.Tensor, np.ndarray]:
     """The current experience's inputs (eval transforms, so no augmentation) and labels."""
     dataset = strategy.experience.dataset.eval()
@@ -405,18 +315,3 @@ def _experience_arrays(strategy: SiameseStrategy) -> tuple[torch.Tensor, np.ndar
         inputs.append(batch[0].float())
         labels.append(torch.as_tensor(batch[1]))
     return torch.cat(inputs), torch.cat(labels).numpy().astype(np.int64)
-
-
-def _build_encoder(
-    encoder: str | nn.Module, input_shape: Sequence[int] | None, embedding_dim: int, seed: int
-) -> nn.Module:
-    if isinstance(encoder, nn.Module):
-        return encoder
-    if input_shape is None:
-        raise ValueError(
-            f"encoder {encoder!r} is a name: give input_shape, one sample's shape as the "
-            f"benchmark delivers it (e.g. (1, 28, 28)), or pass an nn.Module"
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_encoder(encoder, tuple(input_shape), embedding_dim)

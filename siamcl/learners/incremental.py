@@ -355,9 +355,9 @@ class IncrementalClassifier(PrototypePredictions):
         )
 
     def _new_memory(self) -> ExemplarMemory:
-        if self.memory_total is not None:
-            return ExemplarMemory(None, self.memory_total, self.selection, self.seed)
-        return ExemplarMemory(self.memory_per_class, None, self.selection, self.seed)
+        return ExemplarMemory.with_budget(
+            self.memory_per_class, self.memory_total, self.selection, self.seed
+        )
 
     def _new_loss(self) -> MetricLoss:
         """The metric loss to train, a copy of ``loss``/``miner`` (a pml loss with proxies

@@ -270,6 +270,6 @@ class SoftmaxClassifier:
         loop.run(model, objective, source, generator)
 
     def _new_memory(self) -> ExemplarMemory:
-        if self.memory_total is not None:
-            return ExemplarMemory(None, self.memory_total, "random", self.seed)
-        return ExemplarMemory(self.memory_per_class, None, "random", self.seed)
+        return ExemplarMemory.with_budget(
+            self.memory_per_class, self.memory_total, "random", self.seed
+        )
