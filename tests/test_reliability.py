@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from siamcl import IncrementalClassifier
-from siamcl.checkpoint import StreamCheckpoint, task_fingerprint
 from siamcl.data import Task, class_incremental, load_dataset
+from siamcl.data.fingerprint import task_fingerprint
+from siamcl.persistence import StreamCheckpoint
 
 # ---------------------------------------------------------------- a stream killed with SIGKILL
 

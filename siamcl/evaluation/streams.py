@@ -103,7 +103,7 @@ class _EvaluationRows:
     def __init__(
         self, directory: str | os.PathLike, tasks: Sequence[Any], X: np.ndarray, y: np.ndarray
     ):
-        from siamcl.checkpoint import task_fingerprint
+        from siamcl.data.fingerprint import task_fingerprint
 
         self.directory = Path(directory)
         self.learner_dir = self.directory / "learner"

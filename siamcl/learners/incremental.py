@@ -203,7 +203,7 @@ class IncrementalClassifier(PrototypePredictions):
 
         With ``checkpoint_dir`` the classifier is saved there atomically after every task, and
         a run given the same directory resumes after the last finished task, ending with the
-        same model as an uninterrupted run (see :mod:`siamcl.checkpoint`). Returns the
+        same model as an uninterrupted run (see :mod:`siamcl.persistence.checkpoint`). Returns the
         stream's reports, those of tasks finished by an earlier run included.
         ``after_task(index, classifier)`` is called each time the classifier holds the state
         after task ``index`` (trained, or restored from the checkpoint).
@@ -215,7 +215,7 @@ class IncrementalClassifier(PrototypePredictions):
                 if after_task is not None:
                     after_task(index, self)
             return reports
-        from siamcl.checkpoint import fit_stream
+        from siamcl.persistence.checkpoint import fit_stream
 
         return fit_stream(self, tasks, checkpoint_dir, after_task)
 
@@ -255,8 +255,8 @@ class IncrementalClassifier(PrototypePredictions):
         self.memory_ = self._new_memory()
 
     def save(self, directory: Any) -> None:
-        """Write the whole classifier to ``directory`` atomically (see :mod:`siamcl.persist`)."""
-        from siamcl.persist import save_classifier
+        """Write the whole classifier to ``directory`` atomically (see :mod:`siamcl.persistence.classifier`)."""
+        from siamcl.persistence.classifier import save_classifier
 
         self._require_fitted("save")
         save_classifier(self, directory)
@@ -264,7 +264,7 @@ class IncrementalClassifier(PrototypePredictions):
     @classmethod
     def load(cls, directory: Any) -> IncrementalClassifier:
         """Read a classifier written by :meth:`save`; raw inputs work as before saving."""
-        from siamcl.persist import read_classifier
+        from siamcl.persistence.classifier import read_classifier
 
         params, state = read_classifier(directory)
         return cls.from_state(params, **state)

@@ -123,7 +123,7 @@ def task_ranks(clf: Any, device: torch.device, X: np.ndarray, y: np.ndarray) -> 
             "prototypes_per_class > 1 is not supported under torch.distributed: k-means "
             "prototypes need every embedding on one process"
         )
-    from siamcl.checkpoint import task_fingerprint
+    from siamcl.data.fingerprint import task_fingerprint
 
     ranks.check_same_data(task_fingerprint(X, y))
     return ranks

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from siamcl._files import fsync_path, sha256_file
+from siamcl._atomic import atomic_directory, fsync_path, sha256_file
 from siamcl.store.contents import FIELDS, Contents
 from siamcl.store.faiss_index import METRICS, FaissIndex
 
@@ -81,14 +78,8 @@ def save(
     indexes = {INDEX_FILE: faiss_index.index}
     if faiss_index.template is not None:
         indexes[TEMPLATE_FILE] = faiss_index.template
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         _write(staging, contents, indexes, meta)
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
@@ -113,24 +104,6 @@ def _write(
         handle.flush()
         os.fsync(handle.fileno())
     fsync_path(staging)
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and
-    deleted only once the new directory is in place (restored if the rename fails)."""
-    retired = None
-    if target.exists():
-        retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-        os.rename(target, retired)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        if retired is not None:
-            os.rename(retired, target)
-        raise
-    fsync_path(target.parent)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- reading
