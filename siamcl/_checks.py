@@ -101,6 +101,7 @@ class Satisfies:
 
     test: Callable[[Any], bool]
     description: str
+    error: type[Exception] = ValueError  # TypeError when the test is about the kind of value
 
     def accepts(self, value: Any) -> bool:
         return bool(self.test(value))
@@ -131,4 +132,7 @@ def check_params(owner: Any, constraints: Mapping[str, list[Any]]) -> None:
             )
         )
         error = TypeError if wrong_kind and isinstance(numeric[0], Real) else ValueError
+        kinds = [c.error for c in allowed if isinstance(c, Satisfies)]
+        if kinds and all(kind is TypeError for kind in kinds):
+            error = TypeError
         raise error(f"{name} must be {_describe(allowed)}, got {value!r}")

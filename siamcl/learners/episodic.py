@@ -11,11 +11,12 @@ classes a small data set offers. The result is an ordinary
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from siamcl._checks import Integer, Real, Satisfies, check_params
 from siamcl.accounting import ResourceMeter
 from siamcl.augment import RandomAffine
 from siamcl.data.images import check_size
@@ -68,6 +69,27 @@ class EpisodicTrainer:
     :meth:`fit` returns a fitted :class:`~siamcl.IncrementalClassifier` whose store holds
     the training classes (unrotated) and whose ``reports`` hold the training's TaskReport.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "ways": [Integer(2)],
+        "shots": [Integer(1)],
+        "queries": [Integer(1)],
+        "steps": [Integer(1)],
+        "embedding_dim": [Integer(1)],
+        "embed_views": [Integer(1)],
+        "augment": [
+            Satisfies(
+                lambda a: isinstance(a, (bool, RandomAffine)),
+                "True, False or a RandomAffine",
+                TypeError,
+            )
+        ],
+        "within_group": [Real(0, 1)],
+        "lr": [Real(0, closed="neither")],
+        "temperature": [Real(0, closed="neither")],
+        "weight_decay": [Real(0)],
+        "optimizer": [None, Satisfies(callable, "a callable building an optimizer")],
+    }
 
     def __init__(
         self,
@@ -253,21 +275,7 @@ class EpisodicTrainer:
         return [np.flatnonzero(labels == c) for c in classes]
 
     def _check_params(self) -> None:
-        for name in ("ways", "shots", "queries", "steps", "embedding_dim", "embed_views"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.ways < 2:
-            raise ValueError("ways must be at least 2: one class alone teaches nothing")
-        if not isinstance(self.augment, (bool, RandomAffine)):
-            raise TypeError(f"augment must be True, False or a RandomAffine, got {self.augment!r}")
-        if not 0 <= self.within_group <= 1:
-            raise ValueError(f"within_group must be in [0, 1], got {self.within_group!r}")
-        for name in ("lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+        check_params(self, self._parameter_constraints)
         if self.loss != "prototypical" and self.loss not in LOSSES:
             raise ValueError(
                 f"unknown loss {self.loss!r}; use 'prototypical' or one of {sorted(LOSSES)}"
