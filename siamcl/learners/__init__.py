@@ -5,6 +5,8 @@
 - :class:`EpisodicTrainer`: episodic training for one-shot use, returning a classifier.
 """
 
+from siamcl.learners.episodic import EpisodicTrainer
 from siamcl.learners.incremental import IncrementalClassifier, NotFittedError
+from siamcl.learners.softmax import SoftmaxClassifier
 
-__all__ = ["IncrementalClassifier", "NotFittedError"]
+__all__ = ["EpisodicTrainer", "IncrementalClassifier", "NotFittedError", "SoftmaxClassifier"]
