@@ -29,15 +29,26 @@ __all__ = ["HeadClassifier", "SoftmaxClassifier"]
 
 
 class HeadClassifier(nn.Module):
-    """A backbone producing features followed by a linear layer producing class logits."""
+    """A backbone producing features followed by a linear layer producing class logits
+    (``head``, or a new ``features`` x ``n_classes`` layer)."""
 
-    def __init__(self, backbone: nn.Module, features: int, n_classes: int):
+    def __init__(
+        self, backbone: nn.Module, features: int, n_classes: int, head: nn.Linear | None = None
+    ):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(features, n_classes)
+        self.head = nn.Linear(features, n_classes) if head is None else head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def with_backbone(self, backbone: nn.Module) -> HeadClassifier:
+        """This classifier with another backbone (a converted, quantized one) and a copy of
+        the head, on the CPU; itself when ``backbone`` is its own."""
+        if backbone is self.backbone:
+            return self
+        head = copy.deepcopy(self.head).cpu()
+        return HeadClassifier(backbone, head.in_features, head.out_features, head).eval()
 
     def grow(self, n_classes: int) -> None:
         """Widen the head to ``n_classes`` outputs, keeping the weights of existing ones."""
@@ -169,10 +180,7 @@ class SoftmaxClassifier:
         objective = self._objective(preprocessor, classes)
         with ResourceMeter(energy=self.energy, flops=self.flops, device=self.device) as meter:
             self._train(model, objective, preprocessor, inputs, targets, task_index, meter, scheme)
-            deployed = model
-            if scheme.scheme is not None:
-                deployed = copy.deepcopy(model).cpu()
-                deployed.backbone = scheme.convert(model.backbone)
+            deployed = model.with_backbone(scheme.convert(model.backbone))
             memory.add(canonical.numpy().astype(np.float16), y)
         report = meter.report(
             task=task_index, method="fit_task", retained_bytes={"replay": memory.nbytes}

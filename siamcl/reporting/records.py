@@ -93,12 +93,18 @@ def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
 
 
 def git_commit(folder: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The commit checked out where siamcl's code lives, and whether files differ from it;
+    """The commit checked out where siamcl's code lives, and whether files other than
+    results under ``benchmarks/results`` differ from it;
     ``None`` outside a git checkout (an installed wheel) or without git."""
     folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
     try:
         commit = _git(folder, "rev-parse", "HEAD")
-        changes = _git(folder, "status", "--porcelain", "--untracked-files=no")
+        # result files being written are not changes to the code that wrote them
+        changes = _git(
+            folder,
+            *("status", "--porcelain", "--untracked-files=no", "--"),
+            *(":(top)", ":(top,exclude)benchmarks/results"),
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(changes)}
