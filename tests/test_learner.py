@@ -224,12 +224,12 @@ def test_loading_missing_corrupt_or_foreign_directories(trained, tmp_path):
     with pytest.raises(ValueError, match="another tool"):
         IncrementalClassifier.load(tmp_path / "foreign")
     clf.save(tmp_path / "model")
-    encoder_file = tmp_path / "model" / "encoder.pt"
+    encoder_file = tmp_path / "model" / "encoder.safetensors"
     encoder_file.write_bytes(encoder_file.read_bytes()[:-10])
-    with pytest.raises(ValueError, match="checksum of encoder.pt"):
+    with pytest.raises(ValueError, match="checksum of encoder.safetensors"):
         IncrementalClassifier.load(tmp_path / "model")
     manifest = tmp_path / "model" / "siamcl.json"
-    manifest.write_text(manifest.read_text().replace('"format_version": 1', '"format_version": 99'))
+    manifest.write_text(manifest.read_text().replace('"format_version": 2', '"format_version": 99'))
     with pytest.raises(ValueError, match="format version 99"):
         IncrementalClassifier.load(tmp_path / "model")
     manifest.write_text("{not json")

@@ -1,5 +1,6 @@
 """Reliability: resumable task streams, atomic and verified saves, concurrent predict."""
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -195,10 +196,10 @@ def test_resuming_a_different_experiment_is_refused_and_changes_nothing(
 def test_corrupt_or_foreign_checkpoints_are_refused(interrupted, tmp_path):
     tasks, _, directory = interrupted
     state = directory / "task-00002"
-    encoder_file = state / "classifier" / "encoder.pt"
+    encoder_file = state / "classifier" / "encoder.safetensors"
     good = encoder_file.read_bytes()
     encoder_file.write_bytes(good[:-7])
-    with pytest.raises(ValueError, match="checksum of encoder.pt"):
+    with pytest.raises(ValueError, match="checksum of encoder.safetensors"):
         vector_classifier().fit_stream(tasks, checkpoint_dir=directory)
     encoder_file.write_bytes(good)
     progress = state / "progress.json"
@@ -268,6 +269,8 @@ def fitted_vectors():
         (lambda d: _edit_manifest(d, files={"../outside": "0"}), "list of files"),
         (lambda d: _edit_manifest(d, params=None, drop="params"), r"lacks \['params'\]"),
         (lambda d: _edit_manifest(d, format="someone.else"), "another tool"),
+        (lambda d: _edit_manifest(d, classes=[1], reseal=False), "own checksum does not match"),
+        (lambda d: (d / "extra.bin").write_bytes(b"x"), "does not list"),
     ],
 )
 def test_damaged_saves_fail_clearly_and_are_left_as_they_are(
@@ -286,11 +289,20 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def _edit_manifest(directory: Path, drop: str | None = None, **fields) -> None:
+def _edit_manifest(directory: Path, drop: str | None = None, reseal: bool = True, **fields):
+    """Change the manifest; ``reseal`` recomputes its own checksum, as anyone can."""
     manifest = json.loads((directory / "siamcl.json").read_text())
     manifest.update({k: v for k, v in fields.items() if k != drop})
     manifest.pop(drop, None)
+    if reseal:
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
     (directory / "siamcl.json").write_text(json.dumps(manifest))
+
+
+def _manifest_digest(manifest: dict) -> str:
+    unsealed = {k: v for k, v in manifest.items() if k not in ("manifest_sha256", "hmac")}
+    text = json.dumps(unsealed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_a_save_that_fails_midway_keeps_the_previous_save(fitted_vectors, tmp_path, monkeypatch):

@@ -167,6 +167,5 @@ class StreamRunner:
         return build_baseline(name, settings, evaluator)
 
 
-
 def _accuracy_key(experience: int) -> str:
     return f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{experience:03d}"

@@ -155,7 +155,6 @@ def present(summary: Sequence[dict[str, Any]], key: str) -> list[Any]:
     return seen
 
 
-
 def percent(fraction: float) -> str:
     """A fraction as a percentage label: 0.05 -> '5%'."""
     return f"{100 * fraction:g}%"

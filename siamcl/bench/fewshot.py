@@ -43,6 +43,11 @@ RESULT_NAME = "fewshot_omniglot"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="a trained classifier (default: train one)")
     parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read Python objects pickled in the model folder (unpickling can run code: only for folders you trust)",
+    )
+    parser.add_argument(
         "--train-alphabets",
         nargs="+",
         default=list(DEFAULT_TRAIN_ALPHABETS),
@@ -136,7 +141,7 @@ def _shot_counts(text: str) -> list[int]:
 def _encoder(args: argparse.Namespace, progress: bool) -> tuple[IncrementalClassifier, dict]:
     """The classifier to test, and what its training cost (from its saved reports)."""
     if args.model is not None:
-        classifier = IncrementalClassifier.load(args.model)
+        classifier = IncrementalClassifier.load(args.model, trust_pickle=args.trust_pickle)
     else:
         train = load_omniglot(args.data_root, args.train_alphabets, progress=progress)
         trainer = EpisodicTrainer(progress=progress, seed=(args.seeds or [0])[0])

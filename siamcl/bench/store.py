@@ -141,7 +141,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-
 def check_bars(
     rows: list[dict[str, Any]], peak_rss_bytes: int, settings: dict[str, Any]
 ) -> dict[str, Any]:

@@ -55,6 +55,11 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     """Options of ``siamcl fewshot eval``."""
     parser.description = "Accuracy of a saved classifier on one-shot runs, per run and mean."
     parser.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read Python objects pickled in the model folder (unpickling can run code: only for folders you trust)",
+    )
     parser.add_argument("--runs", required=True, help="folder of runs (or one run folder)")
     parser.add_argument("--out", default=None, help="JSON file for the results (default: none)")
     parser.add_argument(
@@ -190,8 +195,8 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from siamcl.fewshot import evaluate_runs, read_runs
     from siamcl.learners.incremental import IncrementalClassifier
 
+    classifier = IncrementalClassifier.load(args.model, trust_pickle=args.trust_pickle)
     runs = read_runs(args.runs)
-    classifier = IncrementalClassifier.load(args.model)
     if args.embed_views is not None:
         classifier.set_params(embed_views=args.embed_views)
     start = time.perf_counter()

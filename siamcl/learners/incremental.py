@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from siamcl._checks import Integer, Real, Satisfies, check_params
-from siamcl.accounting import ResourceMeter, TaskReport
+from siamcl.accounting import TaskReport
 from siamcl.compress import (
     training_scheme,
 )
 from siamcl.distributed import Ranks
-from siamcl.encoders import auto_encoder_name, build_encoder
+from siamcl.encoders import auto_encoder_name
+from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
 from siamcl.learners.siamese_task import (
     embedder,
@@ -44,7 +45,7 @@ from siamcl.training import (
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
 
-class IncrementalClassifier(PrototypePredictions):
+class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     """Class-incremental classifier: metric-learned encoder + FAISS prototype store + replay.
 
     Parameters follow scikit-learn's habit: the constructor only stores them; everything
@@ -254,20 +255,37 @@ class IncrementalClassifier(PrototypePredictions):
         self.store_ = self._new_store(self.store_.dim)
         self.memory_ = self._new_memory()
 
-    def save(self, directory: Any) -> None:
-        """Write the whole classifier to ``directory`` atomically (see :mod:`siamcl.persistence.classifier`)."""
+    def save(self, directory: Any, key: str | bytes | None = None) -> None:
+        """Write the whole classifier to ``directory`` atomically, as weights, arrays and JSON
+        (see :mod:`siamcl.persistence.classifier`); with ``key``, sign it (HMAC-SHA256)."""
         from siamcl.persistence.classifier import save_classifier
 
         self._require_fitted("save")
-        save_classifier(self, directory)
+        save_classifier(self, directory, key)
 
     @classmethod
-    def load(cls, directory: Any) -> IncrementalClassifier:
-        """Read a classifier written by :meth:`save`; raw inputs work as before saving."""
+    def load(
+        cls,
+        directory: Any,
+        *,
+        trust_pickle: bool = False,
+        key: str | bytes | None = None,
+        **objects: Any,
+    ) -> IncrementalClassifier:
+        """Read a classifier written by :meth:`save`; raw inputs work as before saving.
+
+        Loading reads data, never code. Parameters saved as Python objects (your own encoder
+        module, a loss object) are passed here by name (``encoder=MyNet()``); only with
+        ``trust_pickle=True`` are they unpickled from the directory, which can run code. With
+        ``key``, the directory must be signed with it.
+        """
         from siamcl.persistence.classifier import read_classifier
 
-        params, state = read_classifier(directory)
-        return cls.from_state(params, **state)
+        params, state = read_classifier(directory, trust_pickle, key, objects)
+        try:
+            return cls.from_state(params, **state)
+        except ValueError as error:
+            raise ValueError(f"{directory}: {error}") from error
 
     @classmethod
     def from_state(
@@ -275,16 +293,20 @@ class IncrementalClassifier(PrototypePredictions):
         params: dict[str, Any],
         *,
         preprocessor: Preprocessor,
-        trainable_encoder: nn.Module,
+        trainable_encoder: nn.Module | None = None,
+        encoder_weights: dict[str, torch.Tensor] | None = None,
         store: PrototypeStore | None = None,
         memory: ExemplarMemory | None = None,
         reports: Sequence[TaskReport] = (),
     ) -> IncrementalClassifier:
         """A fitted classifier from its parameters and what it learned (as persistence reads
         them, or as another trainer built it): ``trainable_encoder`` is the encoder as
-        trained, converted here for prediction as ``qat`` says; without ``store`` and
-        ``memory`` the classifier knows no class yet (:meth:`add_classes` adds them)."""
+        trained, or ``encoder_weights`` its weights (loaded into a new encoder prepared as
+        ``qat`` says); it is converted here for prediction. Without ``store`` and ``memory``
+        the classifier knows no class yet (:meth:`add_classes` adds them)."""
         clf = cls(**params)
+        if trainable_encoder is None:
+            trainable_encoder = clf._encoder_with(encoder_weights, preprocessor.input_shape)
         trainable_encoder.to(torch.device(clf.device)).eval()
         if store is None:
             probe = preprocessor.standardise(torch.zeros((2, *preprocessor.input_shape)))
@@ -329,40 +351,6 @@ class IncrementalClassifier(PrototypePredictions):
                 f"embed_views={self.embed_views} warps images, but the inputs are vectors: "
                 "use embed_views=1"
             )
-
-    def _meter(self, device: torch.device) -> ResourceMeter:
-        return ResourceMeter(energy=self.energy, flops=self.flops, device=str(device))
-
-    def new_encoder(self, input_shape: tuple[int, ...]) -> nn.Module:
-        """A fresh encoder for inputs of ``input_shape``, its weights drawn from ``seed``."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            spec = (
-                copy.deepcopy(self.encoder)
-                if isinstance(self.encoder, nn.Module)
-                else encoder_name(self.encoder, input_shape)
-            )
-            return build_encoder(spec, input_shape, self.embedding_dim)
-
-    def _new_store(self, dim: int) -> PrototypeStore:
-        return PrototypeStore(
-            dim=dim,
-            metric=self.metric,
-            index=self.index,
-            prototypes_per_class=self.prototypes_per_class,
-            vote_k=self.vote_k,
-            seed=self.seed,
-        )
-
-    def _new_memory(self) -> ExemplarMemory:
-        return ExemplarMemory.with_budget(
-            self.memory_per_class, self.memory_total, self.selection, self.seed
-        )
-
-    def _new_loss(self) -> MetricLoss:
-        """The metric loss to train, a copy of ``loss``/``miner`` (a pml loss with proxies
-        is trained in the copy, which is kept from task to task)."""
-        return build_loss(copy.deepcopy(self.loss), copy.deepcopy(self.miner))
 
     def _set_learned(self, **learned: Any) -> None:
         """Replace what was learned at once (attributes ending in ``_``)."""

@@ -35,7 +35,7 @@ from siamcl._atomic import atomic_directory, sha256_file, write_json
 from siamcl.accounting import TaskReport
 from siamcl.data.fingerprint import task_fingerprint
 from siamcl.distributed import Ranks
-from siamcl.persistence.classifier import MANIFEST, Learner, save_classifier
+from siamcl.persistence.classifier import MANIFEST, Learner, object_params, save_classifier
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "StreamCheckpoint", "fit_stream", "task_fingerprint"]
 
@@ -73,7 +73,9 @@ class StreamCheckpoint:
             )
         return max(states, key=lambda p: p.name) if states else None
 
-    def read(self, learner: type) -> tuple[dict[str, Any], Any] | None:
+    def read(
+        self, learner: type, objects: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Any] | None:
         """The latest progress record and classifier (rebuilt by ``learner.load``), verified;
         None if there is none yet."""
         state = self.latest()
@@ -86,7 +88,7 @@ class StreamCheckpoint:
             raise ValueError(
                 f"checkpoint {state} is corrupt: its classifier does not match its progress record"
             )
-        return progress, learner.load(classifier_dir)
+        return progress, learner.load(classifier_dir, **(objects or {}))
 
     def write(self, clf: Learner, tasks: list[dict[str, Any]], reports_before: int) -> Path:
         """Save ``clf`` as the state after ``len(tasks)`` tasks, then drop older states."""
@@ -136,7 +138,7 @@ def fit_stream(
     """
     checkpoint = StreamCheckpoint(directory)
     ranks = Ranks.current(clf.device)
-    saved = checkpoint.read(type(clf))
+    saved = checkpoint.read(type(clf), _object_params(clf))
     done, finished, reports_before, restored = 0, [], len(clf.reports), None
     if saved is not None:
         progress, restored = saved
@@ -188,6 +190,14 @@ def _adopt(
     clf.encoder_.to(torch.device(clf.device))
     if after_task is not None:
         after_task(done - 1, clf)
+
+
+def _object_params(clf: Learner) -> dict[str, Any]:
+    """The learner's own object parameters: a resumed stream takes them from the learner
+    given, never by unpickling the checkpoint."""
+    params = clf.get_params(deep=False)
+    params["teacher"] = None
+    return object_params(params)
 
 
 def _plain_params(clf: Learner) -> dict[str, Any]:

@@ -1,40 +1,63 @@
-"""Saving and loading an IncrementalClassifier as a directory, atomically and verifiably.
+"""Saving and loading an IncrementalClassifier as a directory of data, never of code.
 
-Layout of a saved classifier::
+Layout of a saved classifier (format version 2)::
 
-    siamcl.json     format name and version, parameters, preprocessing, sha256 of every file
-    encoder.pt      encoder weights (named encoders) or the whole module (user modules); for
-                    a quantized classifier (``qat``), the fake-quantised training state, from
-                    which the quantized encoder is rebuilt exactly on load
-    objects.pt      constructor arguments that are objects rather than plain values, if any
-    memory.npz      exemplar memory
-    store/          the PrototypeStore's own save directory
-    reports.json    the TaskReports gathered so far
+    siamcl.json          format, parameters (JSON), preprocessing, sha256 of every file, its
+                         own checksum, and an HMAC when saved with a key (see
+                         :mod:`siamcl.persistence.manifest`)
+    encoder.safetensors  the encoder's weights as trained (for a quantized classifier, the
+                         fake-quantised training state, from which the quantized encoder is
+                         rebuilt exactly)
+    objects.pt           only when a parameter is a Python object (a user's nn.Module, a
+                         pytorch-metric-learning loss object, an optimizer factory)
+    memory.npz           exemplar memory (arrays; no pickled objects)
+    store/               the PrototypeStore's own save directory
+    reports.json         the TaskReports gathered so far
 
-The directory is written next to its destination under a temporary name, flushed to disk,
-then renamed into place, so a crash mid-save never leaves half a model where a good one was.
+Loading reads weights, arrays and JSON only. ``objects.pt`` is a pickle, and unpickling can
+run code, so it is read only when the caller opts in (``trust_pickle=True``); otherwise the
+caller passes those parameters itself (``IncrementalClassifier.load(dir, encoder=MyNet())``),
+or loading stops with an error that says so. The directory is written next to its
+destination and renamed into place (:func:`siamcl._atomic.atomic_directory`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from siamcl._atomic import atomic_directory, file_checksums, sha256_file, write_json
+from siamcl._atomic import atomic_directory
 from siamcl.accounting import TaskReport
-from siamcl.compress.qat import training_scheme
-from siamcl.encoders import auto_encoder_name, build_encoder
+from siamcl.persistence.manifest import MANIFEST, read_manifest, verify_files, write_manifest
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_classifier", "save_classifier"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "Learner",
+    "read_classifier",
+    "save_classifier",
+]
+
+FORMAT_NAME = "siamcl.IncrementalClassifier"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+OBJECTS = "objects.pt"
+_PLAIN = (str, int, float, bool, type(None))
 
 
 class Learner(Protocol):
@@ -51,124 +74,158 @@ class Learner(Protocol):
     def adopt(self, other: Any) -> None: ...
 
 
-FORMAT_NAME = "siamcl.IncrementalClassifier"
-FORMAT_VERSION = 1
-MANIFEST = "siamcl.json"
-REQUIRED_FILES = {"encoder.pt", "memory.npz", "reports.json"}
-_PLAIN = (str, int, float, bool, type(None))
-
-
-def save_classifier(clf: Learner, directory: str | os.PathLike) -> None:
-    """Write ``clf`` to ``directory``, replacing what is there, in one atomic rename."""
+def save_classifier(
+    clf: Learner, directory: str | os.PathLike, key: str | bytes | None = None
+) -> None:
+    """Write ``clf`` to ``directory``, replacing what is there, in one atomic rename; with
+    ``key``, sign its manifest (HMAC-SHA256)."""
     with atomic_directory(directory) as staging:
-        _write(clf, staging)
+        _write(clf, staging, key)
 
 
-def read_classifier(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The parameters and learned state of a classifier written by :func:`save_classifier`,
-    verified (format and checksums); a learner's ``from_state(params, **state)`` rebuilds it."""
+def object_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters JSON cannot hold (Python objects), which a save pickles apart."""
+    return {k: v for k, v in params.items() if not _is_plain(v)}
+
+
+def read_classifier(
+    directory: str | os.PathLike,
+    trust_pickle: bool = False,
+    key: str | bytes | None = None,
+    objects: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters and learned state of a saved classifier, verified; a learner's
+    ``from_state(params, **state)`` rebuilds it.
+
+    ``objects`` supplies parameters that were saved as Python objects; any still missing are
+    unpickled from ``objects.pt`` only with ``trust_pickle=True``.
+    """
     source = Path(directory)
-    manifest = read_manifest(source)
-    for name, digest in manifest["files"].items():
-        path = source / name
-        if not path.is_file():
-            raise ValueError(f"{source} is incomplete: {name} is missing")
-        if sha256_file(path) != digest:
-            raise ValueError(f"{source} is corrupt: checksum of {name} does not match")
-
-    params = dict(manifest["params"])
-    if (source / "objects.pt").is_file():
-        params.update(torch.load(source / "objects.pt", weights_only=False))
-    if isinstance(params.get("input_size"), list):
-        params["input_size"] = tuple(params["input_size"])
-    preprocessor = Preprocessor.from_state_dict(manifest["preprocessor"])
-    if manifest["encoder"] == "module":
-        encoder = torch.load(source / "encoder.pt", weights_only=False, map_location="cpu")
-    else:
-        encoder = _named_encoder(params, preprocessor, source / "encoder.pt")
-    with np.load(source / "memory.npz", allow_pickle=False) as arrays:
-        memory_state = json.loads(str(arrays["state"]))
-        memory_state["exemplars"] = {
-            key[len("class_") :]: arrays[key] for key in arrays.files if key.startswith("class_")
-        }
-    reports = json.loads((source / "reports.json").read_text())
+    manifest = read_manifest(source, FORMAT_NAME, READABLE_VERSIONS, key)
+    missing = [k for k in ("params", "preprocessor", "encoder") if k not in manifest]
+    if missing:
+        raise ValueError(f"{source / MANIFEST} is corrupt: it lacks {missing}")
+    version = manifest["format_version"]
+    weights = "encoder.safetensors" if version >= 2 else "encoder.pt"
+    verify_files(source, manifest, {weights, "memory.npz", "reports.json"})
+    params = _params(source, manifest, trust_pickle, dict(objects or {}))
+    with _reading(source / MANIFEST):
+        preprocessor = Preprocessor.from_state_dict(manifest["preprocessor"])
+    with _reading(source / weights):
+        encoder_weights = _read_weights(source / weights, manifest, trust_pickle)
+    with _reading(source / "memory.npz"):
+        memory = _read_memory(source / "memory.npz")
+    with _reading(source / "reports.json"):
+        reports = [
+            TaskReport.from_dict(r) for r in json.loads((source / "reports.json").read_text())
+        ]
+    with _reading(source / "store"):
+        store = PrototypeStore.load(source / "store")
     state = {
         "preprocessor": preprocessor,
-        "trainable_encoder": encoder.eval(),
-        "store": PrototypeStore.load(source / "store"),
-        "memory": ExemplarMemory.from_state_dict(memory_state),
-        "reports": [TaskReport.from_dict(r) for r in reports],
+        "encoder_weights": encoder_weights,
+        "store": store,
+        "memory": memory,
+        "reports": reports,
     }
     return params, state
 
 
-def read_manifest(source: Path) -> dict[str, Any]:
-    """The manifest of a saved classifier, with clear errors for anything that is not one."""
-    if not source.exists():
-        raise FileNotFoundError(f"no saved classifier at {source}: the directory does not exist")
-    if not source.is_dir():
-        raise ValueError(f"{source} is not a directory holding a saved classifier")
-    path = source / MANIFEST
-    if not path.is_file():
-        raise ValueError(f"{source} is not a saved siamcl classifier: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is corrupt: {error}") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ValueError(f"{source} was written by another tool, not as {FORMAT_NAME}")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{source} has format version {version}; this siamcl reads version {FORMAT_VERSION}"
+def _params(
+    source: Path, manifest: dict[str, Any], trust_pickle: bool, objects: dict[str, Any]
+) -> dict[str, Any]:
+    params = manifest.get("params")
+    if not isinstance(params, dict):
+        raise ValueError(  # noqa: TRY004 - a corrupt file is a ValueError
+            f"{source / MANIFEST} is corrupt: it holds no parameters"
         )
-    files = manifest.get("files")
-    if not (
-        isinstance(files, dict)
-        and REQUIRED_FILES <= files.keys()
-        and all(isinstance(digest, str) for digest in files.values())
-        and all(_inside(name) for name in files)
-    ):
-        raise ValueError(f"{path} is corrupt: its list of files and checksums is incomplete")
-    missing = [key for key in ("params", "preprocessor", "encoder") if key not in manifest]
+    params = dict(params)
+    if manifest["format_version"] == 1:  # format 1 did not list its objects' names
+        saved = ["objects"] if (source / OBJECTS).is_file() else []
+    else:
+        saved = [str(name) for name in manifest.get("objects", [])]
+        if not saved and (source / OBJECTS).is_file():
+            raise ValueError(
+                f"{source / OBJECTS} is not part of this save: its manifest names no "
+                f"parameter saved as an object"
+            )
+    missing = sorted(set(saved) - objects.keys())
+    if missing and not trust_pickle:
+        raise ValueError(
+            f"{source / OBJECTS} holds parameters saved as Python objects "
+            f"({', '.join(missing)}), and unpickling them could run code: pass them yourself "
+            f"(load(directory, {missing[0]}=...)), or trust_pickle=True if you trust whoever "
+            f"wrote {source}"
+        )
     if missing:
-        raise ValueError(f"{path} is corrupt: it lacks {missing}")
-    return manifest
+        with _reading(source / OBJECTS):
+            params.update(torch.load(source / OBJECTS, weights_only=False))
+    params.update(objects)
+    if isinstance(params.get("input_size"), list):
+        params["input_size"] = tuple(params["input_size"])
+    return params
 
 
-def _named_encoder(params: dict[str, Any], preprocessor: Preprocessor, path: Path) -> nn.Module:
-    """The encoder named in ``params``, prepared as it was trained (quantization-aware or
-    not), holding the saved weights."""
-    shape = preprocessor.input_shape
-    with torch.random.fork_rng(devices=[]):
-        name = auto_encoder_name(params.get("encoder", "auto"), shape)
-        encoder = build_encoder(name, shape, params.get("embedding_dim", 64))
+def _read_weights(
+    path: Path, manifest: dict[str, Any], trust_pickle: bool
+) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        return load_file(path, device="cpu")
+    if manifest.get("encoder") != "module":  # format 1: a state dict, loadable without code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if not trust_pickle:
+        raise ValueError(
+            f"{path} holds a whole pickled module (format 1); unpickling it could run code: "
+            f"pass trust_pickle=True if you trust whoever wrote it, then save it again"
+        )
+    return torch.load(path, map_location="cpu", weights_only=False).state_dict()
+
+
+def _read_memory(path: Path) -> ExemplarMemory:
+    with np.load(path, allow_pickle=False) as arrays:
+        state = json.loads(str(arrays["state"]))
+        state["exemplars"] = {
+            k[len("class_") :]: arrays[k] for k in arrays.files if k.startswith("class_")
+        }
+    return ExemplarMemory.from_state_dict(state)
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Any failure to read ``path`` as a ValueError that names it."""
     try:
-        scheme = training_scheme(params.get("qat"))
+        yield
     except ValueError as error:
-        raise ValueError(f"{path.parent} is corrupt: {error}") from error
-    encoder = scheme.prepare(encoder, torch.zeros((2, *shape)))
-    encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return encoder
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path} is corrupt: {error}") from error
+    except (
+        OSError,
+        RuntimeError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        EOFError,
+        SafetensorError,
+        json.JSONDecodeError,
+    ) as error:
+        raise ValueError(f"{path} is corrupt: {type(error).__name__}: {error}") from error
 
 
-def _inside(name: str) -> bool:
-    """Whether a manifest's file name stays inside the saved directory."""
-    relative = Path(name)
-    return not relative.is_absolute() and ".." not in relative.parts
-
-
-def _write(clf: Learner, staging: Path) -> None:
+def _write(clf: Learner, staging: Path, key: str | bytes | None) -> None:
     params = clf.get_params(deep=False)
     if "teacher" in params:  # a teacher guides training only; it is not part of the model
         params["teacher"] = None
-    plain = {k: v for k, v in params.items() if _is_plain(v)}
-    objects = {k: v for k, v in params.items() if k not in plain}
+    objects = object_params(params)
     if objects:
-        torch.save(objects, staging / "objects.pt")
-    named_encoder = isinstance(clf.encoder, str)
-    encoder = clf.trainable_encoder_
-    torch.save(encoder.state_dict() if named_encoder else encoder, staging / "encoder.pt")
+        torch.save(objects, staging / OBJECTS)
+    weights = clf.trainable_encoder_.state_dict()
+    save_file(
+        {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()},
+        staging / "encoder.safetensors",
+    )
     memory_state = clf.memory_.state_dict()
     exemplars = memory_state.pop("exemplars")
     np.savez(
@@ -178,17 +235,16 @@ def _write(clf: Learner, staging: Path) -> None:
     )
     clf.store_.save(staging / "store")
     (staging / "reports.json").write_text(json.dumps([r.to_dict() for r in clf.reports]))
-
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "params": plain,
+        "params": {k: v for k, v in params.items() if k not in objects},
+        "objects": sorted(objects),
         "preprocessor": clf.preprocessor_.state_dict(),
-        "encoder": "named" if named_encoder else "module",
+        "encoder": "named" if isinstance(params.get("encoder"), str) else "module",
         "classes": clf.classes_.tolist(),
-        "files": file_checksums(staging),
     }
-    write_json(staging / MANIFEST, manifest)
+    write_manifest(staging, manifest, key)
 
 
 def _is_plain(value: Any) -> bool:
