@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 import multiprocessing
 import os
 import signal
@@ -93,7 +94,8 @@ def test_stream_killed_during_task_3_resumes_without_retraining(tmp_path, monkey
     assert trained == [2, 3, 4]  # tasks 1-2 came from the checkpoint
     assert [r.task for r in reports] == [0, 1, 2, 3, 4]
     assert [r.to_dict() for r in reports[:2]] == saved  # the killed run's reports
-    assert [p.name for p in (tmp_path / "checkpoint").iterdir()] == ["task-00005"]
+    states = sorted(p.name for p in (tmp_path / "checkpoint").iterdir())
+    assert states == ["task-00004", "task-00005"]  # the newest, and the one before as fallback
 
     uninterrupted = image_classifier()
     uninterrupted.fit_stream(tasks)
@@ -193,8 +195,22 @@ def test_resuming_a_different_experiment_is_refused_and_changes_nothing(
     assert not clf.is_fitted and tree(directory) == before
 
 
+def test_a_damaged_newest_state_falls_back_to_the_one_before(interrupted, tmp_path):
+    tasks, probe, directory = interrupted
+    encoder_file = directory / "task-00002" / "classifier" / "encoder.safetensors"
+    encoder_file.write_bytes(encoder_file.read_bytes()[:-7])
+    resumed = vector_classifier()
+    with pytest.warns(UserWarning, match="task-00002 is unreadable.*resuming from task-00001"):
+        resumed.fit_stream(tasks, checkpoint_dir=directory)
+    uninterrupted = vector_classifier()
+    uninterrupted.fit_stream(tasks)
+    np.testing.assert_array_equal(resumed.predict(probe), uninterrupted.predict(probe))
+
+
 def test_corrupt_or_foreign_checkpoints_are_refused(interrupted, tmp_path):
     tasks, _, directory = interrupted
+    for older in directory.glob("task-00001"):  # no fallback: the newest state's errors show
+        shutil.rmtree(older)
     state = directory / "task-00002"
     encoder_file = state / "classifier" / "encoder.safetensors"
     good = encoder_file.read_bytes()
@@ -226,14 +242,12 @@ def test_corrupt_or_foreign_checkpoints_are_refused(interrupted, tmp_path):
 
 def test_leftovers_of_a_kill_during_a_save_are_ignored_then_removed(interrupted):
     tasks, _, directory = interrupted
-    import shutil
-
-    shutil.copytree(directory / "task-00002", directory / "task-00001")  # old state not deleted
+    shutil.copytree(directory / "task-00001", directory / "task-00000")  # old state not deleted
     (directory / ".task-00003.tmp-x1").mkdir()  # half-written next state
     (directory / ".task-00003.tmp-x1" / "progress.json").write_text("{")
     resumed = vector_classifier()
     resumed.fit_stream(tasks, checkpoint_dir=directory)
-    assert sorted(p.name for p in directory.iterdir()) == ["task-00003"]
+    assert sorted(p.name for p in directory.iterdir()) == ["task-00002", "task-00003"]
     assert len(resumed.reports) == 3
 
 

@@ -218,13 +218,13 @@ def test_malicious_checkpoint_runs_nothing(tmp_path, attack):
     tasks = list(class_incremental(X, y, n_tasks=3, seed=0))
     checkpoint = tmp_path / "checkpoint"
     _classifier().fit_stream(tasks[:2], checkpoint_dir=checkpoint)
-    state = max(checkpoint.glob("task-*"))
     marker = tmp_path / MARKER_NAME
-    ATTACKS[attack](state / "classifier", marker)
-    reseal(state / "classifier")
-    progress = json.loads((state / "progress.json").read_text())
-    progress["classifier_sha256"] = _sha(state / "classifier" / "siamcl.json")
-    (state / "progress.json").write_text(json.dumps(progress))
+    for state in checkpoint.glob("task-*"):  # every state, so none is left to fall back to
+        ATTACKS[attack](state / "classifier", marker)
+        reseal(state / "classifier")
+        progress = json.loads((state / "progress.json").read_text())
+        progress["classifier_sha256"] = _sha(state / "classifier" / "siamcl.json")
+        (state / "progress.json").write_text(json.dumps(progress))
     with pytest.raises(ValueError):
         _classifier().fit_stream(tasks, checkpoint_dir=checkpoint)
     assert not marker.exists()

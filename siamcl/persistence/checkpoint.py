@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ from siamcl._atomic import atomic_directory, sha256_file, write_json
 from siamcl.accounting import TaskReport
 from siamcl.data.fingerprint import task_fingerprint
 from siamcl.distributed import Ranks
+from siamcl.persistence.classifier import FORMAT_NAME as CLASSIFIER_FORMAT
+from siamcl.persistence.classifier import FORMAT_VERSION as CLASSIFIER_VERSION
 from siamcl.persistence.classifier import MANIFEST, Learner, object_params, save_classifier
+from siamcl.persistence.manifest import read_manifest, verify_files
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "StreamCheckpoint", "fit_stream", "task_fingerprint"]
 
@@ -54,10 +58,10 @@ class StreamCheckpoint:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
 
-    def latest(self) -> Path | None:
-        """The newest complete state, or None when the stream has not finished a task yet."""
+    def states(self) -> list[Path]:
+        """The complete states, oldest first (empty when the stream has not finished a task)."""
         if not self.directory.exists():
-            return None
+            return []
         if not self.directory.is_dir():
             raise ValueError(f"checkpoint {self.directory} is a file, not a directory")
         states, foreign = [], []
@@ -71,27 +75,41 @@ class StreamCheckpoint:
                 f"{self.directory} is not a siamcl stream checkpoint: it holds "
                 f"{sorted(foreign)[:5]}; give fit_stream an empty or new directory"
             )
-        return max(states, key=lambda p: p.name) if states else None
+        return sorted(states, key=lambda p: p.name)
+
+    def latest(self) -> Path | None:
+        """The newest state, or None when the stream has not finished a task yet."""
+        states = self.states()
+        return states[-1] if states else None
 
     def read(
         self, learner: type, objects: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], Any] | None:
-        """The latest progress record and classifier (rebuilt by ``learner.load``), verified;
-        None if there is none yet."""
-        state = self.latest()
-        if state is None:
-            return None
-        progress = _read_progress(state)
-        classifier_dir = state / CLASSIFIER
-        manifest = classifier_dir / MANIFEST
-        if not manifest.is_file() or sha256_file(manifest) != progress["classifier_sha256"]:
-            raise ValueError(
-                f"checkpoint {state} is corrupt: its classifier does not match its progress record"
-            )
-        return progress, learner.load(classifier_dir, **(objects or {}))
+        """The newest readable progress record and classifier (rebuilt by ``learner.load``),
+        verified; None if there is none yet. A corrupt newest state falls back to the one
+        before it, with a warning; when none is readable, the newest state's error is raised."""
+        states = self.states()
+        errors = []
+        for state in reversed(states):
+            try:
+                saved = _read_state(state, learner, objects or {})
+            except ValueError as error:
+                errors.append(error)
+                continue
+            if errors:
+                warnings.warn(
+                    f"checkpoint {states[-1]} is unreadable ({errors[0]}); resuming from "
+                    f"{state.name}",
+                    stacklevel=3,
+                )
+            return saved
+        if errors:
+            raise errors[0]
+        return None
 
     def write(self, clf: Learner, tasks: list[dict[str, Any]], reports_before: int) -> Path:
-        """Save ``clf`` as the state after ``len(tasks)`` tasks, then drop older states."""
+        """Save ``clf`` as the state after ``len(tasks)`` tasks and verify it; then drop the
+        states before the previous one (kept as a fallback should the newest be damaged)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"task-{len(tasks):05d}"
         # a state of that name can only be left by a run that was later refused
@@ -107,13 +125,13 @@ class StreamCheckpoint:
                 "classifier_sha256": sha256_file(staging / CLASSIFIER / MANIFEST),
             }
             write_json(staging / PROGRESS, progress)
+        _verify_state(final)
+        states = self.states()
+        for stale in states[: max(0, states.index(final) - 1)]:
+            shutil.rmtree(stale, ignore_errors=True)  # the state before the newest is kept
         for entry in self.directory.iterdir():
-            stale = _STATE.fullmatch(entry.name) and entry.name < final.name
             # staging and set-aside directories of earlier, interrupted writes
-            leftover = entry.name.startswith(".task-") and (
-                ".tmp-" in entry.name or ".old-" in entry.name
-            )
-            if stale or leftover:
+            if entry.name.startswith(".task-") and (".tmp-" in entry.name or ".old-" in entry.name):
                 shutil.rmtree(entry, ignore_errors=True)
         return final
 
@@ -254,3 +272,31 @@ def _read_progress(state: Path) -> dict[str, Any]:
     if not valid:
         raise ValueError(f"checkpoint {path} is corrupt: its fields are missing or inconsistent")
     return progress
+
+
+def _read_state(state: Path, learner: type, objects: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    progress = _read_progress(state)
+    _check_classifier_matches(state, progress)
+    return progress, learner.load(state / CLASSIFIER, **objects)
+
+
+def _verify_state(state: Path) -> None:
+    """A state just written reads back: progress record, manifest and every file's checksum."""
+    try:
+        progress = _read_progress(state)
+        _check_classifier_matches(state, progress)
+        classifier = state / CLASSIFIER
+        verify_files(
+            classifier, read_manifest(classifier, CLASSIFIER_FORMAT, (CLASSIFIER_VERSION,)), set()
+        )
+    except ValueError:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+
+
+def _check_classifier_matches(state: Path, progress: dict[str, Any]) -> None:
+    manifest = state / CLASSIFIER / MANIFEST
+    if not manifest.is_file() or sha256_file(manifest) != progress["classifier_sha256"]:
+        raise ValueError(
+            f"checkpoint {state} is corrupt: its classifier does not match its progress record"
+        )

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from siamcl._atomic import file_checksums, sha256_file, write_json
+from siamcl._atomic import file_checksums, recover, sha256_file, write_json
 
 __all__ = ["MANIFEST", "read_manifest", "verify_files", "write_manifest"]
 
@@ -42,6 +42,7 @@ def read_manifest(
 ) -> dict[str, Any]:
     """The manifest of a saved directory, checked: format, version, its own checksum and,
     with ``key``, its HMAC. Every problem is a ValueError naming the file."""
+    recover(source)  # a save killed between its two renames left the model aside
     if not source.exists():
         raise FileNotFoundError(f"no saved classifier at {source}: the directory does not exist")
     if not source.is_dir():

@@ -19,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from siamcl._atomic import atomic_directory, fsync_path, sha256_file
+from siamcl._atomic import atomic_directory, fsync_path, recover, sha256_file
 from siamcl.store.contents import FIELDS, Contents
 from siamcl.store.faiss_index import METRICS, FaissIndex
 
@@ -126,6 +126,7 @@ def load(directory: str | os.PathLike, mmap: bool, make: Callable[..., Any]) -> 
     store (its checks apply to the parameters read).  ``mmap`` memory-maps the index where
     FAISS can, and the arrays."""
     source = Path(directory)
+    recover(source)  # a save killed between its two renames left the store aside
     meta = _read_meta(source)
     try:
         store = make(**_constructor_args(source, meta))
