@@ -260,6 +260,7 @@ def test_bad_compression_settings_fail_before_training(digits):
         IncrementalClassifier(teacher=IncrementalClassifier(), **FAST).fit_task(X_train, y_train)
     wide = Preprocessor(input_size=(16, 16)).fit(X_train)
     with pytest.raises(ValueError, match="same input_size"):
-        fitted = IncrementalClassifier(**FAST)
-        fitted.preprocessor_, fitted.encoder_ = wide, nn.Identity()
+        fitted = IncrementalClassifier.from_state(
+            FAST, preprocessor=wide, trainable_encoder=nn.Flatten()
+        )
         embedding_teacher(fitted, Preprocessor().fit(X_train))

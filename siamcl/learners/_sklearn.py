@@ -83,14 +83,12 @@ class ScikitLearnAPI(ClassifierMixin, BaseEstimator):
         return tags
 
     def adopt(self, other: ScikitLearnAPI) -> None:
-        """Take everything ``other`` learned (attributes ending in ``_``), dropping our own;
+        """Take everything ``other`` learned (its snapshot ``learned_``), dropping our own;
         a checkpointed stream resumes this way."""
-        learned = {k: v for k, v in vars(other).items() if k.endswith("_") and k[0] != "_"}
-        for name, value in learned.items():
-            setattr(self, name, value)
-        for name in [k for k in vars(self) if k.endswith("_") and k[0] != "_"]:
-            if name not in learned:
-                delattr(self, name)
+        if "learned_" in other.__dict__:
+            self.__dict__["learned_"] = other.__dict__["learned_"]
+        else:
+            self.__dict__.pop("learned_", None)
 
 
 def _sklearn_array(X: Any) -> Any:

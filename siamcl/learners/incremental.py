@@ -10,6 +10,7 @@ softmax head, so nothing about old classes is overwritten when new ones arrive.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -34,6 +35,7 @@ from siamcl.learners.siamese_task import (
     train_task,
     with_replay,
 )
+from siamcl.learners.state import Learned
 from siamcl.losses import MetricLoss, Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
@@ -226,34 +228,36 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         The examples are embedded with the current encoder, their class means become (or
         update) prototypes, and they enter the exemplar memory for later tasks. Other threads
         may call :meth:`predict`, :meth:`predict_proba` or :meth:`embed` meanwhile: the prototype
-        store is locked and the memory is replaced, not changed in place. Calls that learn
+        store is locked and the rest is replaced in one step. Calls that learn
         (this one, ``fit_task``, ``fit``, ``partial_fit``) must come from one thread at a time.
         """
         self._require_fitted("add_classes")
         X = as_array(X)
         y = as_labels(y, len(X))
-        canonical = self.preprocessor_.canonical(X)
-        embed = self._embedder(self.encoder_, self.preprocessor_)
-        memory = copy.deepcopy(self.memory_)
+        state = self.learned_
+        canonical = state.preprocessor.canonical(X)
+        embed = self._embedder(state.encoder, state.preprocessor)
+        memory = copy.deepcopy(state.memory)
         with self._meter(torch.device(self.device)) as meter:
             embeddings = embed(canonical)
             memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
-            self.store_.add(embeddings, y)
-        self.memory_ = memory
+            state.store.add(embeddings, y)  # under the store's lock: seen whole or not at all
         report = meter.report(
             task=None,
             method="add_classes",
-            retained_bytes={"replay": memory.nbytes, "store": self.store_.nbytes},
+            retained_bytes={"replay": memory.nbytes, "store": state.store.nbytes},
         )
         report.samples_seen = len(X)
-        self.reports_ = [*self.reports, report]
+        self.learned_ = dataclasses.replace(state, memory=memory, reports=(*state.reports, report))
         return report
 
     def reset_classes(self) -> None:
         """Forget every class (prototypes and exemplars) but keep the trained encoder."""
         self._require_fitted("reset_classes")
-        self.store_ = self._new_store(self.store_.dim)
-        self.memory_ = self._new_memory()
+        state = self.learned_
+        self.learned_ = dataclasses.replace(
+            state, store=self._new_store(state.store.dim), memory=self._new_memory()
+        )
 
     def save(self, directory: Any, key: str | bytes | None = None) -> None:
         """Write the whole classifier to ``directory`` atomically, as weights, arrays and JSON
@@ -353,10 +357,10 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             )
 
     def _set_learned(self, **learned: Any) -> None:
-        """Replace what was learned at once (attributes ending in ``_``)."""
+        """Replace everything learned in one assignment (see :mod:`siamcl.learners.state`)."""
         learned["qat"] = training_scheme(self.qat).scheme
-        for name, value in learned.items():
-            setattr(self, f"{name}_", value)
+        learned["reports"] = tuple(learned["reports"])
+        self.learned_ = Learned(**learned)
 
     def _check_params(self) -> None:
         check_params(self, self._parameter_constraints)
