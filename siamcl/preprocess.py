@@ -18,6 +18,8 @@ import torch.nn.functional as F
 __all__ = ["Preprocessor", "as_array", "as_labels"]
 
 ArrayLike = Any  # numpy array or torch tensor
+CHUNK_ROWS = 4096  # rows converted at a time, so memory does not grow with the input
+PIXEL_MAX = 255  # integer images are 8-bit pixel values, whatever their dtype
 
 
 def as_array(X: ArrayLike, name: str = "X") -> np.ndarray:
@@ -39,9 +41,21 @@ def as_array(X: ArrayLike, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {X.shape})")
     if min(X.shape[1:]) == 0:
         raise ValueError(f"{name} has a zero-size dimension (shape {X.shape})")
-    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    if np.issubdtype(X.dtype, np.floating):
+        _check_finite(X, name)
     return X
+
+
+def _check_finite(X: np.ndarray, name: str) -> None:
+    """NaN, infinities and values float32 cannot hold are refused (checked in row blocks, so
+    a large input needs no second copy of itself)."""
+    limit = np.finfo(np.float32).max
+    for start in range(0, len(X), CHUNK_ROWS):
+        block = X[start : start + CHUNK_ROWS]
+        if not np.isfinite(block).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if X.dtype.itemsize > 4 and np.abs(block).max() > limit:
+            raise ValueError(f"{name} holds values beyond float32's range (about 3.4e38)")
 
 
 def as_labels(y: ArrayLike, n: int, name: str = "y") -> np.ndarray:
@@ -83,6 +97,7 @@ class Preprocessor:
     features: int | None = None
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    value_range: list[float] | None = None  # images: the [min, max] of the fitted pixels
 
     @property
     def fitted(self) -> bool:
@@ -116,6 +131,7 @@ class Preprocessor:
                 fitted.invert = bool(scaled.mean() > 0.5)
         values = fitted._canonical(X)
         if fitted.kind == "image":  # one mean and std per channel
+            fitted.value_range = [float(values.min()), float(values.max())]
             fitted.mean = values.mean(dim=(0, 2, 3)).tolist()
             fitted.std = values.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()
         else:  # one mean and std per feature
@@ -158,10 +174,10 @@ class Preprocessor:
                 raise ValueError(
                     f"expected vectors of shape [N, {self.features}], got shape {X.shape}"
                 )
-            return torch.from_numpy(_to_float(X))
+            return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         if X.ndim == 2:
             raise ValueError(f"expected images [N, H, W] or [N, C, H, W], got vectors {X.shape}")
-        images = torch.from_numpy(_to_float(X))
+        images = torch.from_numpy(self._pixels(X))
         if images.ndim == 3:
             images = images.unsqueeze(1)
         if images.shape[1] != self.channels:
@@ -181,13 +197,35 @@ class Preprocessor:
             images = 1.0 - images
         return images
 
+    def _pixels(self, X: np.ndarray) -> np.ndarray:
+        """Images as float32 in [0, 1]: integer pixels of any dtype scaled as uint8 ones;
+        float images far outside the range the model was fitted on are refused."""
+        scaled = _to_float(X)
+        if self.value_range is None or np.issubdtype(X.dtype, np.integer):
+            return scaled
+        low, high = self.value_range
+        margin = max(high - low, 1.0)
+        found_low, found_high = float(scaled.min()), float(scaled.max())
+        if found_low < low - margin or found_high > high + margin:
+            raise ValueError(
+                f"X holds pixel values in [{found_low:g}, {found_high:g}], but this model was "
+                f"fitted on images in [{low:g}, {high:g}]: pass uint8 images, or floats scaled "
+                f"as the training images were (0..255 integers become [0, 1])"
+            )
+        return scaled
+
     def _require_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError("preprocessor is not fitted: fit a task first")
 
 
 def _to_float(X: np.ndarray) -> np.ndarray:
-    """uint8 pixels scaled to [0, 1]; other dtypes converted to float32 as given."""
-    if X.dtype == np.uint8:
-        return X.astype(np.float32) / 255.0
+    """Integer pixels (any integer dtype, 0..255) scaled to [0, 1]; floats as given."""
+    if np.issubdtype(X.dtype, np.integer):
+        if X.dtype != np.uint8 and (X.min() < 0 or X.max() > PIXEL_MAX):
+            raise ValueError(
+                f"X holds integer pixel values in [{X.min()}, {X.max()}]; integer images must "
+                f"be 0..{PIXEL_MAX} (8-bit), or pass floats"
+            )
+        return X.astype(np.float32) / PIXEL_MAX
     return np.ascontiguousarray(X, dtype=np.float32)

@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from siamcl.accounting import TaskReport
 from siamcl.learners._sklearn import ScikitLearnAPI
 from siamcl.learners.state import Learned, learned_attribute
-from siamcl.preprocess import as_array, as_labels
+from siamcl.preprocess import CHUNK_ROWS, as_array, as_labels
 
 __all__ = ["NotFittedError", "PrototypePredictions"]
 
@@ -101,8 +101,15 @@ class PrototypePredictions(ScikitLearnAPI):
         return state
 
     def _embed_with(self, state: Learned, X: Any) -> np.ndarray:
-        canonical = state.preprocessor.canonical(X)
-        return self._embedder(state.encoder, state.preprocessor)(canonical)
+        """Embeddings of raw ``X``, preprocessed a block of rows at a time, so that memory
+        grows with the embeddings returned, not with the images."""
+        X = as_array(X)
+        embed = self._embedder(state.encoder, state.preprocessor)
+        parts = [
+            embed(state.preprocessor.canonical(X[start : start + CHUNK_ROWS]))
+            for start in range(0, len(X), CHUNK_ROWS)
+        ]
+        return np.concatenate(parts)
 
     def _require_fitted(self, method: str) -> None:
         if not self.is_fitted:
