@@ -101,3 +101,38 @@ def test_public_names_import_lazily() -> None:
     assert set(siamcl.__all__) <= set(dir(siamcl))
     with pytest.raises(AttributeError, match="no_such_name"):
         siamcl.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--device", "banana"], "--device 'banana' is not a torch device"),
+        (["--out", "{file}"], "is a file; give a folder"),
+        (["--out", "{file}/results"], "is a file, not a folder"),
+    ],
+)
+def test_bad_devices_and_outputs_fail_before_any_work(tmp_path, capsys, extra, message):
+    blocker = tmp_path / "taken.txt"
+    blocker.write_text("mine")
+    argv = ["bench", "quick", *[arg.format(file=blocker) for arg in extra]]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and error.count("\n") == 0
+    assert blocker.read_text() == "mine"
+
+
+def test_a_checkpoint_path_that_is_a_file_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "ck"
+    blocker.write_text("mine")
+    argv = ["bench", "core", "--quick", "--checkpoint", str(blocker), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # nothing was trained or written
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert main(["bench", "quick", "--device", "cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err

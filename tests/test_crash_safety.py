@@ -65,7 +65,7 @@ def _killed_save(clf, target, step: int, exchange: bool) -> bool:
             atomic._exchange = killing(exchange_function)
             clf.save(target)
             os._exit(0)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the child must never return to pytest
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0

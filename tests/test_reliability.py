@@ -2,9 +2,9 @@
 
 import hashlib
 import json
-import shutil
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time

@@ -20,16 +20,13 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from siamcl.cli.checks import UsageError, check_arguments
 from siamcl.cli.help import OneLineErrorParser
 from siamcl.cli.registry import COMMANDS, Command, Group
 
 __all__ = ["UsageError", "build_parser", "main"]
 
 DESCRIPTION = "Siamese networks for class-incremental and few-shot learning, measured."
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for, reported as one line."""
 
 
 class _VersionAction(argparse.Action):
@@ -135,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "nproc", 1) > 1 and "LOCAL_RANK" not in os.environ:
         return _launch_processes(args.nproc, argv)
     try:
+        check_arguments(args)
         args.run(args)
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"siamcl: error: {error}", file=sys.stderr)

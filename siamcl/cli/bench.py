@@ -30,6 +30,7 @@ def add_shared_options(parser: argparse.ArgumentParser, dataset: str = "mnist5k"
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     parser.add_argument("--quick", action="store_true", help="smaller settings for a fast run")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(out_is_folder=True)
 
 
 def add_suite_options(parser: argparse.ArgumentParser, suite: ModuleType) -> None:

@@ -35,6 +35,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         help="training alphabets, or 'all'",
     )
     parser.add_argument("--out", required=True, help="folder to save the classifier in")
+    parser.set_defaults(out_is_folder=True)
     _add_trainer_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads_option(parser, None, "torch's default")
@@ -49,6 +50,7 @@ def configure_make_runs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=20, help="number of runs")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--out", required=True, help="folder to write run01, run02, ... into")
+    parser.set_defaults(out_is_folder=True)
 
 
 def configure_eval(parser: argparse.ArgumentParser) -> None:
