@@ -267,3 +267,35 @@ def test_a_signed_model_loads_only_with_its_key(saved, tmp_path):
     reseal(tmp_path / "signed", classes=[0])  # an edit resealed without the key
     with pytest.raises(ValueError, match="not signed with this key"):
         IncrementalClassifier.load(tmp_path / "signed", key="secret")
+
+
+def test_a_store_index_with_other_ids_is_refused(saved, tmp_path):
+    import faiss
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(saved / "store", store_dir)
+    index_file = next(store_dir.glob("*.faiss"))
+    index = faiss.downcast_index(faiss.read_index(str(index_file)))
+    ids = faiss.vector_to_array(index.id_map)
+    faiss.copy_array_to_vector(ids + 1000, index.id_map)  # same vectors, other ids
+    faiss.write_index(index, str(index_file))
+    meta = json.loads((store_dir / "store.json").read_text())
+    meta["checksums"][index_file.name] = _sha(index_file)
+    (store_dir / "store.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="other prototype ids"):
+        PrototypeStore.load(store_dir)
+
+
+def test_random_one_byte_edits_always_fail_as_value_errors(saved, tmp_path):
+    rng = np.random.default_rng(0)
+    files = sorted(p.relative_to(saved) for p in saved.rglob("*") if p.is_file())
+    for trial in range(60):
+        model = tmp_path / f"edit{trial}"
+        shutil.copytree(saved, model)
+        path = model / files[rng.integers(len(files))]
+        data = bytearray(path.read_bytes())
+        position = int(rng.integers(len(data)))
+        data[position] = (data[position] + 1 + int(rng.integers(255))) % 256
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError):
+            IncrementalClassifier.load(model)

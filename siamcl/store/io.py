@@ -134,7 +134,7 @@ def load(directory: str | os.PathLike, mmap: bool, make: Callable[..., Any]) -> 
         raise ValueError(f"{source / META_FILE} holds invalid parameters: {error}") from None
     contents = _read_contents(source, store.dim, mmap)
     index, mapped, note = _read_index(source / INDEX_FILE, mmap)
-    _check_index(index, source, store.dim, store.metric, len(contents.ids))
+    _check_index(index, source, store.dim, store.metric, np.asarray(contents.ids))
     nbytes = (source / INDEX_FILE).stat().st_size
     next_id = _read_next_id(source, meta, contents)
     return Loaded(store, contents, index, nbytes, next_id, mapped, note)
@@ -265,16 +265,37 @@ def _read_index(path: Path, mmap: bool) -> tuple[faiss.Index, bool, str | None]:
     return index, False, note if mmap else None
 
 
-def _check_index(index: faiss.Index, source: Path, dim: int, metric: str, held: int) -> None:
+def _check_index(index: faiss.Index, source: Path, dim: int, metric: str, held: np.ndarray) -> None:
     """Refuse a saved index that does not fit the store's dimension, metric or prototypes."""
     path = source / INDEX_FILE
     if index.d != dim:
         raise ValueError(f"{path} has dimension {index.d}, {META_FILE} says {dim}")
     if index.metric_type != METRICS[metric]:
         raise ValueError(f"{path} uses FAISS metric {index.metric_type}, not {metric}")
-    expected = held if index.is_trained else 0
+    expected = len(held) if index.is_trained else 0
     if index.ntotal != expected:
         raise ValueError(f"{path} holds {index.ntotal} vectors, expected {expected}")
+    stored = _index_ids(index) if expected else None
+    if stored is not None and not np.array_equal(np.sort(stored), np.sort(held)):
+        raise ValueError(f"{path} holds other prototype ids than {META_FILE}'s arrays")
+
+
+def _index_ids(index: faiss.Index) -> np.ndarray | None:
+    """The ids a FAISS index answers with (id map or inverted lists); None if not readable."""
+    id_map = getattr(faiss.downcast_index(index), "id_map", None)
+    if id_map is not None:
+        return faiss.vector_to_array(id_map).astype(np.int64)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    lists = ivf.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(lists.nlist)
+        if lists.list_size(i)
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _read_next_id(source: Path, meta: dict[str, Any], contents: Contents) -> int:
