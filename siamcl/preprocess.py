@@ -137,7 +137,7 @@ class Preprocessor:
         else:  # one mean and std per feature
             fitted.mean = values.mean(dim=0).tolist()
             spread = values.std(dim=0) if len(values) > 1 else torch.ones(fitted.features)
-            fitted.std = spread.clamp_min(1e-6).tolist()
+            fitted.std = spread.clamp_min(_std_floor(spread)).tolist()
         return fitted
 
     def canonical(self, X: ArrayLike) -> torch.Tensor:
@@ -217,6 +217,14 @@ class Preprocessor:
     def _require_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError("preprocessor is not fitted: fit a task first")
+
+
+def _std_floor(spread: torch.Tensor) -> float:
+    """The smallest per-feature spread used to standardise vectors: half the median spread of
+    the features that vary. A feature nearly constant in the first task would otherwise be
+    divided by almost nothing and dwarf every other feature in later tasks."""
+    varying = spread[spread > 1e-12]
+    return max(1e-6, 0.5 * float(varying.median())) if len(varying) else 1.0
 
 
 def _to_float(X: np.ndarray) -> np.ndarray:

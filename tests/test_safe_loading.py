@@ -275,7 +275,8 @@ def test_a_store_index_with_other_ids_is_refused(saved, tmp_path):
     store_dir = tmp_path / "store"
     shutil.copytree(saved / "store", store_dir)
     index_file = next(store_dir.glob("*.faiss"))
-    index = faiss.downcast_index(faiss.read_index(str(index_file)))
+    raw = faiss.read_index(str(index_file))  # owns the index the downcast view points into
+    index = faiss.downcast_index(raw)
     ids = faiss.vector_to_array(index.id_map)
     faiss.copy_array_to_vector(ids + 1000, index.id_map)  # same vectors, other ids
     faiss.write_index(index, str(index_file))

@@ -156,3 +156,18 @@ def test_auto_encoder_is_conv4_for_images_and_mlp_for_vectors(tmp_path):
 def test_tags_declare_image_inputs():
     tags = small().__sklearn_tags__()
     assert tags.input_tags.three_d_array and tags.estimator_type == "classifier"
+
+
+def test_partial_fit_on_feature_vectors_matches_fit():
+    X, y, X_test, y_test = load_dataset("digits")
+    X = X.reshape(len(X), -1).astype(np.float32)
+    X_test = X_test.reshape(len(X_test), -1).astype(np.float32)
+    rows = np.concatenate([np.flatnonzero(y == c)[:40] for c in range(10)])
+    X, y = X[rows], y[rows]
+    whole = IncrementalClassifier(seed=0).fit(X, y).score(X_test, y_test)
+    tasks = IncrementalClassifier(seed=0)
+    for first_half in (True, False):  # features constant in the first task vary in the second
+        part = (y < 5) == first_half
+        tasks.partial_fit(X[part], y[part])
+    assert tasks.score(X_test, y_test) >= whole - 0.02
+    assert whole > 0.8
