@@ -63,6 +63,9 @@ def _positive(text: str) -> int:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (classifier + class names)")
     parser.add_argument("--device", default="cpu", help="torch device")
+
+
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -78,6 +81,7 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         help="sub-folders of --data learned as one task each, in order (default: --data is one task)",
     )
     _add_model_options(parser)
+    _add_quiet_option(parser)
     parser.add_argument(
         "--epochs",
         type=_positive,
@@ -104,6 +108,7 @@ def configure_add(parser: argparse.ArgumentParser) -> None:
     parser.description = ADD
     parser.add_argument("--data", required=True, help="folder of class folders")
     _add_model_options(parser)
+    _add_quiet_option(parser)
 
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:
