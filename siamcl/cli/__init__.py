@@ -1,9 +1,13 @@
-"""The ``siamcl`` command: benchmark suites, reports and few-shot tools.
+"""The ``siamcl`` command: benchmark suites, reports, few-shot tools, and models of your own
+images.
 
     siamcl bench SUITE [--dataset D] [--data-root DIR] [--seeds 0,1,2] [--device cpu]
                        [--out DIR] [--quick] [--quiet]
     siamcl report DIR
     siamcl fewshot {train,eval,make-runs} ...
+    siamcl learn --data DIR --model MODEL [--task SUBDIR ...]
+    siamcl add --data DIR --model MODEL
+    siamcl predict --model MODEL IMAGES... [--top-k K] [--format csv|jsonl]
 
 Every command is listed in ``siamcl.cli.registry``; only the chosen one is imported, so help
 answers without loading torch. Errors in what the user typed (unknown suite, data set or

@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-__all__ = ["UsageError", "check_arguments"]
+__all__ = ["UsageError", "check_arguments", "check_device", "check_writable"]
 
 
 class UsageError(Exception):
@@ -19,9 +19,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if getattr(args, "device", None) is not None:
         check_device(args.device)
     if getattr(args, "out", None) is not None:
-        _check_writable(Path(args.out), "--out", folder=getattr(args, "out_is_folder", False))
+        check_writable(Path(args.out), "--out", folder=getattr(args, "out_is_folder", False))
     if getattr(args, "checkpoint", None):
-        _check_writable(Path(args.checkpoint), "--checkpoint", folder=True)
+        check_writable(Path(args.checkpoint), "--checkpoint", folder=True)
 
 
 def check_device(device: str) -> None:
@@ -44,7 +44,8 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device}: siamcl runs on cpu, cuda or mps")
 
 
-def _check_writable(path: Path, option: str, folder: bool) -> None:
+def check_writable(path: Path, option: str, folder: bool) -> None:
+    """Raise UsageError unless ``path`` (a file, or a folder when ``folder``) can be written."""
     if folder and path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file; give a folder")
     if not folder and path.is_dir():

@@ -43,6 +43,7 @@ def _suite(name: str, summary: str) -> Command:
 
 
 _FEWSHOT = "siamcl.cli.fewshot"
+_OWN_DATA = "siamcl.cli.own_data"
 
 COMMANDS: dict[str, Command | Group] = {
     "bench": Group(
@@ -89,6 +90,24 @@ COMMANDS: dict[str, Command | Group] = {
             "  siamcl fewshot make-runs --data-root DIR --alphabets A B ... --out RUNS_DIR\n"
             "  siamcl fewshot eval --model MODEL_DIR --runs RUNS_DIR [--out RESULT.json]"
         ),
+    ),
+    "learn": Command(
+        "train a model on your own image folder (or continue one)",
+        _OWN_DATA,
+        configure="configure_learn",
+        run="run_learn",
+    ),
+    "add": Command(
+        "add classes to a model from a few images each, no training",
+        _OWN_DATA,
+        configure="configure_add",
+        run="run_add",
+    ),
+    "predict": Command(
+        "name the class of image files with a model, as CSV or JSON lines",
+        _OWN_DATA,
+        configure="configure_predict",
+        run="run_predict",
     ),
     "report": Command(
         "render a folder of benchmark results into one markdown report",

@@ -1,0 +1,147 @@
+"""From a folder of one's own images to a model and predictions: ``load_image_folder`` and the
+``siamcl learn``, ``siamcl add`` and ``siamcl predict`` commands, end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from siamcl.cli import main
+from siamcl.data import load_dataset, load_image_folder
+
+NAMES = ("zero", "one", "two", "three", "four")
+
+
+@pytest.fixture(scope="module")
+def digits() -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Training and held-out mnist5k images of the digits 0..4, by digit."""
+    X_train, y_train, X_test, y_test = load_dataset("mnist5k")
+    return {d: (X_train[y_train == d], X_test[y_test == d]) for d in range(len(NAMES))}
+
+
+def write_class(folder: Path, images: np.ndarray, jpeg_every: int = 3) -> None:
+    """Images as files: mostly grayscale 28x28 PNG, and every ``jpeg_every``-th an RGB 32x32
+    JPEG (another format, size and mode), in every class alike so that no class can be told
+    apart by its file format."""
+    folder.mkdir(parents=True)
+    for index, pixels in enumerate(images):
+        image = Image.fromarray(pixels)
+        if index % jpeg_every == jpeg_every - 1:
+            image.convert("RGB").resize((32, 32)).save(folder / f"{index}.jpg", quality=95)
+        else:
+            image.save(folder / f"{index}.png")
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_load_image_folder_mixes_formats_sizes_and_modes(tmp_path: Path, digits) -> None:
+    write_class(tmp_path / "b", digits[1][0][:4], jpeg_every=99)
+    write_class(tmp_path / "a", digits[0][0][:3], jpeg_every=1)
+    (tmp_path / "b" / ".DS_Store").write_bytes(b"not an image")
+    X, y, names = load_image_folder(tmp_path)
+    assert names == ["a", "b"] and X.shape == (7, 3, 28, 28) and X.dtype == np.uint8
+    assert y.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    X_gray, _, _ = load_image_folder(tmp_path, size=16, grayscale=True)
+    assert X_gray.shape == (7, 16, 16)
+    X_b, _, _ = load_image_folder(tmp_path / "..", size=(8, 12))
+    assert X_b.shape[-2:] == (8, 12)
+
+
+def test_load_image_folder_errors_name_the_problem(tmp_path: Path, digits) -> None:
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_image_folder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no class folders"):
+        load_image_folder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty holds no image"):
+        load_image_folder(tmp_path)
+    write_class(tmp_path / "empty" / "x", digits[0][0][:1])  # images in sub-folders count
+    assert load_image_folder(tmp_path)[0].shape == (1, 28, 28)
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.txt"):
+        load_image_folder(tmp_path)
+
+
+def test_learn_add_predict_end_to_end(tmp_path: Path, digits, capsys) -> None:
+    data, model = tmp_path / "data", tmp_path / "model"
+    for digit in (0, 1, 2):
+        write_class(data / "first" / NAMES[digit], digits[digit][0][:40])
+    write_class(data / "second" / "three", digits[3][0][:40])
+    write_class(data / "second" / "one", digits[1][0][40:60])  # a known class, more examples
+    write_class(data / "few" / "four", digits[4][0][:5])
+    base = ["--model", str(model), "--epochs", "2"]
+
+    status, out, err = run(["learn", "--data", str(data / "first"), *base], capsys)
+    assert status == 0, err
+    assert "task 0" in out and "J (estimate)" in out and "samples seen" in out
+    assert f"saved to {model}" in out
+    assert json.loads((model / "classes.json").read_text())["classes"] == ["one", "two", "zero"]
+
+    status, out, err = run(["learn", "--data", str(data), "--task", "second", *base], capsys)
+    assert status == 0, err
+    assert "task 1" in out
+    classes = json.loads((model / "classes.json").read_text())["classes"]
+    assert classes == ["one", "two", "zero", "three"]  # a known name keeps its label
+
+    status, out, err = run(["add", "--data", str(data / "few"), "--model", str(model)], capsys)
+    assert status == 0, err
+    assert "added" in out and "5 samples seen" in out
+
+    held_out = tmp_path / "held-out"
+    for digit in range(5):
+        write_class(held_out / NAMES[digit], digits[digit][1][:30])
+    status, out, err = run(["predict", "--model", str(model), str(held_out)], capsys)
+    assert status == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 150 and set(rows[0]) >= {"path", "label", "score", "label_3", "score_3"}
+    assert {row["label"] for row in rows} <= set(NAMES)
+    truth = [Path(row["path"]).parent.name for row in rows]
+    accuracy = np.mean([row["label"] == true for row, true in zip(rows, truth)])
+    assert accuracy > 0.6, accuracy  # chance is 0.2
+    assert all(0 <= float(row["score"]) <= 1 for row in rows)
+
+    one_file = min((held_out / "four").iterdir())
+    argv = ["predict", "--model", str(model), str(one_file), "--format", "jsonl", "--top-k", "9"]
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    (line,) = [json.loads(text) for text in out.splitlines()]
+    assert line["path"] == str(one_file) and len(line["top_k"]) == 5
+    assert {entry["label"] for entry in line["top_k"]} == set(NAMES)
+    assert line["score"] == max(entry["score"] for entry in line["top_k"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["learn", "--data", "{tmp}/nowhere", "--model", "{tmp}/m"], "nowhere does not exist"),
+        (["learn", "--data", "{tmp}/data", "--task", "t9", "--model", "{tmp}/m"], "--task t9"),
+        (["learn", "--data", "{tmp}/data", "--model", "{tmp}/other"], "holds no siamcl model"),
+        (["learn", "--data", "{tmp}/data", "--model", "{tmp}/file"], "is a file"),
+        (["learn", "--data", "{tmp}/data", "--model", "{tmp}/m", "--epochs", "0"], "positive"),
+        (["learn", "--data", "{tmp}/bad", "--model", "{tmp}/m"], "bad.png"),
+        (["add", "--data", "{tmp}/data", "--model", "{tmp}/m"], "siamcl learn"),
+        (["predict", "--model", "{tmp}/m", "{tmp}/data"], "siamcl learn"),
+        (["predict", "--model", "{tmp}/other", "{tmp}/no.png"], "no.png does not exist"),
+    ],
+)
+def test_mistakes_are_one_line_before_any_work(tmp_path: Path, digits, capsys, argv, message):
+    write_class(tmp_path / "data" / "zero", digits[0][0][:2])
+    write_class(tmp_path / "bad" / "zero", digits[0][0][:2])
+    (tmp_path / "bad" / "zero" / "bad.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "mine.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine")
+    status, out, err = run([arg.format(tmp=tmp_path) for arg in argv], capsys)
+    assert status == 2 and out == ""
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m").exists() and (tmp_path / "other" / "mine.txt").read_text() == "mine"
