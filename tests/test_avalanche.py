@@ -5,14 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from avalanche.benchmarks import nc_benchmark
+from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+from avalanche.benchmarks.utils import (
+    DataAttribute,
+    as_classification_dataset,
+    make_avalanche_dataset,
+)
+from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import Naive, Replay
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from siamcl.data import class_incremental, load_dataset
 from siamcl.encoders import build_encoder
 from siamcl.integrations.avalanche import (
+    LabelledTensors,
     PrototypeModel,
     SiameseStrategy,
     TrainingCost,
@@ -21,10 +31,12 @@ from siamcl.integrations.avalanche import (
     retained_bytes,
     to_avalanche,
 )
+from siamcl.integrations.avalanche_replay import with_exemplars
 from siamcl.integrations.avalanche_strategy import MASK_VALUE
 from siamcl.store import PrototypeStore
 
 STREAM_ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
+STREAM_ACC_NO_TASK = "Top1_Acc_Stream/eval_phase/test_stream"  # datasets without task labels
 COST_NAMES = ("Energy_J", "CPU_s", "Wall_s", "FLOPs", "PeakRSS_MB", "Retained_B", "Samples")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -55,6 +67,60 @@ def mnist_slice():
     test = np.concatenate([np.flatnonzero(y_test == d)[:30] for d in digits])
     tasks = class_incremental(X_train[train], y_train[train], n_tasks=2, seed=0)
     return to_avalanche(tasks, X_test[test], y_test[test])
+
+
+@pytest.fixture(scope="module")
+def mnist_class_incremental():
+    """The same four digits as a ``class_incremental_benchmark`` over Avalanche datasets."""
+    X_train, y_train, X_test, y_test = load_dataset("mnist5k")
+    train = np.concatenate([np.flatnonzero(y_train == d)[:40] for d in range(4)])
+    test = np.concatenate([np.flatnonzero(y_test == d)[:30] for d in range(4)])
+    return two_experience_benchmark(
+        "tensor-targets",
+        (as_images(X_train[train]), y_train[train]),
+        (as_images(X_test[test]), y_test[test]),
+    )
+
+
+def as_images(X: np.ndarray) -> torch.Tensor:
+    """uint8 ``[N, H, W]`` images as the float ``[N, 1, H, W]`` inputs a model takes."""
+    return torch.from_numpy(X).float().div(255.0).unsqueeze(1)
+
+
+def avalanche_dataset(kind: str, X: torch.Tensor, y: np.ndarray):
+    """A dataset for ``class_incremental_benchmark`` built the ways Avalanche users build one."""
+    labels = torch.from_numpy(y)
+    if kind == "tensor":  # a plain TensorDataset: the benchmark adds task labels
+        return TensorDataset(X, labels)
+    if kind == "tensor-targets":  # label tensors, no task labels
+        targets = DataAttribute(y.tolist(), "targets")
+        return make_avalanche_dataset(TensorDataset(X, labels), data_attributes=[targets])
+    return as_classification_dataset(LabelledTensors(X, y))  # int labels, no task labels
+
+
+def two_experience_benchmark(kind: str, train, test):
+    """Two experiences of ``train``'s classes, in sorted order, by one of four constructors."""
+    (X, y), (X_test, y_test) = train, test
+    classes = sorted(set(y.tolist()))
+    if kind == "nc_benchmark":
+        return nc_benchmark(
+            LabelledTensors(X, y),
+            LabelledTensors(X_test, y_test),
+            n_experiences=2,
+            task_labels=False,
+            fixed_class_order=classes,
+        )
+    if kind == "to_avalanche":
+        tasks = class_incremental(X, y, n_tasks=2, seed=0)
+        return to_avalanche(tasks, X_test, y_test)  # samples preprocessed by a transform
+    return class_incremental_benchmark(
+        {"train": avalanche_dataset(kind, X, y), "test": avalanche_dataset(kind, X_test, y_test)},
+        class_order=classes,
+        num_experiences=2,
+    )
+
+
+BENCHMARK_KINDS = ("tensor", "tensor-targets", "classification", "nc_benchmark", "to_avalanche")
 
 
 # -- stream conversion ------------------------------------------------------------------
@@ -150,6 +216,84 @@ def test_siamese_strategy_learns_above_chance_in_avalanches_own_metrics(mnist_sl
     )
     assert strategy.retained_bytes()["replay"] == strategy.memory.nbytes
     assert len(cost.reports) == 2 and all(r.energy_j > 0 for r in cost.reports)
+
+
+def test_siamese_strategy_learns_on_a_class_incremental_benchmark(mnist_class_incremental):
+    benchmark = mnist_class_incremental
+    strategy = SiameseStrategy(
+        encoder="conv4-small",
+        input_shape=(1, 28, 28),
+        train_epochs=3,
+        train_mb_size=32,
+        memory_per_class=5,
+        evaluator=evaluator(),
+        seed=0,
+    )
+    results = {}
+    for experience in benchmark.train_stream:
+        results.update(strategy.train(experience))
+        results.update(strategy.eval(benchmark.test_stream))
+    assert results[STREAM_ACC_NO_TASK] >= 0.6  # four digits: chance is 0.25
+    assert results["Top1_Acc_Exp/eval_phase/test_stream/Exp000"] >= 0.5  # first digits kept
+    _, memory_labels = strategy.memory.arrays()
+    assert sorted(set(memory_labels.tolist())) == [0, 1, 2, 3]
+    assert len(strategy.memory) == 4 * 5
+    assert sorted(strategy.store.classes.tolist()) == [0, 1, 2, 3]
+
+
+class DatasetLabels(SupervisedPlugin):
+    """Records the labels of each experience's training data, exemplars included."""
+
+    def __init__(self):
+        super().__init__()
+        self.labels: list[list[int]] = []
+
+    def after_train_dataset_adaptation(self, strategy, **kwargs) -> None:
+        self.labels.append([int(label) for label in strategy.adapted_dataset.targets])
+
+
+@pytest.mark.parametrize("kind", BENCHMARK_KINDS)
+def test_siamese_strategy_replays_exemplars_on_every_benchmark_kind(kind):
+    X, y = synthetic(4, 12)
+    X_test, y_test = synthetic(4, 4, seed=1)
+    benchmark = two_experience_benchmark(kind, (as_images(X), y), (as_images(X_test), y_test))
+    torch.manual_seed(0)
+    trained_on = DatasetLabels()
+    strategy = SiameseStrategy(
+        encoder=nn.Sequential(nn.Flatten(), nn.Linear(64, 16)),
+        train_epochs=1,
+        train_mb_size=8,
+        memory_per_class=3,
+        evaluator=evaluator(),
+        plugins=[trained_on],
+        seed=0,
+    )
+    first, second = benchmark.train_stream
+    strategy.train(first)
+    strategy.train(second)  # the exemplars of the first experience join the second's data
+    first_classes = sorted(set(trained_on.labels[0]))
+    assert len(trained_on.labels[1]) == len(second.dataset) + 2 * 3
+    assert sorted(set(trained_on.labels[1][-6:])) == first_classes
+    _, memory_labels = strategy.memory.arrays()
+    assert sorted(set(memory_labels.tolist())) == [0, 1, 2, 3]
+    assert sorted(strategy.store.classes.tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", BENCHMARK_KINDS)
+def test_replayed_exemplars_batch_with_the_experiences_samples_as_stored(kind):
+    X, y = synthetic(4, 6)
+    benchmark = two_experience_benchmark(kind, (as_images(X), y), (as_images(X), y))
+    dataset = benchmark.train_stream[1].dataset.train()
+    exemplars = np.random.default_rng(0).normal(size=(3, 1, 8, 8)).astype(np.float16)
+    joined = with_exemplars(dataset, exemplars, np.array([0, 1, 0])).train()
+    assert list(joined.targets)[-3:] == [0, 1, 0]
+    batch = next(iter(DataLoader(joined, batch_size=len(joined), collate_fn=joined.collate_fn)))
+    own = next(iter(DataLoader(dataset, batch_size=2, collate_fn=dataset.collate_fn)))
+    assert len(batch) == len(own)
+    assert [type(part) for part in batch] == [type(part) for part in own]
+    stored = torch.from_numpy(exemplars).float()
+    torch.testing.assert_close(batch[0][-3:], stored)  # the benchmark's transforms not applied
+    assert torch.as_tensor(batch[1][-3:]).tolist() == [0, 1, 0]
 
 
 def test_siamese_strategy_trains_with_the_optimizer_given_and_the_losss_proxies(mnist_slice):

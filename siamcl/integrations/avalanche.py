@@ -16,9 +16,10 @@
         strategy.train(experience)
         strategy.eval(benchmark.test_stream)
 
-The pieces live in :mod:`~siamcl.integrations.avalanche_strategy`,
-:mod:`~siamcl.integrations.avalanche_metrics` and
-:mod:`~siamcl.integrations.avalanche_streams`.
+The strategy also runs on ``nc_benchmark`` and ``class_incremental_benchmark`` streams. The
+pieces live in :mod:`~siamcl.integrations.avalanche_strategy` (with
+:mod:`~siamcl.integrations.avalanche_model` and :mod:`~siamcl.integrations.avalanche_replay`),
+:mod:`~siamcl.integrations.avalanche_metrics` and :mod:`~siamcl.integrations.avalanche_streams`.
 """
 
 from siamcl.integrations.avalanche_metrics import TrainingCost, energy_metrics, retained_bytes

@@ -30,8 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
-from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
 from avalanche.models.dynamic_optimizers import update_optimizer
 from avalanche.training.templates import SupervisedTemplate
@@ -47,6 +45,7 @@ from siamcl.integrations.avalanche_model import (
     PrototypeModel,
     build_encoder_for,
 )
+from siamcl.integrations.avalanche_replay import with_exemplars
 from siamcl.losses import DistillationTerm, MetricTerm, Objective, build_loss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
@@ -194,17 +193,13 @@ class SiameseStrategy(SupervisedTemplate):
             self._after_training_iteration(**kwargs)
 
     def train_dataset_adaptation(self, **kwargs: Any) -> None:
-        """The experience's data plus the exemplars held in memory."""
+        """The experience's data plus the exemplars held in memory, shaped like the
+        experience's samples (see :func:`~siamcl.integrations.avalanche_replay.with_exemplars`)."""
         super().train_dataset_adaptation(**kwargs)
         exemplars, labels = self.memory.arrays()
         if exemplars is None:
             return
-        replay = _make_taskaware_tensor_classification_dataset(
-            torch.from_numpy(exemplars.astype(np.float32)),
-            torch.from_numpy(labels),
-            task_labels=0,
-        )
-        self.adapted_dataset = concat_datasets([self.adapted_dataset, replay]).train()
+        self.adapted_dataset = with_exemplars(self.adapted_dataset, exemplars, labels).train()
 
     def make_train_dataloader(self, num_workers: int = 0, **kwargs: Any) -> None:
         """Batches drawn class-balanced by :func:`~siamcl.training.balanced_epoch`."""
