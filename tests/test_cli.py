@@ -136,3 +136,13 @@ def test_cuda_without_a_gpu_is_one_line(capsys):
         pytest.skip("this machine has a CUDA device")
     assert main(["bench", "quick", "--device", "cuda"]) == 2
     assert "no CUDA device is available" in capsys.readouterr().err
+
+
+def test_an_existing_output_file_may_be_replaced(tmp_path):
+    from siamcl.cli.checks import UsageError, check_writable
+
+    existing = tmp_path / "results.json"
+    existing.write_text("{}")
+    check_writable(existing, "--out", folder=False)  # a file output may be overwritten
+    with pytest.raises(UsageError, match="is a folder"):
+        check_writable(tmp_path, "--out", folder=False)

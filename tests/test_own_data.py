@@ -53,7 +53,7 @@ def test_load_image_folder_mixes_formats_sizes_and_modes(tmp_path: Path, digits)
     assert y.tolist() == [0, 0, 0, 1, 1, 1, 1]
     X_gray, _, _ = load_image_folder(tmp_path, size=16, grayscale=True)
     assert X_gray.shape == (7, 16, 16)
-    X_b, _, _ = load_image_folder(tmp_path / "..", size=(8, 12))
+    X_b, _, _ = load_image_folder(tmp_path, size=(8, 12))
     assert X_b.shape[-2:] == (8, 12)
 
 

@@ -50,7 +50,7 @@ def check_writable(path: Path, option: str, folder: bool) -> None:
         raise UsageError(f"{option} {path} is a file; give a folder")
     if not folder and path.is_dir():
         raise UsageError(f"{option} {path} is a folder; give a file name")
-    existing = path if path.exists() else path.parent
+    existing = path if folder and path.exists() else path.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
