@@ -52,7 +52,8 @@ class ExportedClassifier:
     def __init__(self, folder: str | os.PathLike):
         folder = Path(folder)
         self.model = json.loads((folder / MODEL_FILE).read_text())
-        if self.model.get("format") != EXPORT_FORMAT or self.model.get("format_version") != EXPORT_VERSION:
+        version = (self.model.get("format"), self.model.get("format_version"))
+        if version != (EXPORT_FORMAT, EXPORT_VERSION):
             raise ValueError(f"{folder} is not a siamcl export folder of version {EXPORT_VERSION}")
         self.preprocessing = self.model["preprocessing"]
         self._encode = _encoder(folder, self.model["encoder"])
