@@ -267,6 +267,14 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         self._require_fitted("save")
         save_classifier(self, directory, key)
 
+    def export(self, path: Any, format: str = "onnx") -> Any:
+        """Write a folder a deployment reads with onnxruntime (or torch, for
+        ``format="torch.export"``) and faiss, without siamcl: encoder graph, FAISS index,
+        class map and preprocessing (see :mod:`siamcl.export`). Returns its path."""
+        from siamcl.export import export_classifier
+
+        return export_classifier(self, path, format)
+
     @classmethod
     def load(
         cls,

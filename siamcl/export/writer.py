@@ -1,0 +1,216 @@
+"""Writing an export folder: encoder graph, FAISS index, class map and ``model.json``.
+
+The encoder is exported with standardisation inside the graph, so it takes canonical inputs
+(images as float ``[N, C, H, W]`` in [0, 1], resized and inverted as ``model.json`` says;
+vectors as float ``[N, D]``) with a dynamic batch dimension and returns L2-normalised
+embeddings ``[N, D]``.
+
+Float encoders go through ``torch.onnx.export(dynamo=True)``. The int8 encoder (``qat="int8"``)
+is a torch.ao FX graph of quantized modules, which ``torch.export`` cannot trace (its packed
+weights are TorchScript objects), so it goes through the TorchScript-based exporter: the graph
+holds int8 weights and QuantizeLinear/DequantizeLinear pairs around float Conv and Gemm
+nodes, which onnxruntime fuses into QLinearConv and QGemm int8 kernels.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from siamcl._atomic import atomic_directory, write_json
+from siamcl.export.deploy import (
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    MODEL_FILE,
+)
+from siamcl.export.store import write_store
+from siamcl.learners.prediction import NotFittedError
+
+__all__ = ["FORMATS", "export_classifier"]
+
+FORMATS = ("onnx", "torch.export")
+ENCODER_FILES = {"onnx": "encoder.onnx", "torch.export": "encoder.pt2"}
+DYNAMO_OPSET = 18
+TORCHSCRIPT_OPSET = 17
+
+
+class StandardisedEncoder(nn.Module):
+    """The fitted standardisation followed by the encoder: canonical inputs to embeddings."""
+
+    def __init__(self, encoder: nn.Module, mean: list[float], std: list[float], image: bool):
+        super().__init__()
+        self.encoder = encoder
+        shape = (1, -1, 1, 1) if image else (1, -1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder((x - self.mean) / self.std)
+
+
+def export_classifier(clf: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
+    """Write a fitted classifier to the folder ``path`` (created or replaced atomically) for
+    deployment with onnxruntime (or torch, for ``format="torch.export"``) and faiss.
+
+    The folder holds the encoder (``encoder.onnx`` or ``encoder.pt2``), the FAISS index with
+    its class map (``index.faiss``, ``classes.json``, ``prototypes.npy``) and ``model.json``;
+    :mod:`siamcl.export.deploy` reads it. Raises ValueError for an unknown format, an empty
+    store, ``embed_views > 1``, ``qat="int4"`` or ``qat="int8"`` with ``torch.export``, and
+    NotFittedError before the first task.
+    """
+    state = _exportable(clf, format)
+    preprocessor = state.preprocessor
+    encoder = copy.deepcopy(state.encoder).cpu().eval()
+    model = StandardisedEncoder(
+        encoder, preprocessor.mean, preprocessor.std, preprocessor.kind == "image"
+    ).eval()
+    example = torch.rand((2, *preprocessor.input_shape))
+    with atomic_directory(path) as staging:
+        file = staging / ENCODER_FILES[format]
+        if format == "onnx":
+            exporter = _write_onnx(model, example, file, quantized=state.qat == "int8")
+        else:
+            exporter = _write_torch_export(model, example, file)
+        store = write_store(state.store, staging)
+        encoder_info = {
+            "file": file.name,
+            "format": format,
+            "exporter": exporter,
+            "precision": state.qat or "fp32",
+            "input_name": ENCODER_INPUT,
+            "output_name": ENCODER_OUTPUT,
+            "input": "canonical",
+            "input_shape": [None, *preprocessor.input_shape],
+            "embedding_dim": state.store.dim,
+            "l2_normalised": True,
+        }
+        write_json(staging / MODEL_FILE, _model_json(clf, preprocessor, encoder_info, store))
+    return Path(path)
+
+
+def _exportable(clf: Any, format: str) -> Any:
+    """The classifier's learned snapshot, once the export asked for is known to be possible."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; choose one of {FORMATS}")
+    if not clf.is_fitted:
+        raise NotFittedError(
+            f"{type(clf).__name__} is not fitted: call fit_task before export "
+            f"(or load a trained one)"
+        )
+    state = clf.learned_
+    if clf.embed_views > 1:
+        raise ValueError(
+            f"cannot export a classifier with embed_views={clf.embed_views}: its embeddings "
+            f"average fixed affine warps of each input, which the export does not include; "
+            f"set embed_views=1 (the encoder is unchanged) before exporting"
+        )
+    if state.qat == "int4":
+        raise ValueError(
+            "cannot export an int4 (qat='int4') encoder: torchao's int4 weight tensors have "
+            "no ONNX or torch.export form here; train with qat='int8' or qat=None to export"
+        )
+    if state.qat == "int8" and format == "torch.export":
+        raise ValueError(
+            "cannot export the int8 encoder with torch.export: its quantized modules hold "
+            "packed TorchScript weights torch.export cannot trace; use format='onnx'"
+        )
+    if len(state.store) == 0:
+        raise ValueError("no classes are known: call fit_task or add_classes before export")
+    return state
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, file: Path, quantized: bool) -> str:
+    """Export to ONNX with a dynamic batch dimension; returns which exporter wrote it."""
+    names = {"input_names": [ENCODER_INPUT], "output_names": [ENCODER_OUTPUT]}
+    if not quantized:
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(file),
+            dynamo=True,
+            opset_version=DYNAMO_OPSET,
+            dynamic_shapes=({0: batch},),
+            external_data=False,
+            verbose=False,
+            **names,
+        )
+        return f"torch.onnx.export(dynamo=True), opset {DYNAMO_OPSET}"
+    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(file),
+            dynamo=False,
+            opset_version=TORCHSCRIPT_OPSET,
+            dynamic_axes={ENCODER_INPUT: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
+            **names,
+        )
+    return f"torch.onnx.export(dynamo=False) (TorchScript-based), opset {TORCHSCRIPT_OPSET}"
+
+
+def _write_torch_export(model: nn.Module, example: torch.Tensor, file: Path) -> str:
+    """``torch.export.export`` with a dynamic batch dimension, saved as a ``.pt2`` archive."""
+    program = torch.export.export(
+        model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(program, str(file))
+    return "torch.export.export + torch.export.save"
+
+
+def _model_json(
+    clf: Any, preprocessor: Any, encoder: dict[str, Any], store: dict[str, Any]
+) -> dict[str, Any]:
+    """What a deployment needs to turn raw inputs into the encoder's inputs, and where the
+    files are."""
+    image = preprocessor.kind == "image"
+    preprocessing = {
+        "kind": preprocessor.kind,
+        "channels": preprocessor.channels,
+        "features": preprocessor.features,
+        "input_size": list(preprocessor.input_size) if image else None,
+        "resize": "bilinear, antialiased (PIL Image.BILINEAR on each channel)" if image else None,
+        "invert": bool(preprocessor.invert),
+        "integer_pixel_scale": 255 if image else None,
+        "value_range": preprocessor.value_range,
+        "mean": list(preprocessor.mean),
+        "std": list(preprocessor.std),
+        "standardised_in_graph": True,
+        "steps": (
+            "integer pixels / 255 (floats as given); [N, H, W] -> [N, 1, H, W]; resize to "
+            "input_size; if invert: 1 - x; then the graph standardises (x - mean) / std"
+            if image
+            else "float32 [N, D]; the graph standardises (x - mean) / std"
+        ),
+    }
+    return {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "siamcl_version": _siamcl_version(),
+        "torch_version": torch.__version__,
+        "embed_views": int(clf.embed_views),
+        "encoder": encoder,
+        "preprocessing": preprocessing,
+        "store": store,
+    }
+
+
+def _siamcl_version() -> str | None:
+    """The installed siamcl's version (read from its metadata: importing the package root
+    here would make a cycle with the classifier that calls this module)."""
+    try:
+        return metadata.version("siamcl")
+    except metadata.PackageNotFoundError:
+        return None
