@@ -34,6 +34,7 @@ def test_bench_quick_smoke_writes_table_and_results(
     assert status == 0
     printed = capsys.readouterr().out
     assert "| siamese |" in printed and "| softmax |" in printed
+    assert f"results written to {tmp_path}" in printed
     results = json.loads((tmp_path / "quick_mnist5k.json").read_text())
     assert results["suite"] == "quick"
     assert results["settings"]["quick"] is True
@@ -252,3 +253,10 @@ def test_bench_cl_nproc_refuses_avalanche_rows(
     status = main(["bench", "cl", "--nproc", "2", "--methods", "siamese,replay"])
     assert status == 2
     _one_line_error(capsys, "--nproc trains only the IncrementalClassifier rows", "replay")
+
+
+def test_an_explicit_option_wins_over_quick(tmp_path: Path) -> None:
+    argv = ["bench", "quick", "--quick", "--quiet", "--tasks", "2", "--epochs", "2"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "quick_mnist5k.json").read_text())
+    assert results["settings"]["epochs"] == 2

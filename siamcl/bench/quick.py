@@ -21,7 +21,9 @@ QUICK_FRACTION = 0.1
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=5, help="number of tasks (default 5)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per task (default 4)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per task (default 4; 1 with --quick)"
+    )
     parser.add_argument("--memory", type=int, default=20, help="exemplars per class (default 20)")
 
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         X_train, y_train = subsample(X_train, y_train, QUICK_FRACTION, seed=0, min_per_class=2)
         X_test, y_test = subsample(X_test, y_test, QUICK_FRACTION, seed=0)
     common = {
-        "epochs": 1 if args.quick else args.epochs,
+        "epochs": args.epochs if args.epochs is not None else (1 if args.quick else 4),
         "memory_per_class": args.memory,
         "device": args.device,
         "progress": not args.quiet,

@@ -138,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_arguments(args)
         args.run(args)
+        if args.command == "bench":
+            print(f"siamcl: results written to {os.path.abspath(args.out)}")
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"siamcl: error: {error}", file=sys.stderr)
         return 2

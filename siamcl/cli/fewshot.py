@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from siamcl.reporting.records import parse_one_seed
+
 __all__ = [
     "configure_eval",
     "configure_make_runs",
@@ -48,7 +50,9 @@ def configure_make_runs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alphabets", nargs="+", required=True, help="alphabets to draw from")
     parser.add_argument("--ways", type=int, default=20, help="classes per run")
     parser.add_argument("--runs", type=int, default=20, help="number of runs")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--seeds", "--seed", dest="seed", type=parse_one_seed, default=0, help="random seed"
+    )
     parser.add_argument("--out", required=True, help="folder to write run01, run02, ... into")
     parser.set_defaults(out_is_folder=True)
 
@@ -120,7 +124,14 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.embed_views,
         help="views averaged per image when classifying (1: the image alone)",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seed",
+        type=parse_one_seed,
+        default=defaults.seed,
+        help="random seed (one: a command trains one model)",
+    )
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from siamcl.cli.image_model import ImageModel, check_model_folder
+from siamcl.reporting.records import parse_one_seed
 
 __all__ = [
     "configure_add",
@@ -89,8 +90,10 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         help="training epochs per task (default: 8 for a new model, a saved model's own)",
     )
     parser.add_argument(
+        "--seeds",
         "--seed",
-        type=int,
+        dest="seed",
+        type=parse_one_seed,
         default=None,
         help="random seed (default: 0 for a new model, a saved model's own)",
     )

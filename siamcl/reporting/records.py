@@ -29,6 +29,7 @@ __all__ = [
     "git_commit",
     "library_versions",
     "machine_info",
+    "parse_one_seed",
     "parse_seeds",
     "record_markdown",
     "run_record",
@@ -49,6 +50,16 @@ LIBRARIES = (
     "torchao",
     "scikit-learn",
 )
+
+
+def parse_one_seed(text: str) -> int:
+    """``--seeds`` of a command that trains one model: exactly one seed; an argparse ``type``."""
+    seeds = parse_seeds(text)
+    if len(seeds) != 1:
+        raise argparse.ArgumentTypeError(
+            f"this command trains one model: give one seed, not {text!r}"
+        )
+    return seeds[0]
 
 
 def parse_seeds(text: str) -> list[int]:
