@@ -1,7 +1,8 @@
 """Training time and results of this tree against an earlier commit, in one run.
 
 Each repeat trains the same 5-task class-incremental mnist5k stream (a 20% sample, 2 epochs a
-task) with IncrementalClassifier and SoftmaxClassifier, once in this tree and once in a git
+task) with IncrementalClassifier and SoftmaxClassifier, and an EpisodicTrainer for 150
+episodes, once in this tree and once in a git
 worktree of ``--baseline`` (alternating, each in a fresh process with one torch thread), and
 records per-task CPU seconds, final accuracy and a hash of the Siamese test embeddings (equal
 hashes: the two trees compute the same model). Reports the CPU-time ratio this/baseline.
@@ -43,6 +44,12 @@ for name, learner in (("siamese", IncrementalClassifier), ("softmax", SoftmaxCla
     if name == "siamese":
         digest = hashlib.sha256(np.ascontiguousarray(clf.embed(X_test[:500])).tobytes())
         out[name]["embedding_sha256"] = digest.hexdigest()[:16]
+from siamcl.fewshot import EpisodicTrainer
+trainer = EpisodicTrainer(steps=150, ways=5, queries=3, input_size=20, embed_views=1, seed=0, flops="off")
+start = time.process_time()
+episodic = trainer.fit(X[:1000], y[:1000])
+out["episodic"] = {"cpu_s": [time.process_time() - start],
+                   "accuracy": float((episodic.predict(X_test) == y_test).mean())}
 print(json.dumps(out))
 """
 
@@ -85,7 +92,7 @@ def main() -> None:
         check=True,
     ).stdout.strip()
     rows, summary = [], {}
-    for learner in ("siamese", "softmax"):
+    for learner in ("siamese", "softmax", "episodic"):
         totals = {tree: [sum(r[learner]["cpu_s"]) for r in runs[tree]] for tree in runs}
         ratio = statistics.median(totals["this"]) / statistics.median(totals["baseline"])
         accuracy = {tree: [r[learner]["accuracy"] for r in runs[tree]] for tree in runs}
