@@ -54,10 +54,11 @@ def logging_training(log: list[int] | Path, stall_at: int | None = None):
                 handle.write(f"{task}\n")
         else:
             log.append(task)
-        train(self, *args, **kwargs)
+        result = train(self, *args, **kwargs)
         if task == stall_at:
             (log.parent / "stalled").write_text(str(os.getpid()))
             time.sleep(300)
+        return result
 
     return logged_train
 

@@ -15,7 +15,16 @@ from siamcl import IncrementalClassifier
 from siamcl.baselines import SoftmaxClassifier
 from siamcl.data import class_incremental, load_dataset
 from siamcl.losses import CrossEntropyTerm, Objective
-from siamcl.training import Batch, ShuffledBatches, TrainingLoop, adam
+from siamcl.training import (
+    Batch,
+    EnergyBudget,
+    Patience,
+    ShuffledBatches,
+    StepBudget,
+    TargetScore,
+    TrainingLoop,
+    adam,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +100,7 @@ def test_proxy_loss_parameters_are_trained(digits):
 
 def test_cross_batch_memory_is_accepted(digits):
     X, y, X_test, y_test = digits
-    memory = losses.CrossBatchMemory(
-        losses.ContrastiveLoss(), embedding_size=32, memory_size=64
-    )
+    memory = losses.CrossBatchMemory(losses.ContrastiveLoss(), embedding_size=32, memory_size=64)
     clf = IncrementalClassifier(loss=memory, embedding_dim=32, seed=0, **FAST)
     clf.fit_task(X, y)
     assert clf.score(X_test, y_test) > 0.4
@@ -124,10 +131,10 @@ def test_loop_trains_a_model_on_a_shuffled_source():
     labels = (inputs[:, 0] > 0).long().numpy()
     model = torch.nn.Linear(5, 2)
     objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
-    losses_ = TrainingLoop(epochs=20, optimizer=adam(0.05)).run(
+    result = TrainingLoop(epochs=20, optimizer=adam(0.05)).run(
         model, objective, ShuffledBatches(inputs, labels, 32), generator
     )
-    assert len(losses_) == 20
+    assert len(result.losses) == 20 and result.stopped_by == "epochs (20)"
     accuracy = (model(inputs).argmax(1).numpy() == labels).mean()
     assert accuracy > 0.9
     assert not model.training
@@ -142,3 +149,51 @@ def test_objective_drops_zero_weights_and_needs_a_term():
     assert torch.isclose(value, torch.nn.functional.cross_entropy(logits, labels))
     with pytest.raises(ValueError, match="at least one term"):
         Objective([("b", 0.0, term)])
+
+
+def _tiny_loop(**options):
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(64, 5, generator=generator)
+    labels = (inputs[:, 0] > 0).long().numpy()
+    model = torch.nn.Linear(5, 2)
+    objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
+    loop = TrainingLoop(epochs=10, **options)
+    return loop.run(model, objective, ShuffledBatches(inputs, labels, 16), generator)
+
+
+def test_stopping_policies_end_training_and_say_why():
+    assert _tiny_loop().stopped_by == "epochs (10)"
+    scores = iter([0.5, 0.6, 0.6, 0.6, 0.9, 0.9])
+    result = _tiny_loop(validate=lambda model: next(scores), stopping=[Patience(2)])
+    assert result.stopped_by == "no improvement for 2 epochs" and result.progress.epochs == 4
+    assert result.progress.scores == [0.5, 0.6, 0.6, 0.6]
+    scores = iter([0.5, 0.8, 0.9])
+    result = _tiny_loop(validate=lambda model: next(scores), stopping=[TargetScore(0.75)])
+    assert result.stopped_by == "target score (0.75) reached" and result.progress.epochs == 2
+    result = _tiny_loop(stopping=[StepBudget(9)])
+    assert result.stopped_by == "step budget (9)" and result.progress.steps == 12  # 4 a epoch
+    result = _tiny_loop(stopping=[EnergyBudget(0.0)])
+    assert result.stopped_by == "energy budget (0 J)" and result.progress.epochs == 1
+
+
+def test_a_learner_stops_at_its_validation_target_and_reports_it():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 12)) * 4
+    y = np.repeat(np.arange(4), 30)
+    X = (centres[y] + rng.normal(size=(len(y), 12))).astype(np.float32)
+    clf = IncrementalClassifier(
+        epochs=30,
+        batch_size=32,
+        flops="off",
+        seed=0,
+        validation_fraction=0.2,
+        stopping=[TargetScore(0.9)],
+    )
+    report = clf.fit_task(X, y)
+    assert report.stopped_by == "target score (0.9) reached"
+    assert report.extra["epochs_run"] < 30 and report.extra["validation_score"] >= 0.9
+    assert report.extra["validation_cpu_s"] > 0
+    plain = IncrementalClassifier(epochs=2, batch_size=32, flops="off", seed=0).fit_task(X, y)
+    assert plain.stopped_by == "epochs (2)" and "validation_score" not in plain.extra
+    with pytest.raises(ValueError, match="validation_fraction must be in"):
+        IncrementalClassifier(validation_fraction=0.7).fit_task(X, y)

@@ -30,7 +30,9 @@ class TaskReport:
     reports whose methods differ); ``energy_measured`` is true only when every joule came
     from a hardware counter, and an ``"estimate"`` report can never claim it.
     ``retained_bytes`` holds what the method keeps between tasks (replay memory, prototype
-    store), by name. ``flops`` is ``None`` when FLOPs were not counted.
+    store), by name. ``flops`` is ``None`` when FLOPs were not counted. ``stopped_by`` says
+    why training ended (a fixed number of epochs, a target, patience, a budget); validation
+    figures, kept apart from training's, are in ``extra``.
     """
 
     task: int | str | None = None
@@ -50,6 +52,7 @@ class TaskReport:
     energy_note: str = ""
     retained_bytes: dict[str, int] = field(default_factory=dict)
     device: str = "cpu"
+    stopped_by: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -20,9 +20,7 @@ from torch import nn
 
 from siamcl._checks import Integer, Real, Satisfies, check_params
 from siamcl.accounting import TaskReport
-from siamcl.compress import (
-    training_scheme,
-)
+from siamcl.compress import FloatTraining, training_scheme
 from siamcl.distributed import Ranks
 from siamcl.encoders import auto_encoder_name
 from siamcl.learners.components import ComponentFactories
@@ -32,7 +30,9 @@ from siamcl.learners.siamese_task import (
     siamese_objective,
     task_random_state,
     task_ranks,
+    task_validation,
     train_task,
+    training_figures,
     with_replay,
 )
 from siamcl.learners.state import Learned
@@ -41,6 +41,7 @@ from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import (
+    LoopResult,
     rebuild_prototypes,
 )
 
@@ -78,6 +79,11 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         loss's own, such as pml proxies), e.g. ``functools.partial(torch.optim.SGD, lr=0.01)``;
         None: Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each
         task.
+    stopping, validation_fraction: policies that may end a task's training before ``epochs``
+        (:mod:`siamcl.training.stopping`: a step or energy budget, a target validation score,
+        patience), and the share of each class of the task held out to score the encoder
+        after each epoch (nearest class means; its cost is reported apart, in the report's
+        ``extra``). None and 0: every task trains ``epochs`` epochs on all its data.
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
@@ -97,6 +103,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "teacher_weight": [Real(0)],
         "balance": [Real(0, 1)],
         "optimizer": [None, Satisfies(callable, "a callable building an optimizer")],
+        "validation_fraction": [Real(0, 0.5, closed="left")],
     }
 
     def __init__(
@@ -132,6 +139,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         teacher: Any = None,
         teacher_weight: float = 1.0,
         optimizer: Any = None,
+        stopping: Any = None,
+        validation_fraction: float = 0.0,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -147,47 +156,43 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         y = as_labels(y, len(X))
         self._check_params()
         scheme = training_scheme(self.qat, self.device)
+        fitted = self.is_fitted
         preprocessor = (
-            self.preprocessor_
-            if self.is_fitted
-            else Preprocessor(self.input_size, self.invert).fit(X)
+            self.preprocessor_ if fitted else Preprocessor(self.input_size, self.invert).fit(X)
         )
         self._check_views(preprocessor)
         canonical = preprocessor.canonical(X)
-        memory = copy.deepcopy(self.memory_) if self.is_fitted else self._new_memory()
-        inputs, labels = with_replay(canonical, y, memory)
+        memory = copy.deepcopy(self.memory_) if fitted else self._new_memory()
         task_index = len([r for r in self.reports if r.method == "fit_task"])
+        train_rows, validation = task_validation(self, preprocessor, canonical, y, task_index)
+        inputs, labels = with_replay(canonical[train_rows], y[train_rows], memory)
         device = torch.device(self.device)
         ranks = self._ranks(device, X, y)
-        trainable = (
-            copy.deepcopy(self.trainable_encoder_)
-            if self.is_fitted
-            else scheme.prepare(
-                self.new_encoder(preprocessor.input_shape),
-                torch.zeros((2, *preprocessor.input_shape)),
-            )
-        )
-        metric_loss = copy.deepcopy(self.metric_loss_) if self.is_fitted else self._new_loss()
+        trainable = self._trainable_encoder(scheme, preprocessor)
+        metric_loss = copy.deepcopy(self.metric_loss_) if fitted else self._new_loss()
         with self._meter(device) as meter:
             with task_random_state(self.seed * 1000 + task_index):
                 objective = self._objective(metric_loss, preprocessor, ranks)
-                args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme)
-                self._train(trainable, objective, *args)
+                args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
+                result = self._train(trainable, objective, *args)
             encoder = scheme.convert(trainable)
             embed = self._embedder(encoder, preprocessor)
             memory.add(canonical.numpy().astype(np.float16), y, embed=ranks.sharded(embed))
-            dim = self.store_.dim if self.is_fitted else embed(canonical[:2]).shape[1]
-            previous = self.store_ if self.is_fitted else None
+            dim = self.store_.dim if fitted else embed(canonical[:2]).shape[1]
             store = rebuild_prototypes(
-                self._new_store(dim), embed, canonical, y, memory, previous, ranks
+                self._new_store(dim),
+                embed,
+                canonical,
+                y,
+                memory,
+                self.store_ if fitted else None,
+                ranks,
             )
+        retained = {"replay": memory.nbytes, "store": store.nbytes}
         report = ranks.combine(
-            meter.report(
-                task=task_index,
-                method="fit_task",
-                retained_bytes={"replay": memory.nbytes, "store": store.nbytes},
-            )
+            meter.report(task_index, "fit_task", retained, extra=training_figures(result))
         )
+        report.stopped_by = result.stopped_by
         self._set_learned(
             preprocessor=preprocessor,
             encoder=encoder,
@@ -198,6 +203,13 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             reports=[*self.reports, report],
         )
         return report
+
+    def _trainable_encoder(self, scheme: FloatTraining, preprocessor: Preprocessor) -> nn.Module:
+        """A copy of the encoder as trained so far, or a new one prepared as ``qat`` says."""
+        if self.is_fitted:
+            return copy.deepcopy(self.trainable_encoder_)
+        shape = preprocessor.input_shape
+        return scheme.prepare(self.new_encoder(shape), torch.zeros((2, *shape)))
 
     def fit_stream(
         self, tasks: Any, checkpoint_dir: Any = None, after_task: Any = None
@@ -344,9 +356,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     ) -> Objective:
         return siamese_objective(self, metric_loss, preprocessor, ranks)
 
-    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> None:
+    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
         """Train ``encoder`` on one task (see :func:`siamcl.learners.siamese_task.train_task`)."""
-        train_task(self, encoder, objective, *args)
+        return train_task(self, encoder, objective, *args)
 
     def _ranks(self, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:
         return task_ranks(self, device, X, y)

@@ -33,17 +33,22 @@ from siamcl.replay import ExemplarMemory
 from siamcl.training import (
     BalancedBatches,
     BatchPreparation,
+    LoopResult,
     TrainingLoop,
     adam,
     embed_in_batches,
 )
 
 __all__ = [
+    "class_mean_score",
     "embedder",
     "siamese_objective",
     "task_random_state",
     "task_ranks",
+    "task_validation",
     "train_task",
+    "training_figures",
+    "validation_split",
     "with_replay",
 ]
 
@@ -76,7 +81,8 @@ def train_task(
     meter: ResourceMeter,
     ranks: Ranks,
     scheme: FloatTraining,
-) -> None:
+    validation: Callable[[nn.Module], float] | None = None,
+) -> LoopResult:
     """One task of the training loop: balanced batches, distorted images, cosine Adam.
 
     Batches and distortions are drawn from generators seeded with ``seed * 1000 + task``;
@@ -99,6 +105,8 @@ def train_task(
         share=ranks.batch_share if ranks.active else None,
     )
     loop = TrainingLoop(
+        stopping=tuple(clf.stopping or ()),
+        validate=validation,
         epochs=clf.epochs,
         optimizer=clf.optimizer or adam(clf.lr, clf.weight_decay),
         prepare=BatchPreparation(preprocessor.standardise, augment, distort_generator, device),
@@ -108,7 +116,7 @@ def train_task(
         description=f"task {task_index}",
     )
     encoder.to(device)
-    loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)
+    return loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)
 
 
 def task_ranks(clf: Any, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:
@@ -169,3 +177,62 @@ def task_random_state(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
         yield
+
+
+def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to train on and rows to validate on: ``fraction`` of each class held out (at
+    least one row of each class with two or more, never a class's last row)."""
+    rng = np.random.default_rng(seed)
+    train, held = [], []
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        n_held = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+        held.append(rows[:n_held])
+        train.append(rows[n_held:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+def class_mean_score(
+    embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
+    reference: tuple[torch.Tensor, np.ndarray],
+    held_out: tuple[torch.Tensor, np.ndarray],
+) -> Callable[[nn.Module], float]:
+    """A validation score: the accuracy of nearest class means (cosine), the means taken
+    from ``reference`` rows, on the ``held_out`` rows, under the encoder being trained."""
+
+    def score(encoder: nn.Module) -> float:
+        ref = embed(encoder, reference[0])
+        classes = np.unique(reference[1])
+        means = np.stack([ref[reference[1] == c].mean(axis=0) for c in classes])
+        means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
+        held = embed(encoder, held_out[0])
+        predicted = classes[np.argmax(held @ means.T, axis=1)]
+        return float(np.mean(predicted == held_out[1]))
+
+    return score
+
+
+def training_figures(result: LoopResult) -> dict[str, float]:
+    """What a task's report keeps of the loop: epochs and steps run and, with validation, the
+    last score and the CPU seconds validating took (not counted as training)."""
+    figures = {"epochs_run": float(result.progress.epochs), "steps": float(result.progress.steps)}
+    if result.progress.scores:
+        figures["validation_score"] = result.progress.scores[-1]
+        figures["validation_cpu_s"] = result.validation_cpu_s
+    return figures
+
+
+def task_validation(
+    clf: Any, preprocessor: Preprocessor, canonical: torch.Tensor, y: np.ndarray, task: int
+) -> tuple[Any, Callable[[nn.Module], float] | None]:
+    """The task's rows to train on and the validation score the loop computes after each
+    epoch: ``validation_fraction`` of each class held out, scored by nearest class means of
+    the rows trained on (all rows and no score when the fraction is 0)."""
+    if not clf.validation_fraction:
+        return slice(None), None
+    train, held = validation_split(y, clf.validation_fraction, clf.seed * 1000 + task)
+
+    def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
+        return embedder(encoder, preprocessor, clf.embed_views, clf.seed, clf.device)(inputs)
+
+    return train, class_mean_score(embed, (canonical[train], y[train]), (canonical[held], y[held]))

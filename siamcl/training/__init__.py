@@ -4,6 +4,7 @@
   gradients are computed), optimizer and schedule factories, callbacks.
 - :mod:`siamcl.training.batch`: :class:`Batch` and :class:`BatchPreparation`.
 - :mod:`siamcl.training.sampling`: balanced, shuffled and episodic batch sources.
+- :mod:`siamcl.training.stopping`: budgets, target scores and patience that end training.
 - :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`rebuild_prototypes`.
 """
 
@@ -12,6 +13,7 @@ from siamcl.training.embedding import embed_in_batches, rebuild_prototypes
 from siamcl.training.loop import (
     BatchSource,
     Callback,
+    LoopResult,
     StepHooks,
     TrainingLoop,
     adam,
@@ -25,6 +27,13 @@ from siamcl.training.sampling import (
     ShuffledBatches,
     balanced_epoch,
 )
+from siamcl.training.stopping import (
+    EnergyBudget,
+    Patience,
+    Progress,
+    StepBudget,
+    TargetScore,
+)
 
 __all__ = [
     "BalancedBatches",
@@ -32,9 +41,15 @@ __all__ = [
     "BatchPreparation",
     "BatchSource",
     "Callback",
+    "EnergyBudget",
     "EpisodeBatches",
+    "LoopResult",
+    "Patience",
+    "Progress",
     "ShuffledBatches",
+    "StepBudget",
     "StepHooks",
+    "TargetScore",
     "TrainingLoop",
     "adam",
     "balanced_epoch",

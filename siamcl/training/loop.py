@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,11 +22,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from siamcl.accounting.energy import CPU_WATTS_PER_CORE
 from siamcl.training.batch import Batch, BatchPreparation
+from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
 
 __all__ = [
     "BatchSource",
     "Callback",
+    "LoopResult",
     "OptimizerFactory",
     "StepHooks",
     "TrainingLoop",
@@ -115,12 +119,15 @@ def train_step(
 
 @dataclass
 class TrainingLoop:
-    """Runs ``epochs`` epochs of a batch source through :func:`train_step`.
+    """Runs up to ``epochs`` epochs of a batch source through :func:`train_step`.
 
     ``optimizer`` is a factory called with the parameter groups of the model and of the
     objective (:func:`parameter_groups`), so a loss with parameters of its own is trained
     too; ``schedule`` (a factory of ``(optimizer, total steps)``, or None) sets learning
     rates per step. ``meter`` (a :class:`~siamcl.ResourceMeter`) times and counts every step.
+    After each epoch, ``validate(model)`` (if given) scores the model on held-out data, timed
+    apart from training, and the ``stopping`` policies may end training early
+    (:mod:`siamcl.training.stopping`). :meth:`run` returns the :class:`LoopResult`.
     """
 
     epochs: int = 1
@@ -131,6 +138,8 @@ class TrainingLoop:
     meter: Any = None
     progress: bool = False
     description: str = "training"
+    stopping: Sequence[StoppingPolicy] = ()
+    validate: Callable[[nn.Module], float] | None = None
 
     def run(
         self,
@@ -139,18 +148,17 @@ class TrainingLoop:
         source: BatchSource,
         generator: torch.Generator | None = None,
         trained: nn.Module | None = None,
-    ) -> list[float]:
-        """Train ``model`` in place; returns the loss of each epoch's last step.
-
-        ``trained`` is the module callbacks see when ``model`` wraps it (DistributedDataParallel).
-        """
+    ) -> LoopResult:
+        """Train ``model`` in place. ``trained`` is the module callbacks and validation see
+        when ``model`` wraps it (DistributedDataParallel)."""
         trained = model if trained is None else trained
         optimizer = self.optimizer(parameter_groups(model, objective))
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
+        result = LoopResult(stopped_by=f"epochs ({self.epochs})")
+        clock = _TrainingClock()
         model.train()
         objective.train()
-        losses: list[float] = []
         with tqdm(
             total=steps, desc=self.description, leave=False, disable=not self.progress
         ) as bar:
@@ -164,17 +172,71 @@ class TrainingLoop:
                         loss = train_step(model, objective, optimizer, batch)
                     if scheduler is not None:
                         scheduler.step()
+                    result.progress.steps += 1
                     bar.update(1)
                     if self.progress:
                         bar.set_postfix(loss=f"{loss.item():.3f}")
                 if loss is not None:
-                    losses.append(float(loss))
+                    result.losses.append(float(loss))
+                result.progress.epochs = epoch + 1
+                reason = self._after_epoch(trained, result, clock)
+                if reason is not None:
+                    result.stopped_by = reason
+                    break
+                model.train()
         for callback in self.callbacks:
             callback.on_train_end(trained)
         trained.eval()
-        return losses
+        return result
+
+    def _after_epoch(
+        self, model: nn.Module, result: LoopResult, clock: _TrainingClock
+    ) -> str | None:
+        """Validate (timed apart from training), then ask the stopping policies."""
+        if not self.stopping and self.validate is None:
+            return None
+        result.progress.energy_j = clock.training_energy_j()
+        if self.validate is not None:
+            with clock.validation():
+                result.progress.scores.append(float(self.validate(model)))
+            result.validation_cpu_s = clock.validation_cpu_s
+        if result.progress.epochs >= self.epochs:
+            return None
+        return first_stop(self.stopping, result.progress)
 
     def _metered(self, n_samples: int):
         if self.meter is None:
             return contextlib.nullcontext()
         return self.meter.batch(n_samples=n_samples)
+
+
+@dataclass
+class LoopResult:
+    """How training went: why it stopped, the progress made, the last loss of each epoch,
+    and the CPU seconds spent validating (not part of training)."""
+
+    stopped_by: str
+    progress: Progress = field(default_factory=Progress)
+    losses: list[float] = field(default_factory=list)
+    validation_cpu_s: float = 0.0
+
+
+class _TrainingClock:
+    """CPU seconds since the loop began, with validation's taken out; training energy is
+    estimated from them (CPU-seconds x watts per core, as siamcl's estimate does)."""
+
+    def __init__(self) -> None:
+        self.start = time.process_time()
+        self.validation_cpu_s = 0.0
+
+    @contextlib.contextmanager
+    def validation(self) -> Iterator[None]:
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.validation_cpu_s += time.process_time() - start
+
+    def training_energy_j(self) -> float:
+        training_cpu_s = time.process_time() - self.start - self.validation_cpu_s
+        return training_cpu_s * CPU_WATTS_PER_CORE
