@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from siamcl._extras import ensure_installed
 from siamcl.bench.cl_methods import (
     BASELINE_ROWS,
     LABELS,
@@ -34,6 +35,7 @@ from siamcl.bench.cl_methods import (
 from siamcl.data import class_incremental, load_dataset
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.cl import plot_results, render_markdown, summary_table
+from siamcl.reporting.figures import draw_or_skip
 
 __all__ = [
     "BASELINE_ROWS",
@@ -48,6 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_SEEDS = (0, 1, 2)
+DIRECT_ROWS = ("siamese", "siamese-equal-epochs")  # the rows that run without Avalanche
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = f"cl_{args.dataset}" + (f"_nproc{ranks.world}" if ranks.active else "")
     markdown = render_markdown(results)
     write_results(args.out, name, results, markdown)
-    plot_results(results, f"{args.out}/{name}.png")
+    draw_or_skip(plot_results, results, f"{args.out}/{name}.png")
     if not args.quiet:
         print(markdown)
     return results
@@ -181,6 +184,8 @@ def _methods(text: str) -> list[str]:
     unknown = sorted(set(names) - set(METHODS))
     if unknown or not names:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if set(names) - set(DIRECT_ROWS):  # checked before any work, not as failed rows at the end
+        ensure_installed("avalanche", f"siamcl bench cl (beyond --methods {','.join(DIRECT_ROWS)})")
     return list(dict.fromkeys(names))
 
 

@@ -59,6 +59,7 @@ from siamcl.reporting.data_efficiency import (
     render_markdown,
     summary_table,
 )
+from siamcl.reporting.figures import draw_or_skip
 
 __all__ = [
     "METHODS",
@@ -172,7 +173,9 @@ def results_name(results: dict[str, Any]) -> str:
 def write_outputs(results: dict[str, Any], out: str | Path) -> Path:
     """Write the JSON, markdown and plot of :func:`analyse`'s results under ``out``."""
     name = results_name(results)
-    plot_results(results["summary"], Path(out) / results["plot"], results["settings"]["dataset"])
+    figure = Path(out) / results["plot"]
+    if not draw_or_skip(plot_results, results["summary"], figure, results["settings"]["dataset"]):
+        results["plot"] = None  # matplotlib is not installed
     return write_results(out, name, results, render_markdown(results))
 
 

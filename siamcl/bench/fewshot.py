@@ -35,6 +35,7 @@ from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.fewshot import plot_curves, render_markdown
+from siamcl.reporting.figures import draw_or_skip
 
 DEFAULT_DATASET = "omniglot"
 RESULT_NAME = "fewshot_omniglot"
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "incremental": rows,
     }
     out = Path(args.out)
-    plot = plot_curves(rows, out / f"{RESULT_NAME}.png")
+    plot = draw_or_skip(plot_curves, rows, out / f"{RESULT_NAME}.png")
     markdown = render_markdown(results, plot)
     write_results(out, RESULT_NAME, results, markdown)
     print(markdown)

@@ -50,6 +50,7 @@ from siamcl.bench.store_indexes import (
     rows_of_ids,
 )
 from siamcl.reporting import run_record, write_results
+from siamcl.reporting.figures import draw_or_skip
 from siamcl.reporting.store import plot_recall_speed, render_markdown
 
 __all__ = [
@@ -135,7 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = "store_quick" if args.quick else "store"
     table = render_markdown(results)
     write_results(args.out, name, results, table)
-    plot_recall_speed(rows, os.path.join(args.out, f"{name}.png"), settings["target_recall"])
+    figure = os.path.join(args.out, f"{name}.png")
+    draw_or_skip(plot_recall_speed, rows, figure, settings["target_recall"])
     if not args.quiet:
         print(table)
     return results

@@ -11,7 +11,9 @@ images.
 
 Every command is listed in ``siamcl.cli.registry``; only the chosen one is imported, so help
 answers without loading torch. Errors in what the user typed (unknown suite, data set or
-option, missing data) end the command with one clear line and exit status 2, not a traceback.
+option, missing data) and an optional package a command needs but this installation lacks
+(``pip install 'siamcl[avalanche]'``) end the command with one clear line and exit status 2,
+not a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from siamcl._extras import missing_extra
 from siamcl.cli.checks import UsageError, check_arguments
 from siamcl.cli.help import OneLineErrorParser
 from siamcl.cli.registry import COMMANDS, Command, Group
@@ -128,7 +131,10 @@ def _missing(name: str) -> Callable[[argparse.Namespace], None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this process's arguments); the exit status."""
-    parser = build_parser(argv)
+    try:
+        parser = build_parser(argv)
+    except ImportError as error:  # a command module needing an extra that is not installed
+        return _missing_extra(error)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed as one line
@@ -143,10 +149,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, FileNotFoundError, ValueError) as error:
         print(f"siamcl: error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:
+        return _missing_extra(error)
     except KeyboardInterrupt:
         print("siamcl: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _missing_extra(error: ImportError) -> int:
+    """One line naming the extra to install (exit status 2) for an optional package the
+    command needs; any other ImportError is a fault of the installation and propagates."""
+    missing = missing_extra(error)
+    if missing is None:
+        raise error
+    print(f"siamcl: error: {missing}", file=sys.stderr)
+    return 2
 
 
 def _launch_processes(nproc: int, argv: Sequence[str] | None) -> int:

@@ -127,7 +127,12 @@ def _encoder(folder: Path, encoder: dict[str, Any]):
     """A function from a canonical float32 batch to embeddings, for the folder's format."""
     path = str(folder / encoder["file"])
     if encoder["format"] == "onnx":
-        import onnxruntime
+        try:
+            import onnxruntime
+        except ModuleNotFoundError as error:
+            raise ImportError(
+                "an ONNX export needs onnxruntime: pip install onnxruntime (or 'siamcl[export]')"
+            ) from error
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         name, output = encoder["input_name"], encoder["output_name"]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from siamcl._atomic import atomic_directory, write_json
+from siamcl._extras import ensure_installed
 from siamcl.export.deploy import (
     ENCODER_INPUT,
     ENCODER_OUTPUT,
@@ -64,10 +65,14 @@ def export_classifier(clf: Any, path: str | os.PathLike, format: str = "onnx") -
     The folder holds the encoder (``encoder.onnx`` or ``encoder.pt2``), the FAISS index with
     its class map (``index.faiss``, ``classes.json``, ``prototypes.npy``) and ``model.json``;
     :mod:`siamcl.export.deploy` reads it. Raises ValueError for an unknown format, an empty
-    store, ``embed_views > 1``, ``qat="int4"`` or ``qat="int8"`` with ``torch.export``, and
-    NotFittedError before the first task.
+    store, ``embed_views > 1``, ``qat="int4"`` or ``qat="int8"`` with ``torch.export``,
+    NotFittedError before the first task, and ImportError naming ``siamcl[export]`` when
+    ONNX export's packages are not installed.
     """
     state = _exportable(clf, format)
+    if format == "onnx":  # before any work: the exporter needs the export extra
+        for module in ("onnx", "onnxscript"):
+            ensure_installed(module, "ONNX export")
     preprocessor = state.preprocessor
     encoder = copy.deepcopy(state.encoder).cpu().eval()
     model = StandardisedEncoder(

@@ -22,17 +22,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from avalanche.benchmarks.utils import AvalancheDataset
-from avalanche.evaluation import PluginMetric
-from avalanche.evaluation.metric_results import MetricValue
-from avalanche.evaluation.metric_utils import get_metric_name
-from avalanche.training.plugins import EvaluationPlugin
-from avalanche.training.templates import BaseTemplate
-from avalanche.training.utils import ParamData
 from torch import nn
 
+from siamcl._extras import needs_extra
 from siamcl.accounting import ResourceMeter, TaskReport, sum_reports
 from siamcl.accounting.meter import ENERGY_BACKENDS, FLOP_MODES
+
+with needs_extra("the Avalanche plugin"):
+    from avalanche.benchmarks.utils import AvalancheDataset
+    from avalanche.evaluation import PluginMetric
+    from avalanche.evaluation.metric_results import MetricValue
+    from avalanche.evaluation.metric_utils import get_metric_name
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.templates import BaseTemplate
+    from avalanche.training.utils import ParamData
 
 __all__ = ["TrainingCost", "energy_metrics", "retained_bytes"]
 

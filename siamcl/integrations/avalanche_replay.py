@@ -18,13 +18,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from avalanche.benchmarks.utils import (
-    AvalancheDataset,
-    DataAttribute,
-    TaskLabels,
-    make_avalanche_dataset,
-)
 from torch.utils.data import Dataset
+
+from siamcl._extras import needs_extra
+
+with needs_extra("the Avalanche plugin"):
+    from avalanche.benchmarks.utils import (
+        AvalancheDataset,
+        DataAttribute,
+        TaskLabels,
+        make_avalanche_dataset,
+    )
 
 __all__ = ["ExemplarItems", "with_exemplars"]
 

@@ -30,12 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from avalanche.core import SupervisedPlugin
-from avalanche.models.dynamic_optimizers import update_optimizer
-from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.utils.data import DataLoader
 
+from siamcl._extras import needs_extra
 from siamcl.augment import RandomAffine
 from siamcl.compress import FrozenTeacher
 from siamcl.integrations.avalanche_model import (
@@ -56,6 +54,11 @@ from siamcl.training import (
     rebuild_prototypes,
     train_step,
 )
+
+with needs_extra("the Avalanche plugin"):
+    from avalanche.core import SupervisedPlugin
+    from avalanche.models.dynamic_optimizers import update_optimizer
+    from avalanche.training.templates import SupervisedTemplate
 
 __all__ = ["MASK_VALUE", "BalancedSampler", "PrototypeModel", "SiameseStrategy"]
 

@@ -16,11 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from avalanche.benchmarks import nc_benchmark
 from torch.utils.data import Dataset
 
+from siamcl._extras import needs_extra
 from siamcl.data.streams import Task, classes_mask
 from siamcl.preprocess import Preprocessor, as_array, as_labels
+
+with needs_extra("the Avalanche plugin"):
+    from avalanche.benchmarks import nc_benchmark
 
 __all__ = ["LabelledTensors", "PreprocessTransform", "from_avalanche", "to_avalanche"]
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from siamcl.bench.cl_methods import LABELS, SIAMESE_ROWS
 from siamcl.reporting import markdown_table
+from siamcl.reporting.figures import pyplot
 
 __all__ = ["plot_results", "render_markdown", "summary_table"]
 
@@ -118,11 +119,7 @@ def _bar_line(name: str, check: dict[str, Any]) -> str:
 def plot_results(results: dict[str, Any], path: str) -> None:
     """Final accuracy against training energy, one point per method (Siamese rows as stars),
     with error bars over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(9, 4.8))
     colours = [*plt.get_cmap("tab10").colors, "black", "darkkhaki"]
     for position, row in enumerate(results["summary"]):

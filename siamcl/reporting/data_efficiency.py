@@ -19,6 +19,7 @@ from siamcl.bench.data_efficiency_analysis import (
     present,
 )
 from siamcl.reporting import markdown_table
+from siamcl.reporting.figures import pyplot
 
 __all__ = ["METHOD_LABELS", "headline", "plot_results", "render_markdown", "summary_table"]
 
@@ -79,7 +80,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         _header(results)
         + _setup(results)
         + f"{headline(results['siamese_ahead'])}\n\n"
-        + f"![accuracy against fraction and energy]({results['plot']})\n\n"
+        + _figure(results.get("plot"))
         + _ahead_section(results["siamese_ahead"])
         + _reach_section(results["reach_90"])
         + _replay_note(results)
@@ -87,6 +88,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         + summary_table(results["summary"])
         + "\n"
     )
+
+
+def _figure(name: str | None) -> str:
+    """The figure's markdown link, or nothing when it was not drawn."""
+    return f"![accuracy against fraction and energy]({name})\n\n" if name else ""
 
 
 def _header(results: dict[str, Any]) -> str:
@@ -211,11 +217,7 @@ def _replay_note(results: dict[str, Any]) -> str:
 
 def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: str) -> Path:
     """Accuracy against fraction (left) and against energy (right), one row per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     settings = present(summary, "setting")
     figure, axes = plt.subplots(len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False)
     for row, setting in enumerate(settings):

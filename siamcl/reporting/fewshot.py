@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from siamcl.reporting import markdown_table
+from siamcl.reporting.figures import pyplot
 
 __all__ = ["one_shot_table", "plot_curves", "render_markdown"]
 
@@ -126,16 +127,10 @@ def _curve_table(streams: list[dict[str, Any]]) -> str:
     return markdown_table(headers, rows)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
     """Accuracy on all characters seen against characters seen, per method and shot count
-    (mean over seeds); ``None`` when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    (mean over seeds)."""
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for method, style in (("siamese", "-"), ("softmax-finetune", "--")):
         for k in sorted({r["shots"] for r in rows}):

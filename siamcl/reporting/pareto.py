@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siamcl.reporting.figures import pyplot
+
 __all__ = ["ParetoPoint", "find_points", "pareto_front", "plot_pareto"]
 
 ACCURACY_KEYS = ("accuracy", "final_accuracy", "mean_accuracy", "test_accuracy", "acc")
@@ -142,13 +144,9 @@ def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
 def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
     """Accuracy against energy, one colour per result with its own Pareto front, and the
     front of all points dashed (energies from different runs compare only roughly)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not points:
         raise ValueError("a Pareto chart needs at least one point")
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(10, 7))
     sources = list(dict.fromkeys(p.source for p in points))
     for source in sources:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siamcl.reporting.figures import draw_or_skip
 from siamcl.reporting.pareto import ParetoPoint, find_points, pareto_front, plot_pareto
 from siamcl.reporting.tables import markdown_table
 
@@ -49,7 +50,7 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> dict[s
     points = [point for result in results for point in result.points]
     chart = None
     if points:
-        chart = plot_pareto(points, out.with_name(f"{out.stem}_pareto.png"))
+        chart = draw_or_skip(plot_pareto, points, out.with_name(f"{out.stem}_pareto.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_report(results, out, chart))
     return {
@@ -98,6 +99,7 @@ def render_report(results: list[ResultFile], out: Path, chart: Path | None) -> s
     points = [p for r in results for p in r.points]
     if chart is not None:
         lines += [f"![Pareto chart of accuracy against energy]({_relative(chart, out)})", ""]
+    if points:  # the table stands without the chart (matplotlib is an extra)
         lines += [_pareto_table(points), "", _PARETO_NOTE, ""]
     else:
         lines += ["No result holds rows with both an accuracy and an energy figure.", ""]

@@ -13,6 +13,7 @@ import faiss
 from siamcl.bench.store_data import CLASS_SPREAD, FAMILY_SIZE, SAMPLE_SPREAD
 from siamcl.bench.store_indexes import BRUTE_FORCE, TARGET_RECALL
 from siamcl.reporting import markdown_table
+from siamcl.reporting.figures import pyplot
 
 __all__ = ["plot_recall_speed", "render_markdown"]
 
@@ -133,11 +134,7 @@ def plot_recall_speed(
     rows: list[dict[str, Any]], path: str, target_recall: float = TARGET_RECALL
 ) -> None:
     """Queries/s at batch size against recall@1 for each index, one panel per size x dim."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = sorted({(r["dim"], r["size"]) for r in rows})
     dims = sorted({d for d, _ in panels})
     sizes = sorted({n for _, n in panels})
