@@ -389,6 +389,58 @@ def test_siamese_strategy_needs_an_input_shape_for_a_named_encoder():
         SiameseStrategy(encoder=nn.Linear(4, 2), train_mb_size=1)
 
 
+# -- baselines --------------------------------------------------------------------------
+
+
+def baseline_settings(**overrides):
+    from siamcl.integrations.avalanche_baselines import BaselineSettings
+
+    values = {"input_shape": (1, 28, 28), "n_classes": 4, "n_experiences": 2, "epochs": 2}
+    return BaselineSettings(**{**values, "batch_size": 16, "memory_total": 20, **overrides})
+
+
+def test_der_and_er_ace_are_built_with_the_shared_budget_and_their_settings():
+    from avalanche.training import DER, ER_ACE
+
+    from siamcl.integrations.avalanche_baselines import BASELINES, build_baseline
+
+    assert {"der", "er_ace"} <= set(BASELINES)
+    der = build_baseline("der", baseline_settings(), evaluator())
+    assert isinstance(der, DER) and (der.alpha, der.beta) == (0.1, 0.5)  # DER++
+    er_ace = build_baseline("er_ace", baseline_settings(), evaluator())
+    assert isinstance(er_ace, ER_ACE)
+    for strategy in (der, er_ace):
+        assert (strategy.mem_size, strategy.batch_size_mem) == (20, 16)
+        assert strategy.model.head.out_features == 4  # logits over every stream class
+    small = build_baseline("der", baseline_settings(memory_total=8), evaluator())
+    assert small.batch_size_mem == 8  # a replayed batch never outgrows the memory
+    with pytest.raises(ValueError, match="unknown baseline"):
+        build_baseline("der+++", baseline_settings(), evaluator())
+
+
+@pytest.mark.parametrize("name", ["der", "er_ace"])
+def test_replay_baselines_keep_the_first_experience_and_count_their_buffer(name, mnist_slice):
+    from siamcl.integrations.avalanche_baselines import build_baseline
+
+    torch.manual_seed(0)
+    cost = TrainingCost(energy="estimate")
+    strategy = build_baseline(name, baseline_settings(), evaluator(cost))
+    results = {}
+    for experience in mnist_slice.train_stream:
+        strategy.train(experience)
+        results.update(strategy.eval(mnist_slice.test_stream))
+    assert results[STREAM_ACC] >= 0.4  # four digits: chance is 0.25
+    assert results["Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp000"] >= 0.6  # replayed
+    buffer = strategy.storage_policy.buffer
+    assert len(buffer) == 20 and sorted({int(y) for y in buffer.targets}) == [0, 1, 2, 3]
+    retained = cost.reports[-1].retained_bytes
+    assert retained["HeldBuffer.storage_policy"] >= 20 * 28 * 28  # the exemplars, as stored
+    assert not any(key.startswith(type(strategy).__name__) for key in retained)  # no scratch
+    if name == "der":  # DER++ keeps each exemplar's logits over all four classes
+        assert torch.stack(list(buffer.logits)).shape == (20, 4)
+        assert retained["HeldBuffer.logits"] == 20 * 4 * 4
+
+
 # -- the cl bench's summary -------------------------------------------------------------
 
 

@@ -246,6 +246,21 @@ def test_bench_cl_checkpoint_resumes_the_siamese_stream(tmp_path: Path) -> None:
     assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained
 
 
+def test_bench_cl_runs_the_der_and_er_ace_rows(tmp_path: Path) -> None:
+    argv = ["bench", "cl", "--quick", "--quiet", "--dataset", "digits", "--tasks", "2"]
+    argv += ["--methods", "replay,der,er_ace", "--threads", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "cl_digits.json").read_text())
+    rows = {row["method"]: row for row in results["summary"]}
+    assert [rows[name]["label"] for name in ("der", "er_ace")] == ["DER++", "ER-ACE"]
+    for name in ("der", "er_ace"):
+        assert not rows[name]["errors"] and rows[name]["accuracy_mean"] > 0.1  # ten digits
+        assert rows[name]["retained_bytes"] > 0  # the exemplar buffer
+    markdown = (tmp_path / "cl_digits.md").read_text()
+    assert "| DER++ |" in markdown and "| ER-ACE |" in markdown
+    assert (tmp_path / "cl_digits.png").read_bytes().startswith(PNG_MAGIC)
+
+
 def test_bench_cl_nproc_refuses_avalanche_rows(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,8 +5,8 @@ turned into an Avalanche benchmark by ``to_avalanche``), the same conv4 backbone
 size and exemplar budget (``--memory`` per class, ``--memory x classes`` in all for the
 baselines whose buffer is a total). Rows: siamcl's ``IncrementalClassifier`` (``--siamese-epochs``
 a task, and again at the baselines' ``--epochs``), the same learner as ``SiameseStrategy``
-inside Avalanche, and Avalanche's Naive, Replay, EWC, LwF, iCaRL, GDumb, StreamingLDA and
-JointTraining (see ``siamcl.integrations.avalanche_baselines``).
+inside Avalanche, and Avalanche's Naive, Replay, DER++, ER-ACE, EWC, LwF, iCaRL, GDumb,
+StreamingLDA and JointTraining (see ``siamcl.integrations.avalanche_baselines``).
 Accuracy and forgetting come from the accuracy matrix (accuracy on each experience's test
 classes after each experience); training cost from ``energy_metrics`` (Avalanche rows) and
 the learner's own reports, both siamcl ``ResourceMeter`` measurements. Writes

@@ -23,7 +23,18 @@ __all__ = ["BASELINE_ROWS", "LABELS", "METHODS", "REFERENCE", "SIAMESE_ROWS", "S
 
 REFERENCE = "siamese"
 SIAMESE_ROWS = ("siamese", "siamese-avalanche", "siamese-equal-epochs")
-BASELINE_ROWS = ("naive", "replay", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
+BASELINE_ROWS = (
+    "naive",
+    "replay",
+    "der",
+    "er_ace",
+    "ewc",
+    "lwf",
+    "icarl",
+    "gdumb",
+    "slda",
+    "joint",
+)
 METHODS = (*SIAMESE_ROWS, *BASELINE_ROWS)
 LABELS = {
     "siamese": "Siamese (siamcl IncrementalClassifier)",
@@ -31,6 +42,8 @@ LABELS = {
     "siamese-equal-epochs": "Siamese at the baselines' epochs (IncrementalClassifier)",
     "naive": "Naive (fine-tuning)",
     "replay": "Replay",
+    "der": "DER++",
+    "er_ace": "ER-ACE",
     "ewc": "EWC",
     "lwf": "LwF",
     "icarl": "iCaRL",

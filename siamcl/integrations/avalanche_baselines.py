@@ -6,6 +6,16 @@ exemplar budget, with each method's documented setting where it has one:
 
 * ``naive``: fine-tuning (Avalanche ``Naive``);
 * ``replay``: ``Replay``, ``memory_total`` exemplars balanced over experiences;
+* ``der``: ``DER`` in its DER++ form: ``memory_total`` class-balanced exemplars stored with
+  the logits the model gave them at the end of their experience, a replayed batch of
+  ``batch_size`` samples (at most ``memory_total``) each step, logit matching weighted
+  ``alpha=0.1`` and replayed cross-entropy ``beta=0.5`` (Avalanche 0.6's ``DER`` defaults;
+  the paper, Buzzega et al. 2020, tunes both per dataset and buffer size);
+* ``er_ace``: ``ER_ACE`` (Caccia et al. 2022), ``memory_total`` class-balanced exemplars,
+  asymmetric cross-entropy (incoming samples scored over the classes of their batch only,
+  replayed ones over all), Avalanche's defaults except the replayed batch: ``batch_size``
+  samples (at most ``memory_total``) instead of Avalanche's 10, which matches the paper's
+  online stream of 10 samples a step: as there, replayed and incoming batches are equal;
 * ``ewc``: ``EWC``, separate penalties, ``ewc_lambda=0.4`` (Avalanche's Split MNIST example);
 * ``lwf``: ``LwF``, temperature 1 and ``alpha_t = t**2 / (t + 1)`` for experience ``t``
   (0, 0.5, 1.33, 2.25, 3.2 for five: Avalanche's Split MNIST example);
@@ -27,6 +37,8 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training import (
+    DER,
+    ER_ACE,
     EWC,
     GDumb,
     ICaRL,
@@ -47,9 +59,11 @@ from siamcl.training import BatchPreparation, ShuffledBatches, TrainingLoop, ada
 
 __all__ = ["BASELINES", "BaselineSettings", "build_baseline"]
 
-BASELINES = ("naive", "replay", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
+BASELINES = ("naive", "replay", "der", "er_ace", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
 EWC_LAMBDA = 0.4
 LWF_TEMPERATURE = 1.0
+DER_ALPHA = 0.1
+DER_BETA = 0.5
 
 
 @dataclass
@@ -111,10 +125,28 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
     supervised = dict(
         model=model, optimizer=_adam(model, settings), criterion=nn.CrossEntropyLoss(), **common
     )
+    return _head_strategy(name, settings, supervised)
+
+
+def _head_strategy(
+    name: str, settings: BaselineSettings, supervised: dict[str, Any]
+) -> SupervisedTemplate:
+    """A baseline that trains the backbone and its linear head end to end."""
     if name == "naive":
         return Naive(**supervised)
     if name == "replay":
         return Replay(mem_size=settings.memory_total, **supervised)
+    if name in ("der", "er_ace"):
+        replayed = {
+            "mem_size": settings.memory_total,
+            "batch_size_mem": max(1, min(settings.batch_size, settings.memory_total)),
+        }
+        if name == "der":
+            strategy = DER(alpha=DER_ALPHA, beta=DER_BETA, **replayed, **supervised)
+        else:
+            strategy = ER_ACE(**replayed, **supervised)
+        strategy.plugins.insert(0, HeldBuffer(strategy.storage_policy))
+        return strategy
     if name == "ewc":
         return EWC(ewc_lambda=EWC_LAMBDA, mode="separate", **supervised)
     if name == "lwf":
@@ -123,6 +155,32 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
     if name == "gdumb":
         return GDumb(mem_size=settings.memory_total, **supervised)
     return JointTraining(**supervised)
+
+
+class HeldBuffer(SupervisedPlugin):
+    """Shows a strategy's own exemplar buffer to ``TrainingCost`` as retained state.
+
+    DER and ER-ACE keep their buffer on the strategy rather than in a plugin, where
+    :func:`~siamcl.integrations.avalanche_metrics.retained_bytes` looks; this plugin holds it
+    (and DER's stored logits, refreshed after each experience's buffer update), and drops the
+    last replayed minibatch both leave on the strategy, scratch that would otherwise count as
+    retained. It must come before the evaluator in the strategy's plugins.
+    """
+
+    SCRATCH = ("batch_logits", "mb_buffer_x", "mb_buffer_y", "mb_buffer_tid", "mb_buffer_out")
+
+    def __init__(self, storage_policy: Any):
+        super().__init__()
+        self.storage_policy = storage_policy
+        self.logits: torch.Tensor | None = None
+
+    def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        logits = getattr(self.storage_policy.buffer, "logits", None)
+        if logits is not None and len(logits):
+            self.logits = torch.stack([torch.as_tensor(row) for row in logits])
+        for name in self.SCRATCH:
+            if hasattr(strategy, name):
+                setattr(strategy, name, None)
 
 
 class BaseInitialisation(SupervisedPlugin):

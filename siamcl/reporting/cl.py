@@ -89,11 +89,11 @@ def _setup(settings: dict[str, Any]) -> str:
     return (
         f"{settings['tasks']} experiences, {settings['backbone']} for every method, "
         f"{settings['optimizer']}, batch {settings['batch_size']}, exemplar budget "
-        f"{settings['memory_per_class']} per class (Replay, iCaRL and GDumb: the same total, "
-        f"filled from the first experience). Accuracy: on all test classes after the last "
-        f"experience, mean ± std over seeds; forgetting: mean over experiences of best minus "
-        f"final accuracy. The Siamese learner trains {settings['epochs']['siamese']} epoch(s) "
-        f"a task, the baselines {settings['epochs']['naive']} (GDumb "
+        f"{settings['memory_per_class']} per class (Replay, DER++, ER-ACE, iCaRL and GDumb: "
+        f"the same total, filled from the first experience). Accuracy: on all test classes "
+        f"after the last experience, mean ± std over seeds; forgetting: mean over experiences "
+        f"of best minus final accuracy. The Siamese learner trains "
+        f"{settings['epochs']['siamese']} epoch(s) a task, the baselines {settings['epochs']['naive']} (GDumb "
         f"{settings['epochs']['gdumb']} over its small memory, StreamingLDA one pass after "
         f"training its backbone on the first experience); the row at the baselines' epochs "
         f"shows the Siamese learner's cost at equal epochs. Training cost covers each "
@@ -121,7 +121,7 @@ def plot_results(results: dict[str, Any], path: str) -> None:
     with error bars over seeds."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(9, 4.8))
-    colours = [*plt.get_cmap("tab10").colors, "black", "darkkhaki"]
+    colours = [*plt.get_cmap("tab10").colors, "black", "darkkhaki", "teal", "navy"]
     for position, row in enumerate(results["summary"]):
         if "accuracy_mean" in row:
             _plot_method(axes, results["runs"], row, colours[position % len(colours)])
