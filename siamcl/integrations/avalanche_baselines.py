@@ -35,27 +35,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from avalanche.core import SupervisedPlugin
-from avalanche.training import (
-    DER,
-    ER_ACE,
-    EWC,
-    GDumb,
-    ICaRL,
-    JointTraining,
-    LwF,
-    Naive,
-    Replay,
-    StreamingLDA,
-)
-from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.utils.data import DataLoader
 
+from siamcl._extras import needs_extra
 from siamcl.encoders import build_encoder
 from siamcl.learners.softmax import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
 from siamcl.training import BatchPreparation, ShuffledBatches, TrainingLoop, adam
+
+with needs_extra("the Avalanche baselines"):
+    from avalanche.core import SupervisedPlugin
+    from avalanche.training import (
+        DER,
+        ER_ACE,
+        EWC,
+        GDumb,
+        ICaRL,
+        JointTraining,
+        LwF,
+        Naive,
+        Replay,
+        StreamingLDA,
+    )
+    from avalanche.training.templates import SupervisedTemplate
 
 __all__ = ["BASELINES", "BaselineSettings", "build_baseline"]
 
