@@ -194,7 +194,7 @@ def test_report_renders_markdown_and_pareto_chart(
     assert "![Pareto chart of accuracy against energy](REPORT_pareto.png)" in report
     assert "| fake (toy) | alpha | 0.800 | 20.0 |" in report  # two seeds averaged
     assert "| fake (toy) | beta | 0.500 | 5.0 |" in report
-    assert "| fake (toy) | gamma | 0.400 | 50.0 |  | 1 |  |  |" in report  # dominated
+    assert "| fake (toy) | gamma | 0.400 | 50.0 |  | 1 |  |" in report  # dominated
     assert "no-energy" not in report
     assert "![fake_toy](fake_toy.png)" in report
     assert "siamcl bench fake" in report

@@ -142,8 +142,8 @@ def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
 
 
 def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
-    """Accuracy against energy, one colour per result with its own Pareto front, and the
-    front of all points dashed (energies from different runs compare only roughly)."""
+    """Accuracy against energy, one colour per result with its own Pareto front; no front
+    joins points of different results, whose energies come from different runs."""
     if not points:
         raise ValueError("a Pareto chart needs at least one point")
     plt = pyplot()
@@ -173,17 +173,6 @@ def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
                 textcoords="offset points",
                 color=colour,
             )
-    overall = pareto_front(points)
-    axis.step(
-        [p.energy_j for p in overall],
-        [p.accuracy for p in overall],
-        where="post",
-        color="black",
-        linewidth=1.5,
-        linestyle="--",
-        alpha=0.5,
-        label="Pareto front of all points",
-    )
     if all(p.energy_j > 0 for p in points):
         axis.set_xscale("log")
     methods = sorted({p.energy_method for p in points if p.energy_method})

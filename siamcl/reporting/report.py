@@ -116,14 +116,15 @@ _PARETO_NOTE = (
     "Points average rows that differ only by seed (runs: how many). A point is "
     "on a front when no other point is both more accurate and cheaper. Energies "
     "marked `estimate` are CPU-time estimates, not measurements (see "
-    "docs/energy.md); compare them within one result, where machine, load and "
-    "task were shared, and across results only roughly."
+    "docs/energy.md). Fronts are drawn within one result, where machine, load and "
+    "task were shared; energies of different results are not compared."
 )
 
 
 def _pareto_table(points: list[ParetoPoint]) -> str:
-    """Every point, marked when it is on its own result's front and on the overall one."""
-    overall = {id(p) for p in pareto_front(points)}
+    """Every point, marked when it is on its own result's front. No front is drawn across
+    results: their energies come from different runs (machine, load, task) and are not
+    comparable."""
     own = {
         id(p)
         for source in dict.fromkeys(p.source for p in points)
@@ -138,12 +139,11 @@ def _pareto_table(points: list[ParetoPoint]) -> str:
             p.energy_method,
             p.count,
             "yes" if id(p) in own else "",
-            "yes" if id(p) in overall else "",
         ]
         for p in sorted(points, key=lambda p: (p.source, p.energy_j))
     ]
     headers = ["result", "method", "accuracy", "energy J", "energy method", "runs"]
-    return markdown_table([*headers, "front of its result", "front of all"], rows)
+    return markdown_table([*headers, "on its result's front"], rows)
 
 
 def _section(result: ResultFile, out: Path) -> list[str]:
