@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Integer", "Options", "Real", "Satisfies", "check_params", "is_integer"]
+__all__ = [
+    "OPTIMIZER_FACTORY",
+    "Integer",
+    "Options",
+    "Real",
+    "Satisfies",
+    "check_params",
+    "is_integer",
+]
 
 
 def is_integer(value: Any) -> bool:
@@ -108,6 +116,10 @@ class Satisfies:
 
     def __str__(self) -> str:
         return self.description
+
+
+# a learner's ``optimizer`` parameter: None (Adam) or a factory of parameter groups
+OPTIMIZER_FACTORY = [None, Satisfies(callable, "a callable building an optimizer")]
 
 
 def _describe(constraints: Iterable[Any]) -> str:

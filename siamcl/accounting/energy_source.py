@@ -44,9 +44,7 @@ def open_energy_counter(
     if energy == "estimate":
         return None, ["estimate requested"]
     wants_nvml = energy == "nvml" or (energy == "auto" and device.type == "cuda")
-    candidates = (["nvml"] if wants_nvml else []) + (
-        ["rapl"] if energy in ("auto", "rapl") else []
-    )
+    candidates = (["nvml"] if wants_nvml else []) + (["rapl"] if energy in ("auto", "rapl") else [])
     notes = []
     for backend in candidates:
         counter = None

@@ -147,7 +147,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_outputs(results, args.out)
     if not args.quiet:
         print(summary_table(results["summary"]))
-        print(f"wrote {Path(args.out) / results_name(results)}.{{json,md,png}}")
     return results
 
 

@@ -114,7 +114,7 @@ class SiameseStrategy(SupervisedTemplate):
         if isinstance(encoder, str):  # a bad metric or index string fails here, not later
             PrototypeStore(dim=embedding_dim, **self.store_params)
         self.metric_loss, self.distill_weight = build_loss(loss, miner), distill_weight
-        self.objective = Objective([("metric", 1.0, MetricTerm(self.metric_loss))])
+        self.objective = self.make_objective(None)
         network = build_encoder_for(encoder, input_shape, embedding_dim, seed)
         model = PrototypeModel(network, temperature)
         if optimizer is None:
@@ -135,6 +135,15 @@ class SiameseStrategy(SupervisedTemplate):
             plugins=[_PrototypePlugin(), *(plugins or [])],
             **base_kwargs,
         )
+
+    def make_objective(self, previous: nn.Module | None) -> Objective:
+        """The metric loss, plus distillation toward ``previous`` (the encoder as it stood
+        after the last experience) when there is one."""
+        terms = [("metric", 1.0, MetricTerm(self.metric_loss))]
+        if previous is not None:
+            teacher = DistillationTerm(FrozenTeacher(previous))
+            terms.append(("previous", self.distill_weight, teacher))
+        return Objective(terms)
 
     @property
     def store(self) -> PrototypeStore | None:
@@ -236,11 +245,8 @@ class _PrototypePlugin(SupervisedPlugin):
         self.initial_lrs: list[float] | None = None
 
     def before_training_exp(self, strategy: SiameseStrategy, **kwargs: Any) -> None:
-        terms = [("metric", 1.0, MetricTerm(strategy.metric_loss))]
-        if strategy.store is not None:
-            previous = FrozenTeacher(copy.deepcopy(strategy.model.encoder))
-            terms.append(("previous", strategy.distill_weight, DistillationTerm(previous)))
-        strategy.objective = Objective(terms)
+        teacher = copy.deepcopy(strategy.model.encoder) if strategy.store is not None else None
+        strategy.objective = strategy.make_objective(teacher)
         if strategy.schedule:
             optimizer = strategy.optimizer
             if self.initial_lrs is None:
@@ -277,7 +283,7 @@ class _PrototypePlugin(SupervisedPlugin):
             strategy.memory,
             previous,
         )
-        strategy.objective = Objective([("metric", 1.0, MetricTerm(strategy.metric_loss))])
+        strategy.objective = strategy.make_objective(None)
         self.scheduler = None
 
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from siamcl._checks import Integer, Real, Satisfies, check_params
+from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, Satisfies, check_params
 from siamcl.accounting import ResourceMeter
 from siamcl.augment import RandomAffine
 from siamcl.data.images import check_size
@@ -88,7 +88,7 @@ class EpisodicTrainer:
         "lr": [Real(0, closed="neither")],
         "temperature": [Real(0, closed="neither")],
         "weight_decay": [Real(0)],
-        "optimizer": [None, Satisfies(callable, "a callable building an optimizer")],
+        "optimizer": OPTIMIZER_FACTORY,
     }
 
     def __init__(

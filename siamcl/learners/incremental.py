@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl._checks import Integer, Real, Satisfies, check_params
+from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, check_params
 from siamcl.accounting import TaskReport
 from siamcl.compress import FloatTraining, training_scheme
 from siamcl.distributed import Ranks
@@ -102,7 +102,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "distill_weight": [Real(0)],
         "teacher_weight": [Real(0)],
         "balance": [Real(0, 1)],
-        "optimizer": [None, Satisfies(callable, "a callable building an optimizer")],
+        "optimizer": OPTIMIZER_FACTORY,
         "validation_fraction": [Real(0, 0.5, closed="left")],
     }
 

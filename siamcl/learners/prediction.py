@@ -69,12 +69,12 @@ class PrototypePredictions(ScikitLearnAPI):
 
     def predict(self, X: Any) -> np.ndarray:
         """Label of the nearest prototype (or the k-NN vote) for each input."""
-        state = self._serving(X)
+        state = self._serving()
         return state.store.classify(self._embed_with(state, self._checked_input(X)))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax over prototype similarities, columns in the order of :attr:`classes_`."""
-        state = self._serving(X)
+        state = self._serving()
         embeddings = self._embed_with(state, self._checked_input(X))
         _, scores = state.store.class_scores(embeddings)
         logits = torch.from_numpy(np.asarray(scores, dtype=np.float32)) / self.temperature
@@ -92,7 +92,7 @@ class PrototypePredictions(ScikitLearnAPI):
             raise ValueError(f"sample_weight has shape {weights.shape}; expected ({len(y)},)")
         return float(np.average(correct, weights=weights))
 
-    def _serving(self, X: Any) -> Learned:
+    def _serving(self) -> Learned:
         """The one snapshot a prediction uses, checked to know some class."""
         self._require_fitted("predict")
         state = self.learned_

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl._checks import Integer, Real, Satisfies, check_params
+from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, check_params
 from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
 from siamcl.compress import FloatTraining, logit_teacher, training_scheme
@@ -85,7 +85,7 @@ class SoftmaxClassifier:
         "balance": [Real(0, 1)],
         "teacher_weight": [Real(0)],
         "distill_temperature": [Real(0, closed="neither")],
-        "optimizer": [None, Satisfies(callable, "a callable building an optimizer")],
+        "optimizer": OPTIMIZER_FACTORY,
     }
 
     def __init__(

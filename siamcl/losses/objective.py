@@ -44,8 +44,3 @@ class Objective(nn.Module):
             value = value if weight == 1.0 else weight * value
             total = value if total is None else total + value
         return total
-
-    def with_term(self, name: str, weight: float, term: nn.Module) -> Objective:
-        """A new objective holding these terms plus ``term`` (dropped when ``weight`` is 0)."""
-        terms = [(n, self.weights[n], t) for n, t in self.terms.items()]
-        return Objective([*terms, (name, weight, term)])

@@ -158,8 +158,7 @@ def _params(
             f"wrote {source}"
         )
     if missing:
-        with _reading(source / OBJECTS):
-            params.update(torch.load(source / OBJECTS, weights_only=False))
+        params.update(_unpickle(source / OBJECTS, trust_pickle))
     params.update(objects)
     if isinstance(params.get("input_size"), list):
         params["input_size"] = tuple(params["input_size"])
@@ -173,12 +172,19 @@ def _read_weights(
         return load_file(path, device="cpu")
     if manifest.get("encoder") != "module":  # format 1: a state dict, loadable without code
         return torch.load(path, map_location="cpu", weights_only=True)
+    return _unpickle(path, trust_pickle).state_dict()  # format 1 saved user modules whole
+
+
+def _unpickle(path: Path, trust_pickle: bool) -> Any:
+    """The one place a save's pickle is read, which can run code: only when the caller
+    opted in with ``trust_pickle=True``."""
     if not trust_pickle:
         raise ValueError(
-            f"{path} holds a whole pickled module (format 1); unpickling it could run code: "
-            f"pass trust_pickle=True if you trust whoever wrote it, then save it again"
+            f"{path} holds pickled Python objects, and unpickling them could run code: pass "
+            f"trust_pickle=True if you trust whoever wrote it"
         )
-    return torch.load(path, map_location="cpu", weights_only=False).state_dict()
+    with _reading(path):
+        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _read_memory(path: Path) -> ExemplarMemory:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from siamcl.accounting.energy import CPU_WATTS_PER_CORE
+from siamcl.accounting.energy import estimate_energy_j
 from siamcl.training.batch import Batch, BatchPreparation
 from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
 
@@ -239,4 +239,4 @@ class _TrainingClock:
 
     def training_energy_j(self) -> float:
         training_cpu_s = time.process_time() - self.start - self.validation_cpu_s
-        return training_cpu_s * CPU_WATTS_PER_CORE
+        return estimate_energy_j(training_cpu_s, 0.0, 0)["cpu"]
