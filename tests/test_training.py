@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -197,3 +198,34 @@ def test_a_learner_stops_at_its_validation_target_and_reports_it():
     assert plain.stopped_by == "epochs (2)" and "validation_score" not in plain.extra
     with pytest.raises(ValueError, match="validation_fraction must be in"):
         IncrementalClassifier(validation_fraction=0.7).fit_task(X, y)
+
+
+class _BusyMonitor:
+    """Records what the loop reports after each epoch, then burns CPU that must not count."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, model, progress):
+        self.seen.append((progress.epochs, progress.steps, progress.cpu_s, progress.energy_j))
+        start = time.process_time()
+        while time.process_time() - start < 0.2:
+            pass
+
+
+def test_epoch_end_callbacks_see_progress_and_their_time_is_not_training():
+    monitor = _BusyMonitor()
+    result = _tiny_loop(callbacks=[monitor])
+    assert [seen[:2] for seen in monitor.seen] == [(e, 4 * e) for e in range(1, 11)]
+    cpu = [seen[2] for seen in monitor.seen]
+    assert cpu == sorted(cpu)
+    assert cpu[-1] < 0.2  # ten epochs of a linear model; the monitor burnt 2 s of CPU
+    assert result.progress.energy_j == monitor.seen[-1][3] > 0
+
+
+def test_learners_pass_their_callbacks_to_the_loop(digits):
+    X, y, _, _ = digits
+    for learner in (IncrementalClassifier, SoftmaxClassifier):
+        monitor = _BusyMonitor()
+        learner(**FAST, callbacks=[monitor]).fit_task(X, y)
+        assert [seen[0] for seen in monitor.seen] == [1, 2]

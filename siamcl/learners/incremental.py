@@ -84,6 +84,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         patience), and the share of each class of the task held out to score the encoder
         after each epoch (nearest class means; its cost is reported apart, in the report's
         ``extra``). None and 0: every task trains ``epochs`` epochs on all its data.
+    callbacks: :class:`siamcl.training.Callback` objects the training loop calls between
+        epochs (a monitor recording accuracy against training energy, say); the time they
+        take is not counted as training.
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
@@ -141,6 +144,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         optimizer: Any = None,
         stopping: Any = None,
         validation_fraction: float = 0.0,
+        callbacks: Sequence[Any] | None = None,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})

@@ -110,7 +110,7 @@ def train_task(
         epochs=clf.epochs,
         optimizer=clf.optimizer or adam(clf.lr, clf.weight_decay),
         prepare=BatchPreparation(preprocessor.standardise, augment, distort_generator, device),
-        callbacks=[scheme, ranks.callback()],
+        callbacks=[scheme, ranks.callback(), *(clf.callbacks or ())],
         meter=meter,
         progress=clf.progress,
         description=f"task {task_index}",

@@ -9,6 +9,7 @@ same exemplars makes it the usual experience-replay baseline of class-incrementa
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -73,7 +74,8 @@ class SoftmaxClassifier:
     ``teacher_weight`` x logit distillation at temperature ``distill_temperature``.
     ``optimizer`` is a factory of the parameter groups to train (None: Adam with ``lr`` and
     ``weight_decay``). All randomness (initial weights, the rows of a head that grows, batches,
-    distortions) comes from ``seed``.
+    distortions) comes from ``seed``. ``callbacks`` are :class:`siamcl.training.Callback`
+    objects the training loop calls between epochs, their time not counted as training.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -112,6 +114,7 @@ class SoftmaxClassifier:
         teacher_weight: float = 1.0,
         distill_temperature: float = 4.0,
         optimizer: Any = None,
+        callbacks: Sequence[Any] | None = None,
     ):
         self.encoder = encoder
         self.features = features
@@ -135,6 +138,7 @@ class SoftmaxClassifier:
         self.teacher_weight = teacher_weight
         self.distill_temperature = distill_temperature
         self.optimizer = optimizer
+        self.callbacks = callbacks
 
     @property
     def reports(self) -> list[TaskReport]:
@@ -268,7 +272,7 @@ class SoftmaxClassifier:
             epochs=self.epochs,
             optimizer=self.optimizer or adam(self.lr, self.weight_decay),
             prepare=BatchPreparation(preprocessor.standardise, augment, generator, self.device),
-            callbacks=[scheme],
+            callbacks=[scheme, *(self.callbacks or ())],
             meter=meter,
             progress=self.progress,
             description=f"softmax task {task_index}",

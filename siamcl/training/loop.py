@@ -52,10 +52,16 @@ class BatchSource(Protocol):
 
 
 class Callback:
-    """Things done between steps; override what you need (every method does nothing here)."""
+    """Things done between steps; override what you need (every method does nothing here).
+    The loop accepts any object and calls the methods it has of these."""
 
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
         """Before the first batch of ``epoch`` (0-based) of ``epochs``."""
+
+    def on_epoch_end(self, model: nn.Module, progress: Progress) -> None:
+        """After each epoch, once validation has run; the time spent here is not counted as
+        training (``progress.cpu_s`` and ``energy_j`` are training's alone), so a monitor can
+        score the model on the way without inflating the cost it records."""
 
     def on_train_end(self, model: nn.Module) -> None:
         """After the last step, before the model is put in eval mode."""
@@ -163,8 +169,7 @@ class TrainingLoop:
             total=steps, desc=self.description, leave=False, disable=not self.progress
         ) as bar:
             for epoch in range(self.epochs):
-                for callback in self.callbacks:
-                    callback.on_epoch_start(trained, epoch, self.epochs)
+                _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
                 loss = None
                 for batch in source.epoch(generator):
                     batch = self.prepare(batch)
@@ -184,22 +189,23 @@ class TrainingLoop:
                     result.stopped_by = reason
                     break
                 model.train()
-        for callback in self.callbacks:
-            callback.on_train_end(trained)
+        _call(self.callbacks, "on_train_end", trained)
         trained.eval()
         return result
 
     def _after_epoch(
         self, model: nn.Module, result: LoopResult, clock: _TrainingClock
     ) -> str | None:
-        """Validate (timed apart from training), then ask the stopping policies."""
-        if not self.stopping and self.validate is None:
-            return None
+        """Validate, run the callbacks' epoch end (both timed apart from training), then ask
+        the stopping policies."""
         result.progress.energy_j = clock.training_energy_j()
+        result.progress.cpu_s = clock.training_cpu_s()
         if self.validate is not None:
-            with clock.validation():
+            with clock.excluded("validation"):
                 result.progress.scores.append(float(self.validate(model)))
-            result.validation_cpu_s = clock.validation_cpu_s
+            result.validation_cpu_s = clock.excluded_cpu_s["validation"]
+        with clock.excluded("callbacks"):
+            _call(self.callbacks, "on_epoch_end", model, result.progress)
         if result.progress.epochs >= self.epochs:
             return None
         return first_stop(self.stopping, result.progress)
@@ -208,6 +214,14 @@ class TrainingLoop:
         if self.meter is None:
             return contextlib.nullcontext()
         return self.meter.batch(n_samples=n_samples)
+
+
+def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:
+    """``callback.method(*args)`` for each callback that has ``method``."""
+    for callback in callbacks:
+        hook = getattr(callback, method, None)
+        if hook is not None:
+            hook(*args)
 
 
 @dataclass
@@ -222,21 +236,24 @@ class LoopResult:
 
 
 class _TrainingClock:
-    """CPU seconds since the loop began, with validation's taken out; training energy is
-    estimated from them (CPU-seconds x watts per core, as siamcl's estimate does)."""
+    """CPU seconds since the loop began, less those spent validating and in callbacks'
+    epoch ends; training energy is estimated from them (CPU-seconds x watts per core, as
+    siamcl's estimate does)."""
 
     def __init__(self) -> None:
         self.start = time.process_time()
-        self.validation_cpu_s = 0.0
+        self.excluded_cpu_s: dict[str, float] = {"validation": 0.0, "callbacks": 0.0}
 
     @contextlib.contextmanager
-    def validation(self) -> Iterator[None]:
+    def excluded(self, kind: str) -> Iterator[None]:
         start = time.process_time()
         try:
             yield
         finally:
-            self.validation_cpu_s += time.process_time() - start
+            self.excluded_cpu_s[kind] += time.process_time() - start
+
+    def training_cpu_s(self) -> float:
+        return time.process_time() - self.start - sum(self.excluded_cpu_s.values())
 
     def training_energy_j(self) -> float:
-        training_cpu_s = time.process_time() - self.start - self.validation_cpu_s
-        return estimate_energy_j(training_cpu_s, 0.0, 0)["cpu"]
+        return estimate_energy_j(self.training_cpu_s(), 0.0, 0)["cpu"]

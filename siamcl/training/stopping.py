@@ -28,13 +28,14 @@ __all__ = [
 @dataclass
 class Progress:
     """What training has done so far: epochs and steps run, validation scores after each
-    epoch (empty without validation), and the energy spent training (joules, estimated from
-    CPU time unless a counter is readable)."""
+    epoch (empty without validation), and the CPU seconds and energy spent training (joules,
+    estimated from those CPU seconds), validation and callbacks' epoch ends left out."""
 
     epochs: int = 0
     steps: int = 0
     scores: list[float] = field(default_factory=list)
     energy_j: float = 0.0
+    cpu_s: float = 0.0
 
 
 class StoppingPolicy(Protocol):
