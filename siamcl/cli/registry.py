@@ -56,6 +56,7 @@ COMMANDS: dict[str, Command | Group] = {
             ),
             "cl": _suite("cl", "Siamese learner vs Avalanche's continual-learning baselines"),
             "compress": _suite("compress", "QAT, distillation and quantized distillation"),
+            "energy": _suite("energy", "energy to target accuracy, every technique, one run"),
             "fewshot": _suite("fewshot", "Omniglot one-shot and few-shot class-incremental"),
             "store": _suite("store", "FAISS indexes for the prototype store at 10k-1M vectors"),
         },

@@ -1,0 +1,198 @@
+"""Energy to target: the training energy, CPU time and FLOPs each method needs to first reach
+target accuracies, multi-class and class-incremental, measured in one run.
+
+Multi-class (one task holding every class): the standard network, the Siamese learner, the
+Siamese learner on selected data, int8 QAT, and KD / quantized-KD students learning from
+cached teacher outputs, each scored on the test split after every epoch (the scoring is not
+counted as training; the prototype pass that makes an encoder a classifier is). Also each
+model's inference energy per 10,000 predictions and its lifecycle energy (training plus N
+predictions), with the N at which a compressed model has paid for its extra training.
+Class-incremental (``--tasks`` tasks): the Siamese learner and Avalanche's baselines, each at
+the epoch budgets of ``--cil-epochs``; the energy to a target is that of the cheapest budget
+whose mean final accuracy reaches it. Writes ``energy_<dataset>.json``, ``.md`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from siamcl._extras import ensure_installed
+from siamcl.bench.energy_cil import CIL_METHODS, budgets_of, run_cil, summarise_cil
+from siamcl.bench.energy_multiclass import METHODS, MulticlassRunner
+from siamcl.bench.energy_summary import bars, summarise_multiclass
+from siamcl.data import class_incremental, load_dataset, subsample
+from siamcl.reporting import run_record, write_results
+from siamcl.reporting.energy import plot_results, render_markdown
+from siamcl.reporting.figures import draw_or_skip
+from siamcl.reporting.records import parse_seeds
+
+__all__ = ["configure", "run"]
+
+DEFAULT_SEEDS = (0, 1, 2)
+PARTS = ("multiclass", "cil")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"targets are accuracies in (0, 1], got {text!r}")
+    return values
+
+
+def _names(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = sorted(set(names) - set(choices))
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {unknown or 'empty list'}; choose from {','.join(choices)}"
+            )
+        return list(dict.fromkeys(names))
+
+    return parse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the energy-to-target suite's options to ``parser``."""
+    add = parser.add_argument
+    add("--parts", type=_names(PARTS), default=list(PARTS), help="multiclass,cil (both)")
+    add("--methods", type=_names(METHODS), default=list(METHODS), help="multi-class methods (all)")
+    add(
+        "--cil-methods",
+        type=_names(CIL_METHODS),
+        default=list(CIL_METHODS),
+        help="class-incremental methods (all)",
+    )
+    add("--epochs", type=int, default=6, help="multi-class epochs of the fp32 and QAT networks (6)")
+    add("--student-epochs", type=int, default=4, help="epochs of the conv4-small students (4)")
+    add("--student-lr", type=float, default=3e-3, help="learning rate of the students (3e-3)")
+    add("--data-fraction", type=float, default=0.25, help="share of the data selected (0.25)")
+    add("--data-selection", default="coreset", help="stratified or coreset (coreset)")
+    add("--targets", type=_floats, default=[0.90, 0.95], help="multi-class targets (0.9,0.95)")
+    add(
+        "--cil-targets",
+        type=_floats,
+        default=[0.85, 0.90, 0.95],
+        help="class-incremental targets (0.85,0.9,0.95)",
+    )
+    add(
+        "--cil-epochs",
+        type=parse_seeds,
+        default=[1, 3],
+        help="epoch budgets per task, class-incremental (1,3)",
+    )
+    add("--tasks", type=int, default=5, help="class-incremental tasks (5)")
+    add("--memory", type=int, default=20, help="exemplars per class, class-incremental (20)")
+    add("--batch-size", type=int, default=128, help="batch size (128)")
+    add("--threads", type=int, default=1, help="torch CPU threads (1: steadier CPU-time figures)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the parts asked for on every seed; write JSON, markdown and the figure."""
+    _check(args)
+    torch.set_num_threads(args.threads)
+    seeds = args.seeds or ([0] if args.quick else list(DEFAULT_SEEDS))
+    X, y, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
+    epochs, student_epochs, budgets = args.epochs, args.student_epochs, args.cil_epochs
+    if args.quick:  # a smoke test of the whole suite, not a measurement
+        X, y = subsample(X, y, 0.1, seed=0, min_per_class=4)
+        X_test, y_test = subsample(X_test, y_test, 0.2, seed=0)
+        epochs, student_epochs, budgets = 2, 2, [1]
+    settings = {
+        "dataset": args.dataset,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "epochs": epochs,
+        "student_epochs": student_epochs,
+        "student_lr": args.student_lr,
+        "data_fraction": args.data_fraction,
+        "data_selection": args.data_selection,
+        "targets": args.targets,
+        "cil_targets": args.cil_targets,
+        "cil_epochs": budgets,
+        "tasks": args.tasks,
+        "memory_per_class": args.memory,
+        "torch_threads": torch.get_num_threads(),
+        "parts": args.parts,
+    }
+    results: dict[str, Any] = {**run_record("energy", seeds, quick=args.quick, **settings)}
+    results["train_size"], results["test_size"] = len(X), len(X_test)
+    if "multiclass" in args.parts:
+        runs = _multiclass(args, (X, y, X_test, y_test), settings, seeds)
+        results["multiclass"] = {
+            "runs": runs,
+            "summary": summarise_multiclass(runs, args.methods, args.targets),
+        }
+    if "cil" in args.parts:
+        runs = _cil(args, (X, y, X_test, y_test), budgets, seeds)
+        results["cil"] = {
+            "runs": runs,
+            "summary": summarise_cil(runs, args.cil_methods, args.cil_targets),
+        }
+    results["bars"] = bars(results)
+    name = f"energy_{args.dataset}"
+    write_results(args.out, name, results, "")  # the measurements first: nothing lost
+    markdown = render_markdown(results, f"{name}.png")
+    write_results(args.out, name, results, markdown)
+    draw_or_skip(plot_results, results, f"{args.out}/{name}.png")
+    if not args.quiet:
+        print(markdown)
+    return results
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("epochs", "student_epochs", "tasks", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.data_fraction <= 1:
+        raise ValueError(f"--data-fraction must be in (0, 1], got {args.data_fraction}")
+    if args.data_selection not in ("stratified", "coreset"):
+        raise ValueError(
+            f"--data-selection must be stratified or coreset, got {args.data_selection!r}"
+        )
+    students = {"kd-student", "qkd-student"} & set(args.methods)
+    if students and "siamese" not in args.methods:
+        raise ValueError(
+            f"{', '.join(sorted(students))} learn from the siamese run: add siamese to --methods"
+        )
+    if "cil" in args.parts and set(args.cil_methods) - {"siamese"}:
+        ensure_installed("avalanche", "siamcl bench energy (class-incremental baselines)")
+
+
+def _multiclass(
+    args: argparse.Namespace,
+    data: tuple[np.ndarray, ...],
+    settings: dict[str, Any],
+    seeds: list[int],
+) -> list[dict[str, Any]]:
+    order = sorted(args.methods, key=lambda m: m in ("kd-student", "qkd-student"))  # teacher first
+    runs = []
+    with tqdm(total=len(seeds) * len(order), desc="multi-class", disable=args.quiet) as bar:
+        for seed in seeds:
+            runner = MulticlassRunner(data, settings, seed)
+            for name in order:
+                runs.append({"method": name, "seed": seed, **runner.run(name)})
+                bar.update(1)
+    return runs
+
+
+def _cil(
+    args: argparse.Namespace, data: tuple[np.ndarray, ...], budgets: list[int], seeds: list[int]
+) -> list[dict[str, Any]]:
+    X, y, X_test, y_test = data
+    args.checkpoint = None  # what StreamRunner reads of bench cl's options
+    total = len(seeds) * sum(len(budgets_of(m, budgets)) for m in args.cil_methods)
+    runs = []
+    with tqdm(total=total, desc="class-incremental", disable=args.quiet) as bar:
+        for seed in seeds:
+            tasks = class_incremental(X, y, n_tasks=args.tasks, seed=seed)
+            runs += run_cil(args, tasks, (X_test, y_test), seed, args.cil_methods, budgets, bar)
+    return runs

@@ -1,0 +1,119 @@
+"""Class-incremental energy to target: every method at a few epoch budgets, on one stream.
+
+A class-incremental model is judged after its last task, so its curve is a sweep: the same
+stream learned at each epoch budget (epochs per task), each run's training energy against
+its final accuracy. The energy to reach a target is that of the cheapest budget whose mean
+final accuracy over seeds reaches it. Methods and settings are those of ``siamcl bench cl``
+(:mod:`siamcl.bench.cl_methods`): siamcl's IncrementalClassifier and Avalanche's baselines,
+the same conv4 backbone, Adam, batch size and exemplar budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS, StreamRunner
+
+__all__ = ["CIL_METHODS", "budgets_of", "run_cil", "summarise_cil"]
+
+CIL_METHODS = ("siamese", *BASELINE_ROWS)
+GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
+
+
+def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:
+    """The epoch budgets ``name`` runs at: StreamingLDA learns in one pass, so one run."""
+    return [1] if name == "slda" else list(budgets)
+
+
+def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
+    epochs = {name: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
+    epochs["slda"] = 1
+    return {**base, "epochs": epochs}
+
+
+def run_cil(
+    args: argparse.Namespace,
+    tasks: list[Any],
+    test: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    methods: Sequence[str],
+    budgets: Sequence[int],
+    progress: Any = None,
+) -> list[dict[str, Any]]:
+    """Every method at every budget on one seed's stream: final accuracy and training cost."""
+    base = {"tasks": len(tasks), "memory_per_class": args.memory, "batch_size": args.batch_size}
+    runs = []
+    for name in methods:
+        for budget in budgets_of(name, budgets):
+            runner = StreamRunner(args, tasks, *test, seed, _settings(base, name, budget))
+            result = runner.run(name)
+            result.pop("traceback", None)
+            result.pop("accuracy_matrix", None)
+            epochs = runner.settings["epochs"]["gdumb" if name == "gdumb" else name]
+            runs.append(
+                {"method": name, "seed": seed, "budget": budget, **result, "epochs": epochs}
+            )
+            if progress is not None:
+                progress.update(1)
+    return runs
+
+
+def summarise_cil(
+    runs: list[dict[str, Any]], methods: Sequence[str], targets: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Per method: each budget's means over seeds, and the energy to each target (the
+    cheapest budget whose mean final accuracy reaches it), or None."""
+    summary = []
+    for name in methods:
+        points = []
+        budgets = sorted({r["budget"] for r in runs if r["method"] == name})
+        for budget in budgets:
+            done = [
+                r
+                for r in runs
+                if r["method"] == name and r["budget"] == budget and "error" not in r
+            ]
+            if not done:
+                continue
+            reports = [r["report"] for r in done]
+            points.append(
+                {
+                    "budget": budget,
+                    "epochs": done[0]["epochs"],
+                    "seeds": len(done),
+                    "accuracy": float(np.mean([r["accuracy"] for r in done])),
+                    "accuracy_std": float(np.std([r["accuracy"] for r in done], ddof=1))
+                    if len(done) > 1
+                    else 0.0,
+                    "energy_j": float(np.mean([rep["energy_j"] for rep in reports])),
+                    "cpu_s": float(np.mean([rep["cpu_s"] for rep in reports])),
+                    "flops": _mean_or_none([rep.get("flops") for rep in reports]),
+                    "energy_method": "/".join(sorted({rep["energy_method"] for rep in reports})),
+                }
+            )
+        errors = [
+            f"seed {r['seed']}: {r['error']}" for r in runs if r["method"] == name and "error" in r
+        ]
+        by_energy = sorted(points, key=lambda p: p["energy_j"])
+        to_target = {
+            f"{t:g}": next((dict(p) for p in by_energy if p["accuracy"] >= t), None)
+            for t in targets
+        }
+        summary.append(
+            {
+                "method": name,
+                "label": LABELS[name],
+                "points": points,
+                "to_target": to_target,
+                "errors": errors,
+            }
+        )
+    return summary
+
+
+def _mean_or_none(values: list[Any]) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))

@@ -1,0 +1,196 @@
+"""Multi-class energy to target: each method trains once, scored on the test split after
+every epoch by a monitor whose own cost is not counted as training.
+
+Methods (one task holding every class): the standard network (conv4 + softmax head), the
+Siamese learner, the Siamese learner on a selected fraction of the data, the Siamese learner
+with int8 QAT, and ``conv4-small`` students distilled from the Siamese learner of the same
+seed (KD, and KD with int8 QAT). A point of a curve is the energy to a *usable* model at that
+epoch: training so far plus, for a prototype learner, one pass embedding the rows its
+prototypes are the means of (the work that turns an encoder into a classifier).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamcl.accounting import ResourceMeter
+from siamcl.accounting.energy import estimate_energy_j
+from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.preprocess import Preprocessor
+from siamcl.training import embed_in_batches
+from siamcl.training.stopping import Progress
+
+__all__ = ["LABELS", "METHODS", "AccuracyCurve", "MulticlassRunner"]
+
+LABELS = {
+    "standard": "Standard network (conv4 + softmax)",
+    "siamese": "Siamese learner (conv4)",
+    "siamese-selected": "Siamese learner, selected data",
+    "qat-int8": "Siamese learner, int8 QAT",
+    "kd-student": "KD student (conv4-small, cached teacher outputs)",
+    "qkd-student": "Quantized-KD student (conv4-small, int8 QAT)",
+}
+METHODS = tuple(LABELS)
+STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
+PREDICTIONS = 10_000  # inference energy is reported per this many predictions
+
+
+@dataclass
+class AccuracyCurve:
+    """A training-loop callback recording, after each epoch, the training cost so far and
+    the test accuracy; ``score(model)`` returns the accuracy and the CPU seconds of the
+    finishing work it did (counted as cost), the rest of its time is not."""
+
+    score: Callable[[nn.Module], tuple[float, float]]
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+    def on_epoch_end(self, model: nn.Module, progress: Progress) -> None:
+        accuracy, finish_cpu_s = self.score(model)
+        self.points.append(
+            {
+                "epoch": progress.epochs,
+                "steps": progress.steps,
+                "cpu_s": progress.cpu_s + finish_cpu_s,
+                "energy_j": progress.energy_j + _cpu_joules(finish_cpu_s),
+                "accuracy": accuracy,
+            }
+        )
+
+
+def _cpu_joules(cpu_s: float) -> float:
+    return estimate_energy_j(cpu_s, 0.0, 0)["cpu"]
+
+
+def prototype_scorer(
+    preprocessor: Preprocessor,
+    reference: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+) -> Callable[[nn.Module], tuple[float, float]]:
+    """Accuracy of nearest class means of the ``reference`` rows (cosine); embedding them is
+    the finishing work, timed; embedding the test rows is evaluation, not timed."""
+    ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
+    test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
+    classes = np.unique(ref_labels)
+
+    def score(encoder: nn.Module) -> tuple[float, float]:
+        start = time.process_time()
+        embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise)
+        means = np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
+        finish_cpu_s = time.process_time() - start
+        means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
+        queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise)
+        predicted = classes[np.argmax(queries @ means.T, axis=1)]
+        return float(np.mean(predicted == test_labels)), finish_cpu_s
+
+    return score
+
+
+def logit_scorer(
+    preprocessor: Preprocessor, classes: np.ndarray, test: tuple[np.ndarray, np.ndarray]
+) -> Callable[[nn.Module], tuple[float, float]]:
+    """Accuracy of the highest logit; a softmax network needs no finishing work."""
+    inputs, labels = preprocessor.canonical(test[0]), np.asarray(test[1])
+
+    def score(model: nn.Module) -> tuple[float, float]:
+        logits = embed_in_batches(model, inputs, preprocessor.standardise)
+        return float(np.mean(classes[logits.argmax(axis=1)] == labels)), 0.0
+
+    return score
+
+
+class MulticlassRunner:
+    """One seed's runs of every method on ``(X, y, X_test, y_test)`` with ``settings``."""
+
+    def __init__(self, data: tuple[np.ndarray, ...], settings: dict[str, Any], seed: int):
+        self.X, self.y, self.X_test, self.y_test = data
+        self.settings, self.seed = settings, seed
+        self.preprocessor = Preprocessor().fit(self.X)  # as the learners fit theirs
+        self.teacher: IncrementalClassifier | None = None
+
+    def run(self, name: str) -> dict[str, Any]:
+        """Train method ``name``; its curve, final test accuracy, report and inference cost."""
+        if name in STUDENTS and self.teacher is None:
+            raise ValueError(f"{name} learns from the 'siamese' run: run that method first")
+        learner = self._learner(name)
+        curve = AccuracyCurve(self._scorer(name, learner))
+        learner.callbacks = [curve]
+        report = learner.fit_task(self.X, self.y)
+        learner.callbacks = None  # the monitor is not part of the model
+        if name == "siamese":
+            self.teacher = learner
+        accuracy = float(np.mean(learner.predict(self.X_test) == self.y_test))
+        flops_per_step = (report.flops or 0) / max(1, curve.points[-1]["steps"])
+        for point in curve.points:
+            point["flops"] = flops_per_step * point["steps"] if report.flops else None
+        return {
+            "accuracy": accuracy,
+            "curve": curve.points,
+            "report": report.to_dict(),
+            "inference": inference_cost(learner, self.X_test, self.settings["device"]),
+            "rows_trained": report.extra.get("rows_trained", len(self.X)),
+        }
+
+    def _learner(self, name: str) -> Any:
+        s = self.settings
+        common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
+        if name == "standard":
+            return SoftmaxClassifier(
+                encoder="conv4", epochs=s["epochs"], memory_per_class=0, **common
+            )
+        siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
+        if name == "siamese":
+            return IncrementalClassifier(**siamese)
+        if name == "siamese-selected":
+            selection = {"data_fraction": s["data_fraction"], "data_selection": s["data_selection"]}
+            return IncrementalClassifier(**siamese, **selection)
+        if name == "qat-int8":
+            return IncrementalClassifier(**siamese, qat="int8")
+        student = {
+            **siamese,
+            "encoder": "conv4-small",
+            "epochs": s["student_epochs"],
+            "lr": s["student_lr"],
+            "teacher": self.teacher.encoder_,
+            "qat": "int8" if name == "qkd-student" else None,
+        }
+        return IncrementalClassifier(**student)
+
+    def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, float]]:
+        test = (self.X_test, self.y_test)
+        if name == "standard":
+            return logit_scorer(self.preprocessor, np.unique(self.y), test)
+        rows = selected_rows(learner, self.X, self.y) if name == "siamese-selected" else None
+        reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        return prototype_scorer(self.preprocessor, reference, test)
+
+
+def selected_rows(learner: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The rows a learner with ``data_fraction`` trains on (its prototypes' rows)."""
+    from siamcl.training.selection import task_rows
+
+    return task_rows(learner, X, y)
+
+
+def inference_cost(learner: Any, X: np.ndarray, device: str) -> dict[str, Any]:
+    """Energy and CPU seconds of :data:`PREDICTIONS` predictions (the test split repeated)."""
+    repeats = int(np.ceil(PREDICTIONS / len(X)))
+    inputs = np.concatenate([X] * repeats)[:PREDICTIONS]
+    learner.predict(inputs[:256])  # warm-up: first-call allocations are not a model's cost
+    with torch.no_grad(), ResourceMeter(flops="off", device=device) as meter:
+        learner.predict(inputs)
+    report = meter.report(task=None, method="predict")
+    return {
+        "predictions": PREDICTIONS,
+        "energy_j": report.energy_j,
+        "energy_method": report.energy_method,
+        "cpu_s": report.cpu_s,
+        "wall_s": report.wall_s,
+    }

@@ -1,0 +1,175 @@
+"""What ``siamcl bench energy`` concludes from its runs: per-method summaries and the bars.
+
+Every comparison is between methods of the same run, on curves averaged over seeds first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from siamcl.bench.energy_multiclass import LABELS, PREDICTIONS, STUDENTS
+from siamcl.bench.energy_targets import break_even_predictions, first_reach, mean_curve
+
+__all__ = ["LIFECYCLE_PREDICTIONS", "bars", "summarise_multiclass"]
+
+LIFECYCLE_PREDICTIONS = (10**4, 10**6, 10**8)
+REFERENCE = "siamese"  # compressed models are weighed against the fp32 Siamese learner
+
+
+def summarise_multiclass(
+    runs: list[dict[str, Any]], methods: Sequence[str], targets: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Per method: mean curve, final accuracy, energy to each target, inference and
+    lifecycle energy (against the fp32 Siamese learner)."""
+    summary = []
+    for name in methods:
+        done = [r for r in runs if r["method"] == name]
+        if not done:
+            continue
+        curve = mean_curve([r["curve"] for r in done])
+        accuracy = np.array([r["accuracy"] for r in done])
+        summary.append(
+            {
+                "method": name,
+                "label": LABELS[name],
+                "seeds": [r["seed"] for r in done],
+                "curve": curve,
+                "accuracy_mean": float(accuracy.mean()),
+                "accuracy_std": float(accuracy.std(ddof=1)) if len(accuracy) > 1 else 0.0,
+                "training_energy_j": curve[-1]["energy_j"],
+                "training_cpu_s": curve[-1]["cpu_s"],
+                "metered_energy_j": float(np.mean([r["report"]["energy_j"] for r in done])),
+                "energy_method": done[0]["report"]["energy_method"],
+                "rows_trained": float(np.mean([r["rows_trained"] for r in done])),
+                "to_target": {f"{t:g}": first_reach(curve, t) for t in targets},
+                "inference_j": float(np.mean([r["inference"]["energy_j"] for r in done])),
+            }
+        )
+    _add_lifecycle(summary)
+    return summary
+
+
+def _add_lifecycle(summary: list[dict[str, Any]]) -> None:
+    """Training plus N predictions for each model; break-even against the reference (a
+    student's training adds to its teacher's, which is trained anyway)."""
+    rows = {row["method"]: row for row in summary}
+    reference = rows.get(REFERENCE)
+    for row in summary:
+        training = row["training_energy_j"]
+        if row["method"] in STUDENTS and reference is not None:
+            training += reference["training_energy_j"]
+        per_prediction = row["inference_j"] / PREDICTIONS
+        row["lifecycle_training_j"] = training
+        row["lifecycle_j"] = {
+            f"{n:.0e}": training + per_prediction * n for n in LIFECYCLE_PREDICTIONS
+        }
+        if reference is not None and row is not reference:
+            row["break_even"] = break_even_predictions(
+                training,
+                per_prediction,
+                reference["training_energy_j"],
+                reference["inference_j"] / PREDICTIONS,
+            )
+
+
+def bars(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's bars, each with the figures it was decided on."""
+    checks: dict[str, Any] = {}
+    if "multiclass" in results:
+        checks.update(_multiclass_bars({r["method"]: r for r in results["multiclass"]["summary"]}))
+    if "cil" in results:
+        checks.update(_cil_bars({r["method"]: r for r in results["cil"]["summary"]}))
+    return checks
+
+
+def _reach_ratio(
+    rows: dict[str, Any], name: str, reference: str, limit: float
+) -> dict[str, Any] | None:
+    """``name``'s energy to the reference's best accuracy over the reference's own."""
+    if name not in rows or reference not in rows:
+        return None
+    best = max(p["accuracy"] for p in rows[reference]["curve"])
+    own = first_reach(rows[reference]["curve"], best)
+    other = first_reach(rows[name]["curve"], best)
+    ratio = other["energy_j"] / own["energy_j"] if other else None
+    return {
+        "target": best,
+        "energy_j": other and other["energy_j"],
+        "reference_energy_j": own["energy_j"],
+        "ratio": ratio,
+        "limit": limit,
+        "met": ratio is not None and ratio <= limit,
+    }
+
+
+def _multiclass_bars(rows: dict[str, Any]) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    reach = _reach_ratio(rows, "siamese", "standard", 0.5)
+    if reach:
+        checks["multiclass: Siamese to the standard network's best, <= 0.5x its energy"] = reach
+    teacher = rows.get(REFERENCE)
+    for name, limit in (("kd-student", 0.5), ("qkd-student", 0.6)):
+        if teacher is None or name not in rows:
+            continue
+        target = teacher["accuracy_mean"] - 0.01
+        point = first_reach(rows[name]["curve"], target)
+        ratio = point["energy_j"] / teacher["training_energy_j"] if point else None
+        checks[f"multiclass: {name} within 1 point of its teacher, <= {limit}x its energy"] = {
+            "target": target,
+            "energy_j": point and point["energy_j"],
+            "reference_energy_j": teacher["training_energy_j"],
+            "ratio": ratio,
+            "limit": limit,
+            "met": ratio is not None and ratio <= limit,
+        }
+    return checks
+
+
+def _cil_bars(rows: dict[str, Any]) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    siamese, replay = rows.get("siamese"), rows.get("replay")
+    if siamese is None or replay is None or not replay["points"] or not siamese["points"]:
+        return checks
+    replay_best = max(replay["points"], key=lambda p: p["accuracy"])
+    replay_reach = min(
+        (p for p in replay["points"] if p["accuracy"] >= replay_best["accuracy"]),
+        key=lambda p: p["energy_j"],
+    )
+    reach = min(
+        (p for p in siamese["points"] if p["accuracy"] >= replay_best["accuracy"]),
+        key=lambda p: p["energy_j"],
+        default=None,
+    )
+    ratio = reach["energy_j"] / replay_reach["energy_j"] if reach else None
+    checks["class-incremental: Siamese to Replay's best, <= 0.5x its energy"] = {
+        "target": replay_best["accuracy"],
+        "energy_j": reach and reach["energy_j"],
+        "reference_energy_j": replay_reach["energy_j"],
+        "ratio": ratio,
+        "limit": 0.5,
+        "met": ratio is not None and ratio <= 0.5,
+    }
+    replay_default = max(replay["points"], key=lambda p: p["budget"])
+    best = siamese["to_target"].get("0.95") or max(siamese["points"], key=lambda p: p["accuracy"])
+    ratio = best["energy_j"] / replay_default["energy_j"]
+    dominating = [
+        f"{row['label']} ({p['budget']} epochs): {p['accuracy']:.3f} at {p['energy_j']:.0f} J"
+        for name, row in rows.items()
+        if name != "siamese"
+        for p in row["points"]
+        if p["accuracy"] > best["accuracy"] and p["energy_j"] < best["energy_j"]
+    ]
+    checks["class-incremental: Siamese >= 0.95 at <= 0.25x Replay's energy, undominated"] = {
+        "target": 0.95,
+        "accuracy": best["accuracy"],
+        "energy_j": best["energy_j"],
+        "reference_energy_j": replay_default["energy_j"],
+        "ratio": ratio,
+        "limit": 0.25,
+        "dominated_by": dominating,
+        "met": best["accuracy"] >= 0.95 and ratio <= 0.25 and not dominating,
+    }
+    return checks

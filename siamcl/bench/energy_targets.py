@@ -1,0 +1,79 @@
+"""Energy to a target accuracy, and the energy of a model's whole life.
+
+MLPerf measures time to train: the time until a model first reaches a target quality. These
+functions do the same for energy, from curves of points (cumulative training energy, CPU
+seconds, FLOPs, accuracy) recorded as a model trains, averaged over seeds first. A target a
+curve never reaches is "not reached" (``None``), never an extrapolation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["break_even_predictions", "first_reach", "lifecycle_energy_j", "mean_curve"]
+
+CURVE_FIELDS = ("energy_j", "cpu_s", "flops", "accuracy")
+
+
+def mean_curve(curves: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The point-by-point mean of several seeds' curves (checkpoint ``i`` of each), cut to
+    the shortest; fields missing from a point (FLOPs not counted) stay missing."""
+    if not curves:
+        return []
+    length = min(len(curve) for curve in curves)
+    mean = []
+    for i in range(length):
+        points = [curve[i] for curve in curves]
+        point = {"checkpoint": i + 1, "seeds": len(points)}
+        for name in CURVE_FIELDS:
+            values = [p.get(name) for p in points]
+            if all(v is not None for v in values):
+                point[name] = float(np.mean(values))
+        mean.append(point)
+    return mean
+
+
+def first_reach(curve: Sequence[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The first point of ``curve`` whose accuracy is at least ``target``, or None."""
+    for point in curve:
+        if point["accuracy"] >= target:
+            return dict(point)
+    return None
+
+
+def lifecycle_energy_j(training_j: float, joules_per_prediction: float, predictions: int) -> float:
+    """Training energy plus ``predictions`` predictions' worth of inference energy."""
+    return training_j + joules_per_prediction * predictions
+
+
+def break_even_predictions(
+    training_j: float,
+    joules_per_prediction: float,
+    reference_training_j: float,
+    reference_joules_per_prediction: float,
+) -> dict[str, Any]:
+    """After how many predictions a model's lifecycle energy drops below the reference's.
+
+    ``predictions`` is 0 when the model is cheaper to train and no dearer to run, ``None``
+    when it never pays off (dearer to run, or dearer to train and no cheaper to run);
+    ``why`` says which.
+    """
+    extra_training = training_j - reference_training_j
+    saving = reference_joules_per_prediction - joules_per_prediction
+    if extra_training <= 0 and saving >= 0:
+        return {"predictions": 0, "why": "cheaper to train and no dearer to run"}
+    if saving > 0:
+        return {
+            "predictions": int(np.ceil(extra_training / saving)),
+            "why": "its extra training energy is repaid by cheaper predictions",
+        }
+    if extra_training < 0:
+        ahead = int(extra_training / saving)
+        return {
+            "predictions": None,
+            "why": f"cheaper to train but dearer to run: ahead for the first {ahead} only",
+        }
+    return {"predictions": None, "why": "dearer to train and no cheaper to run"}

@@ -1,0 +1,231 @@
+"""Markdown and figure of ``siamcl bench energy``: energy to target first, then the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from siamcl.reporting.figures import pyplot
+from siamcl.reporting.records import record_markdown
+from siamcl.reporting.tables import markdown_table
+
+__all__ = ["plot_results", "render_markdown"]
+
+
+def _joules(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:,.0f}"
+
+
+def _reach(point: dict[str, Any] | None) -> str:
+    if point is None:
+        return "not reached"
+    flops = f", {point['flops'] / 1e9:,.0f} GFLOP" if point.get("flops") else ""
+    where = (
+        f"epoch {point['checkpoint']}" if "checkpoint" in point else f"{point['epochs']} ep/task"
+    )
+    return f"{point['energy_j']:,.0f} J ({point['cpu_s']:.1f} CPU s{flops}; {where})"
+
+
+def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
+    """The whole report: bars, multi-class and class-incremental tables, what did not save."""
+    lines = [
+        f"# Energy to target: {results['settings']['dataset']}",
+        "",
+        record_markdown(results),
+        "",
+        (
+            "Energy is the training energy until a model first reaches the target accuracy on the "
+            "test split (as MLPerf's time to train), means over seeds of curves measured in this "
+            "run; a prototype learner's figures include the pass that embeds its prototypes' rows. "
+            "Where no energy counter is readable it is an estimate from CPU seconds (labelled "
+            f"`{_energy_method(results)}`), comparable only within this run."
+        ),
+        "",
+    ]
+    if figure:
+        lines += [f"![accuracy against training energy]({figure})", ""]
+    lines += _bars_section(results.get("bars", {}))
+    if "multiclass" in results:
+        lines += _multiclass_section(
+            results["multiclass"]["summary"], results["settings"]["targets"]
+        )
+    if "cil" in results:
+        lines += _cil_section(results["cil"]["summary"], results["settings"]["cil_targets"])
+    return "\n".join(lines) + "\n"
+
+
+def _energy_method(results: dict[str, Any]) -> str:
+    methods = {r.get("energy_method") for r in results.get("multiclass", {}).get("summary", [])}
+    for row in results.get("cil", {}).get("summary", []):
+        methods |= {p["energy_method"] for p in row["points"]}
+    return "/".join(sorted(m for m in methods if m)) or "estimate"
+
+
+def _bars_section(checks: dict[str, Any]) -> list[str]:
+    if not checks:
+        return []
+    rows = []
+    for name, check in checks.items():
+        ratio = "n/a" if check["ratio"] is None else f"{check['ratio']:.2f}x"
+        note = (
+            "; dominated by " + "; ".join(check["dominated_by"])
+            if check.get("dominated_by")
+            else ""
+        )
+        rows.append(
+            [
+                name,
+                f"{check['target']:.3f}",
+                _joules(check["energy_j"]),
+                f"{check['reference_energy_j']:,.0f}",
+                ratio,
+                f"<= {check['limit']}x",
+                ("met" if check["met"] else "**not met**") + note,
+            ]
+        )
+    header = ["bar", "target accuracy", "energy J", "reference J", "ratio", "limit", ""]
+    return ["## Bars", "", markdown_table(header, rows), ""]
+
+
+def _multiclass_section(summary: list[dict[str, Any]], targets: list[float]) -> list[str]:
+    header = [
+        "method",
+        "final accuracy",
+        *[f"to {t:g}" for t in targets],
+        "to final model J",
+        "rows trained",
+        "J per 10k predictions",
+        "break-even vs Siamese",
+    ]
+    rows = []
+    for row in summary:
+        even = row.get("break_even")
+        rows.append(
+            [
+                row["label"],
+                f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
+                *[_reach(row["to_target"][f"{t:g}"]) for t in targets],
+                f"{row['training_energy_j']:,.0f}",
+                f"{row['rows_trained']:.0f}",
+                f"{row['inference_j']:.1f}",
+                _break_even(even) if even else "reference",
+            ]
+        )
+    lifecycle = [
+        [row["label"], *[f"{v:,.0f}" for v in row["lifecycle_j"].values()]] for row in summary
+    ]
+    n_header = ["method", *[f"training + {n} predictions J" for n in summary[0]["lifecycle_j"]]]
+    return [
+        "## Multi-class: energy to target",
+        "",
+        markdown_table(header, rows),
+        "",
+        (
+            "Students' lifecycle training adds their teacher's (the Siamese learner), which must be "
+            "trained first; break-even is the number of predictions after which a model's training "
+            "plus inference energy falls below the fp32 Siamese learner's."
+        ),
+        "",
+        markdown_table(n_header, lifecycle),
+        "",
+    ]
+
+
+def _break_even(even: dict[str, Any]) -> str:
+    if even["predictions"] is None:
+        return f"never ({even['why']})"
+    return f"{even['predictions']:,} ({even['why']})" if even["predictions"] else even["why"]
+
+
+def _cil_section(summary: list[dict[str, Any]], targets: list[float]) -> list[str]:
+    reach = [
+        [row["label"], *[_reach(row["to_target"][f"{t:g}"]) for t in targets]] for row in summary
+    ]
+    sweep = [
+        [
+            row["label"],
+            p["epochs"],
+            f"{p['accuracy']:.3f} ± {p['accuracy_std']:.3f}",
+            f"{p['energy_j']:,.0f}",
+            f"{p['cpu_s']:.1f}",
+            "n/a" if p["flops"] is None else f"{p['flops'] / 1e9:,.0f}",
+        ]
+        for row in summary
+        for p in row["points"]
+    ]
+    errors = [f"- {row['label']}: {e}" for row in summary for e in row["errors"]]
+    return [
+        "## Class-incremental: energy to target",
+        "",
+        markdown_table(["method", *[f"to {t:g}" for t in targets]], reach),
+        "",
+        (
+            "Each method at each epoch budget (final accuracy after the last task, training energy "
+            "of the whole stream):"
+        ),
+        "",
+        markdown_table(
+            ["method", "epochs/task", "final accuracy", "energy J", "CPU s", "GFLOPs"], sweep
+        ),
+        "",
+        *errors,
+    ]
+
+
+def plot_results(results: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy against cumulative training energy, one curve per method and the targets as
+    horizontal lines; the Pareto front of final accuracy and energy dashed, per panel."""
+    plt = pyplot()
+    panels = [p for p in ("multiclass", "cil") if p in results]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    for axis, part in zip(axes[0], panels):
+        summary = results[part]["summary"]
+        targets = results["settings"]["targets" if part == "multiclass" else "cil_targets"]
+        front = []
+        for row in summary:
+            points = row["curve"] if part == "multiclass" else row["points"]
+            if not points:
+                continue
+            axis.plot(
+                [p["energy_j"] for p in points],
+                [p["accuracy"] for p in points],
+                "o-",
+                label=row["label"],
+                markersize=3,
+            )
+            front.append(
+                points[-1] if part == "multiclass" else max(points, key=lambda p: p["accuracy"])
+            )
+        for target in targets:
+            axis.axhline(target, color="grey", linestyle=":", linewidth=0.8)
+        _draw_front(axis, front)
+        axis.set_xscale("log")
+        axis.set_xlabel("cumulative training energy (J)")
+        axis.set_ylabel("test accuracy")
+        axis.set_title(
+            "multi-class" if part == "multiclass" else "class-incremental (epoch budgets)"
+        )
+        axis.set_ylim(max(0.0, min(targets) - 0.25), 1.0)
+        axis.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _draw_front(axis: Any, points: list[dict[str, Any]]) -> None:
+    """The points no other is both cheaper and more accurate than, as a dashed step line."""
+    front, best = [], -1.0
+    for point in sorted(points, key=lambda p: (p["energy_j"], -p["accuracy"])):
+        if point["accuracy"] > best:
+            front.append(point)
+            best = point["accuracy"]
+    if len(front) > 1:
+        axis.step(
+            [p["energy_j"] for p in front],
+            [p["accuracy"] for p in front],
+            "k--",
+            where="post",
+            linewidth=0.8,
+            label="Pareto front",
+        )

@@ -1,0 +1,100 @@
+"""``siamcl bench energy``: energy to target, curves from the loop, lifecycle, break-even."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siamcl.bench.energy_multiclass import MulticlassRunner
+from siamcl.bench.energy_targets import break_even_predictions, first_reach, mean_curve
+from siamcl.cli import main
+from siamcl.data import load_dataset
+
+
+def test_first_reach_is_the_first_point_at_or_above_the_target():
+    curve = [
+        {"accuracy": 0.5, "energy_j": 1.0},
+        {"accuracy": 0.9, "energy_j": 2.0},
+        {"accuracy": 0.95, "energy_j": 3.0},
+    ]
+    assert first_reach(curve, 0.9)["energy_j"] == 2.0
+    assert first_reach(curve, 0.91)["energy_j"] == 3.0
+    assert first_reach(curve, 0.99) is None
+
+
+def test_mean_curve_averages_checkpoints_and_cuts_to_the_shortest():
+    a = [{"accuracy": 0.5, "energy_j": 1.0, "cpu_s": 1.0, "flops": None}] * 3
+    b = [{"accuracy": 0.7, "energy_j": 3.0, "cpu_s": 2.0, "flops": None}] * 2
+    mean = mean_curve([a, b])
+    assert len(mean) == 2
+    assert mean[0]["accuracy"] == pytest.approx(0.6) and mean[0]["energy_j"] == 2.0
+    assert "flops" not in mean[0]  # not counted: not made up
+
+
+def test_break_even_covers_every_case():
+    assert break_even_predictions(10, 1, 20, 2)["predictions"] == 0
+    assert break_even_predictions(30, 1, 20, 2)["predictions"] == 10
+    assert break_even_predictions(30, 3, 20, 2)["predictions"] is None
+    ahead = break_even_predictions(10, 3, 20, 2)
+    assert ahead["predictions"] is None and "first 10" in ahead["why"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digits):
+    settings = {
+        "device": "cpu",
+        "batch_size": 64,
+        "epochs": 3,
+        "student_epochs": 2,
+        "student_lr": 3e-3,
+        "data_fraction": 1.0,
+        "data_selection": "stratified",
+    }
+    runner = MulticlassRunner(digits, settings, seed=0)
+    with pytest.raises(ValueError, match="run that method first"):
+        runner.run("kd-student")
+    for name in ("standard", "siamese", "kd-student"):
+        run = runner.run(name)
+        curve = run["curve"]
+        assert [p["epoch"] for p in curve] == list(range(1, len(curve) + 1))
+        energies = [p["energy_j"] for p in curve]
+        assert energies == sorted(energies) and energies[0] > 0
+        assert curve[-1]["accuracy"] > 0.5  # ten classes: chance is 0.1
+        assert run["inference"]["predictions"] == 10_000 and run["inference"]["energy_j"] > 0
+    siamese = runner.teacher
+    assert siamese.callbacks is None  # the monitor is not kept in the model
+
+
+def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):
+    argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--out", str(tmp_path)]
+    argv += ["--methods", "standard,siamese,kd-student", "--cil-methods", "siamese"]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "energy_digits.json").read_text())
+    summary = {row["method"]: row for row in results["multiclass"]["summary"]}
+    assert set(summary) == {"standard", "siamese", "kd-student"}
+    assert (
+        summary["kd-student"]["break_even"]["predictions"] is not None
+        or summary["kd-student"]["break_even"]["why"]
+    )
+    cil = results["cil"]["summary"][0]
+    assert cil["method"] == "siamese" and cil["points"][0]["accuracy"] > 0.2
+    assert any(name.startswith("multiclass: Siamese") for name in results["bars"])
+    markdown = (tmp_path / "energy_digits.md").read_text()
+    assert markdown.index("## Bars") < markdown.index("## Multi-class")
+    assert (tmp_path / "energy_digits.png").read_bytes().startswith(b"\x89PNG")
+    assert np.isfinite(summary["siamese"]["training_energy_j"])
+
+
+def test_bench_energy_refuses_students_without_their_teacher(tmp_path, capsys):
+    argv = ["bench", "energy", "--quick", "--methods", "kd-student", "--out", str(tmp_path)]
+    assert main(argv) != 0
+    assert "add siamese to --methods" in capsys.readouterr().err
+    assert main(["bench", "energy", "--targets", "0.9,1.5", "--out", str(tmp_path)]) != 0
+    assert "targets are accuracies in (0, 1]" in capsys.readouterr().err
