@@ -106,6 +106,7 @@ class StreamRunner:
             memory_per_class=self.args.memory,
             device=self.args.device,
             seed=self.seed,
+            **self.settings.get("siamese_options", {}),
         )
         checkpoint = (
             self.args.checkpoint and Path(self.args.checkpoint) / f"{name}-seed-{self.seed}"
