@@ -327,6 +327,7 @@ def test_rapl_reads_package_zones_only(fake_zeus: dict[str, Any]) -> None:
     assert counter.method == "rapl" and counter.domains == ["cpu", "dram"]
     assert fake_zeus["made"] == {"gpu_indices": [], "cpu_indices": [0, 2]}
     assert counter.notes() == ["RAPL zones other than packages left out"]
+    assert open_zeus_counter("rapl").monitor is counter.monitor  # one monitor, many windows
 
 
 def test_rapl_errors_from_zeus_are_the_reason(fake_zeus: dict[str, Any]) -> None:

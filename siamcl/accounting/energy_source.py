@@ -35,6 +35,8 @@ ENERGY_BACKENDS = ("auto", "gpu", "nvml", "rapl", "soc", "estimate")
 #: Opens an unstarted counter for a backend ("gpu", "rapl", "soc") and a GPU index, or
 #: raises ``CounterUnavailable``; :func:`open_zeus_counter` unless a caller passes its own.
 CounterOpener = Callable[[str, int], EnergyCounter]
+#: Labels of counters that read a GPU board only.
+GPU_METHODS = ("nvml", "amdsmi")
 
 
 def open_energy_counter(
@@ -82,10 +84,6 @@ def _gpu_index(device: torch.device) -> int:
     if device.index is not None:
         return device.index
     return torch.cuda.current_device() if torch.cuda.is_available() else 0
-
-
-#: Labels of counters that read a GPU board only.
-GPU_METHODS = ("nvml", "amdsmi")
 
 
 def read_counter(

@@ -7,6 +7,7 @@ SoC) and builds a ``zeus.monitor.ZeusMonitor`` over exactly those devices.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any
@@ -36,10 +37,22 @@ def open_zeus_counter(backend: str, gpu_index: int = 0) -> EnergyCounter:
     find = {"gpu": _gpu_target, "rapl": _rapl_target, "soc": _soc_target}[backend]
     method, indices, parts, notes = find(device, gpu_index)
     try:
-        monitor = monitor_module.ZeusMonitor(**indices)
+        monitor = _monitor(
+            monitor_module.ZeusMonitor, tuple(indices["gpu_indices"]), tuple(indices["cpu_indices"])
+        )
     except Exception as exc:  # ZeusMonitor raises plain RuntimeErrors as well as Zeus errors
         raise CounterUnavailable(f"Zeus cannot monitor {backend}: {exc}") from exc
     return EnergyCounter(method, monitor, parts, notes)
+
+
+@functools.cache
+def _monitor(
+    monitor_class: type, gpu_indices: tuple[int, ...], cpu_indices: tuple[int, ...]
+) -> Any:
+    """One ZeusMonitor per set of devices, shared by every meter: its windows have their own
+    keys, and a monitor of an older GPU runs a power-polling process (a failure is not
+    cached)."""
+    return monitor_class(gpu_indices=list(gpu_indices), cpu_indices=list(cpu_indices))
 
 
 def _import_zeus() -> tuple[ModuleType, ModuleType]:
