@@ -1,7 +1,8 @@
 """Optional dependencies: which extra installs each, and one clear error when one is missing.
 
 The core (learners, store, persistence, data, training, accounting, the CLI) needs none of
-them. The Avalanche plugin, figures and ONNX export import theirs where they are used, through
+them. The Avalanche plugin, figures, ONNX export and energy counters (Zeus; without it the
+meter estimates energy) import theirs where they are used, through
 :func:`require` or :func:`needs_extra`, so a missing package reads as
 ``the Avalanche plugin needs avalanche-lib: pip install 'siamcl[avalanche]'``.
 """
@@ -23,6 +24,7 @@ EXTRAS = {
     "onnx": ("onnx", "export"),
     "onnxruntime": ("onnxruntime", "export"),
     "onnxscript": ("onnxscript", "export"),
+    "zeus": ("zeus", "energy"),
 }
 
 

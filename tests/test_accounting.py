@@ -1,9 +1,7 @@
-"""Tests of siamcl.accounting: the meter, energy counters (fake RAPL/NVML), reports."""
+"""Tests of siamcl.accounting: the meter and reports (energy counters: test_energy.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import threading
 from pathlib import Path
 
@@ -14,19 +12,12 @@ import torch
 from siamcl.accounting import (
     CPU_WATTS_PER_CORE,
     MEMORY_WATTS_PER_GB,
-    CounterDomain,
-    CounterUnavailable,
-    EnergyCounter,
     ResourceMeter,
     TaskReport,
     compare_reports,
-    open_nvml_counter,
-    open_rapl_counter,
     sum_reports,
 )
 from siamcl.accounting.memory import SAMPLER_THREAD_NAME
-
-RAPL_RANGE = 262_143_328_850  # a real max_energy_range_uj
 
 
 def train_mlp(meter: ResourceMeter, n_batches: int = 8, batch_size: int = 16) -> None:
@@ -47,35 +38,6 @@ def train_mlp(meter: ResourceMeter, n_batches: int = 8, batch_size: int = 16) ->
 
 def sampler_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == SAMPLER_THREAD_NAME]
-
-
-def make_zone(root: Path, zone: str, name: str, energy_uj: int, max_range: int | None) -> Path:
-    folder = root / zone
-    folder.mkdir(parents=True)
-    (folder / "name").write_text(name + "\n")
-    (folder / "energy_uj").write_text(f"{energy_uj}\n")
-    if max_range is not None:
-        (folder / "max_energy_range_uj").write_text(f"{max_range}\n")
-    return folder
-
-
-def set_energy(zone: Path, energy_uj: int) -> None:
-    """Replace the counter file atomically, as sysfs would, so a poll never sees half a write."""
-    staged = zone / "energy_uj.new"
-    staged.write_text(f"{energy_uj}\n")
-    os.replace(staged, zone / "energy_uj")
-
-
-class FakeNvml:
-    """Stands in for pynvml: a GPU energy total in millijoules that tests move by hand."""
-
-    def __init__(self, total_mj: int) -> None:
-        self.total_mj = total_mj
-        self.handles_seen: list[object] = []
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: object) -> int:
-        self.handles_seen.append(handle)
-        return self.total_mj
 
 
 # -- FLOPs ---------------------------------------------------------------------------
@@ -185,184 +147,6 @@ def test_cpu_seconds_follow_busy_work() -> None:
     assert idle.report().wall_s >= 0.2
     assert idle.report().cpu_s < 0.1
     assert busy.report().cpu_s > 0.05
-
-
-# -- RAPL ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rapl_tree(tmp_path: Path) -> dict[str, Path]:
-    root = tmp_path / "powercap"
-    return {
-        "root": root,
-        "package": make_zone(root, "intel-rapl:0", "package-0", RAPL_RANGE - 1_000_000, RAPL_RANGE),
-        "core": make_zone(root, "intel-rapl:0:0", "core", 5, RAPL_RANGE),
-        "dram": make_zone(root, "intel-rapl:0:1", "dram", 10_000_000, RAPL_RANGE),
-        "psys": make_zone(root, "intel-rapl:1", "psys", 0, RAPL_RANGE),
-    }
-
-
-def test_rapl_reads_package_and_dram_only(rapl_tree: dict[str, Path]) -> None:
-    counter = open_rapl_counter(rapl_tree["root"])
-    assert [d.name for d in counter.domains] == ["intel-rapl:0/package-0", "intel-rapl:0:1/dram"]
-
-
-def test_rapl_meter_handles_a_wrap(rapl_tree: dict[str, Path]) -> None:
-    meter = ResourceMeter(energy="rapl", flops="off", rapl_root=rapl_tree["root"])
-    with meter:
-        set_energy(rapl_tree["package"], 2_000_000)  # 1 J to the top, wrap, then 2 J
-        set_energy(rapl_tree["core"], 999_000_000)  # inside the package: not added again
-        set_energy(rapl_tree["dram"], 10_500_000)
-    report = meter.report()
-    assert report.energy_method == "rapl" and report.energy_measured is True
-    assert report.energy_j == pytest.approx(3.5)
-    assert report.energy_components == pytest.approx(
-        {"intel-rapl:0/package-0": 3.0, "intel-rapl:0:1/dram": 0.5}
-    )
-    assert "wrapped 1 time" in report.energy_note
-    assert report.energy_constants == {}
-
-
-def test_polling_follows_several_wraps(rapl_tree: dict[str, Path]) -> None:
-    counter = open_rapl_counter(rapl_tree["root"])
-    counter.start()
-    for value in (100_000_000, RAPL_RANGE - 5_000_000, 1_000_000):
-        set_energy(rapl_tree["package"], value)
-        counter.poll()
-    joules = counter.stop()["intel-rapl:0/package-0"]
-    # 1 J + 100 J to the first wrap, then up to RANGE - 5 J, 5 J + 1 J to the second wrap
-    assert joules == pytest.approx(1.0 + 100.0 + (RAPL_RANGE - 5_000_000 - 100_000_000) / 1e6 + 6)
-    assert counter.notes() == ["rapl counter intel-rapl:0/package-0 wrapped 2 time(s)"]
-
-
-def test_backwards_counter_without_range_is_a_reset(tmp_path: Path) -> None:
-    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", 50_000_000, max_range=None)
-    counter = open_rapl_counter(tmp_path)
-    counter.start()
-    set_energy(zone, 4_000_000)  # below the start: counter restarted from zero
-    assert counter.stop()["intel-rapl:0/package-0"] == pytest.approx(4.0)
-    assert "went backwards 1 time(s)" in counter.notes()[0]
-
-
-def test_reading_above_the_range_is_a_reset_not_a_wrap() -> None:
-    values = iter([900, 50])
-    domain = CounterDomain("fake", read=lambda: next(values), joules_per_unit=1.0, max_range=500)
-    counter = EnergyCounter("rapl", [domain])
-    counter.start()
-    assert counter.stop() == {"fake": 50.0}
-
-
-@pytest.mark.parametrize(
-    ("breakage", "reason"),
-    [
-        ("no root", "no powercap folder"),
-        ("no zones", "no RAPL package or dram zones"),
-        ("not a number", "does not hold an integer"),
-        ("a folder", "cannot read"),
-    ],
-)
-def test_unreadable_rapl_falls_back_to_the_estimate(
-    tmp_path: Path, breakage: str, reason: str
-) -> None:
-    root = tmp_path / "powercap"
-    if breakage != "no root":
-        root.mkdir()
-    if breakage in ("not a number", "a folder"):
-        zone = make_zone(root, "intel-rapl:0", "package-0", 0, RAPL_RANGE)
-        (zone / "energy_uj").unlink()
-        if breakage == "a folder":
-            (zone / "energy_uj").mkdir()
-        else:
-            (zone / "energy_uj").write_text("n/a\n")
-    with pytest.raises(CounterUnavailable, match=reason):
-        open_rapl_counter(root)
-    meter = ResourceMeter(energy="rapl", flops="off", rapl_root=root)
-    with meter:
-        pass
-    report = meter.report()
-    assert report.energy_method == "estimate" and report.energy_measured is False
-    assert report.energy_note.startswith("rapl unavailable:") and reason in report.energy_note
-    assert report.energy_j > 0
-
-
-def test_counter_vanishing_mid_block_falls_back(rapl_tree: dict[str, Path]) -> None:
-    meter = ResourceMeter(energy="auto", flops="off", rapl_root=rapl_tree["root"])
-    with meter:
-        (rapl_tree["dram"] / "energy_uj").unlink()
-    report = meter.report()
-    assert report.energy_method == "estimate"
-    assert "rapl counter failed during the block" in report.energy_note
-
-
-def test_auto_picks_rapl_on_cpu(rapl_tree: dict[str, Path]) -> None:
-    meter = ResourceMeter(flops="off", rapl_root=rapl_tree["root"])
-    with meter:
-        set_energy(rapl_tree["dram"], 11_000_000)
-    assert meter.report().energy_method == "rapl"
-    assert meter.report().energy_j == pytest.approx(1.0)
-
-
-# -- NVML ------------------------------------------------------------------------------
-
-
-def test_nvml_meter_reads_an_injected_handle() -> None:
-    nvml = FakeNvml(total_mj=5_000_000)
-    meter = ResourceMeter(
-        energy="nvml", flops="off", device="cuda", nvml_handle="gpu-0", nvml_module=nvml
-    )
-    with meter:
-        nvml.total_mj += 12_500  # 12.5 J
-    report = meter.report()
-    assert report.energy_method == "nvml" and report.energy_measured is True
-    assert report.energy_j == pytest.approx(12.5)
-    assert "GPU energy only" in report.energy_note
-    assert set(nvml.handles_seen) == {"gpu-0"}
-    assert report.device == "cuda"
-
-
-def test_nvml_reset_counts_energy_since_the_reset() -> None:
-    nvml = FakeNvml(total_mj=5_000_000)
-    counter = open_nvml_counter(0, handle="h", nvml=nvml)
-    counter.start()
-    nvml.total_mj = 3_000  # driver reloaded: the total restarted
-    assert counter.stop() == {"gpu0": pytest.approx(3.0)}
-    assert "went backwards" in counter.notes()[0]
-
-
-def test_nvml_without_cuda_device_falls_back() -> None:
-    meter = ResourceMeter(energy="nvml", flops="off", nvml_handle="h", nvml_module=FakeNvml(0))
-    with meter:
-        pass
-    report = meter.report()
-    assert report.energy_method == "estimate"
-    assert "NVML needs a cuda device" in report.energy_note
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("pynvml") is not None, reason="pynvml is installed here"
-)
-def test_nvml_without_pynvml_falls_back() -> None:
-    meter = ResourceMeter(energy="nvml", flops="off", device="cuda", rapl_root="/nonexistent")
-    with meter:
-        pass
-    assert "pynvml (package nvidia-ml-py) is not installed" in meter.report().energy_note
-
-
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or importlib.util.find_spec("pynvml") is None,
-    reason="needs a CUDA GPU and nvidia-ml-py (pynvml) to read a real NVML energy counter",
-)
-def test_real_nvml_counter_on_gpu() -> None:
-    meter = ResourceMeter(energy="nvml", flops="off", device="cuda")
-    with meter:
-        a = torch.randn(4096, 4096, device="cuda")
-        for _ in range(50):
-            a = a @ a
-            a = a / a.norm()
-    report = meter.report()
-    assert report.energy_method == "nvml", report.energy_note
-    assert report.energy_j > 0
-    assert report.peak_accel_bytes >= 4096 * 4096 * 4
 
 
 # -- meter lifecycle -------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The core library works without the optional extras (avalanche, plots, export).
+"""The core library works without the optional extras (avalanche, plots, export, energy).
 
-A fresh interpreter runs with avalanche, matplotlib, onnx, onnxruntime, onnxscript and
+A fresh interpreter runs with avalanche, matplotlib, onnx, onnxruntime, onnxscript, zeus and
 codecarbon made unimportable (``sys.modules[name] = None``, which is how Python reports an
 absent package), then learns, saves, loads, answers ``siamcl --help``, runs the quick
 benchmark, and meets a one-line error naming the extra wherever a feature needs one.
@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKED = ("avalanche", "matplotlib", "onnx", "onnxruntime", "onnxscript", "codecarbon")
+BLOCKED = ("avalanche", "matplotlib", "onnx", "onnxruntime", "onnxscript", "codecarbon", "zeus")
 
 SCRIPT = """
 import contextlib, io, json, sys

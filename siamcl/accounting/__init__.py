@@ -8,12 +8,9 @@ from siamcl.accounting.energy import (
     BYTES_PER_GB,
     CPU_WATTS_PER_CORE,
     MEMORY_WATTS_PER_GB,
-    CounterDomain,
     CounterUnavailable,
     EnergyCounter,
     estimate_energy_j,
-    open_nvml_counter,
-    open_rapl_counter,
 )
 from siamcl.accounting.meter import ResourceMeter
 from siamcl.accounting.report import (
@@ -25,20 +22,19 @@ from siamcl.accounting.report import (
     write_csv,
     write_json,
 )
+from siamcl.accounting.zeus_counters import open_zeus_counter
 
 __all__ = [
     "BYTES_PER_GB",
     "CPU_WATTS_PER_CORE",
     "MEMORY_WATTS_PER_GB",
-    "CounterDomain",
     "CounterUnavailable",
     "EnergyCounter",
     "ResourceMeter",
     "TaskReport",
     "compare_reports",
     "estimate_energy_j",
-    "open_nvml_counter",
-    "open_rapl_counter",
+    "open_zeus_counter",
     "read_csv",
     "read_json",
     "sum_reports",

@@ -1,21 +1,28 @@
-"""Energy sources: hardware counters (Linux RAPL, NVIDIA NVML) and a CPU/memory estimate.
+"""Energy sources: hardware counters read through Zeus, and a CPU/memory estimate.
 
-Hardware counters are monotonic totals that wrap (RAPL) or restart (a GPU driver reload).
-``EnergyCounter`` turns successive readings of such totals into joules spent between
-``start`` and ``stop``; polling it more often than the counter can wrap keeps the total
-right however long the measured block runs.  Where no counter can be read, energy is
-estimated with the model of the Green Algorithms calculator (Lannelongue, Grealey and
-Inouye, *Adv. Sci.* 2021): CPU-seconds times a per-core power plus a memory power per GB.
+Counters are read by `Zeus <https://ml.energy/zeus>`_ (the ``zeus`` package, extra
+``siamcl[energy]``): NVIDIA GPUs through NVML, AMD GPUs through AMD SMI, CPU sockets and
+DRAM through Linux RAPL (directly, or through the ``zeusd`` daemon without root), and
+Apple silicon and NVIDIA Jetson chips. Zeus follows RAPL wrap-arounds with its own polling
+process and integrates power samples on GPUs that have no energy counter.
+:class:`EnergyCounter` turns one Zeus measurement window into joules per component.
+
+What is left here is what Zeus does not do: choosing the devices of one backend (RAPL
+package zones only: a ``psys`` zone overlaps them; the meter's GPU only), saying in words
+why a counter cannot be read, refusing a window in which a counter went backwards (Zeus
+returns a negative figure after an NVML driver reload), and, where no counter can be read
+or Zeus is not installed, estimating energy with the model of the Green Algorithms
+calculator (Lannelongue, Grealey and Inouye, *Adv. Sci.* 2021): CPU-seconds times a
+per-core power plus a memory power per GB.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+import contextlib
+import itertools
+import warnings
+from collections.abc import Sequence
 from typing import Any
-
-DEFAULT_RAPL_ROOT = Path("/sys/class/powercap")
 
 #: Per-core power of an unknown CPU ("Any" in Green Algorithms' ``TDP_cpu.csv``), in watts.
 CPU_WATTS_PER_CORE = 12.0
@@ -24,213 +31,116 @@ MEMORY_WATTS_PER_GB = 0.3725
 #: Bytes in the GB of ``MEMORY_WATTS_PER_GB`` (SI gigabyte).
 BYTES_PER_GB = 1e9
 
+#: What a Zeus window holds, by the name :class:`EnergyCounter` counts it under.
+MEASUREMENT_PARTS = ("gpu", "cpu", "dram", "soc")
+#: Fields of a Zeus SoC measurement (mJ) that add up without overlap; the first group with
+#: a value is used (Jetson's total; Apple silicon's CPU, GPU, neural engine and DRAM;
+#: Jetson's CPU and GPU rails when it has no total).
+SOC_FIELD_GROUPS = (
+    ("total_energy_mj",),
+    ("cpu_total_mj", "gpu_mj", "gpu_sram_mj", "ane_mj", "dram_mj"),
+    ("cpu_energy_mj", "gpu_energy_mj"),
+)
+_WINDOWS = itertools.count()
+
 
 class CounterUnavailable(RuntimeError):
     """Raised when an energy counter cannot be found or read; the message is the reason."""
 
 
-@dataclass(frozen=True)
-class CounterDomain:
-    """One hardware energy total: how to read it, its unit, and where it wraps.
-
-    ``max_range`` is the largest value before the counter wraps to zero; ``None`` means the
-    range is unknown, so a reading below the previous one is taken as a counter reset.
-    """
-
-    name: str
-    read: Callable[[], int]
-    joules_per_unit: float
-    max_range: int | None = None
-
-
 class EnergyCounter:
-    """Joules spent across a set of hardware counter domains between ``start`` and ``stop``.
+    """Joules spent between ``start`` and ``stop``, read as one Zeus measurement window.
 
-    A reading below the previous one is a wrap-around when the domain has a known range
-    (the distance to the top of the range is added), and a reset otherwise (the new
-    reading, energy since the reset, is added; energy between the last poll and the reset
-    is lost, and a note says so).
+    ``monitor`` is a ``zeus.monitor.ZeusMonitor`` or any object with its ``begin_window``
+    and ``end_window`` (returning an object with ``gpu_energy``, ``cpu_energy``,
+    ``dram_energy`` and ``soc_energy``); ``parts`` names which of these are counted (see
+    :data:`MEASUREMENT_PARTS`); ``method`` labels the figure (``"rapl"``, ``"nvml"``...).
     """
 
     def __init__(
-        self, method: str, domains: list[CounterDomain], on_close: Callable[[], None] | None = None
+        self, method: str, monitor: Any, parts: Sequence[str], notes: Sequence[str] = ()
     ) -> None:
-        if not domains:
-            raise CounterUnavailable(f"no {method} energy domains to read")
+        unknown = sorted(set(parts) - set(MEASUREMENT_PARTS))
+        if not parts or unknown:
+            raise ValueError(f"parts must be some of {MEASUREMENT_PARTS}, got {list(parts)}")
         self.method = method
-        self.domains = list(domains)
-        self._on_close = on_close
-        self._last: list[int] = []
-        self._units: list[int] = []
-        self._wraps: list[int] = []
-        self._resets: list[int] = []
+        self.monitor = monitor
+        self.domains = list(parts)
+        self._notes = list(notes)
+        self._key = f"siamcl-energy-{next(_WINDOWS)}"
+        self._open = False
 
     def start(self) -> None:
-        """Take the first reading of every domain; raises ``CounterUnavailable`` if any fails."""
-        self._last = [_read_domain(domain) for domain in self.domains]
-        self._units = [0] * len(self.domains)
-        self._wraps = [0] * len(self.domains)
-        self._resets = [0] * len(self.domains)
+        """Begin the window; raises ``CounterUnavailable`` if the counters cannot be read."""
+        try:
+            self.monitor.begin_window(self._key, sync_execution=False)
+        except Exception as exc:  # an OS error, an NVML error, a Zeus error
+            raise CounterUnavailable(f"cannot begin a Zeus window: {exc}") from exc
+        self._open = True
 
     def poll(self) -> None:
-        """Read every domain and add what was spent since the previous reading."""
-        if not self._last:
+        """Nothing to read between start and stop: Zeus follows RAPL wrap-arounds itself and
+        the GPU counters do not wrap. Kept so the meter can poll any counter alike."""
+        if not self._open:
             raise RuntimeError("EnergyCounter.poll() called before start()")
-        for index, domain in enumerate(self.domains):
-            current = _read_domain(domain)
-            previous = self._last[index]
-            if current >= previous:
-                spent = current - previous
-            elif domain.max_range is not None and previous <= domain.max_range:
-                spent = domain.max_range - previous + current
-                self._wraps[index] += 1
-            else:
-                spent = current
-                self._resets[index] += 1
-            self._units[index] += spent
-            self._last[index] = current
 
     def stop(self) -> dict[str, float]:
-        """Take a last reading and return joules spent per domain since ``start``."""
-        self.poll()
-        return {
-            domain.name: units * domain.joules_per_unit
-            for domain, units in zip(self.domains, self._units)
-        }
+        """End the window and return joules per component (``gpu0``, ``cpu0``, ``dram0``,
+        ``soc/cpu_total``...); raises ``CounterUnavailable`` when they cannot be trusted."""
+        if not self._open:
+            raise RuntimeError("EnergyCounter.stop() called before start()")
+        self._open = False
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                measurement = self.monitor.end_window(self._key, sync_execution=False)
+            except Exception as exc:
+                raise CounterUnavailable(f"cannot end the Zeus window: {exc}") from exc
+        self._notes.extend(f"zeus: {str(w.message).split('. ')[0]}" for w in caught)
+        joules = measurement_joules(measurement, self.domains)
+        if not joules:
+            raise CounterUnavailable(f"the Zeus window holds no {'/'.join(self.domains)} energy")
+        backwards = sorted(name for name, value in joules.items() if value < 0)
+        if backwards:
+            raise CounterUnavailable(
+                f"{', '.join(backwards)} went backwards during the block (a counter reset, "
+                "such as a GPU driver reload): the block's energy is unknown"
+            )
+        return joules
 
     def notes(self) -> list[str]:
-        """Wrap-arounds and resets seen so far, in words."""
-        notes = []
-        for domain, wraps, resets in zip(self.domains, self._wraps, self._resets):
-            if wraps:
-                notes.append(f"{self.method} counter {domain.name} wrapped {wraps} time(s)")
-            if resets:
-                notes.append(
-                    f"{self.method} counter {domain.name} went backwards {resets} time(s) "
-                    "(counter reset); energy between the last poll and each reset is missing"
-                )
-        return notes
+        """Caveats seen so far (power-sampled GPUs, Zeus's warnings), in words."""
+        return list(self._notes)
 
     def close(self) -> None:
-        """Release what opening the counter acquired (the NVML library)."""
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            on_close()
+        """Cancel the window if it is still open (a block that raised before ``stop``)."""
+        if self._open:
+            self._open = False
+            with contextlib.suppress(Exception):
+                self.monitor.end_window(self._key, sync_execution=False, cancel=True)
 
 
-def _read_domain(domain: CounterDomain) -> int:
-    try:
-        return int(domain.read())
-    except CounterUnavailable:
-        raise
-    except Exception as exc:  # an OS error, a malformed file, an NVML error
-        raise CounterUnavailable(f"cannot read {domain.name}: {exc}") from exc
+def measurement_joules(measurement: Any, parts: Sequence[str]) -> dict[str, float]:
+    """Joules per component of a Zeus ``Measurement``, for the ``parts`` asked for.
 
-
-def open_rapl_counter(root: str | Path = DEFAULT_RAPL_ROOT) -> EnergyCounter:
-    """An ``EnergyCounter`` over every RAPL package and DRAM zone under a powercap root.
-
-    Zones are the ``intel-rapl:*`` folders of ``root`` whose ``name`` is ``package-N`` or
-    ``dram`` (core, uncore and psys zones overlap the package and are left out). Their
-    ``energy_uj`` files are whole-socket totals in microjoules, wrapping at
-    ``max_energy_range_uj``. Raises ``CounterUnavailable`` with the reason when there is
-    no such zone or one cannot be read (``energy_uj`` is readable by root only since
-    Linux 5.10).
+    Zeus gives GPU, CPU and DRAM energy in joules per device index, and an SoC's in
+    millijoules per field (see :data:`SOC_FIELD_GROUPS`).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise CounterUnavailable(f"no powercap folder at {root}")
-    domains = []
-    seen: set[Path] = set()
-    for zone in sorted(root.glob("intel-rapl:*")):
-        resolved = zone.resolve()
-        if resolved in seen or not zone.is_dir():
-            continue
-        seen.add(resolved)
-        try:
-            name = (zone / "name").read_text().strip()
-        except OSError as exc:
-            raise CounterUnavailable(f"cannot read {zone / 'name'}: {exc}") from exc
-        if not (name.startswith("package") or name == "dram"):
-            continue
-        domains.append(
-            CounterDomain(
-                name=f"{zone.name}/{name}",
-                read=_file_reader(zone / "energy_uj"),
-                joules_per_unit=1e-6,
-                max_range=_read_optional_int(zone / "max_energy_range_uj"),
-            )
-        )
-    if not domains:
-        raise CounterUnavailable(f"no RAPL package or dram zones under {root}")
-    counter = EnergyCounter("rapl", domains)
-    for domain in domains:  # fail now, with the file named, rather than at the first poll
-        _read_domain(domain)
-    return counter
-
-
-def _file_reader(path: Path) -> Callable[[], int]:
-    def read() -> int:
-        try:
-            text = path.read_text()
-        except PermissionError as exc:
-            raise CounterUnavailable(
-                f"permission denied reading {path} (RAPL energy is root-only since Linux 5.10)"
-            ) from exc
-        except OSError as exc:
-            raise CounterUnavailable(f"cannot read {path}: {exc.strerror or exc}") from exc
-        try:
-            return int(text.strip())
-        except ValueError as exc:
-            raise CounterUnavailable(f"{path} does not hold an integer: {text!r}") from exc
-
-    return read
-
-
-def _read_optional_int(path: Path) -> int | None:
-    try:
-        value = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return value if value > 0 else None
-
-
-def open_nvml_counter(device_index: int = 0, handle: Any = None, nvml: Any = None) -> EnergyCounter:
-    """An ``EnergyCounter`` over one GPU's total energy (millijoules since driver load).
-
-    ``nvml`` is the ``pynvml`` module from nvidia-ml-py, imported when not given; ``handle``
-    is an NVML device handle, looked up by ``device_index`` when not given (NVML numbers
-    GPUs in PCI order, which ``CUDA_VISIBLE_DEVICES`` can change: pass the handle to be
-    sure). Raises ``CounterUnavailable`` when the library, the GPU or the counter (GPUs
-    older than Volta) is missing.
-    """
-    initialised = False
-    if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError as exc:
-            raise CounterUnavailable("pynvml (package nvidia-ml-py) is not installed") from exc
-    if handle is None:
-        try:
-            nvml.nvmlInit()
-            initialised = True
-            handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
-        except Exception as exc:
-            if initialised:
-                nvml.nvmlShutdown()
-            raise CounterUnavailable(f"NVML has no GPU {device_index}: {exc}") from exc
-
-    def read() -> int:
-        return nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-
-    domain = CounterDomain(name=f"gpu{device_index}", read=read, joules_per_unit=1e-3)
-    counter = EnergyCounter("nvml", [domain], on_close=nvml.nvmlShutdown if initialised else None)
-    try:
-        _read_domain(domain)
-    except CounterUnavailable:
-        counter.close()
-        raise
-    return counter
+    joules: dict[str, float] = {}
+    for part in ("gpu", "cpu", "dram"):
+        if part in parts:
+            per_device = getattr(measurement, f"{part}_energy", None) or {}
+            joules.update({f"{part}{index}": float(j) for index, j in per_device.items()})
+    soc = getattr(measurement, "soc_energy", None)
+    if "soc" in parts and soc is not None:
+        for group in SOC_FIELD_GROUPS:
+            values = {name: getattr(soc, name, None) for name in group}
+            if any(value is not None for value in values.values()):
+                joules.update(
+                    {f"soc/{name[:-3]}": v / 1000.0 for name, v in values.items() if v is not None}
+                )
+                break
+    return joules
 
 
 def estimate_energy_j(

@@ -1,13 +1,13 @@
 """Where :class:`~siamcl.accounting.ResourceMeter` gets its energy figure.
 
-A hardware counter (NVML for a CUDA device, RAPL for the CPU sockets) when one can be read,
-otherwise the documented estimate from CPU time and memory; every fallback and caveat is
-kept as a note for the report.
+A hardware counter read through Zeus (a GPU for a CUDA device, RAPL for the CPU sockets, an
+SoC) when one can be read, otherwise the documented estimate from CPU time and memory;
+every fallback and caveat is kept as a note for the report.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,37 +19,50 @@ from siamcl.accounting.energy import (
     CounterUnavailable,
     EnergyCounter,
     estimate_energy_j,
-    open_nvml_counter,
-    open_rapl_counter,
 )
+from siamcl.accounting.zeus_counters import open_zeus_counter
 
-__all__ = ["ENERGY_BACKENDS", "energy_figures", "open_energy_counter", "read_counter"]
+__all__ = [
+    "ENERGY_BACKENDS",
+    "CounterOpener",
+    "energy_figures",
+    "open_energy_counter",
+    "read_counter",
+]
 
-ENERGY_BACKENDS = ("auto", "rapl", "nvml", "estimate")
+#: "nvml" is the GPU backend's older name (it reads AMD GPUs too, as "amdsmi").
+ENERGY_BACKENDS = ("auto", "gpu", "nvml", "rapl", "soc", "estimate")
+#: Opens an unstarted counter for a backend ("gpu", "rapl", "soc") and a GPU index, or
+#: raises ``CounterUnavailable``; :func:`open_zeus_counter` unless a caller passes its own.
+CounterOpener = Callable[[str, int], EnergyCounter]
+#: Labels of counters that read a GPU board only.
+GPU_METHODS = ("nvml", "amdsmi")
 
 
 def open_energy_counter(
     energy: str,
     device: torch.device,
-    rapl_root: str | Path,
-    nvml: tuple[Any, Any] = (None, None),
     device_spec: Any = None,
+    opener: CounterOpener | None = None,
 ) -> tuple[EnergyCounter | None, list[str]]:
     """The first energy counter that can be read (started), and why the others could not.
 
-    ``energy`` is one of :data:`ENERGY_BACKENDS`: "auto" tries NVML on a CUDA ``device``,
-    then RAPL; "estimate" opens nothing. ``nvml`` is an NVML handle and module (``None``:
-    looked up); ``device_spec`` is the device as the caller named it, for messages.
+    ``energy`` is one of :data:`ENERGY_BACKENDS`: "auto" tries the GPU on a CUDA ``device``,
+    then RAPL, then an SoC; "estimate" opens nothing. ``device_spec`` is the device as the
+    caller named it, for messages; ``opener`` opens counters (Zeus when ``None``).
     """
     if energy == "estimate":
         return None, ["estimate requested"]
-    wants_nvml = energy == "nvml" or (energy == "auto" and device.type == "cuda")
-    candidates = (["nvml"] if wants_nvml else []) + (["rapl"] if energy in ("auto", "rapl") else [])
+    opener = open_zeus_counter if opener is None else opener
     notes = []
-    for backend in candidates:
+    for backend in _candidates(energy, device):
         counter = None
         try:
-            counter = _open_backend(backend, device, rapl_root, nvml, device_spec)
+            if backend == "gpu" and device.type != "cuda":
+                raise CounterUnavailable(
+                    f"a GPU counter needs a cuda device, the meter's is {device_spec!r}"
+                )
+            counter = opener(backend, _gpu_index(device))
             counter.start()
             return counter, notes
         except CounterUnavailable as exc:
@@ -59,21 +72,18 @@ def open_energy_counter(
     return None, notes
 
 
-def _open_backend(
-    backend: str,
-    device: torch.device,
-    rapl_root: str | Path,
-    nvml: tuple[Any, Any],
-    device_spec: Any,
-) -> EnergyCounter:
-    if backend == "rapl":
-        return open_rapl_counter(rapl_root)
+def _candidates(energy: str, device: torch.device) -> list[str]:
+    if energy == "auto":
+        return (["gpu"] if device.type == "cuda" else []) + ["rapl", "soc"]
+    return ["gpu" if energy == "nvml" else energy]
+
+
+def _gpu_index(device: torch.device) -> int:
     if device.type != "cuda":
-        raise CounterUnavailable(f"NVML needs a cuda device, the meter's is {device_spec!r}")
-    index = device.index
-    if index is None:
-        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
-    return open_nvml_counter(index, handle=nvml[0], nvml=nvml[1])
+        return 0
+    if device.index is not None:
+        return device.index
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0
 
 
 def read_counter(
@@ -112,9 +122,9 @@ def energy_figures(
     if components is not None:
         if counter_method == "rapl":
             notes.append("RAPL counters cover whole sockets: other processes' energy is included")
-        if counter_method == "nvml":
+        if counter_method in GPU_METHODS:
             notes.append("GPU energy only: CPU and host memory not included")
-        elif on_gpu:
+        elif on_gpu and counter_method != "soc":
             notes.append("GPU energy not included")
         return str(counter_method), {}, components
     constants = {

@@ -8,16 +8,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 import torch
 
-from siamcl.accounting.energy import DEFAULT_RAPL_ROOT, EnergyCounter
+from siamcl.accounting.energy import EnergyCounter
 from siamcl.accounting.energy_source import (
     ENERGY_BACKENDS,
+    CounterOpener,
     energy_figures,
     open_energy_counter,
     read_counter,
@@ -63,10 +63,12 @@ class ResourceMeter:
 
     Parameters
     ----------
-    energy : "auto", "rapl", "nvml" or "estimate"
-        Energy source. "auto" tries NVML when ``device`` is CUDA, then RAPL, and falls
-        back to the estimate; an unreadable counter always falls back to the estimate with
-        the reason in the report's ``energy_note``.
+    energy : "auto", "gpu", "nvml", "rapl", "soc" or "estimate"
+        Energy source. Counters are read through Zeus (``siamcl[energy]``): "gpu" (alias
+        "nvml") the ``device``'s GPU (NVML, or AMD SMI), "rapl" the CPU sockets and DRAM,
+        "soc" Apple silicon or a Jetson. "auto" tries the GPU when ``device`` is CUDA, then
+        RAPL, then an SoC, and falls back to the estimate; an unreadable counter (or no
+        Zeus) always falls back to the estimate with the reason in ``energy_note``.
     flops : "all", "sample", "block" or "off"
         "all" counts forward and backward FLOPs of every ``meter.batch`` block, "sample"
         only the first ``flop_sample_batches`` of them and extrapolates per sample,
@@ -82,18 +84,18 @@ class ResourceMeter:
     cpu_watts_per_core, memory_watts_per_gb : float or None
         Constants of the estimate; ``None`` uses the documented defaults
         (``CPU_WATTS_PER_CORE``, ``MEMORY_WATTS_PER_GB``).
-    rapl_root : path
-        Powercap folder holding the ``intel-rapl:*`` zones.
-    nvml_handle, nvml_module : object or None
-        An NVML device handle and the ``pynvml`` module (or objects with the same
-        ``nvmlDeviceGetTotalEnergyConsumption``); looked up when ``None``.
+    counter_opener : callable or None
+        ``(backend, gpu_index) -> EnergyCounter`` (unstarted), raising
+        ``CounterUnavailable`` when it cannot read; ``None`` opens counters through Zeus.
+        Pass one to read a ``ZeusMonitor`` you already hold
+        (``lambda backend, index: EnergyCounter("nvml", monitor, ["gpu"])``) or a fake.
 
     Examples
     --------
     >>> meter = ResourceMeter(flops="off")
     >>> with meter:
     ...     total = sum(range(1000))
-    >>> meter.report(task=0, method="demo").energy_method in ("rapl", "estimate")
+    >>> meter.report(task=0, method="demo").energy_method in ("rapl", "soc", "estimate")
     True
     """
 
@@ -106,9 +108,7 @@ class ResourceMeter:
         device: str | torch.device = "cpu",
         cpu_watts_per_core: float | None = None,
         memory_watts_per_gb: float | None = None,
-        rapl_root: str | Path = DEFAULT_RAPL_ROOT,
-        nvml_handle: Any = None,
-        nvml_module: Any = None,
+        counter_opener: CounterOpener | None = None,
     ) -> None:
         if energy not in ENERGY_BACKENDS:
             raise ValueError(f"energy must be one of {ENERGY_BACKENDS}, got {energy!r}")
@@ -133,9 +133,7 @@ class ResourceMeter:
         self.device = device
         self.cpu_watts_per_core = cpu_watts_per_core
         self.memory_watts_per_gb = memory_watts_per_gb
-        self.rapl_root = rapl_root
-        self.nvml_handle = nvml_handle
-        self.nvml_module = nvml_module
+        self.counter_opener = counter_opener
         self._active = False
         self._measurement: _Measurement | None = None
 
@@ -269,9 +267,8 @@ class ResourceMeter:
 
     def _open_counter(self) -> tuple[EnergyCounter | None, list[str]]:
         """The first energy counter that can be read, and why the others could not."""
-        nvml = (self.nvml_handle, self.nvml_module)
         return open_energy_counter(
-            self.energy, self._torch_device, self.rapl_root, nvml, device_spec=self.device
+            self.energy, self._torch_device, device_spec=self.device, opener=self.counter_opener
         )
 
     def _stop_counter(self) -> dict[str, float] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENERGY_METHODS = ("rapl", "nvml", "estimate", "mixed")
+ENERGY_METHODS = ("rapl", "nvml", "amdsmi", "soc", "estimate", "mixed")
 _DICT_FIELDS = ("energy_constants", "energy_components", "retained_bytes", "extra")
 _INT_FIELDS = ("samples_seen", "flops", "peak_rss_bytes", "peak_accel_bytes")
 _FLOAT_FIELDS = ("wall_s", "cpu_s", "energy_j")
@@ -26,8 +26,8 @@ _FLOAT_FIELDS = ("wall_s", "cpu_s", "energy_j")
 class TaskReport:
     """The cost of one task (or any metered block) and the method behind each figure.
 
-    ``energy_method`` is ``"rapl"``, ``"nvml"``, ``"estimate"`` or ``"mixed"`` (a sum of
-    reports whose methods differ); ``energy_measured`` is true only when every joule came
+    ``energy_method`` is a counter read through Zeus (``"rapl"``, ``"nvml"``, ``"amdsmi"``,
+    ``"soc"``), ``"estimate"`` or ``"mixed"`` (a sum of reports whose methods differ); ``energy_measured`` is true only when every joule came
     from a hardware counter, and an ``"estimate"`` report can never claim it.
     ``retained_bytes`` holds what the method keeps between tasks (replay memory, prototype
     store), by name. ``flops`` is ``None`` when FLOPs were not counted. ``stopped_by`` says

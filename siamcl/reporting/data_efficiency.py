@@ -19,10 +19,19 @@ from siamcl.bench.data_efficiency_analysis import (
     present,
 )
 from siamcl.reporting import markdown_table
-from siamcl.reporting.figures import pyplot
+from siamcl.reporting.figures import label_point, pyplot, separate_labels
 
-__all__ = ["METHOD_LABELS", "headline", "plot_results", "render_markdown", "summary_table"]
+__all__ = [
+    "METHOD_LABELS",
+    "headline",
+    "plot_results",
+    "render_markdown",
+    "results_figure",
+    "summary_table",
+]
 
+#: Dots per inch of the figure, drawn and saved alike so labels stay where they were placed.
+DPI = 110
 METHOD_LABELS = {"siamese": "Siamese (prototypes)", "softmax": "standard (softmax)"}
 
 
@@ -217,44 +226,57 @@ def _replay_note(results: dict[str, Any]) -> str:
 
 def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, dataset: str) -> Path:
     """Accuracy against fraction (left) and against energy (right), one row per setting."""
+    figure = results_figure(summary, dataset)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    pyplot().close(figure)
+    return path
+
+
+def results_figure(summary: Sequence[dict[str, Any]], dataset: str) -> Any:
+    """The figure of :func:`plot_results`, laid out, the energy panels' labels apart."""
     plt = pyplot()
     settings = present(summary, "setting")
-    figure, axes = plt.subplots(len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False, dpi=DPI
+    )
+    labels: list[list[Any]] = []
     for row, setting in enumerate(settings):
+        labels.append([])
         for method in present(summary, "method"):
             points = sorted(
                 (s for s in summary if s["setting"] == setting and s["method"] == method),
                 key=lambda s: s["fraction"],
             )
-            _plot_method(axes[row], points, METHOD_LABELS.get(method, method))
+            labels[row] += _plot_method(axes[row], points, METHOD_LABELS.get(method, method))
         _style_row(axes[row], summary, setting)
     figure.suptitle(f"Data efficiency on {dataset}")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    for row, row_labels in enumerate(labels):
+        separate_labels(axes[row][1], row_labels)
+    return figure
 
 
-def _plot_method(axes: Any, points: list[dict[str, Any]], label: str) -> None:
+def _plot_method(axes: Any, points: list[dict[str, Any]], label: str) -> list[Any]:
     """One method's points: accuracy (± sd) against fraction, and against energy, labelled
-    with the fraction."""
+    with the fraction; returns the labels."""
     fractions = [100 * s["fraction"] for s in points]
     accuracy = [s["accuracy"] for s in points]
     spread = [s["accuracy_std"] for s in points]
     energy = [s["energy_j"] for s in points]
     axes[0].errorbar(fractions, accuracy, yerr=spread, marker="o", capsize=3, label=label)
     line = axes[1].plot(energy, accuracy, marker="o", alpha=0.8, label=label)[0]
-    for point in points:
-        axes[1].annotate(
+    return [
+        label_point(
+            axes[1],
             percent(point["fraction"]),
             (point["energy_j"], point["accuracy"]),
-            xytext=(3, 3),
-            textcoords="offset points",
             fontsize=7,
             color=line.get_color(),
         )
+        for point in points
+    ]
 
 
 def _style_row(axes: Any, summary: Sequence[dict[str, Any]], setting: str) -> None:

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siamcl.reporting.figures import pyplot
+from siamcl.reporting.figures import label_point, pyplot, separate_labels
 
-__all__ = ["ParetoPoint", "find_points", "pareto_front", "plot_pareto"]
+__all__ = ["ParetoPoint", "find_points", "pareto_figure", "pareto_front", "plot_pareto"]
+
+#: Dots per inch of the chart, drawn and saved alike so labels stay where they were placed.
+DPI = 110
 
 ACCURACY_KEYS = ("accuracy", "final_accuracy", "mean_accuracy", "test_accuracy", "acc")
 ENERGY_KEYS = ("energy_j", "energy_joules", "energy")
@@ -144,10 +147,21 @@ def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
 def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
     """Accuracy against energy, one colour per result with its own Pareto front; no front
     joins points of different results, whose energies come from different runs."""
+    figure = pareto_figure(points)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    pyplot().close(figure)
+    return path
+
+
+def pareto_figure(points: list[ParetoPoint]) -> Any:
+    """The figure of :func:`plot_pareto`, laid out, its front labels apart."""
     if not points:
         raise ValueError("a Pareto chart needs at least one point")
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(10, 7))
+    figure, axis = plt.subplots(figsize=(10, 7), dpi=DPI)
+    labels = []
     sources = list(dict.fromkeys(p.source for p in points))
     for source in sources:
         mine = [p for p in points if p.source == source]
@@ -164,15 +178,10 @@ def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
             linewidth=1,
             alpha=0.7,
         )
-        for point in front:
-            axis.annotate(
-                point.label,
-                (point.energy_j, point.accuracy),
-                fontsize=6,
-                xytext=(3, -9),
-                textcoords="offset points",
-                color=colour,
-            )
+        labels += [
+            label_point(axis, p.label, (p.energy_j, p.accuracy), fontsize=6, color=colour)
+            for p in front
+        ]
     if all(p.energy_j > 0 for p in points):
         axis.set_xscale("log")
     methods = sorted({p.energy_method for p in points if p.energy_method})
@@ -181,8 +190,5 @@ def plot_pareto(points: list[ParetoPoint], path: str | Path) -> Path:
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    separate_labels(axis, labels, points=[(p.energy_j, p.accuracy) for p in points])
+    return figure
