@@ -205,8 +205,9 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
         axis.set_title(
             "multi-class" if part == "multiclass" else "class-incremental (epoch budgets)"
         )
-        axis.set_ylim(max(0.0, min(targets) - 0.25), 1.0)
-        axis.legend(fontsize=7, loc="lower right")
+        lowest = min([p["accuracy"] for p in front] + [min(targets)])
+        axis.set_ylim(max(0.0, lowest - 0.1), 1.0)  # the region the targets are in
+        axis.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
