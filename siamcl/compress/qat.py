@@ -35,6 +35,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from siamcl.compress.pt2e import (
+    convert_pt2e_int8,
+    is_pt2e_model,
+    prepare_pt2e_int8,
+    set_pt2e_quantizers,
+)
 from siamcl.encoders import EmbeddingNetwork
 
 __all__ = [
@@ -51,7 +57,7 @@ __all__ = [
     "training_scheme",
 ]
 
-SCHEMES = ("int8", "int4")
+SCHEMES = ("int8", "int8-pt2e", "int4")
 INT4_GROUP_SIZE = 32
 _INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -134,6 +140,8 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
         for name, config in _int4_configs(model).items():
             quantize_(model, QATConfig(config, step="prepare"), filter_fn=_named(name))
         return model
+    if scheme == "int8-pt2e":
+        return prepare_pt2e_int8(model, example_inputs)
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     with _quiet_torch_ao():
@@ -156,6 +164,8 @@ def freeze_qat(model: nn.Module) -> nn.Module:
 
     model.apply(disable_observer)
     model.apply(freeze_bn_stats)
+    if any(is_pt2e_model(m) for m in model.modules()):  # BatchNorm follows eval() there
+        set_pt2e_quantizers(model, fake=True, observe=False)
     return model
 
 
@@ -184,6 +194,8 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
     model.apply(update_bn_stats if observe else freeze_bn_stats)
+    if any(is_pt2e_model(m) for m in model.modules()):  # torchao's int8 fake quantizers
+        set_pt2e_quantizers(model, fake, observe)
     for module in model.modules():  # torchao's int4 fake quantizers
         quantizer = getattr(module, "weight_fake_quantizer", None)
         if quantizer is not None and hasattr(quantizer, "enabled"):
@@ -203,7 +215,9 @@ def convert_qat(model: nn.Module, scheme: str) -> nn.Module:
         for name, config in _int4_configs(model).items():
             quantize_(model, QATConfig(config, step="convert"), filter_fn=_named(name))
         return model
-    if not isinstance(model, torch.fx.GraphModule):
+    if scheme == "int8-pt2e":
+        return convert_pt2e_int8(model)
+    if not isinstance(model, torch.fx.GraphModule) or is_pt2e_model(model):
         raise TypeError("int8 conversion needs a model returned by prepare_qat(model, 'int8')")
     from torch.ao.quantization.quantize_fx import convert_fx
 
