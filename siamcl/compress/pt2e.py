@@ -34,7 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["convert_pt2e_int8", "is_pt2e_model", "prepare_pt2e_int8", "set_pt2e_quantizers"]
+__all__ = [
+    "LoweredInt8",
+    "convert_pt2e_int8",
+    "is_pt2e_model",
+    "prepare_pt2e_int8",
+    "set_pt2e_quantizers",
+]
 
 _BATCH = "batch"
 _MARK = "siamcl_pt2e"  # in GraphModule.meta, which deep copies keep
@@ -87,7 +93,33 @@ def set_pt2e_quantizers(model: nn.Module, fake: bool, observe: bool) -> None:
     model.apply(enable_observer if observe else disable_observer)
 
 
-def convert_pt2e_int8(model: nn.Module) -> torch.fx.GraphModule:
+class LoweredInt8(nn.Module):
+    """A PT2E int8 model lowered to oneDNN ops (``graph_module``), for inference only.
+
+    Deep copies share the pre-packed oneDNN weights, which cannot be copied and which
+    inference never changes; everything else is copied.
+    """
+
+    def __init__(self, graph_module: torch.fx.GraphModule):
+        super().__init__()
+        self.graph_module = graph_module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph_module(x)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LoweredInt8:
+        for module in self.graph_module.modules():
+            for value in [
+                *vars(module).values(),
+                *module._parameters.values(),
+                *module._buffers.values(),
+            ]:
+                if isinstance(value, torch.Tensor) and value.layout == torch._mkldnn:
+                    memo[id(value)] = value
+        return LoweredInt8(copy.deepcopy(self.graph_module, memo)).train(self.training)
+
+
+def convert_pt2e_int8(model: nn.Module) -> LoweredInt8:
     """A copy of a model from :func:`prepare_pt2e_int8` converted to int8 and lowered to
     oneDNN int8 kernels that run eagerly on the CPU (evaluation mode, no gradients)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
@@ -105,7 +137,7 @@ def convert_pt2e_int8(model: nn.Module) -> torch.fx.GraphModule:
     _drop_unused_attributes(lowered)
     lowered.meta[_MARK] = "lowered"
     _install_mode_methods(lowered)
-    return lowered.eval()
+    return LoweredInt8(lowered).eval()
 
 
 # ---------------------------------------------------------------------------------- helpers
