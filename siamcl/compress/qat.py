@@ -9,10 +9,21 @@ Two schemes:
     fused while training, so the fake-quantised weights are the folded ones). Fake
     quantization comes from PyTorch's FX graph-mode QAT with the x86 backend config;
     conversion gives ``torch.ao.nn.quantized`` modules that run on fbgemm/oneDNN int8 kernels on
-    the CPU with no compile step. torchao's PT2E flow inserts the same fake quantization, but its
-    converted model runs int8 convolutions only after ``torch.compile`` (about a minute per input
-    shape on two cores, and the compiled model cannot be saved); run eagerly it was no faster
-    than fp32, so it is not used here.
+    the CPU with no compile step. It is the default because it is the fastest eager path
+    measured (``benchmarks/results/int8_paths``: conv4, one thread, 0.262x the fp32 bytes,
+    0.08x the batch-256 and 0.60x the batch-1 latency).
+``"int8-pt2e"``
+    The same quantization through torchao's PT2E flow (:mod:`siamcl.compress.pt2e`):
+    ``torch.export``, ``prepare_qat_pt2e`` with the ``X86InductorQuantizer``, ``convert_pt2e``,
+    then an eager lowering to oneDNN int8 ops. Measured against FX in one run: 0.259x the
+    bytes, 0.095x the batch-256 latency (1.16x FX's) and 0.66x at batch 1, so it is opt-in.
+    torchao's converted graph run as it is was 1.9x slower than fp32; under
+    ``torch.compile`` it matched FX at batch 256 and beat it at batch 1 (0.51x fp32), after
+    46 s of compiling for batch 256 and 5 s more for batch 1 on two cores, and a compiled
+    model cannot be saved, so it is not used. The first PT2E conversion in a process takes
+    about 15 s (torchao exports its patterns), later ones about 5 s; a saved classifier is
+    rebuilt from its fake-quantised weights and converted again on load. Its encoder cannot
+    be exported to ONNX.
 ``"int4"``
     int4 weight-only quantization of ``Linear`` layers through torchao's
     :class:`~torchao.quantization.qat.QATConfig` with ``IntxWeightOnlyConfig`` (one scale per
@@ -236,9 +247,19 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def serialized_bytes(model: nn.Module) -> int:
-    """Size of ``torch.save(model.state_dict())``: the model's size on disk."""
+    """Size of ``torch.save(model.state_dict())``: the model's size on disk.
+
+    Pre-packed oneDNN weights (``qat="int8-pt2e"``), which ``torch.save`` cannot write, count
+    as dense tensors of their shape and dtype.
+    """
+    state = {
+        key: torch.empty(value.shape, dtype=value.dtype)
+        if isinstance(value, torch.Tensor) and value.layout == torch._mkldnn
+        else value
+        for key, value in model.state_dict().items()
+    }
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getbuffer().nbytes
 
 
