@@ -1,8 +1,9 @@
 """Compression: int8 QAT, distillation and quantized distillation, Siamese and softmax.
 
 Plain multi-class classification (one task holding every class). For the Siamese learner and
-for the standard CNN (the same backbone with a softmax head) it trains four variants in one
-run: the fp32 ``conv4`` teacher, the same network with int8 quantization-aware training, a
+for the standard CNN (the same backbone with a softmax head) it trains five variants in one
+run: the fp32 ``conv4`` teacher, the same network with int8 quantization-aware training (PyTorch's
+FX flow, and torchao's PT2E flow lowered to eager oneDNN int8 ops, side by side), a
 ``conv4-small`` student distilled from the teacher (KD), and that student trained with int8 QAT
 (quantized KD). Each row gives test accuracy, the network's bytes, CPU inference latency at
 batch 1 and 256, and training energy and time, with ratios to the family's fp32 teacher.
@@ -29,6 +30,7 @@ from siamcl.reporting.compress import render_markdown
 VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
     "fp32 teacher": ("conv4", None, False),
     "QAT int8": ("conv4", "int8", False),
+    "QAT int8 (PT2E)": ("conv4", "int8-pt2e", False),
     "KD student": ("conv4-small", None, True),
     "quantized-KD student": ("conv4-small", "int8", True),
 }

@@ -9,10 +9,21 @@ Two schemes:
     fused while training, so the fake-quantised weights are the folded ones). Fake
     quantization comes from PyTorch's FX graph-mode QAT with the x86 backend config;
     conversion gives ``torch.ao.nn.quantized`` modules that run on fbgemm/oneDNN int8 kernels on
-    the CPU with no compile step. torchao's PT2E flow inserts the same fake quantization, but its
-    converted model runs int8 convolutions only after ``torch.compile`` (about a minute per input
-    shape on two cores, and the compiled model cannot be saved); run eagerly it was no faster
-    than fp32, so it is not used here.
+    the CPU with no compile step. It is the default because it is the fastest eager path
+    measured (``benchmarks/results/int8_paths``: conv4, one thread, 0.262x the fp32 bytes,
+    0.08x the batch-256 and 0.60x the batch-1 latency).
+``"int8-pt2e"``
+    The same quantization through torchao's PT2E flow (:mod:`siamcl.compress.pt2e`):
+    ``torch.export``, ``prepare_qat_pt2e`` with the ``X86InductorQuantizer``, ``convert_pt2e``,
+    then an eager lowering to oneDNN int8 ops. Measured against FX in one run: 0.259x the
+    bytes, 0.095x the batch-256 latency (1.16x FX's) and 0.66x at batch 1, so it is opt-in.
+    torchao's converted graph run as it is was 1.9x slower than fp32; under
+    ``torch.compile`` it matched FX at batch 256 and beat it at batch 1 (0.51x fp32), after
+    46 s of compiling for batch 256 and 5 s more for batch 1 on two cores, and a compiled
+    model cannot be saved, so it is not used. The first PT2E conversion in a process takes
+    about 15 s (torchao exports its patterns), later ones about 5 s; a saved classifier is
+    rebuilt from its fake-quantised weights and converted again on load. Its encoder cannot
+    be exported to ONNX.
 ``"int4"``
     int4 weight-only quantization of ``Linear`` layers through torchao's
     :class:`~torchao.quantization.qat.QATConfig` with ``IntxWeightOnlyConfig`` (one scale per
@@ -35,6 +46,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from siamcl.compress.pt2e import (
+    convert_pt2e_int8,
+    is_pt2e_model,
+    prepare_pt2e_int8,
+    set_pt2e_quantizers,
+)
 from siamcl.encoders import EmbeddingNetwork
 
 __all__ = [
@@ -51,7 +68,7 @@ __all__ = [
     "training_scheme",
 ]
 
-SCHEMES = ("int8", "int4")
+SCHEMES = ("int8", "int8-pt2e", "int4")
 INT4_GROUP_SIZE = 32
 _INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -134,6 +151,8 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
         for name, config in _int4_configs(model).items():
             quantize_(model, QATConfig(config, step="prepare"), filter_fn=_named(name))
         return model
+    if scheme == "int8-pt2e":
+        return prepare_pt2e_int8(model, example_inputs)
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     with _quiet_torch_ao():
@@ -156,6 +175,8 @@ def freeze_qat(model: nn.Module) -> nn.Module:
 
     model.apply(disable_observer)
     model.apply(freeze_bn_stats)
+    if any(is_pt2e_model(m) for m in model.modules()):  # BatchNorm follows eval() there
+        set_pt2e_quantizers(model, fake=True, observe=False)
     return model
 
 
@@ -184,6 +205,8 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
     model.apply(update_bn_stats if observe else freeze_bn_stats)
+    if any(is_pt2e_model(m) for m in model.modules()):  # torchao's int8 fake quantizers
+        set_pt2e_quantizers(model, fake, observe)
     for module in model.modules():  # torchao's int4 fake quantizers
         quantizer = getattr(module, "weight_fake_quantizer", None)
         if quantizer is not None and hasattr(quantizer, "enabled"):
@@ -203,7 +226,9 @@ def convert_qat(model: nn.Module, scheme: str) -> nn.Module:
         for name, config in _int4_configs(model).items():
             quantize_(model, QATConfig(config, step="convert"), filter_fn=_named(name))
         return model
-    if not isinstance(model, torch.fx.GraphModule):
+    if scheme == "int8-pt2e":
+        return convert_pt2e_int8(model)
+    if not isinstance(model, torch.fx.GraphModule) or is_pt2e_model(model):
         raise TypeError("int8 conversion needs a model returned by prepare_qat(model, 'int8')")
     from torch.ao.quantization.quantize_fx import convert_fx
 
@@ -222,9 +247,19 @@ def model_bytes(model: nn.Module) -> int:
 
 
 def serialized_bytes(model: nn.Module) -> int:
-    """Size of ``torch.save(model.state_dict())``: the model's size on disk."""
+    """Size of ``torch.save(model.state_dict())``: the model's size on disk.
+
+    Pre-packed oneDNN weights (``qat="int8-pt2e"``), which ``torch.save`` cannot write, count
+    as dense tensors of their shape and dtype.
+    """
+    state = {
+        key: torch.empty(value.shape, dtype=value.dtype)
+        if isinstance(value, torch.Tensor) and value.layout == torch._mkldnn
+        else value
+        for key, value in model.state_dict().items()
+    }
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getbuffer().nbytes
 
 

@@ -65,7 +65,7 @@ def export_classifier(clf: Any, path: str | os.PathLike, format: str = "onnx") -
     The folder holds the encoder (``encoder.onnx`` or ``encoder.pt2``), the FAISS index with
     its class map (``index.faiss``, ``classes.json``, ``prototypes.npy``) and ``model.json``;
     :mod:`siamcl.export.deploy` reads it. Raises ValueError for an unknown format, an empty
-    store, ``embed_views > 1``, ``qat="int4"`` or ``qat="int8"`` with ``torch.export``,
+    store, ``embed_views > 1``, ``qat="int4"``, ``qat="int8-pt2e"``, ``qat="int8"`` with ``torch.export``,
     NotFittedError before the first task, and ImportError naming ``siamcl[export]`` when
     ONNX export's packages are not installed.
     """
@@ -122,6 +122,11 @@ def _exportable(clf: Any, format: str) -> Any:
         raise ValueError(
             "cannot export an int4 (qat='int4') encoder: torchao's int4 weight tensors have "
             "no ONNX or torch.export form here; train with qat='int8' or qat=None to export"
+        )
+    if state.qat == "int8-pt2e":
+        raise ValueError(
+            "cannot export an int8-pt2e (qat='int8-pt2e') encoder: its lowered oneDNN int8 "
+            "ops have no ONNX form and call Python helpers; train with qat='int8' to export"
         )
     if state.qat == "int8" and format == "torch.export":
         raise ValueError(

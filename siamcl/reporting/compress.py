@@ -145,13 +145,15 @@ NOTES = """\
   CPUs with VNNI, 7-bit otherwise). QAT is fine-tuning: the first two thirds of the epochs
   run in float while observers learn activation ranges, the last third with fake
   quantization (from four epochs on, the last epoch also freezes ranges and BatchNorm
-  statistics). Fake quantization over more of the epochs lost more accuracy in
-  development runs, the softmax CNN far more than the Siamese encoder. torchao's PT2E flow was
-  tried for the convolutions: run eagerly, its converted model was no faster than fp32 (it
-  needs `torch.compile` to fuse int8 kernels, about a minute per input shape here, and the
-  compiled model cannot be saved), so the FX flow is used. The Siamese encoder's final L2
-  normalisation stays float; the softmax classifier's head stays float (it grows with new
-  classes).
+  statistics). Fake quantization over more of the epochs lost more accuracy in development runs,
+  the softmax CNN far more than the Siamese encoder. The Siamese encoder's final L2 normalisation
+  stays float; the softmax classifier's head stays float (it grows with new classes).
+- **QAT int8 (PT2E)** (`qat="int8-pt2e"`): the same quantization and schedule through torchao's
+  PT2E flow (`torch.export`, `prepare_qat_pt2e` with the X86InductorQuantizer, `convert_pt2e`; the
+  last epoch freezes ranges but not BatchNorm statistics), lowered eagerly to oneDNN int8
+  convolutions with uint8 max pooling, no `torch.compile` (compiling matched FX at batch 256 but
+  took about 45 s per input shape on two cores, and a compiled model cannot be saved). It is
+  opt-in because it measured slower than FX at batch 256 (see `benchmarks/results/int8_paths`).
 - **Distillation**: Siamese students match the teacher's embeddings (cosine distance) plus
   relational distillation (pairwise distances and angles, Park et al. 2019); softmax students
   add temperature-4 logit distillation (Hinton et al. 2015) to cross-entropy; both with

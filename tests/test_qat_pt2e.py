@@ -1,0 +1,173 @@
+"""int8 quantization-aware training through torchao's PT2E flow (qat="int8-pt2e").
+
+The first PT2E preparation and conversion in a process export torchao's graph patterns
+(about ten seconds on two cores); later ones reuse them, so the trained models are shared.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from siamcl import IncrementalClassifier
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.compress import (
+    SCHEMES,
+    check_scheme,
+    convert_qat,
+    model_bytes,
+    prepare_qat,
+    schedule_qat,
+    training_scheme,
+)
+from siamcl.compress.pt2e import is_pt2e_model
+from siamcl.data import load_dataset
+from siamcl.encoders import EmbeddingNetwork, build_encoder
+from siamcl.preprocess import Preprocessor
+
+FAST = {"epochs": 3, "batch_size": 32, "memory_per_class": 2, "flops": "off", "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits: 40 training images a class and all 359 test images."""
+    X_train, y_train, X_test, y_test = load_dataset("digits")
+    rows = np.concatenate([np.flatnonzero(y_train == c)[:40] for c in range(10)])
+    return X_train[rows], y_train[rows], X_test, y_test
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A conv4-small classifier trained with PT2E QAT: (float model, prepared, converted)."""
+    X_train, y_train, X_test, _ = digits
+    preprocessor = Preprocessor().fit(X_train)
+    X, y = preprocessor(X_train), torch.from_numpy(y_train)
+    torch.manual_seed(0)
+    body = build_encoder("conv4-small", (1, 8, 8), 32).body
+    model = nn.Sequential(body, nn.ReLU(), nn.Linear(32, 10))
+    prepared = prepare_qat(model, "int8-pt2e", X[:2])
+    optimizer = torch.optim.Adam(prepared.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(3):
+        schedule_qat(prepared, epoch, 3)
+        prepared.train()
+        for _ in range(40):
+            rows = torch.randint(len(X), (64,), generator=generator)
+            loss = F.cross_entropy(prepared(X[rows]), y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    prepared.eval()
+    return model, prepared, convert_qat(prepared, "int8-pt2e"), preprocessor(X_test)
+
+
+@pytest.fixture(scope="module")
+def siamese(digits):
+    X_train, y_train, _, _ = digits
+    clf = IncrementalClassifier(encoder="conv4-small", qat="int8-pt2e", **FAST)
+    first = y_train < 5
+    clf.fit_task(X_train[first], y_train[first])
+    return clf
+
+
+def test_the_scheme_is_accepted_where_qat_is():
+    assert "int8-pt2e" in SCHEMES
+    assert check_scheme("int8-pt2e") == "int8-pt2e"
+    assert training_scheme("int8-pt2e").scheme == "int8-pt2e"
+    with pytest.raises(ValueError, match="run on the CPU"):
+        training_scheme("int8-pt2e", device="cuda")
+
+
+def test_pt2e_qat_learns_and_the_converted_model_agrees(trained, digits):
+    _, prepared, converted, X_test = trained
+    y_test = torch.from_numpy(digits[3])
+    with torch.no_grad():
+        fake = prepared(X_test).argmax(1)
+        real = converted(X_test).argmax(1)
+    assert (real == y_test).float().mean() > 0.6  # chance is 0.1
+    assert (real == fake).float().mean() > 0.9
+    ops = {str(n.target) for n in converted.graph_module.graph.nodes}
+    assert "onednn.qconv_pointwise.default" in ops  # real int8 convolutions, run eagerly
+    assert not any("quantized_decomposed" in op for op in ops)
+
+
+def test_pt2e_converted_model_is_small_and_runs_any_batch(trained):
+    model, _, converted, X_test = trained
+    assert model_bytes(converted) < 0.35 * model_bytes(model)
+    with torch.no_grad():
+        one = converted(X_test[:1])
+        many = converted(X_test[:7])
+    torch.testing.assert_close(one, many[:1], atol=1e-5, rtol=0)
+    copied = copy.deepcopy(converted).eval()  # copies keep working train/eval methods
+    with torch.no_grad():
+        torch.testing.assert_close(copied(X_test[:7]), many)
+
+
+def test_prepared_copies_keep_switching_between_train_and_eval(trained):
+    _, prepared, _, X_test = trained
+    copied = copy.deepcopy(prepared)
+    assert is_pt2e_model(copied)
+    copied.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(copied(X_test[:5]), prepared(X_test[:5]))
+    copied.train()
+    assert copied.training
+
+
+def test_siamese_learner_keeps_l2_float_and_saves_loads_identically(siamese, digits, tmp_path):
+    X_train, y_train, X_test, y_test = digits
+    assert isinstance(siamese.encoder_, EmbeddingNetwork)
+    assert is_pt2e_model(siamese.trainable_encoder_.body)
+    assert siamese.score(X_test, y_test) > 0.3  # half the classes known: at most 0.5
+    np.testing.assert_allclose(np.linalg.norm(siamese.embed(X_test), axis=1), 1.0, atol=1e-5)
+
+    siamese.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    assert loaded.qat_ == "int8-pt2e"
+    np.testing.assert_array_equal(loaded.predict(X_test), siamese.predict(X_test))
+    np.testing.assert_allclose(loaded.embed(X_test), siamese.embed(X_test), atol=1e-6)
+    rest = y_train >= 5
+    loaded.fit_task(X_train[rest], y_train[rest])  # training continues after loading
+    assert set(loaded.classes_.tolist()) == set(range(10))
+
+
+def test_same_seed_gives_the_same_pt2e_model(siamese, digits):
+    X_train, y_train, X_test, _ = digits
+    again = IncrementalClassifier(encoder="conv4-small", qat="int8-pt2e", **FAST)
+    first = y_train < 5
+    again.fit_task(X_train[first], y_train[first])
+    np.testing.assert_array_equal(again.predict(X_test), siamese.predict(X_test))
+    np.testing.assert_allclose(again.embed(X_test), siamese.embed(X_test), atol=1e-6)
+
+
+def test_softmax_classifier_with_pt2e_qat(digits):
+    X_train, y_train, X_test, y_test = digits
+    clf = SoftmaxClassifier(encoder="conv4-small", qat="int8-pt2e", **{**FAST, "epochs": 6})
+    clf.fit_task(X_train, y_train)
+    assert is_pt2e_model(clf.trainable_model_.backbone)
+    assert clf.score(X_test, y_test) > 0.3  # chance is 0.1; QAT from scratch starts slowly
+
+
+def test_pt2e_refuses_what_it_cannot_do(siamese, tmp_path):
+    from siamcl.export import export_classifier
+
+    with pytest.raises(TypeError, match="prepare_qat"):
+        convert_qat(nn.Sequential(nn.Linear(4, 2)), "int8-pt2e")
+    with pytest.raises(ValueError, match="no Conv or Linear"):
+        prepare_qat(nn.Sequential(nn.ReLU()), "int8-pt2e", torch.zeros(2, 4))
+
+    class Branching(nn.Module):  # control flow on values: torch.export cannot capture it
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.linear(x) if x.sum() > 0 else -self.linear(x)
+
+    with pytest.raises(ValueError, match="torch.export failed"):
+        prepare_qat(Branching(), "int8-pt2e", torch.ones(2, 4))
+    with pytest.raises(ValueError, match="int8-pt2e"):
+        export_classifier(siamese, tmp_path / "exported")
