@@ -162,6 +162,21 @@ def test_external_teacher_runs_once_per_row_for_both_learners(digits):
         assert student.score(X_test.reshape(len(X_test), -1), y_test) > 0.5
 
 
+def test_auto_targets_are_cached_unless_batches_are_distorted(digits):
+    X, y, _, _ = first_classes(digits, [0, 1, 2, 3])
+    first, second = np.isin(y, [0, 1]), np.isin(y, [2, 3])
+    counts = {}
+    for augment in (False, True):
+        clf = small(augment=augment, epochs=2)  # teacher_targets="auto", the default
+        clf.fit_task(X[first], y[first])
+        clf.encoder_ = counter = Counting(clf.encoder_)
+        clf.fit_task(X[second], y[second])
+        counts[augment] = counter.rows
+    trained_rows = int(second.sum()) + 2 * 8
+    assert counts[False] == trained_rows  # undistorted: the cached targets are exact
+    assert counts[True] > trained_rows  # distorted batches: the teacher runs each step
+
+
 def test_cached_targets_need_batch_rows_and_are_looked_up_by_them():
     teacher = nn.Linear(3, 2)
     inputs = torch.randn(10, 3)
@@ -265,7 +280,7 @@ def test_incremental_classifier_trains_on_the_selected_rows_only(selection, digi
     loaded = IncrementalClassifier.load(tmp_path / "model")
     assert loaded.get_params()["data_fraction"] == 0.25
     assert loaded.get_params()["data_selection"] == selection
-    assert loaded.get_params()["teacher_targets"] == "cached"
+    assert loaded.get_params()["teacher_targets"] == "auto"
     # a second task selects in the space of the fitted encoder (coreset) and is metered
     report = clf.fit_task(X[y < 5], y[y < 5])
     assert report.extra["rows_trained"] < (y < 5).sum()

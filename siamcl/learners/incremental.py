@@ -92,7 +92,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         to keep it).
     teacher_targets: ``"cached"`` computes the previous encoder's and the teacher's outputs
         once per training row (undistorted) before the loop; ``"per_step"`` runs them on every
-        (distorted) batch (see :class:`siamcl.losses.DistillationTerm`).
+        (distorted) batch; ``"auto"`` caches unless batches are distorted (``augment`` on
+        images), where per-step targets measured more accurate (:class:`DistillationTerm`).
     data_fraction, data_selection: train each task on that fraction of each class, chosen
         ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy in the
         current encoder's space); only those rows are trained on, kept as exemplars and
@@ -152,7 +153,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         stopping: Any = None,
         validation_fraction: float = 0.0,
         callbacks: Sequence[Any] | None = None,
-        teacher_targets: str = "cached",
+        teacher_targets: str = "auto",
         data_fraction: float = 1.0,
         data_selection: str = "stratified",
     ):

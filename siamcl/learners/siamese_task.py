@@ -29,6 +29,7 @@ from siamcl.compress import (
     training_scheme,
 )
 from siamcl.distributed import Ranks, distributed_objective_loss
+from siamcl.learners.task_data import distorts
 from siamcl.losses import MetricLoss, MetricTerm, Objective, distillation_term
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
@@ -67,25 +68,19 @@ def siamese_objective(
 ) -> Objective:
     """Metric loss, plus distillation toward the previous encoder and toward ``teacher``,
     whose targets are computed once per row of the training tensor ``inputs`` or on every
-    step, as ``teacher_targets`` says."""
+    step, as ``teacher_targets`` says (:func:`~siamcl.losses.distillation_term`)."""
     if ranks.active:
         metric_loss = distributed_objective_loss(metric_loss)
     terms = [("metric", 1.0, MetricTerm(metric_loss))]
-    mode, prepare = clf.teacher_targets, preprocessor.standardise
+    targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
     if clf.is_fitted and clf.distill_weight:
         previous = FrozenTeacher(clf.encoder_)
-        loss = embedding_distillation_loss
-        terms.append(
-            (
-                "previous",
-                clf.distill_weight,
-                distillation_term(previous, loss, mode, inputs, prepare),
-            )
-        )
+        term = distillation_term(previous, embedding_distillation_loss, *targets)
+        terms.append(("previous", clf.distill_weight, term))
     if clf.teacher is not None:
         teacher = embedding_teacher(clf.teacher, preprocessor)  # checked even at weight 0
         if clf.teacher_weight:
-            external = distillation_term(teacher, EmbeddingDistillation(), mode, inputs, prepare)
+            external = distillation_term(teacher, EmbeddingDistillation(), *targets)
             terms.append(("teacher", clf.teacher_weight, external))
     return Objective(terms).to(clf.device)
 
@@ -137,7 +132,7 @@ def train_task(
         if ranks.active
         else generator
     )
-    augment = RandomAffine() if clf.augment and preprocessor.kind == "image" else None
+    augment = RandomAffine() if distorts(clf, preprocessor) else None
     source = BalancedBatches(
         inputs,
         labels,

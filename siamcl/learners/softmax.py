@@ -21,7 +21,7 @@ from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
 from siamcl.compress import FloatTraining, logit_teacher, training_scheme
 from siamcl.encoders import build_encoder
-from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows
+from siamcl.learners.task_data import DATA_CONSTRAINTS, distorts, row_figures, task_rows
 from siamcl.losses import CrossEntropyTerm, Objective, distillation_term, logit_distillation
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
@@ -84,7 +84,8 @@ class SoftmaxClassifier:
     distortions) comes from ``seed``. ``callbacks`` are :class:`siamcl.training.Callback`
     objects the training loop calls between epochs, their time not counted as training.
     ``teacher_targets``: ``"cached"`` computes the teacher's logits once per training row
-    (undistorted) before the loop, ``"per_step"`` runs the teacher on every distorted batch.
+    (undistorted) before the loop, ``"per_step"`` runs the teacher on every (distorted)
+    batch, ``"auto"`` caches unless the batches are distorted (``augment`` on images).
     ``data_fraction`` / ``data_selection``: train on that fraction of each class of a task,
     chosen ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy); only
     those rows are trained on and kept as exemplars (see :mod:`siamcl.training.selection`).
@@ -128,7 +129,7 @@ class SoftmaxClassifier:
         distill_temperature: float = 4.0,
         optimizer: Any = None,
         callbacks: Sequence[Any] | None = None,
-        teacher_targets: str = "cached",
+        teacher_targets: str = "auto",
         data_fraction: float = 1.0,
         data_selection: str = "stratified",
     ):
@@ -310,9 +311,9 @@ class SoftmaxClassifier:
             teacher = logit_teacher(self.teacher, preprocessor, classes)
             if self.teacher_weight:
                 loss = logit_distillation(self.distill_temperature)
-                term = distillation_term(
-                    teacher, loss, self.teacher_targets, inputs, preprocessor.standardise
-                )
+                prepare, distorted = preprocessor.standardise, distorts(self, preprocessor)
+                targets = (self.teacher_targets, inputs, prepare, distorted)
+                term = distillation_term(teacher, loss, *targets)
                 terms.append(("teacher", self.teacher_weight, term))
         return Objective(terms)
 
@@ -328,7 +329,7 @@ class SoftmaxClassifier:
         scheme: FloatTraining,
     ) -> None:
         generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
-        augment = RandomAffine() if self.augment and preprocessor.kind == "image" else None
+        augment = RandomAffine() if distorts(self, preprocessor) else None
         loop = TrainingLoop(
             epochs=self.epochs,
             optimizer=self.optimizer or adam(self.lr, self.weight_decay),

@@ -1,4 +1,4 @@
-"""Which of a task's rows a learner trains on, and how its distillation targets are made.
+"""Which of a task's rows a learner trains on, and whether its batches are distorted.
 
 Both :class:`~siamcl.IncrementalClassifier` and :class:`~siamcl.SoftmaxClassifier` take
 ``data_fraction`` / ``data_selection`` (train on a chosen part of each task, see
@@ -17,9 +17,10 @@ import torch
 
 from siamcl._checks import Options, Real
 from siamcl.losses import TEACHER_TARGETS
+from siamcl.preprocess import Preprocessor
 from siamcl.training.selection import DATA_SELECTIONS, input_features, select_rows
 
-__all__ = ["DATA_CONSTRAINTS", "row_figures", "task_rows"]
+__all__ = ["DATA_CONSTRAINTS", "distorts", "row_figures", "task_rows"]
 
 DATA_CONSTRAINTS: dict[str, list[Any]] = {
     "data_fraction": [Real(0, 1, closed="right")],
@@ -46,6 +47,12 @@ def task_rows(
         features = embed(canonical) if embed is not None else input_features(canonical)
     seed = clf.seed * 1000 + task_index
     return select_rows(y, clf.data_fraction, clf.data_selection, seed, features)
+
+
+def distorts(clf: Any, preprocessor: Preprocessor) -> bool:
+    """Whether ``clf`` trains on randomly distorted batches (``augment``, images only): the
+    one place both the batch preparation and the choice of teacher targets read it."""
+    return bool(clf.augment) and preprocessor.kind == "image"
 
 
 def row_figures(trained: int, offered: int) -> dict[str, float]:
