@@ -129,8 +129,8 @@ def distillation_term(
     once per row of ``inputs`` (:meth:`DistillationTerm.cached`), ``"per_step"`` runs the
     teacher on every step's batch, ``"auto"`` caches when the batches are not ``distorted``
     (the cached targets are then the very outputs the teacher would give each step) and runs
-    per step when they are (a target for the undistorted input cost 0.4 to 1.4 points of
-    accuracy on mnist5k: ``benchmarks/results/work_once_*.md``)."""
+    per step when they are (a target for the undistorted input cost 0.1 to 1.05 points of
+    accuracy on mnist5k: ``benchmarks/results/work_once.md``)."""
     if targets == "auto":
         targets = "per_step" if distorted else "cached"
     if targets == "cached":
