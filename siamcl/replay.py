@@ -96,23 +96,36 @@ class ExemplarMemory:
         return int(self.total) // max(n_classes, 1)
 
     def add(
-        self, X: np.ndarray, y: np.ndarray, embed: Callable[[np.ndarray], np.ndarray] | None = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        embed: Callable[[np.ndarray], np.ndarray] | None = None,
+        embeddings: np.ndarray | None = None,
     ) -> None:
         """Select exemplars for each class in ``y`` and shrink the others to fit the budget.
 
         A class already held is reselected from its old exemplars plus the new samples.
-        ``embed`` maps stored inputs to embeddings; herding needs it.
+        ``embed`` maps stored inputs to embeddings; herding needs it. ``embeddings`` (one row
+        per row of ``X``, computed once by the caller) spare herding embedding ``X`` again:
+        only the exemplars already held are then passed to ``embed``.
         """
         if self.selection == "herding" and embed is None:
             raise ValueError("herding selection needs an embed function")
+        if embeddings is not None and len(embeddings) != len(X):
+            raise ValueError(f"{len(embeddings)} embeddings given for {len(X)} inputs")
         new_classes = set(np.unique(y).tolist())
         quota = self.quota(len(new_classes | set(self._exemplars)))
         selected: dict[int, np.ndarray] = {}
         for label in sorted(new_classes):
             candidates = X[y == label]
-            if label in self._exemplars:
-                candidates = np.concatenate([self._exemplars[label], candidates])
-            selected[label] = self._select(candidates, embed, quota)
+            held = self._exemplars.get(label)
+            if held is not None:
+                candidates = np.concatenate([held, candidates])
+            selected[label] = self._select(
+                candidates,
+                quota,
+                _candidate_embeddings(embed, candidates, held, embeddings, y == label),
+            )
         for label, exemplars in self._exemplars.items():
             if label not in selected:
                 selected[label] = exemplars[:quota]
@@ -155,11 +168,29 @@ class ExemplarMemory:
         memory._exemplars = {int(k): np.asarray(v) for k, v in state["exemplars"].items()}
         return memory
 
-    def _select(
-        self, X: np.ndarray, embed: Callable[[np.ndarray], np.ndarray] | None, m: int
-    ) -> np.ndarray:
+    def _select(self, X: np.ndarray, m: int, embeddings: Callable[[], np.ndarray]) -> np.ndarray:
         if len(X) <= m:
             return X.copy()
         if self.selection == "herding":
-            return X[herding_order(embed(X), m)]
+            return X[herding_order(embeddings(), m)]
         return X[np.sort(self._rng.choice(len(X), size=m, replace=False))]
+
+
+def _candidate_embeddings(
+    embed: Callable[[np.ndarray], np.ndarray] | None,
+    candidates: np.ndarray,
+    held: np.ndarray | None,
+    embeddings: np.ndarray | None,
+    rows: np.ndarray,
+) -> Callable[[], np.ndarray]:
+    """The candidates' embeddings, computed only when herding asks: the given ``embeddings``
+    of the new ``rows`` (the held exemplars embedded first), else ``embed(candidates)``."""
+
+    def compute() -> np.ndarray:
+        if embeddings is None:
+            return embed(candidates)
+        if held is None:
+            return embeddings[rows]
+        return np.concatenate([embed(held), embeddings[rows]])
+
+    return compute

@@ -278,7 +278,7 @@ class _PrototypePlugin(SupervisedPlugin):
         strategy.model.store = rebuild_prototypes(
             PrototypeStore(dim=embed.dim, **strategy.store_params),
             embed,
-            inputs,
+            embed.embeddings,
             labels,
             strategy.memory,
             previous,

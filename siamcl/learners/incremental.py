@@ -21,11 +21,11 @@ from torch import nn
 from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, check_params
 from siamcl.accounting import TaskReport
 from siamcl.compress import FloatTraining, training_scheme
-from siamcl.distributed import Ranks
 from siamcl.encoders import auto_encoder_name
 from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
 from siamcl.learners.siamese_task import (
+    consolidate,
     embedder,
     siamese_objective,
     task_random_state,
@@ -36,14 +36,12 @@ from siamcl.learners.siamese_task import (
     with_replay,
 )
 from siamcl.learners.state import Learned
-from siamcl.losses import MetricLoss, Objective, build_loss
+from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows
+from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import (
-    LoopResult,
-    rebuild_prototypes,
-)
+from siamcl.training import LoopResult
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -92,6 +90,15 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
         and scikit-learn's ``clone`` unfits a classifier teacher (pass ``teacher.encoder_``
         to keep it).
+    teacher_targets: ``"cached"`` computes the previous encoder's and the teacher's outputs
+        once per training row (undistorted) before the loop; ``"per_step"`` runs them on every
+        (distorted) batch; ``"auto"`` caches unless batches are distorted (``augment`` on
+        images), where per-step targets measured more accurate (:class:`DistillationTerm`).
+    data_fraction, data_selection: train each task on that fraction of each class, chosen
+        ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy in the
+        current encoder's space); only those rows are trained on, kept as exemplars and
+        averaged into prototypes (:mod:`siamcl.training.selection`). The report's ``extra``
+        holds ``rows_trained`` and ``rows_offered``.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -107,6 +114,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "balance": [Real(0, 1)],
         "optimizer": OPTIMIZER_FACTORY,
         "validation_fraction": [Real(0, 0.5, closed="left")],
+        **DATA_CONSTRAINTS,
     }
 
     def __init__(
@@ -145,6 +153,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         stopping: Any = None,
         validation_fraction: float = 0.0,
         callbacks: Sequence[Any] | None = None,
+        teacher_targets: str = "auto",
+        data_fraction: float = 1.0,
+        data_selection: str = "stratified",
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -168,34 +179,25 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         canonical = preprocessor.canonical(X)
         memory = copy.deepcopy(self.memory_) if fitted else self._new_memory()
         task_index = len([r for r in self.reports if r.method == "fit_task"])
-        train_rows, validation = task_validation(self, preprocessor, canonical, y, task_index)
-        inputs, labels = with_replay(canonical[train_rows], y[train_rows], memory)
         device = torch.device(self.device)
-        ranks = self._ranks(device, X, y)
+        ranks = task_ranks(self, device, X, y)
         trainable = self._trainable_encoder(scheme, preprocessor)
         metric_loss = copy.deepcopy(self.metric_loss_) if fitted else self._new_loss()
         with self._meter(device) as meter:
+            current = ranks.sharded(self._embedder(self.encoder_, preprocessor)) if fitted else None
+            rows = task_rows(self, canonical, y, task_index, current)  # selection is metered
+            canonical, y = (canonical, y) if len(rows) == len(y) else (canonical[rows], y[rows])
+            train_rows, validation = task_validation(self, preprocessor, canonical, y, task_index)
+            inputs, labels = with_replay(canonical[train_rows], y[train_rows], memory)
             with task_random_state(self.seed * 1000 + task_index):
-                objective = self._objective(metric_loss, preprocessor, ranks)
+                objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
                 result = self._train(trainable, objective, *args)
             encoder = scheme.convert(trainable)
-            embed = self._embedder(encoder, preprocessor)
-            memory.add(canonical.numpy().astype(np.float16), y, embed=ranks.sharded(embed))
-            dim = self.store_.dim if fitted else embed(canonical[:2]).shape[1]
-            store = rebuild_prototypes(
-                self._new_store(dim),
-                embed,
-                canonical,
-                y,
-                memory,
-                self.store_ if fitted else None,
-                ranks,
-            )
+            store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
+        figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
         retained = {"replay": memory.nbytes, "store": store.nbytes}
-        report = ranks.combine(
-            meter.report(task_index, "fit_task", retained, extra=training_figures(result))
-        )
+        report = ranks.combine(meter.report(task_index, "fit_task", retained, extra=figures))
         report.stopped_by = result.stopped_by
         self._set_learned(
             preprocessor=preprocessor,
@@ -355,17 +357,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
 
     # ------------------------------------------------------------------ training
 
-    def _objective(
-        self, metric_loss: MetricLoss, preprocessor: Preprocessor, ranks: Ranks
-    ) -> Objective:
-        return siamese_objective(self, metric_loss, preprocessor, ranks)
-
     def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
         """Train ``encoder`` on one task (see :func:`siamcl.learners.siamese_task.train_task`)."""
         return train_task(self, encoder, objective, *args)
-
-    def _ranks(self, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:
-        return task_ranks(self, device, X, y)
 
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""

@@ -2,7 +2,8 @@
 
 :func:`siamese_objective` composes the objective (metric loss, distillation toward the
 previous encoder and toward an external teacher), :func:`train_task` runs the training loop
-on balanced, distorted batches, :func:`task_ranks` checks a distributed job, and
+on balanced, distorted batches, :func:`consolidate` embeds the task once for its exemplars
+and prototypes, :func:`task_ranks` checks a distributed job, and
 :func:`embedder` embeds with the classifier's views. They read the classifier's public
 parameters; they change nothing on it.
 """
@@ -23,13 +24,16 @@ from siamcl.compress import (
     EmbeddingDistillation,
     FloatTraining,
     FrozenTeacher,
+    embedding_distillation_loss,
     embedding_teacher,
     training_scheme,
 )
 from siamcl.distributed import Ranks, distributed_objective_loss
-from siamcl.losses import DistillationTerm, MetricLoss, MetricTerm, Objective
+from siamcl.learners.task_data import distorts
+from siamcl.losses import MetricLoss, MetricTerm, Objective, distillation_term
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
+from siamcl.store import PrototypeStore
 from siamcl.training import (
     BalancedBatches,
     BatchPreparation,
@@ -37,10 +41,12 @@ from siamcl.training import (
     TrainingLoop,
     adam,
     embed_in_batches,
+    rebuild_prototypes,
 )
 
 __all__ = [
     "class_mean_score",
+    "consolidate",
     "embedder",
     "siamese_objective",
     "task_random_state",
@@ -54,20 +60,51 @@ __all__ = [
 
 
 def siamese_objective(
-    clf: Any, metric_loss: MetricLoss, preprocessor: Preprocessor, ranks: Ranks
+    clf: Any,
+    metric_loss: MetricLoss,
+    preprocessor: Preprocessor,
+    ranks: Ranks,
+    inputs: torch.Tensor,
 ) -> Objective:
-    """Metric loss, plus distillation toward the previous encoder and toward ``teacher``."""
+    """Metric loss, plus distillation toward the previous encoder and toward ``teacher``,
+    whose targets are computed once per row of the training tensor ``inputs`` or on every
+    step, as ``teacher_targets`` says (:func:`~siamcl.losses.distillation_term`)."""
     if ranks.active:
         metric_loss = distributed_objective_loss(metric_loss)
     terms = [("metric", 1.0, MetricTerm(metric_loss))]
-    if clf.is_fitted:
-        previous = DistillationTerm(FrozenTeacher(clf.encoder_))
-        terms.append(("previous", clf.distill_weight, previous))
+    targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
+    if clf.is_fitted and clf.distill_weight:
+        previous = FrozenTeacher(clf.encoder_)
+        term = distillation_term(previous, embedding_distillation_loss, *targets)
+        terms.append(("previous", clf.distill_weight, term))
     if clf.teacher is not None:
-        teacher = embedding_teacher(clf.teacher, preprocessor)
-        external = DistillationTerm(teacher, EmbeddingDistillation())
-        terms.append(("teacher", clf.teacher_weight, external))
+        teacher = embedding_teacher(clf.teacher, preprocessor)  # checked even at weight 0
+        if clf.teacher_weight:
+            external = distillation_term(teacher, EmbeddingDistillation(), *targets)
+            terms.append(("teacher", clf.teacher_weight, external))
     return Objective(terms).to(clf.device)
+
+
+def consolidate(
+    clf: Any,
+    encoder: nn.Module,
+    preprocessor: Preprocessor,
+    task: tuple[torch.Tensor, np.ndarray],
+    memory: ExemplarMemory,
+    ranks: Ranks,
+) -> PrototypeStore:
+    """After training: embed the task's canonical inputs once; herding chooses the task's
+    exemplars from those embeddings and the task's prototypes are their class means; the
+    memory's exemplars of earlier classes are embedded once, for their prototypes. Returns
+    the new store (``memory`` is updated in place)."""
+    canonical, y = task
+    embed = ranks.sharded(embedder(encoder, preprocessor, clf.embed_views, clf.seed, clf.device))
+    embeddings = embed(canonical)
+    memory.add(canonical.numpy().astype(np.float16), y, embed=embed, embeddings=embeddings)
+    previous = clf.store_ if clf.is_fitted else None
+    dim = previous.dim if previous is not None else embeddings.shape[1]
+    store = clf._new_store(dim)
+    return rebuild_prototypes(store, embed, embeddings, y, memory, previous)
 
 
 def train_task(
@@ -95,7 +132,7 @@ def train_task(
         if ranks.active
         else generator
     )
-    augment = RandomAffine() if clf.augment and preprocessor.kind == "image" else None
+    augment = RandomAffine() if distorts(clf, preprocessor) else None
     source = BalancedBatches(
         inputs,
         labels,

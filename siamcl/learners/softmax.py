@@ -21,10 +21,17 @@ from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
 from siamcl.compress import FloatTraining, logit_teacher, training_scheme
 from siamcl.encoders import build_encoder
-from siamcl.losses import CrossEntropyTerm, DistillationTerm, Objective, logit_distillation
+from siamcl.learners.task_data import DATA_CONSTRAINTS, distorts, row_figures, task_rows
+from siamcl.losses import CrossEntropyTerm, Objective, distillation_term, logit_distillation
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
-from siamcl.training import BalancedBatches, BatchPreparation, TrainingLoop, adam
+from siamcl.training import (
+    BalancedBatches,
+    BatchPreparation,
+    TrainingLoop,
+    adam,
+    embed_in_batches,
+)
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
 
@@ -76,6 +83,12 @@ class SoftmaxClassifier:
     ``weight_decay``). All randomness (initial weights, the rows of a head that grows, batches,
     distortions) comes from ``seed``. ``callbacks`` are :class:`siamcl.training.Callback`
     objects the training loop calls between epochs, their time not counted as training.
+    ``teacher_targets``: ``"cached"`` computes the teacher's logits once per training row
+    (undistorted) before the loop, ``"per_step"`` runs the teacher on every (distorted)
+    batch, ``"auto"`` caches unless the batches are distorted (``augment`` on images).
+    ``data_fraction`` / ``data_selection``: train on that fraction of each class of a task,
+    chosen ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy); only
+    those rows are trained on and kept as exemplars (see :mod:`siamcl.training.selection`).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -88,6 +101,7 @@ class SoftmaxClassifier:
         "teacher_weight": [Real(0)],
         "distill_temperature": [Real(0, closed="neither")],
         "optimizer": OPTIMIZER_FACTORY,
+        **DATA_CONSTRAINTS,
     }
 
     def __init__(
@@ -115,6 +129,9 @@ class SoftmaxClassifier:
         distill_temperature: float = 4.0,
         optimizer: Any = None,
         callbacks: Sequence[Any] | None = None,
+        teacher_targets: str = "auto",
+        data_fraction: float = 1.0,
+        data_selection: str = "stratified",
     ):
         self.encoder = encoder
         self.features = features
@@ -139,6 +156,9 @@ class SoftmaxClassifier:
         self.distill_temperature = distill_temperature
         self.optimizer = optimizer
         self.callbacks = callbacks
+        self.teacher_targets = teacher_targets
+        self.data_fraction = data_fraction
+        self.data_selection = data_selection
 
     @property
     def reports(self) -> list[TaskReport]:
@@ -163,31 +183,24 @@ class SoftmaxClassifier:
         )
         canonical = preprocessor.canonical(X)
         classes = list(self.classes_.tolist())
-        classes += [c for c in np.unique(y).tolist() if c not in classes]
+        classes += [c for c in np.unique(y).tolist() if c not in classes]  # selection keeps all
         task_index = len(self.reports)
-        model = (
-            copy.deepcopy(self.trainable_model_)
-            if fitted
-            else self._new_model(preprocessor.input_shape, len(classes), scheme)
-        )
-        with torch.random.fork_rng(devices=[]):  # new head rows drawn from the seed
-            torch.manual_seed(self.seed * 1000 + task_index)
-            model.grow(len(classes))
+        model = self._task_model(fitted, preprocessor, len(classes), scheme, task_index)
         memory = copy.deepcopy(self.memory_) if fitted else self._new_memory()
-        memory_X, memory_y = memory.arrays()
-        inputs, labels = canonical, y
-        if memory_X is not None:
-            inputs = torch.cat([canonical, torch.from_numpy(memory_X.astype(np.float32))])
-            labels = np.concatenate([y, memory_y])
-        position = {label: i for i, label in enumerate(classes)}
-        targets = np.array([position[label] for label in labels.tolist()], dtype=np.int64)
-        objective = self._objective(preprocessor, classes)
         with ResourceMeter(energy=self.energy, flops=self.flops, device=self.device) as meter:
+            current = self._backbone_embedder(preprocessor) if fitted else None
+            rows = task_rows(self, canonical, y, task_index, current)  # selection is metered
+            canonical, y = (canonical, y) if len(rows) == len(y) else (canonical[rows], y[rows])
+            inputs, targets = self._with_replay(canonical, y, memory, classes)
+            objective = self._objective(preprocessor, classes, inputs)
             self._train(model, objective, preprocessor, inputs, targets, task_index, meter, scheme)
             deployed = model.with_backbone(scheme.convert(model.backbone))
             memory.add(canonical.numpy().astype(np.float16), y)
         report = meter.report(
-            task=task_index, method="fit_task", retained_bytes={"replay": memory.nbytes}
+            task=task_index,
+            method="fit_task",
+            retained_bytes={"replay": memory.nbytes},
+            extra=row_figures(len(y), len(X)),
         )
         self.preprocessor_, self.model_, self.memory_ = preprocessor, deployed, memory
         self.trainable_model_, self.qat_ = model, scheme.scheme
@@ -246,13 +259,62 @@ class SoftmaxClassifier:
             body = scheme.prepare(body, torch.zeros((2, *input_shape)))
             return HeadClassifier(body, self.features, n_classes)
 
-    def _objective(self, preprocessor: Preprocessor, classes: list[int]) -> Objective:
-        """Cross-entropy, plus logit distillation toward ``teacher`` if one is given."""
+    def _task_model(
+        self,
+        fitted: bool,
+        preprocessor: Preprocessor,
+        n_classes: int,
+        scheme: FloatTraining,
+        task_index: int,
+    ) -> HeadClassifier:
+        """A copy of the model as trained so far (or a new one), its head grown to
+        ``n_classes`` with new rows drawn from the seed."""
+        model = (
+            copy.deepcopy(self.trainable_model_)
+            if fitted
+            else self._new_model(preprocessor.input_shape, n_classes, scheme)
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1000 + task_index)
+            model.grow(n_classes)
+        return model
+
+    @staticmethod
+    def _with_replay(
+        canonical: torch.Tensor, y: np.ndarray, memory: ExemplarMemory, classes: list[int]
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """The task's inputs followed by the memory's, and their head positions."""
+        memory_X, memory_y = memory.arrays()
+        inputs, labels = canonical, y
+        if memory_X is not None:
+            inputs = torch.cat([canonical, torch.from_numpy(memory_X.astype(np.float32))])
+            labels = np.concatenate([y, memory_y])
+        position = {label: i for i, label in enumerate(classes)}
+        return inputs, np.array([position[label] for label in labels.tolist()], dtype=np.int64)
+
+    def _backbone_embedder(self, preprocessor: Preprocessor):
+        """Features of canonical inputs under the deployed backbone (coreset selection)."""
+
+        def embed(canonical: torch.Tensor) -> np.ndarray:
+            backbone = self.model_.backbone
+            return embed_in_batches(backbone, canonical, preprocessor.standardise, self.device)
+
+        return embed
+
+    def _objective(
+        self, preprocessor: Preprocessor, classes: list[int], inputs: torch.Tensor
+    ) -> Objective:
+        """Cross-entropy, plus logit distillation toward ``teacher`` if one is given (its
+        logits computed once per row of ``inputs`` or on every step: ``teacher_targets``)."""
         terms = [("cross_entropy", 1.0, CrossEntropyTerm())]
         if self.teacher is not None:
             teacher = logit_teacher(self.teacher, preprocessor, classes)
-            loss = logit_distillation(self.distill_temperature)
-            terms.append(("teacher", self.teacher_weight, DistillationTerm(teacher, loss)))
+            if self.teacher_weight:
+                loss = logit_distillation(self.distill_temperature)
+                prepare, distorted = preprocessor.standardise, distorts(self, preprocessor)
+                targets = (self.teacher_targets, inputs, prepare, distorted)
+                term = distillation_term(teacher, loss, *targets)
+                terms.append(("teacher", self.teacher_weight, term))
         return Objective(terms)
 
     def _train(
@@ -267,7 +329,7 @@ class SoftmaxClassifier:
         scheme: FloatTraining,
     ) -> None:
         generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
-        augment = RandomAffine() if self.augment and preprocessor.kind == "image" else None
+        augment = RandomAffine() if distorts(self, preprocessor) else None
         loop = TrainingLoop(
             epochs=self.epochs,
             optimizer=self.optimizer or adam(self.lr, self.weight_decay),

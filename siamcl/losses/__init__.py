@@ -8,16 +8,19 @@
 from siamcl.losses.metric import LOSSES, MetricLoss, build_loss, is_pml_loss
 from siamcl.losses.objective import Objective
 from siamcl.losses.terms import (
+    TEACHER_TARGETS,
     CrossEntropyTerm,
     DistillationTerm,
     MetricTerm,
     PrototypicalTerm,
+    distillation_term,
     logit_distillation,
     prototypical_loss,
 )
 
 __all__ = [
     "LOSSES",
+    "TEACHER_TARGETS",
     "CrossEntropyTerm",
     "DistillationTerm",
     "MetricLoss",
@@ -25,6 +28,7 @@ __all__ = [
     "Objective",
     "PrototypicalTerm",
     "build_loss",
+    "distillation_term",
     "is_pml_loss",
     "logit_distillation",
     "prototypical_loss",

@@ -6,6 +6,8 @@
 - :mod:`siamcl.training.sampling`: balanced, shuffled and episodic batch sources.
 - :mod:`siamcl.training.stopping`: budgets, target scores and patience that end training.
 - :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`rebuild_prototypes`.
+- :mod:`siamcl.training.selection`: :func:`~siamcl.training.selection.select_rows`, the rows
+  of a task to train on (``data_fraction``: stratified or coreset).
 """
 
 from siamcl.training.batch import Batch, BatchPreparation

@@ -54,7 +54,7 @@ def embed_in_batches(
 def rebuild_prototypes(
     store: PrototypeStore,
     embed: Callable[[np.ndarray | torch.Tensor], np.ndarray],
-    task_inputs: torch.Tensor,
+    task_embeddings: np.ndarray,
     task_labels: np.ndarray,
     memory: ExemplarMemory,
     previous: PrototypeStore | None,
@@ -62,25 +62,16 @@ def rebuild_prototypes(
 ) -> PrototypeStore:
     """Fill an empty ``store`` with prototypes of every known class under a new encoder.
 
-    The task's classes use all their samples; earlier classes use their exemplars; a class
-    with neither (a zero memory budget) keeps its prototypes from ``previous``. Under
-    ``ranks`` (a distributed job) each rank embeds its part of the task and the per-class
-    sums and counts are summed across ranks, so every rank builds the same store.
+    The task's classes use the embeddings of all their samples (``task_embeddings``, computed
+    once by the caller, who also chose exemplars from them); earlier classes use their
+    exemplars, embedded here (split over ``ranks`` in a distributed job, results gathered, so
+    every rank builds the same store); a class with neither (a zero memory budget) keeps its
+    prototypes from ``previous``.
     """
-    if ranks is None or not ranks.active:
-        store.add(embed(task_inputs), task_labels)
-    else:
-        part = ranks.part(len(task_inputs))
-        classes = np.unique(task_labels)
-        sums = np.zeros((len(classes), store.dim))
-        counts = np.zeros(len(classes), dtype=np.int64)
-        if part.stop > part.start:
-            mine, local_sums, local_counts = store.class_statistics(
-                embed(task_inputs[part]), task_labels[part]
-            )
-            at = np.searchsorted(classes, mine)
-            sums[at], counts[at] = local_sums, local_counts
-        store.add_statistics(classes, ranks.sum(sums), ranks.sum(counts))
+    if len(task_embeddings) != len(task_labels):
+        raise ValueError(f"{len(task_embeddings)} embeddings given for {len(task_labels)} labels")
+    store.add(task_embeddings, task_labels)
+    if ranks is not None:
         embed = ranks.sharded(embed)
     earlier = set(previous.classes.tolist()) if previous is not None else set()
     for label in sorted(earlier - set(np.unique(task_labels).tolist())):

@@ -1,0 +1,60 @@
+"""Which of a task's rows a learner trains on, and whether its batches are distorted.
+
+Both :class:`~siamcl.IncrementalClassifier` and :class:`~siamcl.SoftmaxClassifier` take
+``data_fraction`` / ``data_selection`` (train on a chosen part of each task, see
+:mod:`siamcl.training.selection`) and ``teacher_targets`` (a teacher's outputs computed once
+per row, or on every step, see :class:`siamcl.losses.DistillationTerm`); their constraints
+and the row choice are made here, once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from siamcl._checks import Options, Real
+from siamcl.losses import TEACHER_TARGETS
+from siamcl.preprocess import Preprocessor
+from siamcl.training.selection import DATA_SELECTIONS, input_features, select_rows
+
+__all__ = ["DATA_CONSTRAINTS", "distorts", "row_figures", "task_rows"]
+
+DATA_CONSTRAINTS: dict[str, list[Any]] = {
+    "data_fraction": [Real(0, 1, closed="right")],
+    "data_selection": [Options(DATA_SELECTIONS)],
+    "teacher_targets": [Options(TEACHER_TARGETS)],
+}
+
+
+def task_rows(
+    clf: Any,
+    canonical: torch.Tensor,
+    y: np.ndarray,
+    task_index: int,
+    embed: Callable[[torch.Tensor], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The rows of a task ``clf`` trains on: ``data_fraction`` of each class, chosen as
+    ``data_selection`` says from ``seed * 1000 + task_index``. Coreset selection spreads
+    them in the space of ``embed`` (the learner's current encoder) or, before the learner
+    has one, of :func:`~siamcl.training.selection.input_features`."""
+    if clf.data_fraction == 1:
+        return np.arange(len(y))
+    features = None
+    if clf.data_selection == "coreset":
+        features = embed(canonical) if embed is not None else input_features(canonical)
+    seed = clf.seed * 1000 + task_index
+    return select_rows(y, clf.data_fraction, clf.data_selection, seed, features)
+
+
+def distorts(clf: Any, preprocessor: Preprocessor) -> bool:
+    """Whether ``clf`` trains on randomly distorted batches (``augment``, images only): the
+    one place both the batch preparation and the choice of teacher targets read it."""
+    return bool(clf.augment) and preprocessor.kind == "image"
+
+
+def row_figures(trained: int, offered: int) -> dict[str, float]:
+    """What a task's report keeps of the selection: rows trained on and rows offered."""
+    return {"rows_trained": float(trained), "rows_offered": float(offered)}
