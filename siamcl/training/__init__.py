@@ -23,6 +23,7 @@ from siamcl.training.loop import (
     parameter_groups,
     train_step,
 )
+from siamcl.training.memory_format import prefer_channels_last
 from siamcl.training.sampling import (
     BalancedBatches,
     EpisodeBatches,
@@ -58,6 +59,7 @@ __all__ = [
     "cosine_schedule",
     "embed_in_batches",
     "parameter_groups",
+    "prefer_channels_last",
     "rebuild_prototypes",
     "train_step",
 ]

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from siamcl.accounting.energy import estimate_energy_j
 from siamcl.training.batch import Batch, BatchPreparation
+from siamcl.training.memory_format import prefer_channels_last
 from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
 
 __all__ = [
@@ -131,6 +132,8 @@ class TrainingLoop:
     objective (:func:`parameter_groups`), so a loss with parameters of its own is trained
     too; ``schedule`` (a factory of ``(optimizer, total steps)``, or None) sets learning
     rates per step. ``meter`` (a :class:`~siamcl.ResourceMeter`) times and counts every step.
+    A convolutional model trains with channels-last weights
+    (:mod:`~siamcl.training.memory_format`), unless it is wrapped for distributed training.
     After each epoch, ``validate(model)`` (if given) scores the model on held-out data, timed
     apart from training, and the ``stopping`` policies may end training early
     (:mod:`siamcl.training.stopping`). :meth:`run` returns the :class:`LoopResult`.
@@ -157,7 +160,8 @@ class TrainingLoop:
     ) -> LoopResult:
         """Train ``model`` in place. ``trained`` is the module callbacks and validation see
         when ``model`` wraps it (DistributedDataParallel)."""
-        trained = model if trained is None else trained
+        if trained is None or trained is model:  # a DDP wrapper keeps the layout it was built with
+            trained = prefer_channels_last(model)
         optimizer = self.optimizer(parameter_groups(model, objective))
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
