@@ -54,13 +54,13 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
         "epochs": 3,
         "student_epochs": 2,
         "student_lr": 3e-3,
-        "data_fraction": 1.0,
+        "data_fraction": 0.5,
         "data_selection": "stratified",
     }
     runner = MulticlassRunner(digits, settings, seed=0)
     with pytest.raises(ValueError, match="run that method first"):
         runner.run("kd-student")
-    for name in ("standard", "siamese", "kd-student"):
+    for name in ("standard", "siamese", "kd-student", "siamese-selected"):
         run = runner.run(name)
         curve = run["curve"]
         assert [p["epoch"] for p in curve] == list(range(1, len(curve) + 1))
@@ -68,6 +68,7 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
         assert energies == sorted(energies) and energies[0] > 0
         assert curve[-1]["accuracy"] > 0.5  # ten classes: chance is 0.1
         assert run["inference"]["predictions"] == 10_000 and run["inference"]["energy_j"] > 0
+        assert run["rows_trained"] == (721 if name == "siamese-selected" else len(digits[0]))
     siamese = runner.teacher
     assert siamese.callbacks is None  # the monitor is not kept in the model
 

@@ -159,6 +159,7 @@ class MulticlassRunner:
             "epochs": s["student_epochs"],
             "lr": s["student_lr"],
             "teacher": self.teacher.encoder_,
+            "teacher_targets": "cached",
             "qat": "int8" if name == "qkd-student" else None,
         }
         return IncrementalClassifier(**student)
@@ -167,16 +168,19 @@ class MulticlassRunner:
         test = (self.X_test, self.y_test)
         if name == "standard":
             return logit_scorer(self.preprocessor, np.unique(self.y), test)
-        rows = selected_rows(learner, self.X, self.y) if name == "siamese-selected" else None
+        rows = None
+        if name == "siamese-selected":
+            rows = selected_rows(learner, self.preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
         return prototype_scorer(self.preprocessor, reference, test)
 
 
-def selected_rows(learner: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """The rows a learner with ``data_fraction`` trains on (its prototypes' rows)."""
-    from siamcl.training.selection import task_rows
+def selected_rows(learner: Any, preprocessor: Preprocessor, X: np.ndarray, y: np.ndarray) -> Any:
+    """The rows a learner with ``data_fraction`` trains on in its first task (its prototypes'
+    rows), chosen as the learner chooses them."""
+    from siamcl.learners.task_data import task_rows
 
-    return task_rows(learner, X, y)
+    return task_rows(learner, preprocessor.canonical(X), np.asarray(y), task_index=0)
 
 
 def inference_cost(learner: Any, X: np.ndarray, device: str) -> dict[str, Any]:

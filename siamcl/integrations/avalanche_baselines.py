@@ -42,7 +42,13 @@ from siamcl._extras import needs_extra
 from siamcl.encoders import build_encoder
 from siamcl.learners.softmax import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
-from siamcl.training import BatchPreparation, ShuffledBatches, TrainingLoop, adam
+from siamcl.training import (
+    BatchPreparation,
+    ShuffledBatches,
+    TrainingLoop,
+    adam,
+    prefer_channels_last,
+)
 
 with needs_extra("the Avalanche baselines"):
     from avalanche.core import SupervisedPlugin
@@ -234,7 +240,8 @@ def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, np.ndarray]:
 def _backbone(settings: BaselineSettings) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        return build_encoder(settings.encoder, settings.input_shape, settings.features).body
+        body = build_encoder(settings.encoder, settings.input_shape, settings.features).body
+        return prefer_channels_last(body)  # as siamcl's own learners train
 
 
 def _adam(model: nn.Module, settings: BaselineSettings) -> torch.optim.Optimizer:

@@ -51,6 +51,7 @@ from siamcl.training import (
     Batch,
     StepHooks,
     embed_in_batches,
+    prefer_channels_last,
     rebuild_prototypes,
     train_step,
 )
@@ -116,7 +117,7 @@ class SiameseStrategy(SupervisedTemplate):
         self.metric_loss, self.distill_weight = build_loss(loss, miner), distill_weight
         self.objective = self.make_objective(None)
         network = build_encoder_for(encoder, input_shape, embedding_dim, seed)
-        model = PrototypeModel(network, temperature)
+        model = PrototypeModel(prefer_channels_last(network), temperature)
         if optimizer is None:
             trainable = [*model.parameters(), *self.metric_loss.parameters()]
             optimizer = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)

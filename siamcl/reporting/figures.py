@@ -72,6 +72,7 @@ def separate_labels(
     if not labels:
         return
     from matplotlib.text import Text
+
     figure = axis.figure
     renderer = figure.canvas.get_renderer()
     anchors = [tuple(axis.transData.transform(label.xy)) for label in labels]
