@@ -75,7 +75,7 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
 
 def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):
     argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--out", str(tmp_path)]
-    argv += ["--methods", "standard,siamese,kd-student", "--cil-methods", "siamese"]
+    argv += ["--methods", "standard,siamese,kd-student", "--cil-methods", "siamese,siamese-16px"]
     assert main(argv) == 0
     results = json.loads((tmp_path / "energy_digits.json").read_text())
     summary = {row["method"]: row for row in results["multiclass"]["summary"]}
@@ -84,8 +84,10 @@ def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):
         summary["kd-student"]["break_even"]["predictions"] is not None
         or summary["kd-student"]["break_even"]["why"]
     )
-    cil = results["cil"]["summary"][0]
-    assert cil["method"] == "siamese" and cil["points"][0]["accuracy"] > 0.2
+    cil = {row["method"]: row for row in results["cil"]["summary"]}
+    assert cil["siamese"]["points"][0]["accuracy"] > 0.2
+    # the 16x16 variant upsamples digits' 8x8 images: more FLOPs for the same stream
+    assert cil["siamese-16px"]["points"][0]["flops"] > 2 * cil["siamese"]["points"][0]["flops"]
     assert any(name.startswith("multiclass: Siamese") for name in results["bars"])
     markdown = (tmp_path / "energy_digits.md").read_text()
     assert markdown.index("## Bars") < markdown.index("## Multi-class")

@@ -33,10 +33,12 @@ def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:
     return [1] if name == "slda" else list(budgets)
 
 
-def _settings(base: dict[str, Any], method: str, budget: int) -> dict[str, Any]:
+def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
+    """The settings StreamRunner reads for method ``name`` (a variant runs as its method,
+    with its own options) at ``budget`` epochs a task."""
+    method, options = VARIANTS.get(name, (name, {}))
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
     epochs["slda"] = 1
-    options = VARIANTS[method][1] if method in VARIANTS else {}
     return {**base, "epochs": epochs, "siamese_options": options}
 
 
@@ -55,7 +57,7 @@ def run_cil(
     for name in methods:
         for budget in budgets_of(name, budgets):
             method = VARIANTS[name][0] if name in VARIANTS else name
-            runner = StreamRunner(args, tasks, *test, seed, _settings(base, method, budget))
+            runner = StreamRunner(args, tasks, *test, seed, _settings(base, name, budget))
             result = runner.run(method)
             result.pop("traceback", None)
             result.pop("accuracy_matrix", None)

@@ -4,7 +4,7 @@ every epoch by a monitor whose own cost is not counted as training.
 Methods (one task holding every class): the standard network (conv4 + softmax head), the
 Siamese learner, the Siamese learner on a selected fraction of the data, the Siamese learner
 with int8 QAT, and ``conv4-small`` students distilled from the Siamese learner of the same
-seed (KD, and KD with int8 QAT). A point of a curve is the energy to a *usable* model at that
+seed (KD, and KD with int8 QAT), and the same small network trained alone. A point of a curve is the energy to a *usable* model at that
 epoch: training so far plus, for a prototype learner, one pass embedding the rows its
 prototypes are the means of (the work that turns an encoder into a classifier).
 """
@@ -37,6 +37,7 @@ LABELS = {
     "qat-int8": "Siamese learner, int8 QAT",
     "kd-student": "KD student (conv4-small, cached teacher outputs)",
     "qkd-student": "Quantized-KD student (conv4-small, int8 QAT)",
+    "small-alone": "conv4-small alone (no teacher: what distillation adds)",
 }
 METHODS = tuple(LABELS)
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
@@ -153,16 +154,13 @@ class MulticlassRunner:
             return IncrementalClassifier(**siamese, **selection)
         if name == "qat-int8":
             return IncrementalClassifier(**siamese, qat="int8")
-        student = {
-            **siamese,
-            "encoder": "conv4-small",
-            "epochs": s["student_epochs"],
-            "lr": s["student_lr"],
-            "teacher": self.teacher.encoder_,
-            "teacher_targets": "cached",
-            "qat": "int8" if name == "qkd-student" else None,
-        }
-        return IncrementalClassifier(**student)
+        small = {**siamese, "encoder": "conv4-small", "epochs": s["student_epochs"]}
+        small["lr"] = s["student_lr"]
+        if name == "small-alone":
+            return IncrementalClassifier(**small)
+        qat = "int8" if name == "qkd-student" else None
+        teacher = {"teacher": self.teacher.encoder_, "teacher_targets": "cached"}
+        return IncrementalClassifier(**small, **teacher, qat=qat)
 
     def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, float]]:
         test = (self.X_test, self.y_test)

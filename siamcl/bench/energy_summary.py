@@ -176,7 +176,7 @@ def _undominated(
     dominating = [
         f"{row['label']} ({p['epochs']} epochs): {p['accuracy']:.3f} at {p['energy_j']:.0f} J"
         for other, row in rows.items()
-        if other not in ("siamese", *VARIANTS)
+        if other not in ("siamese", *VARIANTS, "joint")  # joint training is not continual
         for p in row["points"]
         if p["accuracy"] > best["accuracy"] and p["energy_j"] < best["energy_j"]
     ]
