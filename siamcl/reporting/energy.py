@@ -182,14 +182,16 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
         summary = results[part]["summary"]
         targets = results["settings"]["targets" if part == "multiclass" else "cil_targets"]
         front = []
-        for row in summary:
+        colours = plt.get_cmap("tab20").colors  # twenty distinct colours, markers vary too
+        for i, row in enumerate(summary):
             points = row["curve"] if part == "multiclass" else row["points"]
             if not points:
                 continue
             axis.plot(
                 [p["energy_j"] for p in points],
                 [p["accuracy"] for p in points],
-                "o-",
+                marker="osD^v<>"[i % 7],
+                color=colours[(2 * i) % 20 + (i // 10) % 2],
                 label=row["label"],
                 markersize=3,
             )
