@@ -67,6 +67,13 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
         energies = [p["energy_j"] for p in curve]
         assert energies == sorted(energies) and energies[0] > 0
         assert curve[-1]["accuracy"] > 0.5  # ten classes: chance is 0.1
+        last, total = curve[-1], run["report"]["energy_j"]
+        # anchored to the learner's metered total: setup + epochs + one finishing pass
+        assert (
+            last["energy_j"] == pytest.approx(total)
+            if last["setup_j"] > 0
+            else last["energy_j"] >= total
+        )
         assert run["inference"]["predictions"] == 10_000 and run["inference"]["energy_j"] > 0
         assert run["rows_trained"] == (721 if name == "siamese-selected" else len(digits[0]))
     siamese = runner.teacher

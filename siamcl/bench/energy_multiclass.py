@@ -11,7 +11,6 @@ prototypes are the means of (the work that turns an encoder into a classifier).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,6 @@ import torch
 from torch import nn
 
 from siamcl.accounting import ResourceMeter
-from siamcl.accounting.energy import estimate_energy_j
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
@@ -44,65 +42,102 @@ STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of th
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 
 
+Cost = tuple[float, float]  # (joules, CPU seconds)
+
+
 @dataclass
 class AccuracyCurve:
-    """A training-loop callback recording, after each epoch, the training cost so far and
-    the test accuracy; ``score(model)`` returns the accuracy and the CPU seconds of the
-    finishing work it did (counted as cost), the rest of its time is not."""
+    """A training-loop callback: each epoch is metered (a :class:`ResourceMeter` window, so
+    energy is measured where a counter is readable, estimated where not); after it,
+    ``score(model)`` gives the test accuracy and the cost of the finishing work it did (a
+    prototype pass), and the rest of its time is not counted. :meth:`anchor` then adds the
+    learner's work outside the epochs (setup, such as caching teacher outputs)."""
 
-    score: Callable[[nn.Module], tuple[float, float]]
+    score: Callable[[nn.Module], tuple[float, Cost]]
+    device: str = "cpu"
     points: list[dict[str, Any]] = field(default_factory=list)
+    _meter: ResourceMeter | None = None
+    _spent: list[float] = field(default_factory=lambda: [0.0, 0.0])
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        self._meter = ResourceMeter(flops="off", device=self.device).__enter__()
 
     def on_epoch_end(self, model: nn.Module, progress: Progress) -> None:
-        accuracy, finish_cpu_s = self.score(model)
+        self._meter.__exit__(None, None, None)
+        epoch = self._meter.report(task=None, method="epoch")
+        self._spent[0] += epoch.energy_j
+        self._spent[1] += epoch.cpu_s
+        accuracy, (finish_j, finish_cpu_s) = self.score(model)
         self.points.append(
             {
                 "epoch": progress.epochs,
                 "steps": progress.steps,
-                "cpu_s": progress.cpu_s + finish_cpu_s,
-                "energy_j": progress.energy_j + _cpu_joules(finish_cpu_s),
+                "training_j": self._spent[0],
+                "training_cpu_s": self._spent[1],
+                "finish_j": finish_j,
+                "finish_cpu_s": finish_cpu_s,
                 "accuracy": accuracy,
             }
         )
 
+    def anchor(self, total_j: float, total_cpu_s: float) -> list[dict[str, Any]]:
+        """Each point's cost to a usable model: setup (the learner's metered total less its
+        epochs and one finishing pass; never below 0) + epochs so far + a finishing pass."""
+        last = self.points[-1]
+        setup_j = max(0.0, total_j - last["training_j"] - last["finish_j"])
+        setup_cpu_s = max(0.0, total_cpu_s - last["training_cpu_s"] - last["finish_cpu_s"])
+        for point in self.points:
+            point["setup_j"] = setup_j
+            point["energy_j"] = setup_j + point["training_j"] + point["finish_j"]
+            point["cpu_s"] = setup_cpu_s + point["training_cpu_s"] + point["finish_cpu_s"]
+        return self.points
 
-def _cpu_joules(cpu_s: float) -> float:
-    return estimate_energy_j(cpu_s, 0.0, 0)["cpu"]
+
+def _metered(work: Callable[[], Any], device: str) -> tuple[Any, Cost]:
+    with ResourceMeter(flops="off", device=device) as meter:
+        result = work()
+    report = meter.report(task=None, method="finish")
+    return result, (report.energy_j, report.cpu_s)
 
 
 def prototype_scorer(
     preprocessor: Preprocessor,
     reference: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
-) -> Callable[[nn.Module], tuple[float, float]]:
+    device: str = "cpu",
+) -> Callable[[nn.Module], tuple[float, Cost]]:
     """Accuracy of nearest class means of the ``reference`` rows (cosine); embedding them is
     the finishing work, timed; embedding the test rows is evaluation, not timed."""
     ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
     classes = np.unique(ref_labels)
 
-    def score(encoder: nn.Module) -> tuple[float, float]:
-        start = time.process_time()
-        embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise)
-        means = np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
-        finish_cpu_s = time.process_time() - start
+    def class_means(encoder: nn.Module) -> np.ndarray:
+        embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise, device)
+        return np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
+
+    def score(encoder: nn.Module) -> tuple[float, Cost]:
+        means, cost = _metered(lambda: class_means(encoder), device)
         means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
-        queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise)
+        queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise, device)
         predicted = classes[np.argmax(queries @ means.T, axis=1)]
-        return float(np.mean(predicted == test_labels)), finish_cpu_s
+        return float(np.mean(predicted == test_labels)), cost
 
     return score
 
 
 def logit_scorer(
-    preprocessor: Preprocessor, classes: np.ndarray, test: tuple[np.ndarray, np.ndarray]
-) -> Callable[[nn.Module], tuple[float, float]]:
+    preprocessor: Preprocessor,
+    classes: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray],
+    device: str = "cpu",
+) -> Callable[[nn.Module], tuple[float, Cost]]:
     """Accuracy of the highest logit; a softmax network needs no finishing work."""
     inputs, labels = preprocessor.canonical(test[0]), np.asarray(test[1])
 
-    def score(model: nn.Module) -> tuple[float, float]:
-        logits = embed_in_batches(model, inputs, preprocessor.standardise)
-        return float(np.mean(classes[logits.argmax(axis=1)] == labels)), 0.0
+    def score(model: nn.Module) -> tuple[float, Cost]:
+        logits = embed_in_batches(model, inputs, preprocessor.standardise, device)
+        return float(np.mean(classes[logits.argmax(axis=1)] == labels)), (0.0, 0.0)
 
     return score
 
@@ -121,13 +156,14 @@ class MulticlassRunner:
         if name in STUDENTS and self.teacher is None:
             raise ValueError(f"{name} learns from the 'siamese' run: run that method first")
         learner = self._learner(name)
-        curve = AccuracyCurve(self._scorer(name, learner))
+        curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"])
         learner.callbacks = [curve]
         report = learner.fit_task(self.X, self.y)
         learner.callbacks = None  # the monitor is not part of the model
         if name == "siamese":
             self.teacher = learner
         accuracy = float(np.mean(learner.predict(self.X_test) == self.y_test))
+        curve.anchor(report.energy_j, report.cpu_s)
         flops_per_step = (report.flops or 0) / max(1, curve.points[-1]["steps"])
         for point in curve.points:
             point["flops"] = flops_per_step * point["steps"] if report.flops else None
@@ -169,15 +205,15 @@ class MulticlassRunner:
         teacher = {"teacher": self.teacher.encoder_, "teacher_targets": "cached"}
         return IncrementalClassifier(**small, **teacher, qat=qat)
 
-    def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, float]]:
-        test = (self.X_test, self.y_test)
+    def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, Cost]]:
+        test, device = (self.X_test, self.y_test), self.settings["device"]
         if name == "standard":
-            return logit_scorer(self.preprocessor, np.unique(self.y), test)
+            return logit_scorer(self.preprocessor, np.unique(self.y), test, device)
         rows = None
         if name == "siamese-selected":
             rows = selected_rows(learner, self.preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        return prototype_scorer(self.preprocessor, reference, test)
+        return prototype_scorer(self.preprocessor, reference, test, device)
 
 
 def selected_rows(learner: Any, preprocessor: Preprocessor, X: np.ndarray, y: np.ndarray) -> Any:
