@@ -25,6 +25,7 @@ from siamcl.fewshot import (
     read_runs,
     with_symmetries,
 )
+from siamcl.transductive import transductive_predict
 
 # subset -> alphabet -> number of characters
 FAKE_SUBSETS = {
@@ -277,6 +278,52 @@ def test_one_shot_predict_leaves_the_classifier_unchanged(model_dir, runs_dir):
     assert len(classifier.reports) == n_reports
 
 
+def test_transduction_none_on_embeddings_is_the_classifier_s_own_answer(model_dir, runs_dir):
+    classifier = IncrementalClassifier.load(model_dir)
+    for run in read_runs(runs_dir):
+        support, queries = load_images(run.support), load_images(run.queries)
+        own = one_shot_predict(classifier, support, queries)
+        on_embeddings = transductive_predict(
+            classifier.embed(support), classifier.embed(queries), "none"
+        )
+        assert on_embeddings.tolist() == own.tolist()
+        balanced = one_shot_predict(classifier, support, queries, "balanced")
+        assert balanced.shape == own.shape and set(balanced.tolist()) <= set(range(run.ways))
+    with pytest.raises(ValueError, match="unknown transduction 'all'"):
+        one_shot_predict(classifier, support, queries, "all")
+
+
+def test_balanced_transduction_is_no_worse_on_runs_with_one_query_per_class(model_dir, runs_dir):
+    classifier = IncrementalClassifier.load(model_dir).set_params(embed_views=1)
+    runs = read_runs(runs_dir)
+    inductive = evaluate_runs(classifier, runs)["mean_accuracy"]
+    assert evaluate_runs(classifier, runs, "balanced")["mean_accuracy"] >= inductive
+
+
+def test_channels_last_training_is_the_same_training():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    settings = {"input_size": 12, "ways": 3, "queries": 2, "steps": 3, "flops": "off"}
+    embeddings = [
+        EpisodicTrainer(channels_last=flag, **settings).fit(X, y).embed(X) for flag in (True, False)
+    ]
+    np.testing.assert_allclose(embeddings[0], embeddings[1], atol=1e-3)
+    with pytest.raises(TypeError, match="channels_last must be True or False"):
+        EpisodicTrainer(channels_last="yes", **settings).fit(X, y)
+
+
+def test_channels_last_batches_and_encoder():
+    from siamcl.learners.episodic import _ChannelsLast
+    from siamcl.training import Batch, BatchPreparation
+
+    batch = _ChannelsLast(BatchPreparation())(Batch(torch.rand(4, 3, 8, 8), torch.arange(4)))
+    assert batch.inputs.is_contiguous(memory_format=torch.channels_last)
+    assert not batch.inputs.is_contiguous()
+    vectors = _ChannelsLast(BatchPreparation())(Batch(torch.rand(4, 5), torch.arange(4)))
+    assert vectors.inputs.shape == (4, 5)
+
+
 def test_trainer_with_the_prototypical_loss_and_no_symmetries():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
@@ -334,7 +381,9 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
         )
         == 0
     )
-    assert "trained on 12 characters of Alpha, Beta" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained on 12 characters of Alpha, Beta" in printed
+    assert re.search(r"throughput: [0-9.]+ steps/s, [0-9]+ images/s", printed)
     assert (
         main(
             ["fewshot", "make-runs", "--data-root", str(data_root), "--alphabets", "Gamma"]
@@ -362,6 +411,11 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
     assert [r["predicted"] for r in single["runs"]] == [
         r["predicted"] for r in single_library["runs"]
     ]
+    assert main([*argv, "--transduction", "balanced"]) == 0
+    balanced = json.loads(result.read_text())
+    assert balanced["transduction"] == "balanced"
+    balanced_library = evaluate_runs(IncrementalClassifier.load(model), read_runs(runs), "balanced")
+    assert balanced["mean_accuracy"] == balanced_library["mean_accuracy"]
 
 
 def test_cli_errors_are_one_line_naming_the_file(data_root, model_dir, runs_dir, tmp_path, capsys):

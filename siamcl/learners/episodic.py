@@ -23,7 +23,7 @@ from siamcl.data.images import check_size
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.losses import LOSSES, MetricTerm, Objective, PrototypicalTerm, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
-from siamcl.training import BatchPreparation, EpisodeBatches, TrainingLoop, adam
+from siamcl.training import Batch, BatchPreparation, EpisodeBatches, TrainingLoop, adam
 
 __all__ = ["EPISODIC_DISTORTION", "EpisodicTrainer", "with_symmetries"]
 
@@ -50,6 +50,25 @@ def with_symmetries(
         variants += [torch.rot90(v, k, dims=(-2, -1)) for v in variants for k in (1, 2, 3)]
     new_labels = [labels + v * offset for v in range(len(variants))]
     return torch.cat(variants), np.concatenate(new_labels)
+
+
+class _ChannelsLast:
+    """A batch preparation whose image batches come out in channels-last memory layout.
+
+    With the encoder's weights channels-last too, oneDNN's convolutions, pooling and batch
+    norm skip the layout conversions they make for NCHW tensors: on AVX2 and AVX-512 CPUs
+    alike a conv4 training step takes about half the CPU time (docs/fewshot.md).
+    """
+
+    def __init__(self, prepare: Any):
+        self.prepare = prepare
+
+    def __call__(self, batch: Batch) -> Batch:
+        batch = self.prepare(batch)
+        inputs = batch.inputs
+        if inputs.ndim == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return Batch(inputs, batch.labels, batch.rows)
 
 
 class EpisodicTrainer:
@@ -89,6 +108,7 @@ class EpisodicTrainer:
         "temperature": [Real(0, closed="neither")],
         "weight_decay": [Real(0)],
         "optimizer": OPTIMIZER_FACTORY,
+        "channels_last": [Satisfies(lambda v: isinstance(v, bool), "True or False", TypeError)],
     }
 
     def __init__(
@@ -115,6 +135,7 @@ class EpisodicTrainer:
         energy: str = "auto",
         flops: str = "sample",
         optimizer: Any = None,
+        channels_last: bool = True,
     ):
         self.encoder = encoder
         self.embedding_dim = embedding_dim
@@ -138,6 +159,7 @@ class EpisodicTrainer:
         self.energy = energy
         self.flops = flops
         self.optimizer = optimizer
+        self.channels_last = channels_last
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> IncrementalClassifier:
         """Train on images ``X`` ([N, H, W] or [N, C, H, W]) of classes ``y``.
@@ -166,6 +188,8 @@ class EpisodicTrainer:
             self.within_group,
         )
         encoder = IncrementalClassifier(**params).new_encoder(preprocessor.input_shape)
+        if self.channels_last:
+            encoder = encoder.to(memory_format=torch.channels_last)
         with ResourceMeter(energy=self.energy, flops=self.flops) as meter:
             self._loop(preprocessor, meter).run(
                 encoder, self._objective(), source, torch.Generator().manual_seed(self.seed)
@@ -218,10 +242,11 @@ class EpisodicTrainer:
         """Cosine-decayed Adam over ``steps`` episodes (one epoch), distorted as asked."""
         distort = EPISODIC_DISTORTION if self.augment is True else (self.augment or None)
         generator = torch.Generator().manual_seed(self.seed)
+        prepare = BatchPreparation(preprocessor.standardise, distort, generator)
         return TrainingLoop(
             epochs=1,
             optimizer=self.optimizer or adam(self.lr, self.weight_decay),
-            prepare=BatchPreparation(preprocessor.standardise, distort, generator),
+            prepare=_ChannelsLast(prepare) if self.channels_last else prepare,
             meter=meter,
             progress=self.progress,
             description="episodic training",
