@@ -461,6 +461,10 @@ def test_bench_fewshot_writes_results(data_root, model_dir, tmp_path):
     assert results["one_shot"]["embed_views"] == 8  # the trainer's default
     assert set(results["one_shot"]["single_view"]["by_alphabet"]) == {"Gamma", "Delta"}
     assert "accuracy (1 view)" in (out / "fewshot_omniglot.md").read_text()
+    transductive = results["one_shot"]["transductive"]
+    assert set(transductive["by_alphabet"]) == {"Gamma", "Delta"}
+    assert transductive["mean_accuracy"] >= results["one_shot"]["mean_accuracy"] - 0.2
+    assert "transductive (balanced)" in (out / "fewshot_omniglot.md").read_text()
     rows = results["incremental"]
     assert {(r["method"], r["shots"]) for r in rows} == {
         ("siamese", 1),
@@ -508,3 +512,33 @@ def test_trainer_with_groups_trains():
     )
     classifier = trainer.fit(X, y, groups=y // 3)
     assert classifier.reports[0].samples_seen == 36
+
+
+def test_recipes_benchmark_reports_accuracies_and_energy_relative_to_the_reference(
+    data_root, tmp_path, monkeypatch
+):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fewshot_recipes.py"
+    spec = importlib.util.spec_from_file_location("benchmark_fewshot_recipes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = {"input_size": 12, "ways": 4, "queries": 2, "flops": "off", "embed_views": 2}
+    monkeypatch.setattr(module, "SPLITS", {"ab": ["Alpha", "Beta"]})
+    monkeypatch.setattr(
+        module,
+        "RECIPES",
+        {"old": {**tiny, "steps": 4, "channels_last": False}, "new": {**tiny, "steps": 2}},
+    )
+    argv = ["--data-root", str(data_root), "--seeds", "0", "--reference", "old"]
+    results = module.main([*argv, "--runs", "2", "--ways", "5", "--out", str(tmp_path)])
+    rows = {row["recipe"]: row for row in results["rows"]}
+    assert rows["old"]["energy_ratio"] == pytest.approx(1.0)
+    assert rows["new"]["energy_ratio"] == pytest.approx(
+        rows["new"]["train_energy_j"] / rows["old"]["train_energy_j"]
+    )
+    for row in rows.values():
+        assert 0 <= row["incremental_1shot"] <= 1 and 0 <= row["transductive"] <= 1
+    assert "| ab | new | 1 |" in (tmp_path / "fewshot_recipes.md").read_text()
+    with pytest.raises(SystemExit):
+        module.main([*argv, "--recipes", "nope"])
