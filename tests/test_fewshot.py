@@ -293,11 +293,18 @@ def test_transduction_none_on_embeddings_is_the_classifier_s_own_answer(model_di
         one_shot_predict(classifier, support, queries, "all")
 
 
-def test_balanced_transduction_is_no_worse_on_runs_with_one_query_per_class(model_dir, runs_dir):
+def test_evaluate_runs_with_transduction_scores_the_refined_predictions(model_dir, runs_dir):
     classifier = IncrementalClassifier.load(model_dir).set_params(embed_views=1)
     runs = read_runs(runs_dir)
-    inductive = evaluate_runs(classifier, runs)["mean_accuracy"]
-    assert evaluate_runs(classifier, runs, "balanced")["mean_accuracy"] >= inductive
+    results = evaluate_runs(classifier, runs, "balanced")
+    for run, row in zip(runs, results["runs"]):
+        expected = transductive_predict(
+            classifier.embed(load_images(run.support)),
+            classifier.embed(load_images(run.queries)),
+            "balanced",
+        )
+        assert row["predicted"] == [run.support[i].name for i in expected]
+        assert row["correct"] == int((expected == np.array(run.targets)).sum())
 
 
 def test_channels_last_training_is_the_same_training():
@@ -416,6 +423,24 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
     assert balanced["transduction"] == "balanced"
     balanced_library = evaluate_runs(IncrementalClassifier.load(model), read_runs(runs), "balanced")
     assert balanced["mean_accuracy"] == balanced_library["mean_accuracy"]
+
+
+def test_cli_distortion_options_reach_the_previous_and_new_defaults():
+    import argparse
+
+    from siamcl.cli.fewshot import _distortion
+    from siamcl.learners.episodic import EPISODIC_DISTORTION, PREVIOUS_DISTORTION
+
+    def given(**options) -> object:
+        defaults = {"no_augment": False, "distortion": None, "elastic": None}
+        return _distortion(argparse.Namespace(**{**defaults, **options}))
+
+    assert given() is True and given(no_augment=True) is False
+    assert given(elastic=0.0) == PREVIOUS_DISTORTION
+    assert given(distortion=1.5) == EPISODIC_DISTORTION
+    assert given(distortion=1.0, elastic=0.0) == RandomAffine()
+    with pytest.raises(ValueError, match="--elastic must be non-negative"):
+        given(elastic=-0.1)
 
 
 def test_cli_errors_are_one_line_naming_the_file(data_root, model_dir, runs_dir, tmp_path, capsys):

@@ -124,6 +124,14 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         help="scale of RandomAffine's default ranges (default: EPISODIC_DISTORTION, 1.5)",
     )
     parser.add_argument(
+        "--elastic",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="elastic wobble before --distortion's scaling, a fraction of the image size "
+        "(default 0.05, as EPISODIC_DISTORTION; 0: affine only, the default before)",
+    )
+    parser.add_argument(
         "--within-alphabet",
         type=float,
         default=defaults.within_group,
@@ -208,12 +216,20 @@ def _throughput(trainer: Any, report: Any) -> dict[str, float]:
 
 
 def _distortion(args: argparse.Namespace) -> Any:
-    """False, True (the trainer's default distortion) or RandomAffine scaled by --distortion."""
+    """False, True (the trainer's default distortion) or RandomAffine with --elastic's
+    wobble, scaled by --distortion."""
     from siamcl.augment import RandomAffine
+    from siamcl.learners.episodic import DISTORTION_SCALE, ELASTIC
 
     if args.no_augment:
         return False
-    return True if args.distortion is None else RandomAffine().scaled(args.distortion)
+    if args.distortion is None and args.elastic is None:
+        return True
+    scale = DISTORTION_SCALE if args.distortion is None else args.distortion
+    elastic = ELASTIC if args.elastic is None else args.elastic
+    if not elastic >= 0:
+        raise ValueError(f"--elastic must be non-negative, got {elastic!r}")
+    return RandomAffine(elastic=elastic).scaled(scale)
 
 
 def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
