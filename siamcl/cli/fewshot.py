@@ -110,27 +110,7 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-mirrors", action="store_true", help="do not add mirrored characters as classes"
     )
-    parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
-    parser.add_argument(
-        "--no-channels-last",
-        action="store_true",
-        help="train in PyTorch's default NCHW layout (slower on CPUs; the result is the same)",
-    )
-    parser.add_argument(
-        "--distortion",
-        type=float,
-        default=None,
-        metavar="SCALE",
-        help="scale of RandomAffine's default ranges (default: EPISODIC_DISTORTION, 1.5)",
-    )
-    parser.add_argument(
-        "--elastic",
-        type=float,
-        default=None,
-        metavar="AMOUNT",
-        help="elastic wobble before --distortion's scaling, a fraction of the image size "
-        "(default 0.05, as EPISODIC_DISTORTION; 0: affine only, the default before)",
-    )
+    _add_distortion_options(parser)
     parser.add_argument(
         "--within-alphabet",
         type=float,
@@ -151,6 +131,31 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         type=parse_one_seed,
         default=defaults.seed,
         help="random seed (one: a command trains one model)",
+    )
+
+
+def _add_distortion_options(parser: argparse.ArgumentParser) -> None:
+    """How training images are distorted, and the memory layout they are trained in."""
+    parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
+    parser.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="train in PyTorch's default NCHW layout (slower on CPUs; the result is the same)",
+    )
+    parser.add_argument(
+        "--distortion",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="scale of RandomAffine's default ranges (default: EPISODIC_DISTORTION, 1.5)",
+    )
+    parser.add_argument(
+        "--elastic",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="elastic wobble before --distortion's scaling, a fraction of the image size "
+        "(default 0.05, as EPISODIC_DISTORTION; 0: affine only, the default before)",
     )
 
 
