@@ -126,7 +126,7 @@ class EpisodicTrainer:
         ways: int = 20,
         shots: int = 1,
         queries: int = 5,
-        steps: int = 2000,
+        steps: int = 3000,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         temperature: float = 0.1,
