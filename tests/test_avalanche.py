@@ -302,7 +302,9 @@ def test_siamese_strategy_trains_with_the_optimizer_given_and_the_losss_proxies(
     proxy = losses.ProxyAnchorLoss(num_classes=4, embedding_size=16)
     before = proxy.proxies.detach().clone()
     encoder = build_encoder("conv4-small", (1, 28, 28), 16)
-    sgd = torch.optim.SGD([*encoder.parameters(), *proxy.parameters()], lr=0.05, momentum=0.9)
+    sgd = torch.optim.SGD(
+        [*encoder.parameters(), *proxy.parameters()], lr=0.05, momentum=0.9
+    )
     strategy = SiameseStrategy(
         encoder=encoder,
         loss=proxy,

@@ -190,10 +190,7 @@ def _plant(saved: Path, tmp_path: Path, attack: str) -> tuple[Path, Path]:
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_malicious_model_runs_nothing(saved, tmp_path, attack):
     model, marker = _plant(saved, tmp_path, attack)
-    with pytest.raises(
-        ValueError,
-        match=r"corrupt|pickl|not list|code|another tool|objects|not a readable|not part",
-    ):
+    with pytest.raises(ValueError, match=r"corrupt|pickl|not list|code|another tool|objects|not a readable|not part"):
         IncrementalClassifier.load(model)
     assert not marker.exists(), f"{attack}: loading ran the payload"
 
