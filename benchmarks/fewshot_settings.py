@@ -7,8 +7,10 @@ seed changes the encoder's initialisation and the episodes, not the runs, so the
 compared on identical problems; the spread across seeds is what one training run can vary by.
 
 Settings:
-  previous  2000 steps, RandomAffine's default distortion ranges (the defaults before)
-  default   EpisodicTrainer() as it ships: 4000 steps, EPISODIC_DISTORTION
+  previous  2000 steps, RandomAffine's default distortion ranges (the defaults two recipes ago)
+  default   EpisodicTrainer() as it ships (since issue 19: 2000 steps, channels-last,
+            EPISODIC_DISTORTION with its elastic wobble; fewshot_settings.md was measured
+            with the 4000-step affine-only default before it)
 
 Usage: python benchmarks/fewshot_settings.py --data-root ../shared/data/omniglot
        [--seeds 0,1,2] [--runs 100] [--runs-seed 0] [--settings previous,default]

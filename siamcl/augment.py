@@ -26,22 +26,42 @@ class RandomAffine:
 
     ``degrees`` rotation range, ``scale`` (low, high), ``shear`` degrees, ``translate`` as a
     fraction of the image size. Background is filled with the canonical background (zero).
+    ``elastic`` (0: none) adds a smooth random displacement on top, a wobble of the pen
+    rather than of the page: offsets drawn uniformly up to ``elastic`` (a fraction of the
+    image size) at a 4x4 grid of control points, interpolated over the image, and sampled
+    in the same ``grid_sample`` call as the affine warp.
     """
 
     degrees: float = 10.0
     scale: tuple[float, float] = (0.9, 1.1)
     shear: float = 8.0
     translate: float = 0.08
+    elastic: float = 0.0
 
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         if images.ndim != 4:
             return images
-        return warp(images, self.matrices(images.shape[0], generator))
+        theta = self.matrices(images.shape[0], generator)
+        if not self.elastic:
+            return warp(images, theta)
+        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+        grid = grid + self._displacement(images, generator)
+        return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+
+    def _displacement(
+        self, images: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Smooth offsets ``[N, H, W, 2]`` in ``grid_sample``'s coordinates (2 = image size)."""
+        n, _, height, width = images.shape
+        control = (torch.rand(n, 2, 4, 4, generator=generator) * 2 - 1) * (2 * self.elastic)
+        field = F.interpolate(control, size=(height, width), mode="bicubic", align_corners=True)
+        return field.permute(0, 2, 3, 1).to(images)
 
     def scaled(self, factor: float) -> RandomAffine:
-        """The same distortion with every range (angles, zoom, shear, shift) times ``factor``."""
+        """The same distortion with every range (angles, zoom, shear, shift, elastic) times
+        ``factor``."""
         if not factor >= 0:
             raise ValueError(f"a distortion scale must be non-negative, got {factor!r}")
         low, high = self.scale
@@ -50,6 +70,7 @@ class RandomAffine:
             scale=(1 - (1 - low) * factor, 1 + (high - 1) * factor),
             shear=self.shear * factor,
             translate=self.translate * factor,
+            elastic=self.elastic * factor,
         )
 
     def matrices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -32,10 +32,12 @@ from siamcl.data import OmniglotData, load_images
 from siamcl.learners.episodic import EPISODIC_DISTORTION, EpisodicTrainer, with_symmetries
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.losses import prototypical_loss
+from siamcl.transductive import TRANSDUCTIONS, transductive_predict
 
 __all__ = [
     "DEFAULT_TRAIN_ALPHABETS",
     "EPISODIC_DISTORTION",
+    "TRANSDUCTIONS",
     "EpisodicTrainer",
     "OneShotRun",
     "evaluate_runs",
@@ -210,20 +212,39 @@ def _read_run(run_dir: Path, root: Path) -> OneShotRun:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def one_shot_predict(classifier: IncrementalClassifier, support: Any, queries: Any) -> np.ndarray:
+def one_shot_predict(
+    classifier: IncrementalClassifier,
+    support: Any,
+    queries: Any,
+    transduction: str = "none",
+) -> np.ndarray:
     """Positions in ``support`` predicted for ``queries``, one support image per class.
 
-    Uses the classifier's public API on a copy: ``reset_classes``, ``add_classes`` with
-    labels ``0 .. len(support) - 1``, then ``predict``. The given classifier is unchanged.
+    With ``transduction="none"`` it uses the classifier's public API on a copy:
+    ``reset_classes``, ``add_classes`` with labels ``0 .. len(support) - 1``, then
+    ``predict``. ``"soft"`` or ``"balanced"`` embed support and queries (``embed``) and let
+    the queries refine the prototypes first (:mod:`siamcl.transductive`). The given
+    classifier is unchanged.
     """
+    if transduction not in TRANSDUCTIONS:
+        raise ValueError(f"unknown transduction {transduction!r}; use one of {list(TRANSDUCTIONS)}")
+    if transduction != "none":
+        return transductive_predict(
+            classifier.embed(support), classifier.embed(queries), transduction
+        )
     learner = copy.copy(classifier)
     learner.reset_classes()
     learner.add_classes(support, np.arange(len(support)))
     return learner.predict(queries)
 
 
-def evaluate_runs(classifier: IncrementalClassifier, runs: Sequence[OneShotRun]) -> dict[str, Any]:
-    """Accuracy of ``classifier`` on each run and their mean.
+def evaluate_runs(
+    classifier: IncrementalClassifier,
+    runs: Sequence[OneShotRun],
+    transduction: str = "none",
+) -> dict[str, Any]:
+    """Accuracy of ``classifier`` on each run and their mean (``transduction``: see
+    :func:`one_shot_predict`).
 
     Returns ``{"runs": [{"run", "ways", "queries", "correct", "accuracy", "predicted"}],
     "mean_accuracy"}``; ``predicted`` lists the class image chosen for each test image.
@@ -232,7 +253,8 @@ def evaluate_runs(classifier: IncrementalClassifier, runs: Sequence[OneShotRun])
         raise ValueError("no runs to evaluate")
     results = []
     for run in runs:
-        predicted = one_shot_predict(classifier, load_images(run.support), load_images(run.queries))
+        support, queries = load_images(run.support), load_images(run.queries)
+        predicted = one_shot_predict(classifier, support, queries, transduction)
         correct = int((predicted == np.asarray(run.targets)).sum())
         results.append(
             {

@@ -113,3 +113,20 @@ def test_scaled_distortion_widens_every_range_around_the_identity():
     assert still.shape == (3, 1, 10, 10)
     with pytest.raises(ValueError, match="distortion scale must be non-negative, got -1"):
         RandomAffine().scaled(-1)
+
+
+def test_elastic_distortion_adds_a_smooth_wobble_to_the_affine_warp():
+    from siamcl.augment import RandomAffine, warp
+
+    images = torch.zeros(4, 1, 20, 20)
+    images[:, :, 5:15, 9:11] = 1.0  # a vertical stroke
+    plain = RandomAffine()
+    # elastic=0 is the affine warp alone, drawn from the generator as before
+    theta = plain.matrices(4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(plain(images, torch.Generator().manual_seed(1)), warp(images, theta))
+    wobbly = RandomAffine(elastic=0.05)
+    bent = wobbly(images, torch.Generator().manual_seed(1))
+    assert (bent - warp(images, theta)).abs().max() > 0.1  # the stroke moved
+    torch.testing.assert_close(bent, wobbly(images, torch.Generator().manual_seed(1)))
+    assert bent.sum() == pytest.approx(warp(images, theta).sum(), rel=0.25)  # bent, not erased
+    assert wobbly.scaled(1.5).elastic == pytest.approx(0.075)

@@ -25,6 +25,7 @@ from siamcl.fewshot import (
     read_runs,
     with_symmetries,
 )
+from siamcl.transductive import transductive_predict
 
 # subset -> alphabet -> number of characters
 FAKE_SUBSETS = {
@@ -277,6 +278,59 @@ def test_one_shot_predict_leaves_the_classifier_unchanged(model_dir, runs_dir):
     assert len(classifier.reports) == n_reports
 
 
+def test_transduction_none_on_embeddings_is_the_classifier_s_own_answer(model_dir, runs_dir):
+    classifier = IncrementalClassifier.load(model_dir)
+    for run in read_runs(runs_dir):
+        support, queries = load_images(run.support), load_images(run.queries)
+        own = one_shot_predict(classifier, support, queries)
+        on_embeddings = transductive_predict(
+            classifier.embed(support), classifier.embed(queries), "none"
+        )
+        assert on_embeddings.tolist() == own.tolist()
+        balanced = one_shot_predict(classifier, support, queries, "balanced")
+        assert balanced.shape == own.shape and set(balanced.tolist()) <= set(range(run.ways))
+    with pytest.raises(ValueError, match="unknown transduction 'all'"):
+        one_shot_predict(classifier, support, queries, "all")
+
+
+def test_evaluate_runs_with_transduction_scores_the_refined_predictions(model_dir, runs_dir):
+    classifier = IncrementalClassifier.load(model_dir).set_params(embed_views=1)
+    runs = read_runs(runs_dir)
+    results = evaluate_runs(classifier, runs, "balanced")
+    for run, row in zip(runs, results["runs"]):
+        expected = transductive_predict(
+            classifier.embed(load_images(run.support)),
+            classifier.embed(load_images(run.queries)),
+            "balanced",
+        )
+        assert row["predicted"] == [run.support[i].name for i in expected]
+        assert row["correct"] == int((expected == np.array(run.targets)).sum())
+
+
+def test_channels_last_training_is_the_same_training():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    settings = {"input_size": 12, "ways": 3, "queries": 2, "steps": 3, "flops": "off"}
+    embeddings = [
+        EpisodicTrainer(channels_last=flag, **settings).fit(X, y).embed(X) for flag in (True, False)
+    ]
+    np.testing.assert_allclose(embeddings[0], embeddings[1], atol=1e-3)
+    with pytest.raises(TypeError, match="channels_last must be True or False"):
+        EpisodicTrainer(channels_last="yes", **settings).fit(X, y)
+
+
+def test_channels_last_batches_and_encoder():
+    from siamcl.learners.episodic import _ChannelsLast
+    from siamcl.training import Batch, BatchPreparation
+
+    batch = _ChannelsLast(BatchPreparation())(Batch(torch.rand(4, 3, 8, 8), torch.arange(4)))
+    assert batch.inputs.is_contiguous(memory_format=torch.channels_last)
+    assert not batch.inputs.is_contiguous()
+    vectors = _ChannelsLast(BatchPreparation())(Batch(torch.rand(4, 5), torch.arange(4)))
+    assert vectors.inputs.shape == (4, 5)
+
+
 def test_trainer_with_the_prototypical_loss_and_no_symmetries():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
@@ -334,7 +388,9 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
         )
         == 0
     )
-    assert "trained on 12 characters of Alpha, Beta" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained on 12 characters of Alpha, Beta" in printed
+    assert re.search(r"throughput: [0-9.]+ steps/s, [0-9]+ images/s", printed)
     assert (
         main(
             ["fewshot", "make-runs", "--data-root", str(data_root), "--alphabets", "Gamma"]
@@ -362,6 +418,29 @@ def test_cli_train_make_runs_and_eval(data_root, tmp_path, capsys):
     assert [r["predicted"] for r in single["runs"]] == [
         r["predicted"] for r in single_library["runs"]
     ]
+    assert main([*argv, "--transduction", "balanced"]) == 0
+    balanced = json.loads(result.read_text())
+    assert balanced["transduction"] == "balanced"
+    balanced_library = evaluate_runs(IncrementalClassifier.load(model), read_runs(runs), "balanced")
+    assert balanced["mean_accuracy"] == balanced_library["mean_accuracy"]
+
+
+def test_cli_distortion_options_reach_the_previous_and_new_defaults():
+    import argparse
+
+    from siamcl.cli.fewshot import _distortion
+    from siamcl.learners.episodic import EPISODIC_DISTORTION, PREVIOUS_DISTORTION
+
+    def given(**options) -> object:
+        defaults = {"no_augment": False, "distortion": None, "elastic": None}
+        return _distortion(argparse.Namespace(**{**defaults, **options}))
+
+    assert given() is True and given(no_augment=True) is False
+    assert given(elastic=0.0) == PREVIOUS_DISTORTION
+    assert given(distortion=1.5) == EPISODIC_DISTORTION
+    assert given(distortion=1.0, elastic=0.0) == RandomAffine()
+    with pytest.raises(ValueError, match="--elastic must be non-negative"):
+        given(elastic=-0.1)
 
 
 def test_cli_errors_are_one_line_naming_the_file(data_root, model_dir, runs_dir, tmp_path, capsys):
@@ -407,6 +486,10 @@ def test_bench_fewshot_writes_results(data_root, model_dir, tmp_path):
     assert results["one_shot"]["embed_views"] == 8  # the trainer's default
     assert set(results["one_shot"]["single_view"]["by_alphabet"]) == {"Gamma", "Delta"}
     assert "accuracy (1 view)" in (out / "fewshot_omniglot.md").read_text()
+    transductive = results["one_shot"]["transductive"]
+    assert set(transductive["by_alphabet"]) == {"Gamma", "Delta"}
+    assert transductive["mean_accuracy"] >= results["one_shot"]["mean_accuracy"] - 0.2
+    assert "transductive (balanced)" in (out / "fewshot_omniglot.md").read_text()
     rows = results["incremental"]
     assert {(r["method"], r["shots"]) for r in rows} == {
         ("siamese", 1),
@@ -454,3 +537,33 @@ def test_trainer_with_groups_trains():
     )
     classifier = trainer.fit(X, y, groups=y // 3)
     assert classifier.reports[0].samples_seen == 36
+
+
+def test_recipes_benchmark_reports_accuracies_and_energy_relative_to_the_reference(
+    data_root, tmp_path, monkeypatch
+):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fewshot_recipes.py"
+    spec = importlib.util.spec_from_file_location("benchmark_fewshot_recipes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = {"input_size": 12, "ways": 4, "queries": 2, "flops": "off", "embed_views": 2}
+    monkeypatch.setattr(module, "SPLITS", {"ab": ["Alpha", "Beta"]})
+    monkeypatch.setattr(
+        module,
+        "RECIPES",
+        {"old": {**tiny, "steps": 4, "channels_last": False}, "new": {**tiny, "steps": 2}},
+    )
+    argv = ["--data-root", str(data_root), "--seeds", "0", "--reference", "old"]
+    results = module.main([*argv, "--runs", "2", "--ways", "5", "--out", str(tmp_path)])
+    rows = {row["recipe"]: row for row in results["rows"]}
+    assert rows["old"]["energy_ratio"] == pytest.approx(1.0)
+    assert rows["new"]["energy_ratio"] == pytest.approx(
+        rows["new"]["train_energy_j"] / rows["old"]["train_energy_j"]
+    )
+    for row in rows.values():
+        assert 0 <= row["incremental_1shot"] <= 1 and 0 <= row["transductive"] <= 1
+    assert "| ab | new | 1 |" in (tmp_path / "fewshot_recipes.md").read_text()
+    with pytest.raises(SystemExit):
+        module.main([*argv, "--recipes", "nope"])

@@ -71,7 +71,9 @@ def test_result_record_names_the_code_and_every_file_states_it(tmp_path: Path) -
     assert "Code: commit" in (tmp_path / "bare.md").read_text()
 
 
-@pytest.mark.parametrize("script", ["accounting", "distributed", "fewshot_settings"])
+@pytest.mark.parametrize(
+    "script", ["accounting", "distributed", "fewshot_settings", "fewshot_recipes"]
+)
 def test_benchmark_scripts_take_seeds_like_the_command(
     script: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

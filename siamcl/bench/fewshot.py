@@ -177,7 +177,9 @@ def _one_shot(
     """N-way one-shot accuracy on runs written from the held-out alphabets, per alphabet too.
 
     ``seconds`` covers writing and scoring the runs. A classifier that averages views is also
-    scored with one view on the same runs (``single_view``): what the views add.
+    scored with one view on the same runs (``single_view``): what the views add; and every
+    classifier with balanced transduction (``transductive``: each run's test images refine
+    its prototypes, :mod:`siamcl.transductive`).
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -188,12 +190,16 @@ def _one_shot(
         if classifier.embed_views > 1:
             single = _scores(copy.copy(classifier).set_params(embed_views=1), written)
             result["single_view"] = {k: single[k] for k in ("mean_accuracy", "by_alphabet")}
+        balanced = _scores(classifier, written, "balanced")
+        result["transductive"] = {k: balanced[k] for k in ("mean_accuracy", "by_alphabet")}
     return result
 
 
-def _scores(classifier: IncrementalClassifier, runs: list[OneShotRun]) -> dict[str, Any]:
+def _scores(
+    classifier: IncrementalClassifier, runs: list[OneShotRun], transduction: str = "none"
+) -> dict[str, Any]:
     """Mean accuracy, accuracy per alphabet, and the per-run rows (without predictions)."""
-    scores = evaluate_runs(classifier, runs)
+    scores = evaluate_runs(classifier, runs, transduction)
     alphabet_of = {run.name: run.alphabet for run in runs}
     by_alphabet: dict[str, list[float]] = {}
     for row in scores["runs"]:

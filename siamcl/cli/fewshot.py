@@ -74,6 +74,13 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="views averaged per image (default: the model's own setting)",
     )
+    parser.add_argument(
+        "--transduction",
+        choices=["none", "soft", "balanced"],
+        default="none",
+        help="let each run's test images refine its prototypes: 'soft' k-means, or "
+        "'balanced' (assumes every class has as many test images; see docs/fewshot.md)",
+    )
     _add_threads_option(parser, 1, "1: runs are small batches")
 
 
@@ -103,14 +110,7 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-mirrors", action="store_true", help="do not add mirrored characters as classes"
     )
-    parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
-    parser.add_argument(
-        "--distortion",
-        type=float,
-        default=None,
-        metavar="SCALE",
-        help="scale of RandomAffine's default ranges (default: EPISODIC_DISTORTION, 1.5)",
-    )
+    _add_distortion_options(parser)
     parser.add_argument(
         "--within-alphabet",
         type=float,
@@ -131,6 +131,31 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         type=parse_one_seed,
         default=defaults.seed,
         help="random seed (one: a command trains one model)",
+    )
+
+
+def _add_distortion_options(parser: argparse.ArgumentParser) -> None:
+    """How training images are distorted, and the memory layout they are trained in."""
+    parser.add_argument("--no-augment", action="store_true", help="no random affine distortion")
+    parser.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="train in PyTorch's default NCHW layout (slower on CPUs; the result is the same)",
+    )
+    parser.add_argument(
+        "--distortion",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="scale of RandomAffine's default ranges (default: EPISODIC_DISTORTION, 1.5)",
+    )
+    parser.add_argument(
+        "--elastic",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="elastic wobble before --distortion's scaling, a fraction of the image size "
+        "(default 0.05, as EPISODIC_DISTORTION; 0: affine only, the default before)",
     )
 
 
@@ -164,6 +189,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         embed_views=args.embed_views,
         seed=args.seed,
         progress=not args.quiet,
+        channels_last=not args.no_channels_last,
     )
     classifier = trainer.fit(data.images, data.labels, groups=data.alphabets)
     classifier.save(args.out)
@@ -173,16 +199,42 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         f"({len(data)} images) in {report.wall_s:.0f} s wall, {report.cpu_s:.0f} s CPU, "
         f"{report.energy_j:.0f} J ({report.energy_method}); saved to {args.out}"
     )
-    return {"trainer": trainer.get_params(), "report": report.to_dict()}
+    throughput = _throughput(trainer, report)
+    print(
+        f"throughput: {throughput['steps_per_s']:.2f} steps/s, "
+        f"{throughput['images_per_s']:.0f} images/s "
+        f"({throughput['cpu_ms_per_step']:.0f} ms CPU per step)"
+    )
+    return {"trainer": trainer.get_params(), "report": report.to_dict(), **throughput}
+
+
+def _throughput(trainer: Any, report: Any) -> dict[str, float]:
+    """Training steps and images per second of wall time, and CPU milliseconds per step
+    (the timed block also embeds the training images for the store, once)."""
+    images = trainer.steps * trainer.ways * (trainer.shots + trainer.queries)
+    wall = max(report.wall_s, 1e-9)
+    return {
+        "steps_per_s": trainer.steps / wall,
+        "images_per_s": images / wall,
+        "cpu_ms_per_step": 1000 * report.cpu_s / trainer.steps,
+    }
 
 
 def _distortion(args: argparse.Namespace) -> Any:
-    """False, True (the trainer's default distortion) or RandomAffine scaled by --distortion."""
+    """False, True (the trainer's default distortion) or RandomAffine with --elastic's
+    wobble, scaled by --distortion."""
     from siamcl.augment import RandomAffine
+    from siamcl.learners.episodic import DISTORTION_SCALE, ELASTIC
 
     if args.no_augment:
         return False
-    return True if args.distortion is None else RandomAffine().scaled(args.distortion)
+    if args.distortion is None and args.elastic is None:
+        return True
+    scale = DISTORTION_SCALE if args.distortion is None else args.distortion
+    elastic = ELASTIC if args.elastic is None else args.elastic
+    if not elastic >= 0:
+        raise ValueError(f"--elastic must be non-negative, got {elastic!r}")
+    return RandomAffine(elastic=elastic).scaled(scale)
 
 
 def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,11 +265,12 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.embed_views is not None:
         classifier.set_params(embed_views=args.embed_views)
     start = time.perf_counter()
-    results = evaluate_runs(classifier, runs)
+    results = evaluate_runs(classifier, runs, args.transduction)
     results = {
         "model": str(args.model),
         "runs_dir": str(args.runs),
         "embed_views": classifier.embed_views,
+        "transduction": args.transduction,
         "seconds": time.perf_counter() - start,
         **results,
     }

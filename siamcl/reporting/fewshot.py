@@ -76,16 +76,23 @@ def _one_shot_section(one_shot: dict[str, Any]) -> list[str]:
 
 
 def one_shot_table(one_shot: dict[str, Any]) -> str:
-    """Accuracy per alphabet, beside the single-view accuracy when views were averaged."""
+    """Accuracy per alphabet, beside the single-view accuracy when views were averaged and
+    the accuracy with balanced transduction when it was measured."""
     views = one_shot["embed_views"]
-    single = one_shot.get("single_view")
-    if single is None:
-        return markdown_table(
-            ["alphabet", "accuracy"], [[a, v] for a, v in one_shot["by_alphabet"].items()]
-        )
-    rows = [[a, v, single["by_alphabet"][a]] for a, v in one_shot["by_alphabet"].items()]
-    rows.append(["mean", one_shot["mean_accuracy"], single["mean_accuracy"]])
-    return markdown_table(["alphabet", f"accuracy ({views} views)", "accuracy (1 view)"], rows)
+    headers = ["alphabet", "accuracy" if views == 1 else f"accuracy ({views} views)"]
+    extra = []
+    if one_shot.get("single_view") is not None:
+        headers.append("accuracy (1 view)")
+        extra.append(one_shot["single_view"])
+    if one_shot.get("transductive") is not None:
+        headers.append("transductive (balanced)")
+        extra.append(one_shot["transductive"])
+    rows = [
+        [a, v, *(e["by_alphabet"][a] for e in extra)] for a, v in one_shot["by_alphabet"].items()
+    ]
+    if extra:
+        rows.append(["mean", one_shot["mean_accuracy"], *(e["mean_accuracy"] for e in extra)])
+    return markdown_table(headers, rows)
 
 
 def _stream_table(streams: list[dict[str, Any]]) -> str:
