@@ -194,8 +194,6 @@ class EpisodicTrainer:
             self.within_group,
         )
         encoder = IncrementalClassifier(**params).new_encoder(preprocessor.input_shape)
-        if self.channels_last:
-            encoder = encoder.to(memory_format=torch.channels_last)
         with ResourceMeter(energy=self.energy, flops=self.flops) as meter:
             self._loop(preprocessor, meter).run(
                 encoder, self._objective(), source, torch.Generator().manual_seed(self.seed)
@@ -253,6 +251,7 @@ class EpisodicTrainer:
             epochs=1,
             optimizer=self.optimizer or adam(self.lr, self.weight_decay),
             prepare=_ChannelsLast(prepare) if self.channels_last else prepare,
+            channels_last=self.channels_last,
             meter=meter,
             progress=self.progress,
             description="episodic training",

@@ -133,7 +133,8 @@ class TrainingLoop:
     too; ``schedule`` (a factory of ``(optimizer, total steps)``, or None) sets learning
     rates per step. ``meter`` (a :class:`~siamcl.ResourceMeter`) times and counts every step.
     A convolutional model trains with channels-last weights
-    (:mod:`~siamcl.training.memory_format`), unless it is wrapped for distributed training.
+    (:mod:`~siamcl.training.memory_format`) unless ``channels_last`` is False or the model
+    is wrapped for distributed training.
     After each epoch, ``validate(model)`` (if given) scores the model on held-out data, timed
     apart from training, and the ``stopping`` policies may end training early
     (:mod:`siamcl.training.stopping`). :meth:`run` returns the :class:`LoopResult`.
@@ -149,6 +150,7 @@ class TrainingLoop:
     description: str = "training"
     stopping: Sequence[StoppingPolicy] = ()
     validate: Callable[[nn.Module], float] | None = None
+    channels_last: bool = True
 
     def run(
         self,
@@ -160,8 +162,9 @@ class TrainingLoop:
     ) -> LoopResult:
         """Train ``model`` in place. ``trained`` is the module callbacks and validation see
         when ``model`` wraps it (DistributedDataParallel)."""
-        if trained is None or trained is model:  # a DDP wrapper keeps the layout it was built with
-            trained = prefer_channels_last(model)
+        trained = model if trained is None else trained
+        if self.channels_last and trained is model:  # a DDP wrapper keeps its layout
+            prefer_channels_last(model)
         optimizer = self.optimizer(parameter_groups(model, objective))
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
