@@ -56,6 +56,7 @@ class AccuracyCurve:
     score: Callable[[nn.Module], tuple[float, Cost]]
     device: str = "cpu"
     points: list[dict[str, Any]] = field(default_factory=list)
+    monitoring: list[float] = field(default_factory=lambda: [0.0, 0.0])  # J, CPU s
     _meter: ResourceMeter | None = None
     _spent: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
@@ -67,7 +68,11 @@ class AccuracyCurve:
         epoch = self._meter.report(task=None, method="epoch")
         self._spent[0] += epoch.energy_j
         self._spent[1] += epoch.cpu_s
-        accuracy, (finish_j, finish_cpu_s) = self.score(model)
+        (accuracy, (finish_j, finish_cpu_s)), cost = _metered(
+            lambda: self.score(model), self.device
+        )
+        self.monitoring[0] += cost[0]  # the learner's meter counts this too: taken out in anchor
+        self.monitoring[1] += cost[1]
         self.points.append(
             {
                 "epoch": progress.epochs,
@@ -81,11 +86,13 @@ class AccuracyCurve:
         )
 
     def anchor(self, total_j: float, total_cpu_s: float) -> list[dict[str, Any]]:
-        """Each point's cost to a usable model: setup (the learner's metered total less its
-        epochs and one finishing pass; never below 0) + epochs so far + a finishing pass."""
+        """Each point's cost to a usable model: setup (the learner's metered total less this
+        monitor's own work, the epochs and one finishing pass; never below 0) + epochs so far
+        + a finishing pass."""
         last = self.points[-1]
-        setup_j = max(0.0, total_j - last["training_j"] - last["finish_j"])
-        setup_cpu_s = max(0.0, total_cpu_s - last["training_cpu_s"] - last["finish_cpu_s"])
+        own_j, own_cpu_s = total_j - self.monitoring[0], total_cpu_s - self.monitoring[1]
+        setup_j = max(0.0, own_j - last["training_j"] - last["finish_j"])
+        setup_cpu_s = max(0.0, own_cpu_s - last["training_cpu_s"] - last["finish_cpu_s"])
         for point in self.points:
             point["setup_j"] = setup_j
             point["energy_j"] = setup_j + point["training_j"] + point["finish_j"]
@@ -164,6 +171,8 @@ class MulticlassRunner:
             self.teacher = learner
         accuracy = float(np.mean(learner.predict(self.X_test) == self.y_test))
         curve.anchor(report.energy_j, report.cpu_s)
+        report.energy_j -= curve.monitoring[0]  # what the learner cost without the monitor
+        report.cpu_s -= curve.monitoring[1]
         flops_per_step = (report.flops or 0) / max(1, curve.points[-1]["steps"])
         for point in curve.points:
             point["flops"] = flops_per_step * point["steps"] if report.flops else None
