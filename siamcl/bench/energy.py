@@ -29,7 +29,7 @@ from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.energy import plot_results, render_markdown
 from siamcl.reporting.figures import draw_or_skip
-from siamcl.reporting.records import parse_seeds
+from siamcl.reporting.records import choice_list, positive_int_list
 
 __all__ = ["configure", "run"]
 
@@ -47,27 +47,19 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _names(choices: tuple[str, ...]):
-    def parse(text: str) -> list[str]:
-        names = [part.strip() for part in text.split(",") if part.strip()]
-        unknown = sorted(set(names) - set(choices))
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(
-                f"unknown {unknown or 'empty list'}; choose from {','.join(choices)}"
-            )
-        return list(dict.fromkeys(names))
-
-    return parse
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the energy-to-target suite's options to ``parser``."""
     add = parser.add_argument
-    add("--parts", type=_names(PARTS), default=list(PARTS), help="multiclass,cil (both)")
-    add("--methods", type=_names(METHODS), default=list(METHODS), help="multi-class methods (all)")
+    add("--parts", type=choice_list(PARTS), default=list(PARTS), help="multiclass,cil (both)")
+    add(
+        "--methods",
+        type=choice_list(METHODS),
+        default=list(METHODS),
+        help="multi-class methods (all)",
+    )
     add(
         "--cil-methods",
-        type=_names(CIL_METHODS),
+        type=choice_list(CIL_METHODS),
         default=list(CIL_METHODS),
         help="class-incremental methods (all)",
     )
@@ -85,7 +77,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--cil-epochs",
-        type=parse_seeds,
+        type=positive_int_list,
         default=[1, 3],
         help="epoch budgets per task, class-incremental (1,3)",
     )

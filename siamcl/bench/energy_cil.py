@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS, StreamRunner
+from siamcl.bench.energy_targets import cheapest_reach
 
 __all__ = ["CIL_METHODS", "budgets_of", "run_cil", "summarise_cil"]
 
@@ -106,11 +107,7 @@ def summarise_cil(
         errors = [
             f"seed {r['seed']}: {r['error']}" for r in runs if r["method"] == name and "error" in r
         ]
-        by_energy = sorted(points, key=lambda p: p["energy_j"])
-        to_target = {
-            f"{t:g}": next((dict(p) for p in by_energy if p["accuracy"] >= t), None)
-            for t in targets
-        }
+        to_target = {f"{t:g}": cheapest_reach(points, t) for t in targets}
         summary.append(
             {
                 "method": name,

@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["break_even_predictions", "first_reach", "lifecycle_energy_j", "mean_curve"]
+__all__ = [
+    "break_even_predictions",
+    "cheapest_reach",
+    "first_reach",
+    "lifecycle_energy_j",
+    "mean_curve",
+]
 
 CURVE_FIELDS = ("energy_j", "cpu_s", "flops", "accuracy")
 
@@ -42,6 +48,14 @@ def first_reach(curve: Sequence[dict[str, Any]], target: float) -> dict[str, Any
         if point["accuracy"] >= target:
             return dict(point)
     return None
+
+
+def cheapest_reach(points: Sequence[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The point of least energy whose accuracy is at least ``target``, or None: the energy
+    to a target of a sweep of budgets (on a training curve, where energy only grows, the
+    same point as :func:`first_reach`)."""
+    reached = [p for p in points if p["accuracy"] >= target]
+    return dict(min(reached, key=lambda p: p["energy_j"])) if reached else None
 
 
 def lifecycle_energy_j(training_j: float, joules_per_prediction: float, predictions: int) -> float:

@@ -51,6 +51,7 @@ from siamcl.bench.store_indexes import (
 )
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.figures import draw_or_skip
+from siamcl.reporting.records import choice_list, positive_int_list
 from siamcl.reporting.store import plot_recall_speed, render_markdown
 
 __all__ = [
@@ -83,12 +84,17 @@ BAR_SIZE, BAR_DIM = 1_000_000, 64
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the store suite's options to ``parser``."""
     parser.add_argument(
-        "--sizes", type=_int_list, default=None, help="store sizes (default 10000,100000,1000000)"
+        "--sizes",
+        type=positive_int_list,
+        default=None,
+        help="store sizes (default 10000,100000,1000000)",
     )
-    parser.add_argument("--dims", type=_int_list, default=None, help="dimensions (default 64,128)")
+    parser.add_argument(
+        "--dims", type=positive_int_list, default=None, help="dimensions (default 64,128)"
+    )
     parser.add_argument(
         "--indexes",
-        type=_index_list,
+        type=choice_list(INDEX_KINDS),
         default=list(INDEX_KINDS),
         help=f"indexes to compare with the brute force (default {','.join(INDEX_KINDS)})",
     )
@@ -229,23 +235,3 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             "sample_spread": SAMPLE_SPREAD,
         },
     }
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas: {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers: {text!r}")
-    return values
-
-
-def _index_list(text: str) -> list[str]:
-    kinds = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(kinds) - set(INDEX_KINDS))
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(
-            f"unknown index kind(s) {unknown or text!r}; choose from {','.join(INDEX_KINDS)}"
-        )
-    return kinds

@@ -25,12 +25,14 @@ from typing import Any
 __all__ = [
     "DEFAULT_OUT",
     "LIBRARIES",
+    "choice_list",
     "command_line",
     "git_commit",
     "library_versions",
     "machine_info",
     "parse_one_seed",
     "parse_seeds",
+    "positive_int_list",
     "record_markdown",
     "run_record",
     "write_results",
@@ -73,6 +75,33 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds needs at least one seed")
     return seeds
+
+
+def positive_int_list(text: str) -> list[int]:
+    """Positive integers from a comma-separated list such as ``"1,3"``; an argparse ``type``."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas: {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers: {text!r}")
+    return values
+
+
+def choice_list(choices: Sequence[str]) -> Any:
+    """An argparse ``type`` reading a comma-separated list of names from ``choices``
+    (duplicates dropped, order kept)."""
+
+    def parse(text: str) -> list[str]:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = sorted(set(names) - set(choices))
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {unknown or repr(text)}; choose from {','.join(choices)}"
+            )
+        return list(dict.fromkeys(names))
+
+    return parse
 
 
 def machine_info() -> dict[str, Any]:
