@@ -6,6 +6,7 @@ one, and a FAISS k-means of a few points stalled for seconds. One thread each is
 """
 
 import faiss
+import numpy as np
 import pytest
 import torch
 
@@ -20,3 +21,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits_40():
+    """scikit-learn's 8x8 digits: 40 training images a class and all 359 test images."""
+    from siamcl.data import load_dataset
+
+    X_train, y_train, X_test, y_test = load_dataset("digits")
+    rows = np.concatenate([np.flatnonzero(y_train == c)[:40] for c in range(10)])
+    return X_train[rows], y_train[rows], X_test, y_test

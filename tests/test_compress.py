@@ -20,7 +20,6 @@ from siamcl.compress import (
     prepare_qat,
     relational_distillation_loss,
 )
-from siamcl.data import load_dataset
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.preprocess import Preprocessor
 
@@ -28,24 +27,16 @@ FAST = {"epochs": 3, "batch_size": 32, "memory_per_class": 2, "flops": "off", "s
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """scikit-learn's 8x8 digits: 40 training images a class and all 359 test images."""
-    X_train, y_train, X_test, y_test = load_dataset("digits")
-    rows = np.concatenate([np.flatnonzero(y_train == c)[:40] for c in range(10)])
-    return X_train[rows], y_train[rows], X_test, y_test
-
-
-@pytest.fixture(scope="module")
-def siamese_teacher(digits):
-    X_train, y_train, _, _ = digits
+def siamese_teacher(digits_40):
+    X_train, y_train, _, _ = digits_40
     teacher = IncrementalClassifier(encoder="conv4", **FAST)
     teacher.fit_task(X_train, y_train)
     return teacher
 
 
 @pytest.fixture(scope="module")
-def standardised(digits):
-    X_train, y_train, X_test, y_test = digits
+def standardised(digits_40):
+    X_train, y_train, X_test, y_test = digits_40
     preprocessor = Preprocessor().fit(X_train)
     return (
         preprocessor(X_train),
@@ -190,8 +181,8 @@ def test_relational_distillation_compares_structure_across_embedding_sizes():
     assert loss.item() < 0.5 * first
 
 
-def test_distilled_student_moves_toward_its_teacher_and_learns(digits, siamese_teacher):
-    X_train, y_train, X_test, y_test = digits
+def test_distilled_student_moves_toward_its_teacher_and_learns(digits_40, siamese_teacher):
+    X_train, y_train, X_test, y_test = digits_40
     teacher = siamese_teacher
     student = IncrementalClassifier(
         encoder="conv4-small", teacher=teacher, teacher_weight=5.0, **FAST
@@ -211,9 +202,9 @@ def test_distilled_student_moves_toward_its_teacher_and_learns(digits, siamese_t
 
 
 def test_quantized_distilled_learner_saves_loads_and_predicts_identically(
-    digits, siamese_teacher, tmp_path
+    digits_40, siamese_teacher, tmp_path
 ):
-    X_train, y_train, X_test, y_test = digits
+    X_train, y_train, X_test, y_test = digits_40
     teacher = siamese_teacher.encoder_  # a module teacher with 64-d embeddings, student 32-d
     clf = IncrementalClassifier(
         encoder="conv4-small", embedding_dim=32, qat="int8", teacher=teacher, **FAST
@@ -233,8 +224,8 @@ def test_quantized_distilled_learner_saves_loads_and_predicts_identically(
     assert set(loaded.classes_.tolist()) == set(range(10))
 
 
-def test_softmax_classifier_with_qat_and_a_teacher(digits):
-    X_train, y_train, X_test, y_test = digits
+def test_softmax_classifier_with_qat_and_a_teacher(digits_40):
+    X_train, y_train, X_test, y_test = digits_40
     teacher = SoftmaxClassifier(encoder="conv4", **FAST)
     teacher.fit_task(X_train, y_train)
     student = SoftmaxClassifier(
@@ -246,8 +237,8 @@ def test_softmax_classifier_with_qat_and_a_teacher(digits):
     assert student.score(X_test, y_test) > 0.3  # chance is 0.1; QAT from scratch starts slowly
 
 
-def test_bad_compression_settings_fail_before_training(digits):
-    X_train, y_train, _, _ = digits
+def test_bad_compression_settings_fail_before_training(digits_40):
+    X_train, y_train, _, _ = digits_40
     with pytest.raises(ValueError, match="unknown quantization scheme"):
         IncrementalClassifier(qat="fp8", **FAST).fit_task(X_train, y_train)
     with pytest.raises(ValueError, match="Linear layers"):

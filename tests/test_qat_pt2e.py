@@ -24,7 +24,6 @@ from siamcl.compress import (
     training_scheme,
 )
 from siamcl.compress.pt2e import is_pt2e_model
-from siamcl.data import load_dataset
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.preprocess import Preprocessor
 
@@ -32,17 +31,9 @@ FAST = {"epochs": 3, "batch_size": 32, "memory_per_class": 2, "flops": "off", "s
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """scikit-learn's 8x8 digits: 40 training images a class and all 359 test images."""
-    X_train, y_train, X_test, y_test = load_dataset("digits")
-    rows = np.concatenate([np.flatnonzero(y_train == c)[:40] for c in range(10)])
-    return X_train[rows], y_train[rows], X_test, y_test
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
+def trained(digits_40):
     """A conv4-small classifier trained with PT2E QAT: (float model, prepared, converted)."""
-    X_train, y_train, X_test, _ = digits
+    X_train, y_train, X_test, _ = digits_40
     preprocessor = Preprocessor().fit(X_train)
     X, y = preprocessor(X_train), torch.from_numpy(y_train)
     torch.manual_seed(0)
@@ -65,8 +56,8 @@ def trained(digits):
 
 
 @pytest.fixture(scope="module")
-def siamese(digits):
-    X_train, y_train, _, _ = digits
+def siamese(digits_40):
+    X_train, y_train, _, _ = digits_40
     clf = IncrementalClassifier(encoder="conv4-small", qat="int8-pt2e", **FAST)
     first = y_train < 5
     clf.fit_task(X_train[first], y_train[first])
@@ -81,9 +72,9 @@ def test_the_scheme_is_accepted_where_qat_is():
         training_scheme("int8-pt2e", device="cuda")
 
 
-def test_pt2e_qat_learns_and_the_converted_model_agrees(trained, digits):
+def test_pt2e_qat_learns_and_the_converted_model_agrees(trained, digits_40):
     _, prepared, converted, X_test = trained
-    y_test = torch.from_numpy(digits[3])
+    y_test = torch.from_numpy(digits_40[3])
     with torch.no_grad():
         fake = prepared(X_test).argmax(1)
         real = converted(X_test).argmax(1)
@@ -117,8 +108,8 @@ def test_prepared_copies_keep_switching_between_train_and_eval(trained):
     assert copied.training
 
 
-def test_siamese_learner_keeps_l2_float_and_saves_loads_identically(siamese, digits, tmp_path):
-    X_train, y_train, X_test, y_test = digits
+def test_siamese_learner_keeps_l2_float_and_saves_loads_identically(siamese, digits_40, tmp_path):
+    X_train, y_train, X_test, y_test = digits_40
     assert isinstance(siamese.encoder_, EmbeddingNetwork)
     assert is_pt2e_model(siamese.trainable_encoder_.body)
     assert siamese.score(X_test, y_test) > 0.3  # half the classes known: at most 0.5
@@ -134,8 +125,8 @@ def test_siamese_learner_keeps_l2_float_and_saves_loads_identically(siamese, dig
     assert set(loaded.classes_.tolist()) == set(range(10))
 
 
-def test_same_seed_gives_the_same_pt2e_model(siamese, digits):
-    X_train, y_train, X_test, _ = digits
+def test_same_seed_gives_the_same_pt2e_model(siamese, digits_40):
+    X_train, y_train, X_test, _ = digits_40
     again = IncrementalClassifier(encoder="conv4-small", qat="int8-pt2e", **FAST)
     first = y_train < 5
     again.fit_task(X_train[first], y_train[first])
@@ -143,8 +134,8 @@ def test_same_seed_gives_the_same_pt2e_model(siamese, digits):
     np.testing.assert_allclose(again.embed(X_test), siamese.embed(X_test), atol=1e-6)
 
 
-def test_softmax_classifier_with_pt2e_qat(digits):
-    X_train, y_train, X_test, y_test = digits
+def test_softmax_classifier_with_pt2e_qat(digits_40):
+    X_train, y_train, X_test, y_test = digits_40
     clf = SoftmaxClassifier(encoder="conv4-small", qat="int8-pt2e", **{**FAST, "epochs": 6})
     clf.fit_task(X_train, y_train)
     assert is_pt2e_model(clf.trainable_model_.backbone)
