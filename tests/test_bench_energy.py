@@ -78,6 +78,10 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
         assert run["rows_trained"] == (721 if name == "siamese-selected" else len(digits[0]))
     siamese = runner.teacher
     assert siamese.callbacks is None  # the monitor is not kept in the model
+    # a 16x16 learner's curve is scored on 16x16 inputs, as the learner itself predicts
+    small = runner.run("siamese-16px")
+    assert small["accuracy"] > 0.5
+    assert small["curve"][-1]["accuracy"] == pytest.approx(small["accuracy"], abs=0.03)
 
 
 def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):

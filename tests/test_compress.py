@@ -19,6 +19,7 @@ from siamcl.compress import (
     model_bytes,
     prepare_qat,
     relational_distillation_loss,
+    teacher_distillation,
 )
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.preprocess import Preprocessor
@@ -179,6 +180,29 @@ def test_relational_distillation_compares_structure_across_embedding_sizes():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def test_teacher_loss_names_pick_match_relational_or_both_by_embedding_size():
+    torch.manual_seed(0)
+    student, teacher, smaller = torch.randn(16, 32), torch.randn(16, 32), torch.randn(16, 8)
+    match = embedding_distillation_loss(student, teacher)
+    relational = relational_distillation_loss(student, teacher)
+    assert teacher_distillation("match")(student, teacher) == pytest.approx(match.item())
+    assert teacher_distillation("relational")(student, teacher) == pytest.approx(relational.item())
+    both = teacher_distillation("match+relational")(student, teacher)
+    assert both == pytest.approx(match.item() + relational.item())
+    # auto: matching where the sizes agree, structure where they cannot be matched
+    assert teacher_distillation("auto")(student, teacher) == pytest.approx(match.item())
+    across = relational_distillation_loss(smaller, teacher)
+    assert teacher_distillation("auto")(smaller, teacher) == pytest.approx(across.item())
+    with pytest.raises(ValueError, match="cannot be matched: use teacher_loss='relational'"):
+        teacher_distillation("match")(smaller, teacher)
+    with pytest.raises(ValueError, match="teacher_loss must be one of"):
+        teacher_distillation("angles")
+    with pytest.raises(ValueError, match="teacher_loss"):
+        IncrementalClassifier(teacher_loss="angles", **FAST).fit_task(
+            np.zeros((4, 8, 8)), np.array([0, 0, 1, 1])
+        )
 
 
 def test_distilled_student_moves_toward_its_teacher_and_learns(digits_40, siamese_teacher):

@@ -64,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="class-incremental methods (all)",
     )
     add("--epochs", type=int, default=6, help="multi-class epochs of the fp32 and QAT networks (6)")
-    add("--student-epochs", type=int, default=4, help="epochs of the conv4-small students (4)")
+    add("--student-epochs", type=int, default=10, help="epochs of the conv4-small networks (10)")
     add("--student-lr", type=float, default=3e-3, help="learning rate of the students (3e-3)")
     add("--data-fraction", type=float, default=0.25, help="share of the data selected (0.25)")
     add("--data-selection", default="coreset", help="stratified or coreset (coreset)")

@@ -2,10 +2,11 @@
 every epoch by a monitor whose own cost is not counted as training.
 
 Methods (one task holding every class): the standard network (conv4 + softmax head), the
-Siamese learner, the Siamese learner on a selected fraction of the data, the Siamese learner
-with int8 QAT, and ``conv4-small`` students distilled from the Siamese learner of the same
-seed (KD, and KD with int8 QAT), and the same small network trained alone. A point of a curve is the energy to a *usable* model at that
-epoch: training so far plus, for a prototype learner, one pass embedding the rows its
+Siamese learner, both on images downsampled to 16x16 (a quarter of the pixels of mnist's
+28x28, the like-for-like comparison for the cheaper input), the Siamese learner on a selected
+fraction of the data, the Siamese learner with int8 QAT, ``conv4-small`` students distilled
+from the Siamese learner of the same seed (KD, and KD with int8 QAT), and the same small
+network trained alone. A point of a curve is the energy to a *usable* model at that epoch: training so far plus, for a prototype learner, one pass embedding the rows its
 prototypes are the means of (the work that turns an encoder into a classifier).
 """
 
@@ -31,14 +32,17 @@ __all__ = ["LABELS", "METHODS", "AccuracyCurve", "MulticlassRunner"]
 LABELS = {
     "standard": "Standard network (conv4 + softmax)",
     "siamese": "Siamese learner (conv4)",
+    "standard-16px": "Standard network, 16x16 inputs",
+    "siamese-16px": "Siamese learner, 16x16 inputs",
     "siamese-selected": "Siamese learner, selected data",
     "qat-int8": "Siamese learner, int8 QAT",
-    "kd-student": "KD student (conv4-small, cached teacher outputs, no distortions)",
+    "kd-student": "KD student (conv4-small, matching cached teacher outputs, no distortions)",
     "qkd-student": "Quantized-KD student (conv4-small, int8 QAT, cached outputs)",
     "small-alone": "conv4-small alone (no teacher: what distillation adds)",
 }
 METHODS = tuple(LABELS)
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
+SMALL_INPUT = (16, 16)  # the input size of the "-16px" methods
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 
 
@@ -155,7 +159,8 @@ class MulticlassRunner:
     def __init__(self, data: tuple[np.ndarray, ...], settings: dict[str, Any], seed: int):
         self.X, self.y, self.X_test, self.y_test = data
         self.settings, self.seed = settings, seed
-        self.preprocessor = Preprocessor().fit(self.X)  # as the learners fit theirs
+        # as the learners fit theirs: the "-16px" methods downsample
+        self.preprocessors = {size: Preprocessor(size).fit(self.X) for size in (None, SMALL_INPUT)}
         self.teacher: IncrementalClassifier | None = None
 
     def run(self, name: str) -> dict[str, Any]:
@@ -187,13 +192,14 @@ class MulticlassRunner:
     def _learner(self, name: str) -> Any:
         s = self.settings
         common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
-        if name == "standard":
+        size = {"input_size": SMALL_INPUT} if name.endswith("-16px") else {}
+        if name.startswith("standard"):
             return SoftmaxClassifier(
-                encoder="conv4", epochs=s["epochs"], memory_per_class=0, **common
+                encoder="conv4", epochs=s["epochs"], memory_per_class=0, **common, **size
             )
         siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
-        if name == "siamese":
-            return IncrementalClassifier(**siamese)
+        if name in ("siamese", "siamese-16px"):
+            return IncrementalClassifier(**siamese, **size)
         if name == "siamese-selected":
             selection = {"data_fraction": s["data_fraction"], "data_selection": s["data_selection"]}
             return IncrementalClassifier(**siamese, **selection)
@@ -216,13 +222,14 @@ class MulticlassRunner:
 
     def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, Cost]]:
         test, device = (self.X_test, self.y_test), self.settings["device"]
-        if name == "standard":
-            return logit_scorer(self.preprocessor, np.unique(self.y), test, device)
+        preprocessor = self.preprocessors[SMALL_INPUT if name.endswith("-16px") else None]
+        if name.startswith("standard"):
+            return logit_scorer(preprocessor, np.unique(self.y), test, device)
         rows = None
         if name == "siamese-selected":
-            rows = selected_rows(learner, self.preprocessor, self.X, self.y)
+            rows = selected_rows(learner, preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        return prototype_scorer(self.preprocessor, reference, test, device)
+        return prototype_scorer(preprocessor, reference, test, device)
 
 
 def selected_rows(learner: Any, preprocessor: Preprocessor, X: np.ndarray, y: np.ndarray) -> Any:

@@ -9,10 +9,12 @@ Quantized distillation is the two together: a QAT student trained against a floa
 """
 
 from siamcl.compress.distill import (
+    TEACHER_LOSSES,
     EmbeddingDistillation,
     embedding_distillation_loss,
     logit_distillation_loss,
     relational_distillation_loss,
+    teacher_distillation,
 )
 from siamcl.compress.qat import (
     SCHEMES,
@@ -31,6 +33,7 @@ from siamcl.compress.teachers import FrozenTeacher, embedding_teacher, logit_tea
 
 __all__ = [
     "SCHEMES",
+    "TEACHER_LOSSES",
     "EmbeddingDistillation",
     "FloatTraining",
     "FrozenTeacher",
@@ -47,5 +50,6 @@ __all__ = [
     "relational_distillation_loss",
     "schedule_qat",
     "serialized_bytes",
+    "teacher_distillation",
     "training_scheme",
 ]

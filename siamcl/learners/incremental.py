@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, check_params
+from siamcl._checks import OPTIMIZER_FACTORY, Integer, Options, Real, check_params
 from siamcl.accounting import TaskReport
-from siamcl.compress import FloatTraining, training_scheme
+from siamcl.compress import TEACHER_LOSSES, FloatTraining, training_scheme
 from siamcl.encoders import auto_encoder_name
 from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
@@ -90,6 +90,11 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
         and scikit-learn's ``clone`` unfits a classifier teacher (pass ``teacher.encoder_``
         to keep it).
+    teacher_loss: how the encoder is pulled toward ``teacher``
+        (:func:`siamcl.compress.teacher_distillation`): ``"match"`` (cosine distance to the
+        teacher's embedding of each input), ``"relational"`` (pairwise distances and angles,
+        for a teacher with another embedding size), both, or ``"auto"``: match where the
+        sizes agree, relational where they differ.
     teacher_targets: ``"cached"`` computes the previous encoder's and the teacher's outputs
         once per training row (undistorted) before the loop; ``"per_step"`` runs them on every
         (distorted) batch; ``"auto"`` caches unless batches are distorted (``augment`` on
@@ -111,6 +116,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "weight_decay": [Real(0)],
         "distill_weight": [Real(0)],
         "teacher_weight": [Real(0)],
+        "teacher_loss": [Options(tuple(TEACHER_LOSSES))],
         "balance": [Real(0, 1)],
         "optimizer": OPTIMIZER_FACTORY,
         "validation_fraction": [Real(0, 0.5, closed="left")],
@@ -156,6 +162,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         teacher_targets: str = "auto",
         data_fraction: float = 1.0,
         data_selection: str = "stratified",
+        teacher_loss: str = "auto",
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})

@@ -21,11 +21,11 @@ from torch import nn
 from siamcl.accounting import ResourceMeter
 from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
-    EmbeddingDistillation,
     FloatTraining,
     FrozenTeacher,
     embedding_distillation_loss,
     embedding_teacher,
+    teacher_distillation,
     training_scheme,
 )
 from siamcl.distributed import Ranks, distributed_objective_loss
@@ -80,7 +80,7 @@ def siamese_objective(
     if clf.teacher is not None:
         teacher = embedding_teacher(clf.teacher, preprocessor)  # checked even at weight 0
         if clf.teacher_weight:
-            external = distillation_term(teacher, EmbeddingDistillation(), *targets)
+            external = distillation_term(teacher, teacher_distillation(clf.teacher_loss), *targets)
             terms.append(("teacher", clf.teacher_weight, external))
     return Objective(terms).to(clf.device)
 
