@@ -22,7 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from siamcl._extras import ensure_installed
-from siamcl.bench.energy_cil import CIL_METHODS, VARIANTS, budgets_of, run_cil, summarise_cil
+from siamcl.bench.energy_cil import (
+    CIL_METHODS,
+    SIAMESE_METHODS,
+    budgets_of,
+    run_cil,
+    summarise_cil,
+)
 from siamcl.bench.energy_multiclass import METHODS, MulticlassRunner
 from siamcl.bench.energy_summary import bars, summarise_multiclass
 from siamcl.data import class_incremental, load_dataset, subsample
@@ -155,7 +161,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(
             f"{', '.join(sorted(students))} learn from the siamese run: add siamese to --methods"
         )
-    if "cil" in args.parts and set(args.cil_methods) - {"siamese", *VARIANTS}:
+    if "cil" in args.parts and set(args.cil_methods) - set(SIAMESE_METHODS):
         ensure_installed("avalanche", "siamcl bench energy (class-incremental baselines)")
 
 

@@ -11,6 +11,7 @@ the same conv4 backbone, Adam, batch size and exemplar budget.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,14 +19,27 @@ import numpy as np
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS, StreamRunner
 from siamcl.bench.energy_targets import cheapest_reach
+from siamcl.data.streams import Task
+from siamcl.preprocess import Preprocessor
 
-__all__ = ["CIL_METHODS", "budgets_of", "run_cil", "summarise_cil"]
+__all__ = ["CIL_METHODS", "SIAMESE_METHODS", "VARIANTS", "budgets_of", "run_cil", "summarise_cil"]
 
-# The Siamese learner as bench cl runs it, and with 16x16 inputs (a setting any method could
-# use; the baselines here see the data set's own size).
-VARIANTS = {"siamese-16px": ("siamese", {"input_size": (16, 16)})}
-CIL_METHODS = ("siamese", *VARIANTS, *BASELINE_ROWS)
-CIL_LABELS = {**LABELS, "siamese-16px": "Siamese (IncrementalClassifier, 16x16 inputs)"}
+# Methods run again on 16x16 inputs: the Siamese learner resizes them itself (its
+# preprocessing is metered); the baselines get the stream resized once before they start.
+SMALL_INPUT = (16, 16)
+VARIANTS = {
+    "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
+    "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
+    "er_ace-16px": ("er_ace", {"input_size": SMALL_INPUT}),
+}
+SIAMESE_METHODS = ("siamese", "siamese-16px")
+CIL_METHODS = ("siamese", "siamese-16px", *BASELINE_ROWS, "replay-16px", "er_ace-16px")
+CIL_LABELS = {
+    **LABELS,
+    "siamese-16px": "Siamese (IncrementalClassifier, 16x16 inputs)",
+    "replay-16px": "Replay, 16x16 inputs",
+    "er_ace-16px": "ER-ACE, 16x16 inputs",
+}
 GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
 
 
@@ -57,8 +71,11 @@ def run_cil(
     runs = []
     for name in methods:
         for budget in budgets_of(name, budgets):
-            method = VARIANTS[name][0] if name in VARIANTS else name
-            runner = StreamRunner(args, tasks, *test, seed, _settings(base, name, budget))
+            method, options = VARIANTS.get(name, (name, {}))
+            stream, held_out = (tasks, test)
+            if method != "siamese" and "input_size" in options:
+                stream, held_out = resized(tasks, test, options["input_size"])
+            runner = StreamRunner(args, stream, *held_out, seed, _settings(base, name, budget))
             result = runner.run(method)
             result.pop("traceback", None)
             result.pop("accuracy_matrix", None)
@@ -69,6 +86,16 @@ def run_cil(
             if progress is not None:
                 progress.update(1)
     return runs
+
+
+def resized(
+    tasks: list[Task], test: tuple[np.ndarray, np.ndarray], size: tuple[int, int]
+) -> tuple[list[Task], tuple[np.ndarray, np.ndarray]]:
+    """The stream and test split as images of ``size``, resized as the Siamese learner's
+    :class:`~siamcl.preprocess.Preprocessor` resizes its inputs (bilinear, antialiased)."""
+    preprocessor = Preprocessor(size).fit(tasks[0].X)
+    small = [dataclasses.replace(t, X=preprocessor.canonical(t.X).numpy()) for t in tasks]
+    return small, (preprocessor.canonical(test[0]).numpy(), test[1])
 
 
 def summarise_cil(
