@@ -90,11 +90,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
         and scikit-learn's ``clone`` unfits a classifier teacher (pass ``teacher.encoder_``
         to keep it).
-    teacher_loss: how the encoder is pulled toward ``teacher``
-        (:func:`siamcl.compress.teacher_distillation`): ``"match"`` (cosine distance to the
-        teacher's embedding of each input), ``"relational"`` (pairwise distances and angles,
-        for a teacher with another embedding size), both, or ``"auto"``: match where the
-        sizes agree, relational where they differ.
+    teacher_loss: ``"match"`` (cosine distance to the teacher's embeddings), ``"relational"``
+        (their distances and angles; any size), both, or ``"auto"``: match where the sizes
+        agree (see :func:`siamcl.compress.teacher_distillation`).
     teacher_targets: ``"cached"`` computes the previous encoder's and the teacher's outputs
         once per training row (undistorted) before the loop; ``"per_step"`` runs them on every
         (distorted) batch; ``"auto"`` caches unless batches are distorted (``augment`` on
