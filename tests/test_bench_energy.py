@@ -154,5 +154,5 @@ def test_a_baseline_on_small_inputs_can_dominate_the_siamese_rows():
     ]
     assert at_28["ratio"] == pytest.approx(90 / 400)
     assert not at_28["met"] and at_28["dominated_by"][0].startswith("Replay, 16x16 inputs")
-    like = "class-incremental: Siamese 16x16 >= 0.95 at <= 0.25x the energy of Replay, 16x16 inputs"
+    like = "class-incremental: Siamese on 16x16 inputs >= 0.95 at <= 0.25x the energy of Replay on 16x16 inputs"
     assert checks[like + ", undominated"]["ratio"] == pytest.approx(30 / 80)

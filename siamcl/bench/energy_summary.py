@@ -23,6 +23,14 @@ __all__ = ["LIFECYCLE_PREDICTIONS", "bars", "summarise_multiclass"]
 
 LIFECYCLE_PREDICTIONS = (10**4, 10**6, 10**8)
 REFERENCE = "siamese"  # compressed models are weighed against the fp32 Siamese learner
+BAR_NAMES = {  # how a bar names the methods it compares
+    "siamese": "Siamese",
+    "siamese-16px": "Siamese on 16x16 inputs",
+    "standard": "the standard network",
+    "standard-16px": "the standard network on 16x16 inputs",
+    "replay": "Replay",
+    "replay-16px": "Replay on 16x16 inputs",
+}
 
 
 def summarise_multiclass(
@@ -125,10 +133,7 @@ def _multiclass_bars(rows: dict[str, Any]) -> dict[str, Any]:
         ("siamese-16px", "standard-16px"),
     ):
         if name in rows and reference in rows:
-            label = "Siamese" if name == "siamese" else rows[name]["label"]
-            against = (
-                "the standard network" if reference == "standard" else rows[reference]["label"]
-            )
+            label, against = BAR_NAMES[name], BAR_NAMES[reference]
             checks[f"multiclass: {label} to the best of {against}, <= 0.5x its energy"] = _to_best(
                 rows[name]["curve"], rows[reference]["curve"], 0.5
             )
@@ -157,8 +162,7 @@ def _cil_bars(rows: dict[str, Any]) -> dict[str, Any]:
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):
             continue
-        label = "Siamese" if name == "siamese" else siamese["label"]
-        against = "Replay" if reference == "replay" else replay["label"]
+        label, against = BAR_NAMES[name], BAR_NAMES[reference]
         checks[f"class-incremental: {label} to the best of {against}, <= 0.5x its energy"] = (
             _to_best(siamese["points"], replay["points"], 0.5)
         )
