@@ -14,8 +14,12 @@ energies are comparable with each other (a CPU-time estimate where no counter is
 The two target modes swap order on odd seeds, so neither always pays a process's warm-up.
 - ``selection``: one task holding all 10 classes, the Siamese learner at ``data_fraction``
   1, 0.5 and 0.25, stratified and coreset, epochs fixed.
+- ``teacher_loss``: the conv4-small student of ``siamcl bench energy`` (10 epochs, cached
+  targets, undistorted batches) distilled from a 6-epoch Siamese conv4 teacher with each
+  ``teacher_loss``, and the same network trained alone.
 
-    python benchmarks/work_once.py targets selection compress [--seeds 0,1,2] [--out DIR]
+    python benchmarks/work_once.py targets selection compress teacher_loss [--seeds 0,1,2]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 from siamcl import IncrementalClassifier
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier
-from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.reporting import DEFAULT_OUT, markdown_table, run_record, write_results
 
 MODES = ("cached", "per_step")
 
@@ -89,15 +93,40 @@ def study_selection(data: tuple, seed: int, epochs: int = 4) -> list[dict[str, A
     return rows
 
 
+def study_teacher_loss(data: tuple, seed: int) -> list[dict[str, Any]]:
+    """conv4-small from a Siamese teacher with each ``teacher_loss``, and alone."""
+    X, y, X_test, y_test = data
+    teacher = IncrementalClassifier(encoder="conv4", epochs=6, memory_per_class=0, seed=seed)
+    report = teacher.fit_task(X, y)
+    rows = [_row("teacher_loss", seed, teacher.score(X_test, y_test), [report],
+                 variant="fp32 teacher (conv4)", teacher_loss="-")]  # fmt: skip
+    student = {"encoder": "conv4-small", "epochs": 10, "lr": 3e-3, "augment": False,
+               "memory_per_class": 0, "seed": seed}  # fmt: skip
+    losses = ("match", "relational", "match+relational")
+    for loss in losses if seed % 2 == 0 else losses[::-1]:
+        clf = IncrementalClassifier(**student, teacher=teacher.encoder_,
+                                    teacher_targets="cached", teacher_loss=loss)  # fmt: skip
+        report = clf.fit_task(X, y)
+        rows.append(_row("teacher_loss", seed, clf.score(X_test, y_test), [report],
+                         variant="KD student (conv4-small)", teacher_loss=loss))  # fmt: skip
+    clf = IncrementalClassifier(**student)
+    report = clf.fit_task(X, y)
+    rows.append(_row("teacher_loss", seed, clf.score(X_test, y_test), [report],
+                     variant="conv4-small alone", teacher_loss="-"))  # fmt: skip
+    return rows
+
+
 STUDIES: dict[str, Callable[[tuple, int], list[dict[str, Any]]]] = {
     "targets": study_targets,
     "compress": study_compress,
     "selection": study_selection,
+    "teacher_loss": study_teacher_loss,
 }
 KEYS = {
     "targets": ("epochs", "mode"),
     "compress": ("family", "variant", "mode"),
     "selection": ("fraction", "method", "rows_trained"),
+    "teacher_loss": ("variant", "teacher_loss"),
 }
 
 
@@ -133,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", choices=sorted(STUDIES))
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (0)")
-    parser.add_argument("--out", default="benchmarks/results", help="result folder")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"result folder ({DEFAULT_OUT})")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
