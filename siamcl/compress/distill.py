@@ -113,8 +113,8 @@ class EmbeddingDistillation:
 
 
 # teacher_loss names -> EmbeddingDistillation settings. On mnist5k a conv4-small student with
-# cached targets reached 0.972 with "match", 0.969 with "match+relational" at 1.9x the
-# training energy (benchmarks/results/energy_mnist5k_multiclass.md).
+# cached targets reached 0.977 with "match" and 0.980 with "match+relational", which cost
+# 2.17x the training energy (benchmarks/results/work_once.md, teacher_loss study).
 TEACHER_LOSSES: dict[str, dict[str, float | str]] = {
     "auto": {"relational": "across_sizes"},
     "match": {"distance_weight": 0.0, "angle_weight": 0.0},
