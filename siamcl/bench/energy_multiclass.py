@@ -6,8 +6,9 @@ Siamese learner, both on images downsampled to 16x16 (a quarter of the pixels of
 28x28, the like-for-like comparison for the cheaper input), the Siamese learner on a selected
 fraction of the data, the Siamese learner with int8 QAT, ``conv4-small`` students distilled
 from the Siamese learner of the same seed (KD, and KD with int8 QAT), and the same small
-network trained alone. A point of a curve is the energy to a *usable* model at that epoch: training so far plus, for a prototype learner, one pass embedding the rows its
-prototypes are the means of (the work that turns an encoder into a classifier).
+network trained alone. A point of a curve is the energy to a *usable* model at that epoch:
+training so far plus, for a prototype learner, one pass embedding the rows its prototypes are
+the means of (the work that turns an encoder into a classifier).
 """
 
 from __future__ import annotations
