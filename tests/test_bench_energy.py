@@ -82,6 +82,10 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
     small = runner.run("siamese-16px")
     assert small["accuracy"] > 0.5
     assert small["curve"][-1]["accuracy"] == pytest.approx(small["accuracy"], abs=0.03)
+    # every training row a prototype: the monitor's 1-NN is the learner's own store
+    nearest = runner.run("siamese-nn")
+    assert nearest["curve"][-1]["accuracy"] == pytest.approx(nearest["accuracy"], abs=0.005)
+    assert nearest["accuracy"] > 0.5
 
 
 def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):

@@ -3,10 +3,12 @@ every epoch by a monitor whose own cost is not counted as training.
 
 Methods (one task holding every class): the standard network (conv4 + softmax head), the
 Siamese learner, both on images downsampled to 16x16 (a quarter of the pixels of mnist's
-28x28, the like-for-like comparison for the cheaper input), the Siamese learner on a selected
-fraction of the data, the Siamese learner with int8 QAT, ``conv4-small`` students distilled
-from the Siamese learner of the same seed (KD, and KD with int8 QAT), and the same small
-network trained alone. A point of a curve is the energy to a *usable* model at that epoch:
+28x28, the like-for-like comparison for the cheaper input), the Siamese learner whose store
+keeps every training image's embedding as a prototype (a 1-nearest-neighbour classifier in
+FAISS instead of one class mean), the Siamese learner on a selected fraction of the data,
+the Siamese learner with int8 QAT, ``conv4-small`` students distilled from the Siamese
+learner of the same seed (KD, and KD with int8 QAT), and the same small network trained
+alone. A point of a curve is the energy to a *usable* model at that epoch:
 training so far plus, for a prototype learner, one pass embedding the rows its prototypes are
 the means of (the work that turns an encoder into a classifier).
 """
@@ -35,6 +37,7 @@ LABELS = {
     "siamese": "Siamese learner (conv4)",
     "standard-16px": "Standard network, 16x16 inputs",
     "siamese-16px": "Siamese learner, 16x16 inputs",
+    "siamese-nn": "Siamese learner, every training image a prototype (1-NN)",
     "siamese-selected": "Siamese learner, selected data",
     "qat-int8": "Siamese learner, int8 QAT",
     "kd-student": "KD student (conv4-small, matching cached teacher outputs, no distortions)",
@@ -117,22 +120,27 @@ def prototype_scorer(
     reference: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     device: str = "cpu",
+    every_row: bool = False,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """Accuracy of nearest class means of the ``reference`` rows (cosine); embedding them is
-    the finishing work, timed; embedding the test rows is evaluation, not timed."""
+    """Accuracy of the nearest prototype (cosine): the class means of the ``reference`` rows,
+    or with ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store).
+    Embedding the reference rows is the finishing work, timed; embedding the test rows is
+    evaluation, not timed."""
     ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
     classes = np.unique(ref_labels)
 
-    def class_means(encoder: nn.Module) -> np.ndarray:
+    def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise, device)
-        return np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
+        if every_row:
+            return embedded, ref_labels
+        return np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes]), classes
 
     def score(encoder: nn.Module) -> tuple[float, Cost]:
-        means, cost = _metered(lambda: class_means(encoder), device)
-        means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
+        (points, labels), cost = _metered(lambda: prototypes(encoder), device)
+        points /= np.linalg.norm(points, axis=1, keepdims=True).clip(1e-12)
         queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise, device)
-        predicted = classes[np.argmax(queries @ means.T, axis=1)]
+        predicted = labels[np.argmax(queries @ points.T, axis=1)]
         return float(np.mean(predicted == test_labels)), cost
 
     return score
@@ -201,6 +209,9 @@ class MulticlassRunner:
         siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
         if name in ("siamese", "siamese-16px"):
             return IncrementalClassifier(**siamese, **size)
+        if name == "siamese-nn":  # as many prototypes per class as it has rows: k-means never runs
+            per_class = int(np.unique(self.y, return_counts=True)[1].max())
+            return IncrementalClassifier(**siamese, prototypes_per_class=per_class)
         if name == "siamese-selected":
             selection = {"data_fraction": s["data_fraction"], "data_selection": s["data_selection"]}
             return IncrementalClassifier(**siamese, **selection)
@@ -230,7 +241,7 @@ class MulticlassRunner:
         if name == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        return prototype_scorer(preprocessor, reference, test, device)
+        return prototype_scorer(preprocessor, reference, test, device, name == "siamese-nn")
 
 
 def selected_rows(learner: Any, preprocessor: Preprocessor, X: np.ndarray, y: np.ndarray) -> Any:

@@ -26,6 +26,7 @@ REFERENCE = "siamese"  # compressed models are weighed against the fp32 Siamese 
 BAR_NAMES = {  # how a bar names the methods it compares
     "siamese": "Siamese",
     "siamese-16px": "Siamese on 16x16 inputs",
+    "siamese-nn": "Siamese with every training image a prototype",
     "standard": "the standard network",
     "standard-16px": "the standard network on 16x16 inputs",
     "replay": "Replay",
@@ -125,10 +126,11 @@ def _to_best(
 
 def _multiclass_bars(rows: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
-    # the 16x16 Siamese learner against the 28x28 standard network (the bar) and against the
-    # standard network given the same small inputs (what the smaller input alone explains)
+    # the Siamese learners against the standard network (the bar), and the 16x16 one also
+    # against the standard network given the same small inputs (what the input size explains)
     for name, reference in (
         ("siamese", "standard"),
+        ("siamese-nn", "standard"),
         ("siamese-16px", "standard"),
         ("siamese-16px", "standard-16px"),
     ):
