@@ -113,24 +113,22 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(
                 f"unknown {kind} {sorted(set(given) - set(known))}; known: {sorted(known)}"
             )
+    record = run_record(  # taken before the work: the commit and date it started at
+        "fewshot_recipes",
+        args.seeds,
+        splits={s: SPLITS[s] for s in splits},
+        recipes={n: {k: repr(v) for k, v in RECIPES[n].items()} for n in names},
+        reference=args.reference,
+        runs=args.runs,
+        ways=args.ways,
+        embed_views=EpisodicTrainer().embed_views,
+    )
     data = load_omniglot(args.data_root, progress=False)
     rows = []
     with torch_threads(args.threads):
         for split in splits:
             rows += _split_rows(data, split, names, args)
-    results = {
-        **run_record(
-            "fewshot_recipes",
-            args.seeds,
-            splits={s: SPLITS[s] for s in splits},
-            recipes={n: {k: repr(v) for k, v in RECIPES[n].items()} for n in names},
-            reference=args.reference,
-            runs=args.runs,
-            ways=args.ways,
-            embed_views=EpisodicTrainer().embed_views,
-        ),
-        "rows": _with_ratios(rows, args.reference),
-    }
+    results = {**record, "rows": _with_ratios(rows, args.reference)}
     markdown = _markdown(results, splits, names)
     write_results(Path(args.out), "fewshot_recipes", results, markdown)
     print(markdown)
