@@ -28,10 +28,22 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
 
 
 def test_bench_quick_smoke_writes_table_and_results(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the record names the code a run started with: taken before any training
+    from siamcl import IncrementalClassifier
+    from siamcl.reporting import records
+
+    trained, fit_task = [], IncrementalClassifier.fit_task
+    monkeypatch.setattr(
+        IncrementalClassifier, "fit_task", lambda self, *a: trained.append(1) or fit_task(self, *a)
+    )
+    fake = lambda: {"commit": f"after {len(trained)} tasks", "dirty": False}
+    monkeypatch.setattr(records, "git_commit", fake)
     status = main(["bench", "quick", "--quick", "--quiet", "--tasks", "2", "--out", str(tmp_path)])
     assert status == 0
+    recorded = json.loads((tmp_path / "quick_mnist5k.json").read_text())["git"]
+    assert trained and recorded["commit"] == "after 0 tasks"
     printed = capsys.readouterr().out
     assert "| siamese |" in printed and "| softmax |" in printed
     assert f"results written to {tmp_path}" in printed

@@ -78,6 +78,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "progress": not args.quiet,
     }
+    record = run_record(  # before the work: the commit it started at
+        "compress",
+        seeds,
+        dataset=args.dataset,
+        quick=args.quick,
+        latency_rounds=rounds,
+        torch_threads=torch.get_num_threads(),
+        epochs=epochs,
+        student_epochs=student_epochs,
+        student_lr=args.student_lr,
+        **{k: v for k, v in common.items() if k != "progress"},
+    )
     rows, trained = [], []
     for seed in seeds:
         for family in FAMILIES:
@@ -88,18 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row.update(latencies[id(model)])
     _add_ratios(rows)
     results = {
-        **run_record(
-            "compress",
-            seeds,
-            dataset=args.dataset,
-            quick=args.quick,
-            latency_rounds=rounds,
-            torch_threads=torch.get_num_threads(),
-            epochs=epochs,
-            student_epochs=student_epochs,
-            student_lr=args.student_lr,
-            **{k: v for k, v in common.items() if k != "progress"},
-        ),
+        **record,
         "train_size": len(X_train),
         "test_size": len(X_test),
         "rows": rows,

@@ -38,6 +38,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     params = {"memory_per_class": args.memory, "device": args.device, "progress": not args.quiet}
     if args.quick:
         params["epochs"] = 2
+    record = run_record(  # before the work: the commit it started at
+        "core",
+        seeds,
+        dataset=args.dataset,
+        tasks=args.tasks,
+        **params,
+        learner=repr(IncrementalClassifier(**params)),
+    )
     runs = []
     for seed in seeds:
         tasks = class_incremental(X_train, y_train, n_tasks=args.tasks, seed=seed)
@@ -63,14 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet:
             print(f"seed {seed}: final accuracy {stream['accuracy']:.3f}", flush=True)
     results = {
-        **run_record(
-            "core",
-            seeds,
-            dataset=args.dataset,
-            tasks=args.tasks,
-            **params,
-            learner=repr(IncrementalClassifier(**params)),
-        ),
+        **record,
         "runs": runs,
         "summary": _summary(runs),
     }

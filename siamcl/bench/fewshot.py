@@ -84,6 +84,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     overlap = sorted(set(held_out) & set(args.train_alphabets))
     if overlap:
         raise ValueError(f"alphabets {overlap} are both trained on and held out")
+    record = run_record(  # before the work: the commit it started at
+        "fewshot",
+        seeds,
+        dataset="omniglot",
+        model=args.model,
+        train_alphabets=args.train_alphabets,
+        held_out=held_out,
+        shots=shots,
+        ways=args.ways,
+        runs=args.runs,
+        softmax_epochs=args.softmax_epochs,
+    )
     classifier, training = _encoder(args, progress)
     test_data = _subset(data, held_out)
 
@@ -102,18 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows.append({"method": "softmax-finetune", "shots": k, "seed": seed, **softmax})
 
     results = {
-        **run_record(
-            "fewshot",
-            seeds,
-            dataset="omniglot",
-            model=args.model,
-            train_alphabets=args.train_alphabets,
-            held_out=held_out,
-            shots=shots,
-            ways=args.ways,
-            runs=args.runs,
-            softmax_epochs=args.softmax_epochs,
-        ),
+        **record,
         "training": training,
         "one_shot": one_shot,
         "incremental": rows,

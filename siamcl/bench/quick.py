@@ -43,18 +43,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "siamese": lambda seed: IncrementalClassifier(seed=seed, **common),
         "softmax": lambda seed: SoftmaxClassifier(seed=seed, **common),
     }
+    record = run_record(  # before the work: the commit it started at
+        "quick", seeds, dataset=args.dataset, tasks=args.tasks, quick=args.quick, **common
+    )
     rows = []
     for seed in seeds:
         tasks = class_incremental(X_train, y_train, n_tasks=args.tasks, seed=seed)
         for name, make in methods.items():
             result = evaluate_stream(make(seed), tasks, X_test, y_test, progress=not args.quiet)
             rows.append({"method": name, "seed": seed, **result})
-    results = {
-        **run_record(
-            "quick", seeds, dataset=args.dataset, tasks=args.tasks, quick=args.quick, **common
-        ),
-        "runs": rows,
-    }
+    results = {**record, "runs": rows}
     table = summary_table(rows)
     write_results(args.out, f"quick_{args.dataset}", results, _markdown(results, table))
     print(table)

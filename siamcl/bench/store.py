@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     saved_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
     faiss.omp_set_num_threads(settings["threads"])
     torch.set_num_threads(settings["threads"])
+    record = run_record("store", seeds, **settings)  # before the work: the commit it started at
     meter = ResourceMeter(energy="estimate", flops="off")
     rows = []
     try:
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report = meter.report(method="bench store")
     peak = report.peak_rss_bytes
     results = {
-        **run_record("store", seeds, **settings),
+        **record,
         "wall_s": report.wall_s,
         "peak_rss_bytes": peak,
         "rows": rows,
