@@ -14,12 +14,15 @@ energies are comparable with each other (a CPU-time estimate where no counter is
 The two target modes swap order on odd seeds, so neither always pays a process's warm-up.
 - ``selection``: one task holding all 10 classes, the Siamese learner at ``data_fraction``
   1, 0.5 and 0.25, stratified and coreset, epochs fixed.
+- ``neighbours``: the Siamese learner and the standard network (6 epochs, one task of all
+  classes), each epoch scored by the learner's own rule and by 1-nearest-neighbour search
+  over every training image's features: whether a 1-NN store helps only metric training.
 - ``teacher_loss``: the conv4-small student of ``siamcl bench energy`` (10 epochs, cached
   targets, undistorted batches) distilled from a 6-epoch Siamese conv4 teacher with each
   ``teacher_loss``, and the same network trained alone.
 
-    python benchmarks/work_once.py targets selection compress teacher_loss [--seeds 0,1,2]
-        [--out DIR]
+    python benchmarks/work_once.py targets selection compress teacher_loss neighbours
+        [--seeds 0,1,2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from siamcl import IncrementalClassifier
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.preprocess import Preprocessor
 from siamcl.reporting import DEFAULT_OUT, markdown_table, run_record, write_results
+from siamcl.training import embed_in_batches
 
 MODES = ("cached", "per_step")
 
@@ -116,17 +122,69 @@ def study_teacher_loss(data: tuple, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+class NeighbourMonitor:
+    """After every epoch, test accuracy of the learner's own rule and of 1-nearest-neighbour
+    search over every training image's normalised features (the Siamese encoder's embedding,
+    the softmax network's backbone output); time spent here is not training."""
+
+    def __init__(self, family: str, data: tuple, seed: int):
+        X, y, X_test, y_test = data
+        self.preprocessor = Preprocessor().fit(X)  # as the learners fit theirs
+        self.train = self.preprocessor.canonical(X), np.asarray(y)
+        self.test = self.preprocessor.canonical(X_test), np.asarray(y_test)
+        self.family, self.seed, self.rows = family, seed, []
+
+    def on_epoch_start(self, model: Any, epoch: int, epochs: int) -> None:
+        pass
+
+    def on_epoch_end(self, model: Any, progress: Any) -> None:
+        features = model if self.family == "siamese" else model.backbone
+        train, test = (self._embed(features, inputs) for inputs in (self.train[0], self.test[0]))
+        labels, truth = self.train[1], self.test[1]
+        if self.family == "siamese":
+            classes = np.unique(labels)
+            means = np.stack([train[labels == c].mean(axis=0) for c in classes])
+            rule = classes[np.argmax(test @ means.T, axis=1)]
+        else:
+            logits = self._embed(model, self.test[0], normalise=False)
+            rule = np.unique(self.train[1])[np.argmax(logits, axis=1)]
+        nearest = labels[np.argmax(test @ train.T, axis=1)]
+        self.rows.append({"study": "neighbours", "seed": self.seed, "family": self.family,
+                          "epoch": progress.epochs, "rule": float(np.mean(rule == truth)),
+                          "nearest": float(np.mean(nearest == truth))})  # fmt: skip
+
+    def _embed(self, network: Any, inputs: Any, normalise: bool = True) -> np.ndarray:
+        out = embed_in_batches(network, inputs, self.preprocessor.standardise, "cpu")
+        return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12) if normalise else out
+
+
+def study_neighbours(data: tuple, seed: int) -> list[dict[str, Any]]:
+    """The Siamese learner and the standard network, 6 epochs on all of mnist5k: each
+    epoch's accuracy by its own rule and by 1-NN over every training image's features."""
+    X, y = data[0], data[1]
+    rows = []
+    for family, make in (("siamese", IncrementalClassifier), ("softmax", SoftmaxClassifier)):
+        monitor = NeighbourMonitor(family, data, seed)
+        learner = make(encoder="conv4", epochs=6, memory_per_class=0, seed=seed)
+        learner.callbacks = [monitor]
+        learner.fit_task(X, y)
+        rows += monitor.rows
+    return rows
+
+
 STUDIES: dict[str, Callable[[tuple, int], list[dict[str, Any]]]] = {
     "targets": study_targets,
     "compress": study_compress,
     "selection": study_selection,
     "teacher_loss": study_teacher_loss,
+    "neighbours": study_neighbours,
 }
 KEYS = {
     "targets": ("epochs", "mode"),
     "compress": ("family", "variant", "mode"),
     "selection": ("fraction", "method", "rows_trained"),
     "teacher_loss": ("variant", "teacher_loss"),
+    "neighbours": ("family", "epoch"),
 }
 
 
@@ -143,6 +201,8 @@ def _row(study: str, seed: int, accuracy: float, reports: list, **keys: Any) -> 
 
 def summary(rows: list[dict[str, Any]], study: str) -> str:
     """Mean accuracy, energy and CPU seconds over seeds per configuration."""
+    if study == "neighbours":
+        return _neighbour_summary([r for r in rows if r["study"] == study])
     keys = KEYS[study]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -156,6 +216,17 @@ def summary(rows: list[dict[str, Any]], study: str) -> str:
                       mean["cpu_s"], len(group)])  # fmt: skip
     headers = [*keys, "test accuracy", "train energy J", "train CPU s", "seeds"]
     return f"## {study}\n\n" + markdown_table(headers, table)
+
+
+def _neighbour_summary(rows: list[dict[str, Any]]) -> str:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["family"], row["epoch"]), []).append(row)
+    table = [[family, epoch, *(f"{statistics.fmean(r[m] for r in group):.4f}"
+                               for m in ("rule", "nearest")), len(group)]
+             for (family, epoch), group in groups.items()]  # fmt: skip
+    headers = ["family", "epoch", "own rule (class means / logits)", "1-NN", "seeds"]
+    return "## neighbours\n\n" + markdown_table(headers, table)
 
 
 def main() -> None:
