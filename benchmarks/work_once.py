@@ -144,6 +144,7 @@ class NeighbourMonitor:
         if self.family == "siamese":
             classes = np.unique(labels)
             means = np.stack([train[labels == c].mean(axis=0) for c in classes])
+            means /= np.linalg.norm(means, axis=1, keepdims=True)  # cosine, as the store
             rule = classes[np.argmax(test @ means.T, axis=1)]
         else:
             logits = self._embed(model, self.test[0], normalise=False)
