@@ -15,6 +15,9 @@ Recipes:
             (PREVIOUS_DISTORTION; `siamcl fewshot train --steps 4000 --no-channels-last
             --elastic 0`)
   default   EpisodicTrainer() as it ships
+  ways40    40 classes of 3 images per episode instead of 20 of 6
+  within-alphabet
+            every episode drawn within one alphabet (``within_group=1.0``)
 
 Usage: python benchmarks/fewshot_recipes.py --data-root ../shared/data/omniglot
        [--splits default,five,balinese] [--seeds 0,1,2] [--recipes previous,default]
@@ -54,6 +57,8 @@ SPLITS: dict[str, list[str]] = {
 RECIPES: dict[str, dict[str, Any]] = {
     "previous": {"steps": 4000, "channels_last": False, "augment": PREVIOUS_DISTORTION},
     "default": {},
+    "ways40": {"ways": 40, "queries": 2},  # twice the classes per episode, same batch size
+    "within-alphabet": {"within_group": 1.0},  # every episode from one alphabet
 }
 COLUMNS = ("inductive", "transductive", "incremental_1shot", "train_cpu_s", "train_energy_j")
 
