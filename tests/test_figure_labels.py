@@ -52,31 +52,31 @@ def crowded_front(source: str, n: int) -> list[ParetoPoint]:
     return [*crowd, ParetoPoint(source, f"{source} far", 0.99, 10_000.0)]
 
 
-def test_unplaced_labels_of_close_points_do_overlap() -> None:
-    """The check below can fail: the same points labelled without placement overlap."""
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    points = crowded_front("a", 12)
-    axis.scatter([p.energy_j for p in points], [p.accuracy for p in points])
-    axis.set_xscale("log")
-    for p in points:
-        label_point(axis, p.label, (p.energy_j, p.accuracy), fontsize=6)
-    assert overlapping(label_boxes(figure))
-    plt.close(figure)
-
-
-def test_separate_labels_moves_them_apart() -> None:
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    points = crowded_front("a", 12)
+def labelled_crowd(n: int) -> tuple[Any, Any, list[Any]]:
+    """A log-energy scatter of :func:`crowded_front` with every point labelled where it is:
+    (figure, axis, labels)."""
+    figure, axis = pyplot().subplots(figsize=(6, 4))
+    points = crowded_front("a", n)
     axis.scatter([p.energy_j for p in points], [p.accuracy for p in points])
     axis.set_xscale("log")
     labels = [label_point(axis, p.label, (p.energy_j, p.accuracy), fontsize=6) for p in points]
+    return figure, axis, labels
+
+
+def test_unplaced_labels_of_close_points_do_overlap() -> None:
+    """The check below can fail: the same points labelled without placement overlap."""
+    figure, _, _ = labelled_crowd(12)
+    assert overlapping(label_boxes(figure))
+    pyplot().close(figure)
+
+
+def test_separate_labels_moves_them_apart() -> None:
+    figure, axis, labels = labelled_crowd(12)
     figure.tight_layout()
     separate_labels(axis, labels)
     boxes = label_boxes(figure)
     assert len(boxes) == 12 and not overlapping(boxes)
-    plt.close(figure)
+    pyplot().close(figure)
 
 
 def test_pareto_labels_do_not_overlap(tmp_path: Path) -> None:
