@@ -69,12 +69,14 @@ def run_cil(
     """Every method at every budget on one seed's stream: final accuracy and training cost."""
     base = {"tasks": len(tasks), "memory_per_class": args.memory, "batch_size": args.batch_size}
     runs = []
+    streams = {None: (tasks, test)}  # by input size: each resized once per seed
     for name in methods:
+        method, options = VARIANTS.get(name, (name, {}))
+        size = options.get("input_size") if method != "siamese" else None
+        if size not in streams:
+            streams[size] = resized(tasks, test, size)
+        stream, held_out = streams[size]
         for budget in budgets_of(name, budgets):
-            method, options = VARIANTS.get(name, (name, {}))
-            stream, held_out = (tasks, test)
-            if method != "siamese" and "input_size" in options:
-                stream, held_out = resized(tasks, test, options["input_size"])
             runner = StreamRunner(args, stream, *held_out, seed, _settings(base, name, budget))
             result = runner.run(method)
             result.pop("traceback", None)
