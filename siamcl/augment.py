@@ -44,11 +44,8 @@ class RandomAffine:
         if images.ndim != 4:
             return images
         theta = self.matrices(images.shape[0], generator)
-        if not self.elastic:
-            return warp(images, theta)
-        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
-        grid = grid + self._displacement(images, generator)
-        return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+        offsets = self._displacement(images, generator) if self.elastic else None
+        return warp(images, theta, offsets)
 
     def _displacement(
         self, images: torch.Tensor, generator: torch.Generator | None
@@ -127,9 +124,14 @@ class AffineViews:
         return self.count
 
 
-def warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Warp ``[N, C, H, W]`` images by matrices ``theta`` ``[N, 2, 3]``; background stays 0."""
+def warp(
+    images: torch.Tensor, theta: torch.Tensor, offsets: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Warp ``[N, C, H, W]`` images by matrices ``theta`` ``[N, 2, 3]``, plus per-pixel
+    ``offsets`` ``[N, H, W, 2]`` of the sampling grid if given; background stays 0."""
     grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    if offsets is not None:
+        grid = grid + offsets
     return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
 
 

@@ -59,6 +59,8 @@ def configure_make_runs(parser: argparse.ArgumentParser) -> None:
 
 def configure_eval(parser: argparse.ArgumentParser) -> None:
     """Options of ``siamcl fewshot eval``."""
+    from siamcl.transductive import TRANSDUCTIONS  # numpy only: cheap to import
+
     parser.description = "Accuracy of a saved classifier on one-shot runs, per run and mean."
     parser.add_argument("--model", required=True, help="a saved IncrementalClassifier folder")
     parser.add_argument(
@@ -76,7 +78,7 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--transduction",
-        choices=["none", "soft", "balanced"],
+        choices=TRANSDUCTIONS,
         default="none",
         help="let each run's test images refine its prototypes: 'soft' k-means, or "
         "'balanced' (assumes every class has as many test images; see docs/fewshot.md)",
