@@ -8,7 +8,7 @@ compared on identical problems; the spread across seeds is what one training run
 
 Settings:
   previous  2000 steps, RandomAffine's default distortion ranges (the defaults two recipes ago)
-  default   EpisodicTrainer() as it ships (since issue 19: 2000 steps, channels-last,
+  default   EpisodicTrainer() as it ships (since issue 19: 3000 steps, channels-last,
             EPISODIC_DISTORTION with its elastic wobble; fewshot_settings.md was measured
             with the 4000-step affine-only default before it)
 

@@ -20,7 +20,8 @@ __all__ = ["TRANSDUCTIONS", "balance", "refine_prototypes", "transductive_predic
 
 TRANSDUCTIONS = ("none", "soft", "balanced")
 # Chosen on the default split's 100 runs (docs/fewshot.md): a sharp assignment (0.03; 0.1
-# gives about 2 points less) and enough steps for it to settle.
+# gives 2-3 points less: benchmarks/results/fewshot_issue19/evaluations.jsonl) and enough
+# steps for it to settle.
 TEMPERATURE = 0.03
 STEPS = 10
 

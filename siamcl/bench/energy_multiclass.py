@@ -2,7 +2,7 @@
 every epoch by a monitor whose own cost is not counted as training.
 
 Methods (one task holding every class): the standard network (conv4 + softmax head), the
-Siamese learner, both on images downsampled to 16x16 (a quarter of the pixels of mnist's
+Siamese learner, both on images downsampled to 16x16 (a third of the pixels of mnist's
 28x28, the like-for-like comparison for the cheaper input), the Siamese learner whose store
 keeps every training image's embedding as a prototype (a 1-nearest-neighbour classifier in
 FAISS instead of one class mean), the Siamese learner on a selected fraction of the data,

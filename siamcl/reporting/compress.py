@@ -152,10 +152,12 @@ NOTES = """\
   PT2E flow (`torch.export`, `prepare_qat_pt2e` with the X86InductorQuantizer, `convert_pt2e`; the
   last epoch freezes ranges but not BatchNorm statistics), lowered eagerly to oneDNN int8
   convolutions with uint8 max pooling, no `torch.compile` (compiling matched FX at batch 256 but
-  took about 45 s per input shape on two cores, and a compiled model cannot be saved). It is
+  took 46 s for the first input shape and 5 s for the next on two cores, and a compiled model
+  cannot be saved). It is
   opt-in because it measured slower than FX at batch 256 (see `benchmarks/results/int8_paths`).
-- **Distillation**: Siamese students match the teacher's embeddings (cosine distance) plus
-  relational distillation (pairwise distances and angles, Park et al. 2019); softmax students
+- **Distillation**: Siamese students match the teacher's embeddings (cosine distance;
+  `teacher_loss="auto"`: relational distillation, pairwise distances and angles after Park et
+  al. 2019, only where the embedding sizes differ); softmax students
   add temperature-4 logit distillation (Hinton et al. 2015) to cross-entropy; both with
   weight 1. Students train longer and at a higher learning rate than the teacher: a
   16-channel network learns less per step, and its steps are cheap (most of a distillation
