@@ -136,14 +136,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "processes": ranks.world,
         "torch_threads": torch.get_num_threads(),
     }
-    record = run_record("cl", seeds, **settings)  # before the work: the commit it started at
-    runs = []
+    runs: list[dict[str, Any]] = []  # the record first: the commit the work started at
+    results = {**run_record("cl", seeds, **settings), "runs": runs}
     for seed in seeds:
         tasks = class_incremental(X_train, y_train, n_tasks=args.tasks, seed=seed)
         context = StreamRunner(args, tasks, X_test, y_test, seed, settings)
         for name in tqdm(methods, desc=f"seed {seed}", disable=args.quiet):
             runs.append({"method": name, "seed": seed, **context.run(name)})
-    results = {**record, "runs": runs}
     results["summary"] = summarise(runs, methods)
     results["bar"] = bar_check(results["summary"])
     if ranks.rank != 0:  # every rank holds the same results; rank 0 writes them

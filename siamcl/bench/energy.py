@@ -29,7 +29,7 @@ from siamcl.bench.energy_cil import (
     run_cil,
     summarise_cil,
 )
-from siamcl.bench.energy_multiclass import METHODS, MulticlassRunner
+from siamcl.bench.energy_multiclass import METHODS, STUDENTS, MulticlassRunner
 from siamcl.bench.energy_summary import bars, summarise_multiclass
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.reporting import run_record, write_results
@@ -156,7 +156,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--data-selection must be stratified or coreset, got {args.data_selection!r}"
         )
-    students = {"kd-student", "qkd-student"} & set(args.methods)
+    students = set(STUDENTS) & set(args.methods)
     if students and "siamese" not in args.methods:
         raise ValueError(
             f"{', '.join(sorted(students))} learn from the siamese run: add siamese to --methods"
@@ -171,7 +171,7 @@ def _multiclass(
     settings: dict[str, Any],
     seeds: list[int],
 ) -> list[dict[str, Any]]:
-    order = sorted(args.methods, key=lambda m: m in ("kd-student", "qkd-student"))  # teacher first
+    order = sorted(args.methods, key=lambda m: m in STUDENTS)  # the teacher first
     _warm_up(data, settings)
     runs = []
     with tqdm(total=len(seeds) * len(order), desc="multi-class", disable=args.quiet) as bar:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS, StreamRunner
+from siamcl.bench.energy_multiclass import SMALL_INPUT
 from siamcl.bench.energy_targets import cheapest_reach
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
@@ -26,7 +27,6 @@ __all__ = ["CIL_METHODS", "SIAMESE_METHODS", "VARIANTS", "budgets_of", "run_cil"
 
 # Methods run again on 16x16 inputs: the Siamese learner resizes them itself (its
 # preprocessing is metered); the baselines get the stream resized once before they start.
-SMALL_INPUT = (16, 16)
 VARIANTS = {
     "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
     "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
@@ -53,7 +53,6 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     with its own options) at ``budget`` epochs a task."""
     method, options = VARIANTS.get(name, (name, {}))
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
-    epochs["slda"] = 1
     return {**base, "epochs": epochs, "siamese_options": options}
 
 
@@ -80,11 +79,8 @@ def run_cil(
             runner = StreamRunner(args, stream, *held_out, seed, _settings(base, name, budget))
             result = runner.run(method)
             result.pop("traceback", None)
-            result.pop("accuracy_matrix", None)
-            epochs = runner.settings["epochs"]["gdumb" if name == "gdumb" else method]
-            runs.append(
-                {"method": name, "seed": seed, "budget": budget, **result, "epochs": epochs}
-            )
+            result.pop("accuracy_matrix", None)  # result["epochs"]: the run's epochs a task
+            runs.append({"method": name, "seed": seed, "budget": budget, **result})
             if progress is not None:
                 progress.update(1)
     return runs

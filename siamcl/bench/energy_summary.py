@@ -16,6 +16,7 @@ from siamcl.bench.energy_targets import (
     break_even_predictions,
     cheapest_reach,
     first_reach,
+    lifecycle_energy_j,
     mean_curve,
 )
 
@@ -79,7 +80,8 @@ def _add_lifecycle(summary: list[dict[str, Any]]) -> None:
         per_prediction = row["inference_j"] / PREDICTIONS
         row["lifecycle_training_j"] = training
         row["lifecycle_j"] = {
-            f"{n:.0e}": training + per_prediction * n for n in LIFECYCLE_PREDICTIONS
+            f"{n:.0e}": lifecycle_energy_j(training, per_prediction, n)
+            for n in LIFECYCLE_PREDICTIONS
         }
         if reference is not None and row is not reference:
             row["break_even"] = break_even_predictions(
