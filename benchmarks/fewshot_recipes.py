@@ -47,6 +47,7 @@ from siamcl.reporting import (
     run_record,
     write_results,
 )
+from siamcl.reporting.records import choice_list
 
 # split name -> training alphabets (docs/fewshot.md); every other alphabet is held out.
 SPLITS: dict[str, list[str]] = {
@@ -60,7 +61,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "ways40": {"ways": 40, "queries": 2},  # twice the classes per episode, same batch size
     "within-alphabet": {"within_group": 1.0},  # every episode from one alphabet
 }
-COLUMNS = ("inductive", "transductive", "incremental_1shot", "train_cpu_s", "train_energy_j")
 
 
 def score(trainer: EpisodicTrainer, train: OmniglotData, held: OmniglotData, runs) -> dict:
@@ -103,21 +103,20 @@ def main(argv: list[str] | None = None) -> dict:
         description=__doc__.splitlines()[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--data-root", required=True, help="folder holding Omniglot")
-    parser.add_argument("--splits", default=",".join(SPLITS), help="alphabet splits")
+    parser.add_argument(
+        "--splits", type=choice_list(tuple(SPLITS)), default=",".join(SPLITS), help="splits"
+    )
     parser.add_argument("--seeds", type=parse_seeds, default="0,1,2", help="training seeds")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help="recipes to compare")
+    parser.add_argument(
+        "--recipes", type=choice_list(tuple(RECIPES)), default="previous,default", help="recipes"
+    )
     parser.add_argument("--reference", default="previous", help="recipe energy is relative to")
     parser.add_argument("--runs", type=int, default=100, help="one-shot runs per split")
     parser.add_argument("--ways", type=int, default=20, help="classes per one-shot run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads when training")
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     args = parser.parse_args(argv)
-    splits, names = args.splits.split(","), args.recipes.split(",")
-    for kind, given, known in (("splits", splits, SPLITS), ("recipes", names, RECIPES)):
-        if set(given) - set(known):
-            parser.error(
-                f"unknown {kind} {sorted(set(given) - set(known))}; known: {sorted(known)}"
-            )
+    splits, names = args.splits, args.recipes
     record = run_record(  # taken before the work: the commit and date it started at
         "fewshot_recipes",
         args.seeds,
