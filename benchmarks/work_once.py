@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from siamcl import IncrementalClassifier
+from siamcl.bench.energy_multiclass import logit_scorer, prototype_scorer
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
 from siamcl.reporting import DEFAULT_OUT, markdown_table, run_record, write_results
-from siamcl.training import embed_in_batches
 
 MODES = ("cached", "per_step")
 
@@ -124,39 +124,25 @@ def study_teacher_loss(data: tuple, seed: int) -> list[dict[str, Any]]:
 
 class NeighbourMonitor:
     """After every epoch, test accuracy of the learner's own rule and of 1-nearest-neighbour
-    search over every training image's normalised features (the Siamese encoder's embedding,
-    the softmax network's backbone output); time spent here is not training."""
+    search over every training image's features (the Siamese encoder's embedding, the softmax
+    network's backbone output), scored as ``siamcl bench energy``'s monitor scores them; time
+    spent here is not training."""
 
     def __init__(self, family: str, data: tuple, seed: int):
         X, y, X_test, y_test = data
-        self.preprocessor = Preprocessor().fit(X)  # as the learners fit theirs
-        self.train = self.preprocessor.canonical(X), np.asarray(y)
-        self.test = self.preprocessor.canonical(X_test), np.asarray(y_test)
+        preprocessor = Preprocessor().fit(X)  # as the learners fit theirs
+        if family == "siamese":
+            self.rule = prototype_scorer(preprocessor, (X, y), (X_test, y_test))
+        else:
+            self.rule = logit_scorer(preprocessor, np.unique(y), (X_test, y_test))
+        self.nearest = prototype_scorer(preprocessor, (X, y), (X_test, y_test), every_row=True)
         self.family, self.seed, self.rows = family, seed, []
-
-    def on_epoch_start(self, model: Any, epoch: int, epochs: int) -> None:
-        pass
 
     def on_epoch_end(self, model: Any, progress: Any) -> None:
         features = model if self.family == "siamese" else model.backbone
-        train, test = (self._embed(features, inputs) for inputs in (self.train[0], self.test[0]))
-        labels, truth = self.train[1], self.test[1]
-        if self.family == "siamese":
-            classes = np.unique(labels)
-            means = np.stack([train[labels == c].mean(axis=0) for c in classes])
-            means /= np.linalg.norm(means, axis=1, keepdims=True)  # cosine, as the store
-            rule = classes[np.argmax(test @ means.T, axis=1)]
-        else:
-            logits = self._embed(model, self.test[0], normalise=False)
-            rule = np.unique(self.train[1])[np.argmax(logits, axis=1)]
-        nearest = labels[np.argmax(test @ train.T, axis=1)]
         self.rows.append({"study": "neighbours", "seed": self.seed, "family": self.family,
-                          "epoch": progress.epochs, "rule": float(np.mean(rule == truth)),
-                          "nearest": float(np.mean(nearest == truth))})  # fmt: skip
-
-    def _embed(self, network: Any, inputs: Any, normalise: bool = True) -> np.ndarray:
-        out = embed_in_batches(network, inputs, self.preprocessor.standardise, "cpu")
-        return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12) if normalise else out
+                          "epoch": progress.epochs, "rule": self.rule(model)[0],
+                          "nearest": self.nearest(features)[0]})  # fmt: skip
 
 
 def study_neighbours(data: tuple, seed: int) -> list[dict[str, Any]]:
@@ -185,7 +171,6 @@ KEYS = {
     "compress": ("family", "variant", "mode"),
     "selection": ("fraction", "method", "rows_trained"),
     "teacher_loss": ("variant", "teacher_loss"),
-    "neighbours": ("family", "epoch"),
 }
 
 
