@@ -49,6 +49,12 @@ _LOCK = threading.Lock()
 _PATTERN_CACHE: dict[Any, torch.fx.GraphModule] = {}
 
 
+def has_vnni() -> bool:
+    """Whether this CPU has VNNI int8 dot products: without them int8 activations use 7 bits
+    (``reduce_range``) so that x86 int8 kernels cannot overflow."""
+    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+
+
 def prepare_pt2e_int8(model: nn.Module, example_inputs: torch.Tensor) -> torch.fx.GraphModule:
     """An exported copy of ``model`` with int8 fake quantization inserted, in training mode.
 
@@ -149,8 +155,7 @@ def _quantizer() -> Any:
         get_default_x86_inductor_quantization_config,
     )
 
-    is_vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)
-    config = get_default_x86_inductor_quantization_config(is_qat=True, reduce_range=not is_vnni())
+    config = get_default_x86_inductor_quantization_config(is_qat=True, reduce_range=not has_vnni())
     return X86InductorQuantizer().set_global(config)
 
 

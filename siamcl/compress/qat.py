@@ -48,6 +48,7 @@ from torch import nn
 
 from siamcl.compress.pt2e import (
     convert_pt2e_int8,
+    has_vnni,
     is_pt2e_model,
     prepare_pt2e_int8,
     set_pt2e_quantizers,
@@ -301,9 +302,11 @@ def _int8_qconfig_mapping() -> Any:
         get_default_qat_qconfig_mapping,
     )
 
-    is_vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)
     activation = FusedMovingAvgObsFakeQuantize.with_args(
-        observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, reduce_range=not is_vnni()
+        observer=MovingAverageMinMaxObserver,
+        quant_min=0,
+        quant_max=255,
+        reduce_range=not has_vnni(),
     )
     qconfig = QConfig(activation=activation, weight=default_fused_per_channel_wt_fake_quant)
     return get_default_qat_qconfig_mapping("x86").set_global(qconfig)
