@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--seeds", type=parse_seeds, default="0,1,2", help="training seeds")
     parser.add_argument(
-        "--recipes", type=choice_list(tuple(RECIPES)), default="previous,default", help="recipes"
+        "--recipes", type=choice_list(tuple(RECIPES)), default=",".join(RECIPES), help="recipes"
     )
     parser.add_argument("--reference", default="previous", help="recipe energy is relative to")
     parser.add_argument("--runs", type=int, default=100, help="one-shot runs per split")

@@ -87,11 +87,11 @@ def transductive_predict(
     """
     if method not in TRANSDUCTIONS:
         raise ValueError(f"unknown transduction {method!r}; use one of {list(TRANSDUCTIONS)}")
+    _check(np.asarray(prototypes), np.asarray(queries), steps, temperature)
     if method != "none":
         prototypes = refine_prototypes(
             prototypes, queries, steps, temperature, balanced=method == "balanced"
         )
-    _check(np.asarray(prototypes), np.asarray(queries), steps, temperature)
     return np.argmax(_normalise(np.asarray(queries, np.float64)) @ _normalise(prototypes).T, 1)
 
 
