@@ -320,6 +320,27 @@ def test_channels_last_training_is_the_same_training():
         EpisodicTrainer(channels_last="yes", **settings).fit(X, y)
 
 
+def test_encoder_keeps_its_training_layout_until_saved_and_loaded(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    settings = {"input_size": 12, "ways": 3, "queries": 2, "steps": 2, "flops": "off"}
+
+    def conv_weight(classifier):
+        # the second convolution: with one input channel both layouts are the same
+        return [p for p in classifier.encoder_.parameters() if p.dim() == 4][1]
+
+    for flag in (True, False):
+        classifier = EpisodicTrainer(channels_last=flag, **settings).fit(X, y)
+        weight = conv_weight(classifier)
+        assert weight.is_contiguous(memory_format=torch.channels_last) is flag
+        assert weight.is_contiguous() is not flag
+    classifier.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    assert conv_weight(loaded).is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(loaded.embed(X), classifier.embed(X), atol=1e-5)
+
+
 def test_channels_last_batches_and_encoder():
     from siamcl.learners.episodic import _ChannelsLast
     from siamcl.training import Batch, BatchPreparation

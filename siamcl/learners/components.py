@@ -18,6 +18,7 @@ from siamcl.encoders import auto_encoder_name, build_encoder
 from siamcl.losses import MetricLoss, build_loss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
+from siamcl.training import prefer_channels_last
 
 __all__ = ["ComponentFactories"]
 
@@ -42,7 +43,9 @@ class ComponentFactories:
     def _encoder_with(
         self, weights: dict[str, torch.Tensor] | None, input_shape: tuple[int, ...]
     ) -> nn.Module:
-        """A new encoder, prepared for training as ``qat`` says, holding ``weights``."""
+        """A new encoder, prepared for training as ``qat`` says, holding ``weights``, in the
+        channels-last layout training leaves it in (a resumed stream computes as an
+        uninterrupted one). An encoder handed over by a trainer keeps the layout it has."""
         if weights is None:
             raise ValueError("from_state needs trainable_encoder or encoder_weights")
         scheme = training_scheme(self.qat)
@@ -51,7 +54,7 @@ class ComponentFactories:
             encoder.load_state_dict(weights)
         except RuntimeError as error:
             raise ValueError(f"the saved weights do not fit the encoder: {error}") from error
-        return encoder
+        return prefer_channels_last(encoder)
 
     def _new_store(self, dim: int) -> PrototypeStore:
         return PrototypeStore(

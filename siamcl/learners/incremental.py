@@ -41,7 +41,7 @@ from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import LoopResult, prefer_channels_last
+from siamcl.training import LoopResult
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -342,8 +342,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         clf = cls(**params)
         if trainable_encoder is None:
             trainable_encoder = clf._encoder_with(encoder_weights, preprocessor.input_shape)
-        # the layout training leaves it in: a resumed stream computes as an uninterrupted one
-        prefer_channels_last(trainable_encoder.to(torch.device(clf.device)).eval())
+        trainable_encoder.to(torch.device(clf.device)).eval()
         if store is None:
             probe = preprocessor.standardise(torch.zeros((2, *preprocessor.input_shape)))
             with torch.no_grad():
