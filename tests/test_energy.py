@@ -220,11 +220,10 @@ def test_close_before_stop_cancels_the_window() -> None:
     monitor = FakeMonitor(cpu={0: 0.0})
     counter = EnergyCounter("rapl", monitor, ["cpu"])
     counter.start()
-    counter.poll()
     counter.close()
     assert len(monitor.cancelled) == 1 and not monitor.windows
     with pytest.raises(RuntimeError, match="before start"):
-        counter.poll()
+        counter.stop()
 
 
 def test_zeus_warnings_become_notes() -> None:

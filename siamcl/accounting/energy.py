@@ -78,12 +78,6 @@ class EnergyCounter:
             raise CounterUnavailable(f"cannot begin a Zeus window: {exc}") from exc
         self._open = True
 
-    def poll(self) -> None:
-        """Nothing to read between start and stop: Zeus follows RAPL wrap-arounds itself and
-        the GPU counters do not wrap. Kept so the meter can poll any counter alike."""
-        if not self._open:
-            raise RuntimeError("EnergyCounter.poll() called before start()")
-
     def stop(self) -> dict[str, float]:
         """End the window and return joules per component (``gpu0``, ``cpu0``, ``dram0``,
         ``soc/cpu_total``...); raises ``CounterUnavailable`` when they cannot be trusted."""

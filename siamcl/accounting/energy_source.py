@@ -86,19 +86,14 @@ def _gpu_index(device: torch.device) -> int:
     return torch.cuda.current_device() if torch.cuda.is_available() else 0
 
 
-def read_counter(
-    counter: EnergyCounter | None, failure: BaseException | None, notes: list[str]
-) -> dict[str, float] | None:
-    """Joules per domain from a stopped ``counter``, or ``None`` (with a note in ``notes``)
-    when there is none or it failed, during the block (``failure``) or now."""
+def read_counter(counter: EnergyCounter | None, notes: list[str]) -> dict[str, float] | None:
+    """Joules per domain from ``counter``, stopped here, or ``None`` (with a note in
+    ``notes``) when there is none or its readings over the block cannot be trusted."""
     if counter is None:
         return None
-    if failure is None:
-        try:
-            components = counter.stop()
-        except CounterUnavailable as exc:
-            failure = exc
-    if failure is not None:
+    try:
+        components = counter.stop()
+    except CounterUnavailable as failure:
         notes.append(f"{counter.method} counter failed during the block: {failure}")
         return None
     notes.extend(counter.notes())

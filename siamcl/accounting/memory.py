@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
 
 import psutil
 
@@ -31,18 +30,16 @@ def os_peak_rss_bytes() -> int | None:
 class PeakRssSampler:
     """Tracks the largest resident set size of this process seen by ``sample``.
 
-    ``run_every`` starts a daemon thread that samples (and calls any extra callbacks,
-    such as energy counter polls) every ``interval`` seconds until ``stop``.
+    ``run_every`` starts a daemon thread that samples every ``interval`` seconds until
+    ``stop``.
     """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.peak_bytes = 0
-        self.callback_error: Exception | None = None
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._callbacks: list[Callable[[], None]] = []
 
     def sample(self) -> int:
         """Read the current RSS, keep it if it is a new peak, and return it."""
@@ -50,11 +47,10 @@ class PeakRssSampler:
         self.peak_bytes = max(self.peak_bytes, rss)
         return rss
 
-    def run_every(self, callbacks: list[Callable[[], None]] | None = None) -> None:
+    def run_every(self) -> None:
         """Sample now, then on a background thread until ``stop``."""
         if self._thread is not None:
             raise RuntimeError("the sampler thread is already running")
-        self._callbacks = list(callbacks or [])
         self._stop.clear()
         self.sample()
         self._thread = threading.Thread(target=self._loop, name=SAMPLER_THREAD_NAME, daemon=True)
@@ -75,10 +71,3 @@ class PeakRssSampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
-            for callback in self._callbacks:
-                try:
-                    callback()
-                except RuntimeError as exc:  # e.g. CounterUnavailable; read by the owner
-                    self.callback_error = exc
-                    self._callbacks.remove(callback)
-                    break

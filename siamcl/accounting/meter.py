@@ -78,7 +78,7 @@ class ResourceMeter:
         Batches counted when ``flops="sample"`` (1: a network's FLOPs per sample do not
         change between batches, and counting slows a batch down).
     sample_interval : float
-        Seconds between background RSS samples (and energy counter polls).
+        Seconds between background RSS samples.
     device : str or torch.device
         Torch device the work runs on; CUDA enables peak accelerator memory and NVML.
     cpu_watts_per_core, memory_watts_per_gb : float or None
@@ -153,9 +153,8 @@ class ResourceMeter:
         self._sampler = PeakRssSampler(self.sample_interval)
         self._os_peak_start = os_peak_rss_bytes()
         self._flops = FlopTally(self.flops, self.flop_sample_batches)
-        polls = [self._counter.poll] if self._counter is not None else []
         try:
-            self._sampler.run_every(polls)
+            self._sampler.run_every()
             self._flops.enter_block()
         except BaseException:
             self._sampler.stop()
@@ -183,7 +182,7 @@ class ResourceMeter:
             cpu_s = _process_cpu_seconds() - self._cpu_start
         finally:
             self._active = False
-            self._sampler.stop()  # before the last counter read: the thread polls it too
+            self._sampler.stop()
         try:
             components = self._stop_counter()
         finally:
@@ -273,7 +272,7 @@ class ResourceMeter:
 
     def _stop_counter(self) -> dict[str, float] | None:
         """Joules per domain from the counter, or ``None`` (with a note) if it failed."""
-        return read_counter(self._counter, self._sampler.callback_error, self._energy_notes)
+        return read_counter(self._counter, self._energy_notes)
 
     def _finish(
         self, wall_s: float, cpu_s: float, components: dict[str, float] | None
