@@ -53,7 +53,29 @@ def test_unknown_encoder_and_image_encoder_on_vectors():
         build_encoder("conv4", (20,))
     with pytest.raises(TypeError):
         build_encoder(3, (20,))
-    assert set(ENCODERS) >= {"conv4", "koch", "mlp"}
+    assert set(ENCODERS) >= {"conv4", "conv4-flat", "koch", "mlp"}
+
+
+def test_conv4_flat_keeps_where_features_lie():
+    # A blob moved by 16 pixels (the four blocks' stride), far from the borders, moves every
+    # feature map by one cell: conv4's average cannot tell the two places apart, conv4-flat's
+    # projection can.
+    torch.manual_seed(0)
+    image = torch.zeros(1, 1, 96, 96)
+    image[..., 32:38, 32:38] = 1.0
+    moved = torch.roll(image, shifts=(16, 16), dims=(2, 3))
+    with torch.no_grad():
+        averaged = build_encoder("conv4", (1, 96, 96), embedding_dim=16).eval()
+        torch.testing.assert_close(averaged(image), averaged(moved))
+        flat = build_encoder("conv4-flat", (1, 96, 96), embedding_dim=16).eval()
+        assert not torch.allclose(flat(image), flat(moved), atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(28, 28), (12, 12), (20, 33)])
+def test_conv4_flat_fits_any_image_size(size):
+    network = build_encoder("conv4-flat", (1, *size), embedding_dim=16).eval()
+    with torch.no_grad():
+        assert network(torch.rand(3, 1, *size)).shape == (3, 16)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

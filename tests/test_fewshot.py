@@ -585,6 +585,7 @@ def test_recipes_benchmark_reports_accuracies_and_energy_relative_to_the_referen
     )
     for row in rows.values():
         assert 0 <= row["incremental_1shot"] <= 1 and 0 <= row["transductive"] <= 1
+        assert 0 <= row["matched"] <= 1
     assert "| ab | new | 1 |" in (tmp_path / "fewshot_recipes.md").read_text()
     with pytest.raises(SystemExit):
         module.main([*argv, "--recipes", "nope"])

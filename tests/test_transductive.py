@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from siamcl.transductive import balance, refine_prototypes, transductive_predict
+from siamcl.transductive import balance, match, refine_prototypes, transductive_predict
 
 
 def _on_circle(degrees) -> np.ndarray:
@@ -49,6 +51,33 @@ def test_balance_is_an_assumption_soft_refinement_does_not_make():
     for balanced, low, high in ((False, 85, 90.01), (True, 20, 60)):
         b = refine_prototypes(prototypes, queries, balanced=balanced)[1]
         assert low < np.rad2deg(np.arctan2(b[1], b[0])) < high
+
+
+def test_matching_gives_each_class_its_share_of_the_drifting_queries():
+    assert transductive_predict(PROTOTYPES, QUERIES, "matched").tolist() == TRUTH.tolist()
+
+
+def test_one_query_a_class_is_matched_one_to_one():
+    # Queries at 5 and 18 degrees both lie nearest A (0); no query lies nearest B (40). The
+    # matching of greatest total similarity keeps 5 with A and sends 18 on to B, 70 to C.
+    prototypes, queries = _on_circle([0, 40, 90]), _on_circle([5, 18, 70])
+    assert transductive_predict(prototypes, queries, "none").tolist() == [0, 0, 2]
+    assert transductive_predict(prototypes, queries, "matched").tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("queries", [4, 5, 6])
+def test_match_is_the_best_assignment_with_at_most_its_share_per_class(queries):
+    rng = np.random.default_rng(queries)
+    similarity = rng.normal(size=(queries, 3))
+    classes = match(similarity)
+    share = -(-queries // 3)
+    assert np.bincount(classes, minlength=3).max() <= share
+    best = max(
+        similarity[np.arange(queries), list(labels)].sum()
+        for labels in itertools.product(range(3), repeat=queries)
+        if max(labels.count(c) for c in range(3)) <= share
+    )
+    assert similarity[np.arange(queries), classes].sum() == pytest.approx(best)
 
 
 @pytest.mark.parametrize(

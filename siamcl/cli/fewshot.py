@@ -81,7 +81,8 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         choices=TRANSDUCTIONS,
         default="none",
         help="let each run's test images refine its prototypes: 'soft' k-means, or "
-        "'balanced' (assumes every class has as many test images; see docs/fewshot.md)",
+        "'balanced' (assumes every class has as many test images); or 'matched': test images "
+        "matched to classes jointly, each class taking its share (see docs/fewshot.md)",
     )
     _add_threads_option(parser, 1, "1: runs are small batches")
 
@@ -102,6 +103,9 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=defaults.queries, help="queries per class")
     parser.add_argument("--loss", default=defaults.loss, help="'prototypical' or a metric loss")
     parser.add_argument("--encoder", default=defaults.encoder, help="encoder name")
+    parser.add_argument(
+        "--embedding-dim", type=int, default=defaults.embedding_dim, help="embedding size"
+    )
     parser.add_argument(
         "--input-size", type=int, default=defaults.input_size, help="image side in pixels"
     )
@@ -177,6 +181,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     data = load_omniglot(args.data_root, alphabets, progress=not args.quiet)
     trainer = EpisodicTrainer(
         encoder=args.encoder,
+        embedding_dim=args.embedding_dim,
         input_size=args.input_size,
         loss=args.loss,
         ways=args.ways,

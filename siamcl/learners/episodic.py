@@ -119,8 +119,8 @@ class EpisodicTrainer:
 
     def __init__(
         self,
-        encoder: str = "conv4",
-        embedding_dim: int = 64,
+        encoder: str = "conv4-flat",
+        embedding_dim: int = 128,
         input_size: int | tuple[int, int] = 28,
         loss: str = "supcon",
         ways: int = 20,
