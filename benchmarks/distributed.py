@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker is not None:
         worker(args.worker, args.epochs, args.threads, seed)
         return {}
+    record = run_record(
+        "distributed", args.seeds, nproc=args.nproc, epochs=args.epochs
+    )  # taken before the work: the commit and date it started at
     cores = os.cpu_count() or 1
     setups = {
         f"1 process x {_threads(cores)}": (1, cores),
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
             runs[name].append(launch(processes, threads, args.epochs, seed))
             print(f"{name}: {runs[name][-1]['wall_s']:.1f} s", flush=True)
     results = {
-        **run_record("distributed", args.seeds, nproc=args.nproc, epochs=args.epochs),
+        **record,
         "setups": {name: list(spec) for name, spec in setups.items()},
         "runs": runs,
         "summary": _summary(runs),

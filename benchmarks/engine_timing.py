@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each tree")
     parser.add_argument("--out", default="/tmp/siamcl-bench/engine_timing", help="result folder")
     args = parser.parse_args()
+    record = run_record(
+        "engine_timing", [0], baseline=args.baseline, repeats=args.repeats
+    )  # taken before the work: the commit and date it started at
     runs: dict[str, list[dict]] = {"this": [], "baseline": []}
     with tempfile.TemporaryDirectory() as scratch:
         baseline_tree = Path(scratch) / "baseline"
@@ -109,7 +112,7 @@ def main() -> None:
         )
     hashes = {tree: sorted({r["siamese"]["embedding_sha256"] for r in runs[tree]}) for tree in runs}
     results = {
-        **run_record("engine_timing", [0], baseline=args.baseline, repeats=args.repeats),
+        **record,
         "command": " ".join(["python", "benchmarks/engine_timing.py", *sys.argv[1:]]),
         "commit": commit,
         "runs": runs,

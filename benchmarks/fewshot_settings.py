@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         parser.error(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
+    record = run_record(  # taken before the work: the commit and date it started at
+        "fewshot_settings",
+        seeds,
+        train_alphabets=list(DEFAULT_TRAIN_ALPHABETS),
+        held_out=HELD_OUT,
+        ways=20,
+        runs=args.runs,
+        runs_seed=args.runs_seed,
+        settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
+    )
     train = load_omniglot(args.data_root, list(DEFAULT_TRAIN_ALPHABETS), progress=False)
     held_out = load_omniglot(args.data_root, HELD_OUT, progress=False)
     rows: list[dict[str, Any]] = []
@@ -101,16 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
                     flush=True,
                 )
     results = {
-        **run_record(
-            "fewshot_settings",
-            seeds,
-            train_alphabets=list(DEFAULT_TRAIN_ALPHABETS),
-            held_out=HELD_OUT,
-            ways=20,
-            runs=args.runs,
-            runs_seed=args.runs_seed,
-            settings={name: {k: repr(v) for k, v in SETTINGS[name].items()} for name in names},
-        ),
+        **record,
         "rows": rows,
         "summary": _summary(rows, names),
     }

@@ -192,10 +192,13 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/siamcl-bench/int8_paths", help="result folder")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    record = run_record(
+        "int8_paths", [0], rounds=args.rounds, torch_threads=1, compile=args.compile
+    )
     models, seconds = build_models(args.compile)
     times = latencies(models, args.rounds)
     results = {
-        **run_record("int8_paths", [0], rounds=args.rounds, torch_threads=1, compile=args.compile),
+        **record,  # taken before the work: the commit and date it started at
         "command": " ".join(["python", "benchmarks/int8_paths.py", *sys.argv[1:]]),
         "seconds": seconds,
         "rows": rows_of(models, times),

@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 150000])
     parser.add_argument("--out", default="/tmp/siamcl-results/predict_memory")
     args = parser.parse_args()
+    record = run_record(
+        "predict_memory", [0], sizes=args.sizes
+    )  # taken before the work: the commit and date it started at
     rows = []
     for size in args.sizes:
         done = subprocess.run(
@@ -62,7 +65,7 @@ def main() -> None:
         print(rows[-1])
     growth = rows[-1]["peak_rise_mb"] - rows[0]["peak_rise_mb"]
     results = {
-        **run_record("predict_memory", [0], sizes=args.sizes),
+        **record,
         "command": " ".join(["python", "benchmarks/predict_memory.py", *sys.argv[1:]]),
         "rows": rows,
         "peak_rise_growth_mb": growth,
