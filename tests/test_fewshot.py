@@ -511,6 +511,10 @@ def test_bench_fewshot_writes_results(data_root, model_dir, tmp_path):
     assert set(transductive["by_alphabet"]) == {"Gamma", "Delta"}
     assert transductive["mean_accuracy"] >= results["one_shot"]["mean_accuracy"] - 0.2
     assert "transductive (balanced)" in (out / "fewshot_omniglot.md").read_text()
+    matched = results["one_shot"]["matched"]
+    assert set(matched["by_alphabet"]) == {"Gamma", "Delta"}
+    assert 0 <= matched["mean_accuracy"] <= 1
+    assert "| matched |" in (out / "fewshot_omniglot.md").read_text()
     rows = results["incremental"]
     assert {(r["method"], r["shots"]) for r in rows} == {
         ("siamese", 1),

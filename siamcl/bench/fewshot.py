@@ -180,7 +180,8 @@ def _one_shot(
     ``seconds`` covers writing and scoring the runs. A classifier that averages views is also
     scored with one view on the same runs (``single_view``): what the views add; and every
     classifier with balanced transduction (``transductive``: each run's test images refine
-    its prototypes, :mod:`siamcl.transductive`).
+    its prototypes) and with the test images matched to classes jointly (``matched``), both
+    from :mod:`siamcl.transductive`.
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -191,8 +192,9 @@ def _one_shot(
         if classifier.embed_views > 1:
             single = _scores(copy.copy(classifier).set_params(embed_views=1), written)
             result["single_view"] = {k: single[k] for k in ("mean_accuracy", "by_alphabet")}
-        balanced = _scores(classifier, written, "balanced")
-        result["transductive"] = {k: balanced[k] for k in ("mean_accuracy", "by_alphabet")}
+        for key, transduction in (("transductive", "balanced"), ("matched", "matched")):
+            scores = _scores(classifier, written, transduction)
+            result[key] = {k: scores[k] for k in ("mean_accuracy", "by_alphabet")}
     return result
 
 

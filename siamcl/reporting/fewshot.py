@@ -77,16 +77,17 @@ def _one_shot_section(one_shot: dict[str, Any]) -> list[str]:
 
 def one_shot_table(one_shot: dict[str, Any]) -> str:
     """Accuracy per alphabet, beside the single-view accuracy when views were averaged and
-    the accuracy with balanced transduction when it was measured."""
+    the accuracies with balanced and matched transduction when they were measured."""
     views = one_shot["embed_views"]
     headers = ["alphabet", "accuracy" if views == 1 else f"accuracy ({views} views)"]
     extra = []
     if one_shot.get("single_view") is not None:
         headers.append("accuracy (1 view)")
         extra.append(one_shot["single_view"])
-    if one_shot.get("transductive") is not None:
-        headers.append("transductive (balanced)")
-        extra.append(one_shot["transductive"])
+    for key, header in (("transductive", "transductive (balanced)"), ("matched", "matched")):
+        if one_shot.get(key) is not None:
+            headers.append(header)
+            extra.append(one_shot[key])
     rows = [
         [a, v, *(e["by_alphabet"][a] for e in extra)] for a, v in one_shot["by_alphabet"].items()
     ]
