@@ -68,8 +68,8 @@ def conv4_flat(input_shape: tuple[int, ...], embedding_dim: int = 64, width: int
 
     The projection then sees where each feature lies (a 28x28 character leaves a 2x2 map, the
     quarters of the drawing), which the average throws away; the convolutions, and so nearly
-    all of the cost, are conv4's. One-shot Omniglot scores about a point higher with it
-    (docs/fewshot.md).
+    all of the cost, are conv4's. On one-shot Omniglot (128-d) it scored 0.6 points higher
+    inductively and 0.7 with transduction, three seeds (docs/fewshot.md).
     """
     _require_image(input_shape, "conv4-flat")
     channels, *sizes = input_shape
