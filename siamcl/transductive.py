@@ -87,10 +87,11 @@ def match(similarity: np.ndarray) -> np.ndarray:
     from scipy.optimize import linear_sum_assignment  # here: the CLI imports this module early
 
     m, k = similarity.shape
-    slots = np.repeat(similarity, math.ceil(m / k), axis=1)  # column j is class j // copies
+    share = math.ceil(m / k)
+    slots = np.repeat(similarity, share, axis=1)  # column j is a slot of class j // share
     rows, columns = linear_sum_assignment(slots, maximize=True)
     classes = np.empty(m, dtype=np.int64)
-    classes[rows] = columns // math.ceil(m / k)
+    classes[rows] = columns // share
     return classes
 
 
