@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from siamcl.data.images import check_size
+
 __all__ = ["Preprocessor", "as_array", "as_labels"]
 
 ArrayLike = Any  # numpy array or torch tensor
@@ -122,8 +124,8 @@ class Preprocessor:
             fitted.channels = 1 if X.ndim == 3 else int(X.shape[1])
             if fitted.input_size is None:
                 fitted.input_size = tuple(int(s) for s in X.shape[-2:])
-            else:
-                fitted.input_size = tuple(int(s) for s in fitted.input_size)
+            else:  # an int means a square image; anything else fails with what it should be
+                fitted.input_size = check_size(fitted.input_size)
         if fitted.invert == "auto":
             fitted.invert = False
             if fitted.kind == "image":

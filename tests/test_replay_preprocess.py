@@ -66,6 +66,13 @@ def test_preprocessor_inverts_bright_backgrounds_and_resizes():
     assert out.shape == (2, 1, 20, 20)
 
 
+def test_preprocessor_takes_an_int_size_as_a_square_and_names_a_bad_one():
+    images = np.zeros((3, 10, 10), dtype=np.float32)
+    assert Preprocessor(input_size=16).fit(images).input_shape == (1, 16, 16)
+    with pytest.raises(TypeError, match=r"an int or a \(height, width\) pair of ints, got 'big'"):
+        Preprocessor(input_size="big").fit(images)
+
+
 def test_preprocessor_standardises_and_round_trips():
     X = np.random.default_rng(0).integers(0, 80, size=(50, 8, 8)).astype(np.uint8)
     pre = Preprocessor().fit(X)

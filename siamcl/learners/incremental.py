@@ -142,7 +142,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         vote_k: int = 1,
         augment: bool = True,
         embed_views: int = 1,
-        input_size: tuple[int, int] | None = None,
+        input_size: int | tuple[int, int] | None = None,
         invert: bool | str = "auto",
         temperature: float = 0.1,
         device: str = "cpu",
