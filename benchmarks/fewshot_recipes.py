@@ -14,7 +14,9 @@ Recipes:
   previous  the default before: conv4 (last map averaged, 64-d), 4000 steps, NCHW layout,
             affine distortion only (PREVIOUS_DISTORTION; `siamcl fewshot train --encoder
             conv4 --embedding-dim 64 --steps 4000 --no-channels-last --elastic 0`)
-  avg-pool  the default with conv4 (last map averaged, 64-d) instead of conv4-flat (128-d)
+  avg-pool  conv4 (last map averaged, 64-d) instead of the default's encoder (128-d)
+  flat      conv4-flat (the blocks normalise before they pool), the default until
+            conv4-flat-pool-first
   default   EpisodicTrainer() as it ships
   ways40    40 classes of 3 images per episode instead of 20 of 6
   within-alphabet
@@ -65,6 +67,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "augment": PREVIOUS_DISTORTION,
     },
     "avg-pool": {"encoder": "conv4", "embedding_dim": 64},  # the default until conv4-flat
+    "flat": {"encoder": "conv4-flat"},  # the default until conv4-flat-pool-first
     "default": {},
     "ways40": {"ways": 40, "queries": 2},  # twice the classes per episode, same batch size
     "within-alphabet": {"within_group": 1.0},  # every episode from one alphabet

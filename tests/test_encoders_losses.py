@@ -53,10 +53,11 @@ def test_unknown_encoder_and_image_encoder_on_vectors():
         build_encoder("conv4", (20,))
     with pytest.raises(TypeError):
         build_encoder(3, (20,))
-    assert set(ENCODERS) >= {"conv4", "conv4-flat", "koch", "mlp"}
+    assert set(ENCODERS) >= {"conv4", "conv4-flat", "conv4-flat-pool-first", "koch", "mlp"}
 
 
-def test_conv4_flat_keeps_where_features_lie():
+@pytest.mark.parametrize("name", ["conv4-flat", "conv4-flat-pool-first"])
+def test_conv4_flat_keeps_where_features_lie(name):
     # A blob moved by 16 pixels (the four blocks' stride), far from the borders, moves every
     # feature map by one cell: conv4's average cannot tell the two places apart, conv4-flat's
     # projection can.
@@ -67,15 +68,31 @@ def test_conv4_flat_keeps_where_features_lie():
     with torch.no_grad():
         averaged = build_encoder("conv4", (1, 96, 96), embedding_dim=16).eval()
         torch.testing.assert_close(averaged(image), averaged(moved))
-        flat = build_encoder("conv4-flat", (1, 96, 96), embedding_dim=16).eval()
+        flat = build_encoder(name, (1, 96, 96), embedding_dim=16).eval()
         assert not torch.allclose(flat(image), flat(moved), atol=1e-3)
 
 
+@pytest.mark.parametrize("name", ["conv4-flat", "conv4-flat-pool-first"])
 @pytest.mark.parametrize("size", [(28, 28), (12, 12), (20, 33)])
-def test_conv4_flat_fits_any_image_size(size):
-    network = build_encoder("conv4-flat", (1, *size), embedding_dim=16).eval()
+def test_conv4_flat_fits_any_image_size(name, size):
+    network = build_encoder(name, (1, *size), embedding_dim=16).eval()
     with torch.no_grad():
         assert network(torch.rand(3, 1, *size)).shape == (3, 16)
+
+
+@pytest.mark.parametrize(
+    ("name", "norm_sizes"),
+    [("conv4-flat", [28, 14, 7, 4]), ("conv4-flat-pool-first", [14, 7, 4, 2])],
+)
+def test_pool_first_normalises_the_pooled_maps(name, norm_sizes):
+    # With pool_first, batch norm and ReLU run on what the pooling leaves: a quarter of the map.
+    network = build_encoder(name, (1, 28, 28), embedding_dim=16)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    sizes = []
+    for norm in norms:
+        norm.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape[-1]))
+    network(torch.rand(4, 1, 28, 28))
+    assert sizes == norm_sizes
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

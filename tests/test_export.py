@@ -129,6 +129,12 @@ def test_refusals(fp32, int8, mnist, tmp_path):
     int4.fit_task(mnist[0][::20], mnist[1][::20])
     with pytest.raises(ValueError, match="int4"):
         int4.export(tmp_path / "x")
+    pool_first = IncrementalClassifier(
+        encoder="conv4-flat-pool-first", epochs=1, qat="int8", input_size=12, seed=0
+    )
+    pool_first.fit_task(mnist[0][::20], mnist[1][::20])
+    with pytest.raises(ValueError, match="batch norm that does not follow a convolution"):
+        pool_first.export(tmp_path / "x")
     empty = copy.deepcopy(fp32)
     empty.reset_classes()
     with pytest.raises(ValueError, match="no classes are known"):

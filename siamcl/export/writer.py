@@ -159,15 +159,23 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, file: Path, quantized: 
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(
-            model,
-            (example,),
-            str(file),
-            dynamo=False,
-            opset_version=TORCHSCRIPT_OPSET,
-            dynamic_axes={ENCODER_INPUT: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
-            **names,
-        )
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(file),
+                dynamo=False,
+                opset_version=TORCHSCRIPT_OPSET,
+                dynamic_axes={ENCODER_INPUT: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
+                **names,
+            )
+        except torch.onnx.errors.UnsupportedOperatorError as error:
+            raise ValueError(
+                f"cannot export this int8 encoder to ONNX: {error}. A batch norm that does not "
+                f"follow a convolution (as in conv4-flat-pool-first) quantizes to an op ONNX "
+                f"lacks; export the classifier trained without qat, or an encoder whose batch "
+                f"norms follow convolutions (conv4-flat)"
+            ) from error
     return f"torch.onnx.export(dynamo=False) (TorchScript-based), opset {TORCHSCRIPT_OPSET}"
 
 

@@ -119,7 +119,7 @@ class EpisodicTrainer:
 
     def __init__(
         self,
-        encoder: str = "conv4-flat",
+        encoder: str = "conv4-flat-pool-first",
         embedding_dim: int = 128,
         input_size: int | tuple[int, int] = 28,
         loss: str = "supcon",
