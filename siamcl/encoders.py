@@ -93,11 +93,12 @@ def conv4_flat_pool_first(
 ) -> nn.Module:
     """``conv4-flat`` with each block pooling before its batch norm and ReLU.
 
-    A training step's passes over whole feature maps (batch norm and ReLU, forward and
-    backward) cost as much as a third of its CPU time at 28x28; after the pooling they run on
-    a quarter of the map. Max-pooling commutes with ReLU but not with batch norm, whose
-    statistics now come from the pooled maps: a different network, chosen by measurement
-    (one-shot Omniglot in docs/fewshot.md), not an exact rewrite.
+    In ``conv4-flat`` batch norm and ReLU (forward and backward) pass over whole feature maps
+    and took about a third of a 28x28 training step's profiled CPU time; after the pooling
+    they run on a quarter of the map, and the step takes 0.87x the CPU time
+    (``benchmarks/episodic_step.py``). Max-pooling commutes with ReLU but not with batch
+    norm, whose statistics now come from the pooled maps: a different network, kept because
+    it measured as accurate on one-shot Omniglot (docs/fewshot.md), not an exact rewrite.
     """
     return conv4_flat(input_shape, embedding_dim, width, pool_first=True)
 

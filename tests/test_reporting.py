@@ -88,3 +88,17 @@ def test_benchmark_scripts_take_seeds_like_the_command(
     with pytest.raises(SystemExit) as stop:
         module.main(["--help"])
     assert stop.value.code == 0 and f"(default: {DEFAULT_OUT})" in capsys.readouterr().out
+
+
+def test_episodic_step_profile_names_every_encoder_and_where_its_time_goes(tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "episodic_step.py"
+    spec = importlib.util.spec_from_file_location("benchmark_episodic_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main(["--rounds", "1", "--steps", "1", "--out", str(tmp_path)])
+    assert [r["encoder"] for r in results["rows"]] == list(module.ENCODERS)
+    assert results["rows"][0]["ratio"] == 1.0
+    for row in results["rows"]:
+        assert row["profiled_ms"]["convolution"] > 0 and row["profiled_ms"]["batch norm"] > 0
+    markdown = (tmp_path / "episodic_step.md").read_text()
+    assert "conv4-flat-pool-first" in markdown and "| convolution | batch norm |" in markdown
