@@ -133,9 +133,24 @@ def _exportable(clf: Any, format: str) -> Any:
             "cannot export the int8 encoder with torch.export: its quantized modules hold "
             "packed TorchScript weights torch.export cannot trace; use format='onnx'"
         )
+    if state.qat == "int8" and format == "onnx" and _has_quantized_batch_norm(state.encoder):
+        raise ValueError(
+            "cannot export this int8 encoder to ONNX: a batch norm that does not follow a "
+            "convolution (as in conv4-flat-pool-first) quantizes to an op ONNX lacks; export "
+            "the classifier trained without qat, or an encoder whose batch norms follow "
+            "convolutions (conv4-flat)"
+        )
     if len(state.store) == 0:
         raise ValueError("no classes are known: call fit_task or add_classes before export")
     return state
+
+
+def _has_quantized_batch_norm(encoder: nn.Module) -> bool:
+    """Whether an int8 encoder kept a quantized batch norm (no convolution to fold it into)."""
+    from torch.ao.nn.intrinsic.quantized import BNReLU2d
+    from torch.ao.nn.quantized import BatchNorm2d
+
+    return any(isinstance(m, (BatchNorm2d, BNReLU2d)) for m in encoder.modules())
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, file: Path, quantized: bool) -> str:
@@ -159,23 +174,15 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, file: Path, quantized: 
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        try:
-            torch.onnx.export(
-                model,
-                (example,),
-                str(file),
-                dynamo=False,
-                opset_version=TORCHSCRIPT_OPSET,
-                dynamic_axes={ENCODER_INPUT: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
-                **names,
-            )
-        except torch.onnx.errors.UnsupportedOperatorError as error:
-            raise ValueError(
-                f"cannot export this int8 encoder to ONNX: {error}. A batch norm that does not "
-                f"follow a convolution (as in conv4-flat-pool-first) quantizes to an op ONNX "
-                f"lacks; export the classifier trained without qat, or an encoder whose batch "
-                f"norms follow convolutions (conv4-flat)"
-            ) from error
+        torch.onnx.export(
+            model,
+            (example,),
+            str(file),
+            dynamo=False,
+            opset_version=TORCHSCRIPT_OPSET,
+            dynamic_axes={ENCODER_INPUT: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
+            **names,
+        )
     return f"torch.onnx.export(dynamo=False) (TorchScript-based), opset {TORCHSCRIPT_OPSET}"
 
 
