@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from siamcl.encoders import build_encoder
 from siamcl.losses import build_loss
-from siamcl.reporting import markdown_table, record_markdown, run_record, write_results
+from siamcl.reporting import markdown_table, run_record, titled_markdown, write_results
 from siamcl.reporting.records import DEFAULT_OUT
 from siamcl.training import prefer_channels_last
 
@@ -120,21 +120,18 @@ def render(results: dict[str, Any]) -> str:
         ]
         table.append([row["encoder"], f"{row['step_ms']:.0f}", f"{row['ratio']:.2f}", *shares])
     settings = results["settings"]
-    return "\n".join(
-        [
-            "# An episodic training step's CPU time, by encoder",
-            "",
-            record_markdown(results) + "  ",
-            (
-                f"{WAYS} classes x {IMAGES_PER_CLASS} images of {SIZE}x{SIZE}, supcon loss, Adam, "
-                f"one torch thread. Step: CPU ms, median of {settings['rounds']} interleaved "
-                f"rounds of {settings['steps']} steps; ratio to the first row. Groups: "
-                "torch.profiler's self CPU ms per step of aten operators (share of their sum)."
-            ),
-            "",
-            markdown_table(["encoder", "step ms", "ratio", *groups], table),
-            "",
-        ]
+    caption = (
+        f"{WAYS} classes x {IMAGES_PER_CLASS} images of {SIZE}x{SIZE}, supcon loss, Adam, "
+        f"one torch thread. Step: CPU ms, median of {settings['rounds']} interleaved "
+        f"rounds of {settings['steps']} steps; ratio to the first row. Groups: "
+        "torch.profiler's self CPU ms per step of aten operators (share of their sum)."
+    )
+    return titled_markdown(
+        "An episodic training step's CPU time, by encoder",
+        results,
+        caption,
+        markdown_table(["encoder", "step ms", "ratio", *groups], table),
+        "",
     )
 
 

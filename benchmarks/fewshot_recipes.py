@@ -46,8 +46,8 @@ from siamcl.reporting import (
     DEFAULT_OUT,
     markdown_table,
     parse_seeds,
-    record_markdown,
     run_record,
+    titled_markdown,
     write_results,
 )
 from siamcl.reporting.records import choice_list
@@ -215,23 +215,20 @@ def _markdown(results: dict[str, Any], splits: list[str], names: list[str]) -> s
         "training CPU s",
     ]
     settings = results["settings"]
-    return "\n".join(
-        [
-            "# One-shot Omniglot recipes: splits, seeds, energy",
-            "",
-            record_markdown(results) + "  ",
-            (
-                f"{settings['runs']} {settings['ways']}-way one-shot runs per split from its "
-                f"held-out alphabets, {settings['embed_views']} views per image; energy relative "
-                f"to `{settings['reference']}` on the same split and seed, trained in this run. "
-                "Mean ± standard deviation over seeds."
-            ),
-            "",
-            markdown_table(headers, table),
-            "",
-            "Recipes: "
-            + "; ".join(f"{n}: {settings['recipes'][n] or 'EpisodicTrainer()'}" for n in names),
-        ]
+    caption = (
+        f"{settings['runs']} {settings['ways']}-way one-shot runs per split from its "
+        f"held-out alphabets, {settings['embed_views']} views per image; energy relative "
+        f"to `{settings['reference']}` on the same split and seed, trained in this run. "
+        "Mean ± standard deviation over seeds."
+    )
+    recipes = "; ".join(f"{n}: {settings['recipes'][n] or 'EpisodicTrainer()'}" for n in names)
+    return titled_markdown(
+        "One-shot Omniglot recipes: splits, seeds, energy",
+        results,
+        caption,
+        markdown_table(headers, table),
+        "",
+        "Recipes: " + recipes,
     )
 
 

@@ -20,13 +20,31 @@ import numpy as np
 
 __all__ = [
     "OPTIMIZER_FACTORY",
+    "ImageSize",
     "Integer",
     "Options",
     "Real",
     "Satisfies",
     "check_params",
+    "check_size",
     "is_integer",
 ]
+
+
+ImageSize = int | tuple[int, int]  # an int means a square image
+
+
+def check_size(size: ImageSize | None) -> tuple[int, int] | None:
+    """Return ``size`` as ``(height, width)``; an int means a square image."""
+    if size is None:
+        return None
+    if is_integer(size):
+        size = (int(size), int(size))
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(map(is_integer, size)):
+        raise TypeError(f"size must be an int or a (height, width) pair of ints, got {size!r}")
+    if min(size) < 1:
+        raise ValueError(f"size must be positive, got {tuple(size)}")
+    return int(size[0]), int(size[1])
 
 
 def is_integer(value: Any) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from siamcl.data.images import check_size
+from siamcl._checks import check_size
 
 __all__ = ["Preprocessor", "as_array", "as_labels"]
 

@@ -15,24 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-ImageSize = int | tuple[int, int]
-
-
-def check_size(size: ImageSize | None) -> tuple[int, int] | None:
-    """Return ``size`` as ``(height, width)``; an int means a square image."""
-    if size is None:
-        return None
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (int(size), int(size))
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-    ):
-        raise TypeError(f"size must be an int or a (height, width) pair of ints, got {size!r}")
-    if min(size) < 1:
-        raise ValueError(f"size must be positive, got {tuple(size)}")
-    return int(size[0]), int(size[1])
+from siamcl._checks import ImageSize, check_size
 
 
 def to_array(image: Image.Image, size: tuple[int, int] | None, grayscale: bool) -> np.ndarray:

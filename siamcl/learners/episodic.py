@@ -16,10 +16,16 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, Satisfies, check_params
+from siamcl._checks import (
+    OPTIMIZER_FACTORY,
+    Integer,
+    Real,
+    Satisfies,
+    check_params,
+    check_size,
+)
 from siamcl.accounting import ResourceMeter
 from siamcl.augment import RandomAffine
-from siamcl.data.images import check_size
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.losses import LOSSES, MetricTerm, Objective, PrototypicalTerm, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels

@@ -10,6 +10,7 @@ from siamcl.reporting.records import (
     parse_seeds,
     record_markdown,
     run_record,
+    titled_markdown,
     write_results,
 )
 from siamcl.reporting.report import ResultFile, read_results, render_report, write_report
@@ -28,6 +29,7 @@ __all__ = [
     "record_markdown",
     "render_report",
     "run_record",
+    "titled_markdown",
     "write_report",
     "write_results",
 ]

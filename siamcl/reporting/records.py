@@ -199,6 +199,11 @@ def record_markdown(results: dict[str, Any]) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def titled_markdown(title: str, results: dict[str, Any], caption: str, *body: str) -> str:
+    """A result file's markdown: a heading, the run's record, a caption, then ``body``."""
+    return "\n".join([f"# {title}", "", record_markdown(results) + "  ", caption, "", *body])
+
+
 def _code_line(results: dict[str, Any]) -> str:
     git = results.get("git")
     versions = results.get("versions") or {}
