@@ -12,11 +12,16 @@ recipe with the reference recipe on the same split and seed, trained in this pro
 
 Recipes:
   previous  the default before: conv4 (last map averaged, 64-d), 4000 steps, NCHW layout,
-            affine distortion only (PREVIOUS_DISTORTION; `siamcl fewshot train --encoder
-            conv4 --embedding-dim 64 --steps 4000 --no-channels-last --elastic 0`)
-  avg-pool  conv4 (last map averaged, 64-d) instead of the default's encoder (128-d)
-  flat      conv4-flat (the blocks normalise before they pool), the default until
-            conv4-flat-pool-first
+            affine distortion only, no whitening (PREVIOUS_DISTORTION; `siamcl fewshot train
+            --encoder conv4 --embedding-dim 64 --steps 4000 --no-channels-last --elastic 0
+            --whitening none`)
+  avg-pool  conv4 (last map averaged, 64-d) instead of the default's encoder (128-d), no
+            whitening
+  flat      conv4-flat (the blocks normalise before they pool), no whitening: the default
+            until conv4-flat-pool-first
+  unwhitened
+            the default without the within-class whitening training ends with (the default
+            until whitening, ``whitening=None``)
   default   EpisodicTrainer() as it ships
   ways40    40 classes of 3 images per episode instead of 20 of 6
   within-alphabet
@@ -65,9 +70,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         "steps": 4000,
         "channels_last": False,
         "augment": PREVIOUS_DISTORTION,
+        "whitening": None,
     },
-    "avg-pool": {"encoder": "conv4", "embedding_dim": 64},  # the default until conv4-flat
-    "flat": {"encoder": "conv4-flat"},  # the default until conv4-flat-pool-first
+    # the default until conv4-flat
+    "avg-pool": {"encoder": "conv4", "embedding_dim": 64, "whitening": None},
+    # the default until conv4-flat-pool-first
+    "flat": {"encoder": "conv4-flat", "whitening": None},
+    "unwhitened": {"whitening": None},  # the default until within-class whitening
     "default": {},
     "ways40": {"ways": 40, "queries": 2},  # twice the classes per episode, same batch size
     "within-alphabet": {"within_group": 1.0},  # every episode from one alphabet

@@ -131,6 +131,14 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         help="views averaged per image when classifying (1: the image alone)",
     )
     parser.add_argument(
+        "--whitening",
+        type=_shrinkage_or_none,
+        default=defaults.whitening,
+        metavar="SHRINKAGE",
+        help="shrinkage in [0, 1] of the within-class whitening training ends with, or 'none' "
+        f"(default {defaults.whitening})",
+    )
+    parser.add_argument(
         "--seeds",
         "--seed",
         dest="seed",
@@ -138,6 +146,18 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.seed,
         help="random seed (one: a command trains one model)",
     )
+
+
+def _shrinkage_or_none(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'none', got {text!r}")
+    return value
 
 
 def _add_distortion_options(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +217,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         progress=not args.quiet,
         channels_last=not args.no_channels_last,
+        whitening=args.whitening,
     )
     classifier = trainer.fit(data.images, data.labels, groups=data.alphabets)
     classifier.save(args.out)
