@@ -70,16 +70,16 @@ def within_class_whitening(embeddings: Any, labels: Any, shrinkage: float = 0.3)
 def projection_of(encoder: nn.Module) -> nn.Linear:
     """The linear layer the encoder's embedding comes out of, before its L2 normalisation.
 
-    Built-in encoders ending in a projection (``conv4``, ``conv4-flat``,
-    ``conv4-flat-pool-first``, ``mlp``) have one; any other raises ValueError.
+    Every built-in encoder ends in one; an encoder of one's own that does not (its body
+    ends in an activation, say) raises ValueError.
     """
     body = getattr(encoder, "body", encoder)
     last = body[-1] if isinstance(body, nn.Sequential) and len(body) else body
     if type(last) is not nn.Linear:
         raise ValueError(
             "whitening folds into the encoder's last linear projection, but this encoder ends "
-            f"in {type(last).__name__}; use an encoder ending in nn.Linear (conv4, conv4-flat, "
-            "conv4-flat-pool-first, mlp) or turn whitening off"
+            f"in {type(last).__name__}; use an encoder ending in nn.Linear (every built-in "
+            "encoder does) or turn whitening off"
         )
     return last
 
