@@ -141,3 +141,63 @@ def test_cli_whitening_option():
     for bad in ("2", "x", "nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="'none'"):
             _shrinkage_or_none(bad)
+
+
+# ------------------------------------------------------------------ IncrementalClassifier
+
+
+def _small(**kwargs):
+    from siamcl import IncrementalClassifier
+
+    settings = {"epochs": 2, "batch_size": 64, "memory_per_class": 5, "flops": "off", "seed": 0}
+    return IncrementalClassifier(**{**settings, **kwargs})
+
+
+def test_classifier_whitens_each_task_and_predicts_with_whitened_class_means(digits_40, tmp_path):
+    from siamcl import IncrementalClassifier
+
+    X, y, X_test, y_test = digits_40
+    plain, whitened = _small(), _small(whitening=0.1)
+    for clf in (plain, whitened):
+        clf.fit_task(X, y)
+    # the same training, then the whitening folded into the projection: the encoders differ
+    # only there, and the prototypes are the class means of the whitened embeddings
+    assert not torch.allclose(
+        projection_of(plain.encoder_).weight, projection_of(whitened.encoder_).weight
+    )
+    embedded = whitened.embed(X)
+    means = np.stack([embedded[y == c].mean(0) for c in range(10)])
+    np.testing.assert_allclose(
+        whitened.store_.prototypes(),
+        means / np.linalg.norm(means, axis=1, keepdims=True),
+        atol=1e-5,
+    )
+    accuracy = np.mean(whitened.predict(X_test) == y_test)
+    assert accuracy > 0.6  # chance is 0.1
+    whitened.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict(X_test), whitened.predict(X_test))
+    assert loaded.whitening == 0.1
+
+
+def test_classifier_whitening_in_a_class_incremental_stream(digits_40):
+    X, y, X_test, y_test = digits_40
+    clf = _small(whitening=0.3)
+    for classes in ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)):
+        rows = np.isin(y, classes)
+        clf.fit_task(X[rows], y[rows])
+    assert set(clf.store_.classes.tolist()) == set(range(10))
+    assert np.mean(clf.predict(X_test) == y_test) > 0.5
+
+
+def test_classifier_whitening_refusals(digits_40):
+    X, y, _, _ = digits_40
+    with pytest.raises(ValueError, match="use qat=None with it"):
+        _small(whitening=0.1, qat="int8").fit_task(X, y)
+    with pytest.raises(ValueError, match="whitening must be None or"):
+        _small(whitening=-1).fit_task(X, y)
+    own = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh())
+    clf = _small(whitening=0.1, encoder=own, embedding_dim=8)
+    with pytest.raises(ValueError, match="ends in Tanh"):
+        clf.fit_task(X, y)
+    assert not clf.is_fitted

@@ -29,6 +29,7 @@ from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
 from siamcl.training import embed_in_batches
 from siamcl.training.stopping import Progress
+from siamcl.whitening import within_class_whitening
 
 __all__ = ["LABELS", "METHODS", "AccuracyCurve", "MulticlassRunner"]
 
@@ -38,6 +39,7 @@ LABELS = {
     "standard-16px": "Standard network, 16x16 inputs",
     "siamese-16px": "Siamese learner, 16x16 inputs",
     "siamese-nn": "Siamese learner, every training image a prototype (1-NN)",
+    "siamese-whitened": "Siamese learner, class means after within-class whitening",
     "siamese-selected": "Siamese learner, selected data",
     "qat-int8": "Siamese learner, int8 QAT",
     "kd-student": "KD student (conv4-small, matching cached teacher outputs, no distortions)",
@@ -47,6 +49,7 @@ LABELS = {
 METHODS = tuple(LABELS)
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
 SMALL_INPUT = (16, 16)  # the input size of the "-16px" methods
+WHITENING_SHRINKAGE = 0.1  # of "siamese-whitened"
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 
 
@@ -121,29 +124,41 @@ def prototype_scorer(
     test: tuple[np.ndarray, np.ndarray],
     device: str = "cpu",
     every_row: bool = False,
+    whitening: float | None = None,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
     """Accuracy of the nearest prototype (cosine): the class means of the ``reference`` rows,
-    or with ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store).
-    Embedding the reference rows is the finishing work, timed; embedding the test rows is
-    evaluation, not timed."""
+    or with ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store);
+    with ``whitening`` (a shrinkage), after the within-class whitening of the reference
+    rows, as ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the
+    reference rows (and the whitening estimate) is the finishing work, timed; embedding the
+    test rows is evaluation, not timed."""
     ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
     classes = np.unique(ref_labels)
 
-    def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise, device)
+        transform = np.eye(embedded.shape[1], dtype=np.float32)
+        if whitening is not None:
+            transform = within_class_whitening(embedded, ref_labels, whitening)
+            embedded = _unit(embedded @ transform.T)
         if every_row:
-            return embedded, ref_labels
-        return np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes]), classes
+            return embedded, ref_labels, transform
+        means = np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
+        return means, classes, transform
 
     def score(encoder: nn.Module) -> tuple[float, Cost]:
-        (points, labels), cost = _metered(lambda: prototypes(encoder), device)
-        points /= np.linalg.norm(points, axis=1, keepdims=True).clip(1e-12)
+        (points, labels, transform), cost = _metered(lambda: prototypes(encoder), device)
+        points = _unit(points)
         queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise, device)
-        predicted = labels[np.argmax(queries @ points.T, axis=1)]
+        predicted = labels[np.argmax(_unit(queries @ transform.T) @ points.T, axis=1)]
         return float(np.mean(predicted == test_labels)), cost
 
     return score
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
 
 
 def logit_scorer(
@@ -209,6 +224,8 @@ class MulticlassRunner:
         siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
         if name in ("siamese", "siamese-16px"):
             return IncrementalClassifier(**siamese, **size)
+        if name == "siamese-whitened":
+            return IncrementalClassifier(**siamese, whitening=WHITENING_SHRINKAGE)
         if name == "siamese-nn":  # as many prototypes per class as it has rows: k-means never runs
             per_class = int(np.unique(self.y, return_counts=True)[1].max())
             return IncrementalClassifier(**siamese, prototypes_per_class=per_class)
@@ -241,7 +258,10 @@ class MulticlassRunner:
         if name == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        return prototype_scorer(preprocessor, reference, test, device, name == "siamese-nn")
+        whitening = learner.whitening
+        return prototype_scorer(
+            preprocessor, reference, test, device, name == "siamese-nn", whitening
+        )
 
 
 def selected_rows(learner: Any, preprocessor: Preprocessor, X: np.ndarray, y: np.ndarray) -> Any:

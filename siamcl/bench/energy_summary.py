@@ -28,6 +28,7 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese": "Siamese",
     "siamese-16px": "Siamese on 16x16 inputs",
     "siamese-nn": "Siamese with every training image a prototype",
+    "siamese-whitened": "Siamese with whitened class means",
     "standard": "the standard network",
     "standard-16px": "the standard network on 16x16 inputs",
     "replay": "Replay",
@@ -133,6 +134,7 @@ def _multiclass_bars(rows: dict[str, Any]) -> dict[str, Any]:
     for name, reference in (
         ("siamese", "standard"),
         ("siamese-nn", "standard"),
+        ("siamese-whitened", "standard"),
         ("siamese-16px", "standard"),
         ("siamese-16px", "standard-16px"),
     ):

@@ -42,6 +42,7 @@ from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import LoopResult
+from siamcl.whitening import projection_of
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -102,6 +103,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         current encoder's space); only those rows are trained on, kept as exemplars and
         averaged into prototypes (:mod:`siamcl.training.selection`). The report's ``extra``
         holds ``rows_trained`` and ``rows_offered``.
+    whitening: a shrinkage in [0, 1]: after each task, whiten embeddings by the within-class
+        covariance of the task's embeddings, folded into the encoder's last projection
+        (:mod:`siamcl.whitening`; float encoders only). None: no whitening.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -118,6 +122,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "balance": [Real(0, 1)],
         "optimizer": OPTIMIZER_FACTORY,
         "validation_fraction": [Real(0, 0.5, closed="left")],
+        "whitening": [None, Real(0, 1)],
         **DATA_CONSTRAINTS,
     }
 
@@ -161,6 +166,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         data_fraction: float = 1.0,
         data_selection: str = "stratified",
         teacher_loss: str = "auto",
+        whitening: float | None = None,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -187,6 +193,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         device = torch.device(self.device)
         ranks = task_ranks(self, device, X, y)
         trainable = self._trainable_encoder(scheme, preprocessor)
+        if self.whitening is not None:
+            projection_of(trainable)  # an encoder it cannot fold into fails before training
         metric_loss = copy.deepcopy(self.metric_loss_) if fitted else self._new_loss()
         with self._meter(device) as meter:
             current = ranks.sharded(self._embedder(self.encoder_, preprocessor)) if fitted else None
@@ -389,6 +397,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         check_params(self, self._parameter_constraints)
         if self.is_fitted and training_scheme(self.qat).scheme != self.qat_:
             raise ValueError("qat cannot be switched on or off after the first task")
+        if self.whitening is not None and self.qat is not None:
+            raise ValueError("whitening folds into a float projection: use qat=None with it")
         training_scheme(self.qat, self.device)
         # unknown names fail before any work, not after training
         build_loss(self.loss, self.miner)

@@ -43,6 +43,7 @@ from siamcl.training import (
     embed_in_batches,
     rebuild_prototypes,
 )
+from siamcl.whitening import fold_whitening, within_class_whitening
 
 __all__ = [
     "class_mean_score",
@@ -95,16 +96,26 @@ def consolidate(
 ) -> PrototypeStore:
     """After training: embed the task's canonical inputs once; herding chooses the task's
     exemplars from those embeddings and the task's prototypes are their class means; the
-    memory's exemplars of earlier classes are embedded once, for their prototypes. Returns
-    the new store (``memory`` is updated in place)."""
+    memory's exemplars of earlier classes are embedded once, for their prototypes. With
+    ``whitening``, the embeddings' within-class whitening is folded into ``encoder`` first.
+    Returns the new store (``memory`` is updated in place)."""
     canonical, y = task
     embed = ranks.sharded(embedder(encoder, preprocessor, clf.embed_views, clf.seed, clf.device))
     embeddings = embed(canonical)
     memory.add(canonical.numpy().astype(np.float16), y, embed=embed, embeddings=embeddings)
+    if clf.whitening is not None:
+        whitening = within_class_whitening(embeddings, y, clf.whitening)
+        fold_whitening(encoder, whitening)
+        # one view: the folded encoder's embeddings are these, whitened (no second pass)
+        embeddings = _unit(embeddings @ whitening.T) if clf.embed_views == 1 else embed(canonical)
     previous = clf.store_ if clf.is_fitted else None
     dim = previous.dim if previous is not None else embeddings.shape[1]
     store = clf._new_store(dim)
     return rebuild_prototypes(store, embed, embeddings, y, memory, previous)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
 def train_task(
