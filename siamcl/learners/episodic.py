@@ -216,16 +216,7 @@ class EpisodicTrainer:
             self._loop(preprocessor, meter).run(
                 encoder, self._objective(), source, torch.Generator().manual_seed(self.seed)
             )
-            if self.whitening is not None:
-                whiten_encoder(
-                    encoder,
-                    canonical,
-                    y,
-                    preprocessor.standardise,
-                    self._distortion(),
-                    torch.Generator().manual_seed(self.seed + 1),
-                    self.whitening,
-                )
+            self._whiten(encoder, canonical, y, preprocessor)
             classifier = IncrementalClassifier.from_state(
                 params, preprocessor=preprocessor, trainable_encoder=encoder
             )
@@ -283,6 +274,17 @@ class EpisodicTrainer:
             progress=self.progress,
             description="episodic training",
         )
+
+    def _whiten(
+        self, encoder: torch.nn.Module, canonical: torch.Tensor, y: np.ndarray, preprocessor: Any
+    ) -> None:
+        """Fold the training classes' within-class whitening into the encoder (if asked),
+        each image seen under 4 distortions drawn from ``seed + 1``."""
+        if self.whitening is None:
+            return
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        distort, standardise = self._distortion(), preprocessor.standardise
+        whiten_encoder(encoder, canonical, y, standardise, distort, generator, self.whitening)
 
     def _distortion(self) -> RandomAffine | None:
         return EPISODIC_DISTORTION if self.augment is True else (self.augment or None)

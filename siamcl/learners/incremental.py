@@ -25,6 +25,7 @@ from siamcl.encoders import auto_encoder_name
 from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
 from siamcl.learners.siamese_task import (
+    check_whitening,
     consolidate,
     embedder,
     siamese_objective,
@@ -42,7 +43,6 @@ from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import LoopResult
-from siamcl.whitening import projection_of
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -78,14 +78,13 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         loss's own, such as pml proxies), e.g. ``functools.partial(torch.optim.SGD, lr=0.01)``;
         None: Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each
         task.
-    stopping, validation_fraction: policies that may end a task's training before ``epochs``
-        (:mod:`siamcl.training.stopping`: a step or energy budget, a target validation score,
-        patience), and the share of each class of the task held out to score the encoder
-        after each epoch (nearest class means; its cost is reported apart, in the report's
-        ``extra``). None and 0: every task trains ``epochs`` epochs on all its data.
-    callbacks: :class:`siamcl.training.Callback` objects the training loop calls between
-        epochs (a monitor recording accuracy against training energy, say); the time they
-        take is not counted as training.
+    stopping, validation_fraction: policies that may end a task's training early
+        (:mod:`siamcl.training.stopping`: step or energy budget, target validation score,
+        patience), and the share of each class held out to score the encoder after each
+        epoch (nearest class means; cost reported apart, in ``extra``). None and 0: every
+        task trains ``epochs`` epochs on all its data.
+    callbacks: :class:`siamcl.training.Callback` objects called between epochs (a monitor
+        of accuracy against energy, say); their time is not counted as training.
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
@@ -94,18 +93,16 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     teacher_loss: ``"match"`` (cosine distance to the teacher's embeddings), ``"relational"``
         (their distances and angles; any size), both, or ``"auto"``: match where the sizes
         agree (see :func:`siamcl.compress.teacher_distillation`).
-    teacher_targets: ``"cached"`` computes the previous encoder's and the teacher's outputs
-        once per training row (undistorted) before the loop; ``"per_step"`` runs them on every
-        (distorted) batch; ``"auto"`` caches unless batches are distorted (``augment`` on
-        images), where per-step targets measured more accurate (:class:`DistillationTerm`).
+    teacher_targets: ``"cached"``: the previous encoder's and the teacher's outputs once per
+        (undistorted) row before the loop; ``"per_step"``: on every (distorted) batch;
+        ``"auto"``: cached unless batches are distorted (:class:`DistillationTerm`).
     data_fraction, data_selection: train each task on that fraction of each class, chosen
         ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy in the
         current encoder's space); only those rows are trained on, kept as exemplars and
         averaged into prototypes (:mod:`siamcl.training.selection`). The report's ``extra``
         holds ``rows_trained`` and ``rows_offered``.
-    whitening: a shrinkage in [0, 1]: after each task, whiten embeddings by the within-class
-        covariance of the task's embeddings, folded into the encoder's last projection
-        (:mod:`siamcl.whitening`; float encoders only). None: no whitening.
+    whitening: None, or a shrinkage in [0, 1]: after each task, whiten embeddings by their
+        within-class covariance, folded into the last projection (:mod:`siamcl.whitening`).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -193,8 +190,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         device = torch.device(self.device)
         ranks = task_ranks(self, device, X, y)
         trainable = self._trainable_encoder(scheme, preprocessor)
-        if self.whitening is not None:
-            projection_of(trainable)  # an encoder it cannot fold into fails before training
+        check_whitening(self, trainable)
         metric_loss = copy.deepcopy(self.metric_loss_) if fitted else self._new_loss()
         with self._meter(device) as meter:
             current = ranks.sharded(self._embedder(self.encoder_, preprocessor)) if fitted else None
@@ -273,11 +269,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             embeddings = embed(canonical)
             memory.add(canonical.numpy().astype(np.float16), y, embed=embed)
             state.store.add(embeddings, y)  # under the store's lock: seen whole or not at all
-        report = meter.report(
-            task=None,
-            method="add_classes",
-            retained_bytes={"replay": memory.nbytes, "store": state.store.nbytes},
-        )
+        retained = {"replay": memory.nbytes, "store": state.store.nbytes}
+        report = meter.report(task=None, method="add_classes", retained_bytes=retained)
         report.samples_seen = len(X)
         self.learned_ = dataclasses.replace(state, memory=memory, reports=(*state.reports, report))
         return report
@@ -371,7 +364,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     # ------------------------------------------------------------------ training
 
     def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
-        """Train ``encoder`` on one task (see :func:`siamcl.learners.siamese_task.train_task`)."""
+        """Train ``encoder`` on one task (:func:`~siamcl.learners.siamese_task.train_task`)."""
         return train_task(self, encoder, objective, *args)
 
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
@@ -397,8 +390,6 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         check_params(self, self._parameter_constraints)
         if self.is_fitted and training_scheme(self.qat).scheme != self.qat_:
             raise ValueError("qat cannot be switched on or off after the first task")
-        if self.whitening is not None and self.qat is not None:
-            raise ValueError("whitening folds into a float projection: use qat=None with it")
         training_scheme(self.qat, self.device)
         # unknown names fail before any work, not after training
         build_loss(self.loss, self.miner)

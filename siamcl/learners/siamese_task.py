@@ -43,9 +43,10 @@ from siamcl.training import (
     embed_in_batches,
     rebuild_prototypes,
 )
-from siamcl.whitening import fold_whitening, within_class_whitening
+from siamcl.whitening import fold_whitening, projection_of, within_class_whitening
 
 __all__ = [
+    "check_whitening",
     "class_mean_score",
     "consolidate",
     "embedder",
@@ -112,6 +113,15 @@ def consolidate(
     dim = previous.dim if previous is not None else embeddings.shape[1]
     store = clf._new_store(dim)
     return rebuild_prototypes(store, embed, embeddings, y, memory, previous)
+
+
+def check_whitening(clf: Any, trainable: nn.Module) -> None:
+    """Refuse ``whitening`` before training where it cannot be folded into the encoder."""
+    if clf.whitening is None:
+        return
+    if clf.qat is not None:
+        raise ValueError("whitening folds into a float projection: use qat=None with it")
+    projection_of(trainable)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
