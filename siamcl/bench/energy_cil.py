@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS, StreamRunner
-from siamcl.bench.energy_multiclass import SMALL_INPUT
+from siamcl.bench.energy_multiclass import SMALL_INPUT, WHITENING_SHRINKAGE
 from siamcl.bench.energy_targets import cheapest_reach
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
@@ -31,14 +31,21 @@ VARIANTS = {
     "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
     "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
     "er_ace-16px": ("er_ace", {"input_size": SMALL_INPUT}),
+    "siamese-whitened": ("siamese", {"whitening": WHITENING_SHRINKAGE}),
+    "siamese-whitened-16px": (
+        "siamese",
+        {"whitening": WHITENING_SHRINKAGE, "input_size": SMALL_INPUT},
+    ),
 }
-SIAMESE_METHODS = ("siamese", "siamese-16px")
-CIL_METHODS = ("siamese", "siamese-16px", *BASELINE_ROWS, "replay-16px", "er_ace-16px")
+SIAMESE_METHODS = ("siamese", "siamese-16px", "siamese-whitened", "siamese-whitened-16px")
+CIL_METHODS = (*SIAMESE_METHODS, *BASELINE_ROWS, "replay-16px", "er_ace-16px")
 CIL_LABELS = {
     **LABELS,
     "siamese-16px": "Siamese (IncrementalClassifier, 16x16 inputs)",
     "replay-16px": "Replay, 16x16 inputs",
     "er_ace-16px": "ER-ACE, 16x16 inputs",
+    "siamese-whitened": "Siamese, whitened after each task",
+    "siamese-whitened-16px": "Siamese, whitened after each task, 16x16 inputs",
 }
 GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
 

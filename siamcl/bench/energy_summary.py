@@ -29,6 +29,7 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese-16px": "Siamese on 16x16 inputs",
     "siamese-nn": "Siamese with every training image a prototype",
     "siamese-whitened": "Siamese with whitened class means",
+    "siamese-whitened-16px": "Siamese with whitened class means on 16x16 inputs",
     "standard": "the standard network",
     "standard-16px": "the standard network on 16x16 inputs",
     "replay": "Replay",
@@ -164,6 +165,9 @@ def _cil_bars(rows: dict[str, Any]) -> dict[str, Any]:
         ("siamese", "replay"),
         ("siamese-16px", "replay"),
         ("siamese-16px", "replay-16px"),
+        ("siamese-whitened", "replay"),
+        ("siamese-whitened-16px", "replay"),
+        ("siamese-whitened-16px", "replay-16px"),
     ):
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):
