@@ -87,7 +87,8 @@ def projection_of(encoder: nn.Module) -> nn.Linear:
 def fold_whitening(encoder: nn.Module, whitening: Any) -> None:
     """Replace the encoder's projection ``z = A x + b`` by ``W z`` (in place)."""
     projection = projection_of(encoder)
-    matrix = torch.as_tensor(np.asarray(whitening), dtype=projection.weight.dtype)
+    weight = projection.weight
+    matrix = torch.as_tensor(np.asarray(whitening), dtype=weight.dtype, device=weight.device)
     if matrix.shape != (projection.out_features, projection.out_features):
         raise ValueError(
             f"whitening must be [{projection.out_features}, {projection.out_features}], "
@@ -114,7 +115,7 @@ def whiten_encoder(
     """Estimate the within-class whitening of ``encoder`` on ``images`` of classes ``labels``
     (each seen under ``distortions`` random draws of ``distort``, or once as given) and fold
     it into the encoder. Returns the whitening matrix."""
-    projection_of(encoder)  # refuse before any work
+    device = projection_of(encoder).weight.device  # refuses before any work
     training = encoder.training
     encoder.eval()
     try:
@@ -125,7 +126,7 @@ def whiten_encoder(
                 batch = images[start : start + batch_size]
                 if distort is not None:
                     batch = distort(batch, generator)
-                rows.append(encoder(standardise(batch)))
+                rows.append(encoder(standardise(batch).to(device)).cpu())
         embeddings = torch.cat(rows).double().numpy()
         whitening = within_class_whitening(embeddings, np.tile(labels, draws), shrinkage)
         fold_whitening(encoder, whitening)
