@@ -83,8 +83,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         patience), and the share of each class held out to score the encoder after each
         epoch (nearest class means; cost reported apart, in ``extra``). None and 0: every
         task trains ``epochs`` epochs on all its data.
-    callbacks: :class:`siamcl.training.Callback` objects called between epochs (a monitor
-        of accuracy against energy, say); their time is not counted as training.
+    callbacks: :class:`siamcl.training.Callback` objects called between epochs (not metered).
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
         :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
@@ -102,7 +101,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         averaged into prototypes (:mod:`siamcl.training.selection`). The report's ``extra``
         holds ``rows_trained`` and ``rows_offered``.
     whitening: None, or a shrinkage in [0, 1]: after each task, whiten embeddings by their
-        within-class covariance, folded into the last projection (:mod:`siamcl.whitening`).
+        within-class covariance, folded into the last projection (:mod:`siamcl.whitening`);
+        it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
