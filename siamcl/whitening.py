@@ -26,10 +26,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.covariance import ShrunkCovariance
 from torch import nn
 
-__all__ = ["fold_whitening", "projection_of", "whiten_encoder", "within_class_whitening"]
+__all__ = [
+    "fold_whitening",
+    "projection_of",
+    "whiten_encoder",
+    "whiten_rows",
+    "within_class_whitening",
+]
 
 
 def within_class_whitening(embeddings: Any, labels: Any, shrinkage: float = 0.3) -> np.ndarray:
@@ -41,6 +46,8 @@ def within_class_whitening(embeddings: Any, labels: Any, shrinkage: float = 0.3)
     directions matter to cosine similarity, and the projection it is folded into keeps its
     scale.
     """
+    from sklearn.covariance import ShrunkCovariance  # at first use, not at import time
+
     embeddings = np.asarray(embeddings, dtype=np.float64)
     labels = np.asarray(labels)
     if embeddings.ndim != 2 or labels.shape != (len(embeddings),):
@@ -65,6 +72,13 @@ def within_class_whitening(embeddings: Any, labels: Any, shrinkage: float = 0.3)
         )
     factors = values**-0.5
     return (vectors * (factors / factors.max())) @ vectors.T
+
+
+def whiten_rows(embeddings: np.ndarray, whitening: np.ndarray) -> np.ndarray:
+    """Unit embeddings whitened and normalised again: what an encoder with ``whitening``
+    folded in gives for the images these (one-view) embeddings came from."""
+    rows = embeddings @ whitening.T
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
 def projection_of(encoder: nn.Module) -> nn.Linear:

@@ -29,7 +29,7 @@ from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
 from siamcl.training import embed_in_batches
 from siamcl.training.stopping import Progress
-from siamcl.whitening import within_class_whitening
+from siamcl.whitening import whiten_rows, within_class_whitening
 
 __all__ = ["LABELS", "METHODS", "AccuracyCurve", "MulticlassRunner"]
 
@@ -136,29 +136,27 @@ def prototype_scorer(
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
     classes = np.unique(ref_labels)
 
-    def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise, device)
-        transform = np.eye(embedded.shape[1], dtype=np.float32)
+        matrix = None
         if whitening is not None:
-            transform = within_class_whitening(embedded, ref_labels, whitening)
-            embedded = _unit(embedded @ transform.T)
+            matrix = within_class_whitening(embedded, ref_labels, whitening)
+            embedded = whiten_rows(embedded, matrix)
         if every_row:
-            return embedded, ref_labels, transform
+            return embedded, ref_labels, matrix
         means = np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
-        return means, classes, transform
+        return means, classes, matrix
 
     def score(encoder: nn.Module) -> tuple[float, Cost]:
-        (points, labels, transform), cost = _metered(lambda: prototypes(encoder), device)
-        points = _unit(points)
+        (points, labels, matrix), cost = _metered(lambda: prototypes(encoder), device)
+        points /= np.linalg.norm(points, axis=1, keepdims=True).clip(1e-12)
         queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise, device)
-        predicted = labels[np.argmax(_unit(queries @ transform.T) @ points.T, axis=1)]
+        if matrix is not None:
+            queries = whiten_rows(queries, matrix)
+        predicted = labels[np.argmax(queries @ points.T, axis=1)]
         return float(np.mean(predicted == test_labels)), cost
 
     return score
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
 
 
 def logit_scorer(

@@ -41,8 +41,8 @@ DISTORTION_SCALE = 1.5
 ELASTIC = 0.05
 PREVIOUS_DISTORTION = RandomAffine().scaled(DISTORTION_SCALE)
 EPISODIC_DISTORTION = RandomAffine(elastic=ELASTIC).scaled(DISTORTION_SCALE)
-# Shrinkage of the within-class covariance that training ends by whitening with (0.3 and 0.1
-# measured alike on the default split; docs/fewshot.md).
+# Shrinkage of the within-class covariance that training ends by whitening with, chosen on
+# the default split's held-out alphabets (docs/fewshot.md, "Within-class whitening").
 WHITENING_SHRINKAGE = 0.3
 
 

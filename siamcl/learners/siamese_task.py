@@ -43,7 +43,7 @@ from siamcl.training import (
     embed_in_batches,
     rebuild_prototypes,
 )
-from siamcl.whitening import fold_whitening, projection_of, within_class_whitening
+from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
 __all__ = [
     "check_whitening",
@@ -108,7 +108,9 @@ def consolidate(
         whitening = within_class_whitening(embeddings, y, clf.whitening)
         fold_whitening(encoder, whitening)
         # one view: the folded encoder's embeddings are these, whitened (no second pass)
-        embeddings = _unit(embeddings @ whitening.T) if clf.embed_views == 1 else embed(canonical)
+        embeddings = (
+            whiten_rows(embeddings, whitening) if clf.embed_views == 1 else embed(canonical)
+        )
     previous = clf.store_ if clf.is_fitted else None
     dim = previous.dim if previous is not None else embeddings.shape[1]
     store = clf._new_store(dim)
@@ -122,10 +124,6 @@ def check_whitening(clf: Any, trainable: nn.Module) -> None:
     if clf.qat is not None:
         raise ValueError("whitening folds into a float projection: use qat=None with it")
     projection_of(trainable)
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
 def train_task(
