@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from siamcl._extras import missing_extra
+from siamcl.allocator import retain_unless_disabled
 from siamcl.cli.checks import UsageError, check_arguments
 from siamcl.cli.help import OneLineErrorParser
 from siamcl.cli.registry import COMMANDS, Command, Group
@@ -141,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     if getattr(args, "nproc", 1) > 1 and "LOCAL_RANK" not in os.environ:
         return _launch_processes(args.nproc, argv)
+    retain_unless_disabled()  # batches reuse freed pages (siamcl.allocator)
     try:
         check_arguments(args)
         args.run(args)

@@ -109,6 +109,8 @@ def machine_info() -> dict[str, Any]:
     import psutil
     import torch
 
+    from siamcl.allocator import allocator_setting
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -118,6 +120,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "malloc": allocator_setting(),
     }
 
 
