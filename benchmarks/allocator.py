@@ -1,11 +1,13 @@
 """malloc as the system sets it against :func:`siamcl.allocator.retain_freed_memory`: user and
-kernel CPU time, minor page faults and peak memory of the work siamcl repeats, each setting in
-fresh processes (a malloc setting cannot be undone), interleaved rounds, one torch thread.
+kernel CPU time, minor page faults and peak memory of the work siamcl repeats, each piece of
+work under each setting in a fresh process (a malloc setting cannot be undone, and the heap one
+piece leaves would change the next), interleaved rounds, one torch thread.
 
-Work, in order, in each process: embedding mnist5k's 4,000 training images with an untrained
+Work: embedding mnist5k's 4,000 training images with an untrained
 conv4 (the prototype pass, ``embed_in_batches``'s batches), embedding 500 random 105x105
 images (Omniglot's size), the Siamese learner's and the standard network's 2-epoch training on
-mnist5k (each including its own finishing work), and 10,000 predictions of the Siamese learner.
+mnist5k (each including its own finishing work), and 10,000 predictions of the Siamese learner
+just trained.
 
     python benchmarks/allocator.py [--rounds 3] [--out DIR]
 """
@@ -52,8 +54,8 @@ def _measured(work: Callable[[], Any]) -> dict[str, float]:
     }
 
 
-def child(setting: str) -> dict[str, dict[str, float]]:
-    """One process's measurements under ``setting``."""
+def child(setting: str, phase: int) -> dict[str, float]:
+    """The measurement of work ``PHASES[phase]`` under ``setting``, after a warm-up."""
     if setting == "retained":
         from siamcl.allocator import retain_freed_memory
 
@@ -87,32 +89,36 @@ def child(setting: str) -> dict[str, dict[str, float]]:
         lambda: standard.fit_task(X, y),
         lambda: siamese.predict(queries),
     ]
-    return {phase: _measured(task) for phase, task in zip(PHASES, work)}
+    if PHASES[phase] == "10,000 predictions":
+        siamese.fit_task(X, y)  # not measured: predictions follow a training
+    return _measured(work[phase])
 
 
 def measure(rounds: int) -> list[dict[str, Any]]:
-    samples: dict[str, list[dict[str, dict[str, float]]]] = {s: [] for s in SETTINGS}
+    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
     for _ in range(rounds):
-        for setting in SETTINGS:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", setting],
-                check=True,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
-            ).stdout
-            samples[setting].append(json.loads(out.strip().splitlines()[-1]))
+        for phase in range(len(PHASES)):
+            for setting in SETTINGS:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", setting, "--phase", str(phase)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                ).stdout
+                sample = json.loads(out.strip().splitlines()[-1])
+                samples.setdefault((setting, phase), []).append(sample)
     rows = []
-    for phase in PHASES:
+    for phase, name in enumerate(PHASES):
         medians = {
             setting: {
-                key: statistics.median(run[phase][key] for run in samples[setting])
+                key: statistics.median(run[key] for run in samples[setting, phase])
                 for key in ("user_s", "kernel_s", "minor_faults", "peak_rss_mb")
             }
             for setting in SETTINGS
         }
         cpu = {s: medians[s]["user_s"] + medians[s]["kernel_s"] for s in SETTINGS}
-        rows.append({"phase": phase, **medians, "cpu_ratio": cpu["retained"] / cpu["system"]})
+        rows.append({"phase": name, **medians, "cpu_ratio": cpu["retained"] / cpu["system"]})
     return rows
 
 
@@ -150,7 +156,7 @@ def render(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`  \nMachine: {machine.get('processor')}, "
         f"{machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, 1 torch thread; "
         f"median of {results['settings']['rounds']} interleaved rounds, each setting in a "
-        "fresh process; peak RSS is the process's peak so far (it grows down the table). "
+        "fresh process per piece of work; peak RSS is that process's peak. "
         "Absolute times hold for this machine only.\n\n"
         f"{table}\n"
     )
@@ -161,9 +167,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     parser.add_argument("--child", choices=SETTINGS, help=argparse.SUPPRESS)
+    parser.add_argument("--phase", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child)))
+        print(json.dumps(child(args.child, args.phase)))
         return
     results = {**run_record("allocator", [0], rounds=args.rounds, torch_threads=1)}
     results["rows"] = measure(args.rounds)

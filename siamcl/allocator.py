@@ -1,19 +1,19 @@
 """Keeping freed memory for reuse instead of handing it back to the kernel after every batch.
 
-glibc's malloc serves a block above its mmap threshold (at most 32 MiB on 64-bit machines)
-with a fresh ``mmap`` and returns it with ``munmap`` when freed. A convolution's activations
-outgrow that threshold quickly (conv4 on 28x28 inputs: 25 MiB a layer for 128 images,
-100 MiB for 512), so every batch maps its activations anew and the kernel zero-fills each
-page on first touch: on the machine measured (``python benchmarks/allocator.py``), embedding
-mnist5k's training images in batches of 512 spent as much CPU time in the kernel as in the
-convolutions. :func:`retain_freed_memory` raises the threshold so such blocks come from the
-heap, and stops the heap being trimmed, so the next batch reuses the pages the last one freed.
+glibc's malloc serves a block above its mmap threshold (which it adapts, up to 32 MiB on
+64-bit machines) with a fresh ``mmap``, returns it with ``munmap`` when freed, and trims the
+heap's free top once it exceeds twice that threshold. A network's activations are such blocks
+(conv4 on 28x28 inputs: 25 MiB a layer for 128 images), so batch after batch maps memory anew
+and the kernel zero-fills each page on first touch: on the machine measured
+(``python benchmarks/allocator.py``) that kernel time was as large as the convolutions' own in
+an embedding pass. :func:`retain_freed_memory` fixes both thresholds higher (blocks up to
+``limit`` from the heap, up to twice ``limit`` of free heap kept), so the next batch reuses the
+pages the last one freed; the memory kept is bounded by that, and given back beyond it.
 
-The process keeps its peak heap after the work (peak memory is unchanged; memory is not given
-back until exit). The ``siamcl`` command does this at start (``SIAMCL_MALLOC=system`` leaves
-malloc as it is); a program using the library calls :func:`retain_freed_memory` itself. It is
-written by hand because no maintained package sets malloc's options from inside a running
-process: jemalloc and tcmalloc are preloaded before the process starts.
+The ``siamcl`` command does this at start (``SIAMCL_MALLOC=system`` leaves malloc as it is);
+a program using the library calls :func:`retain_freed_memory` itself. It is written by hand
+because no maintained package sets malloc's options from inside a running process (jemalloc
+and tcmalloc are preloaded before the process starts).
 """
 
 from __future__ import annotations
@@ -24,23 +24,24 @@ import os
 
 __all__ = ["RETAINED_LIMIT", "allocator_setting", "retain_freed_memory", "retain_unless_disabled"]
 
-RETAINED_LIMIT = 1 << 30  # blocks up to 1 GiB come from the heap, and it is never trimmed
+RETAINED_LIMIT = 256 << 20  # heap blocks up to 256 MiB; up to 512 MiB of free heap kept
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 _state = {"setting": "system"}
 
 
 def retain_freed_memory(limit: int = RETAINED_LIMIT) -> bool:
-    """Serve blocks up to ``limit`` bytes from malloc's heap and keep freed heap memory for
-    reuse. True where applied (glibc); False where this C library has no ``mallopt`` (macOS,
-    musl, Windows), and nothing changes. Applies to the whole process, from this call on."""
-    if not isinstance(limit, int) or limit <= 0:
-        raise ValueError(f"limit must be a positive number of bytes, got {limit!r}")
+    """Serve blocks up to ``limit`` bytes from malloc's heap and keep up to ``2 * limit`` bytes
+    of freed heap for reuse. True where applied (glibc); False where this C library has no
+    ``mallopt`` (macOS, musl, Windows) or refuses the value, and nothing changes. Applies to
+    the whole process, from this call on."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit < 2**30:
+        raise ValueError(f"limit must be a positive number of bytes under 1 GiB, got {limit!r}")
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False
-    if not (mallopt(_M_MMAP_THRESHOLD, min(limit, 2**31 - 1)) and mallopt(_M_TRIM_THRESHOLD, -1)):
+    if not (mallopt(_M_MMAP_THRESHOLD, limit) and mallopt(_M_TRIM_THRESHOLD, 2 * limit)):
         return False
-    _state["setting"] = f"retained (heap blocks up to {limit} bytes, never trimmed)"
+    _state["setting"] = f"retained (heap blocks up to {limit >> 20} MiB, {limit >> 19} MiB kept)"
     return True
 
 

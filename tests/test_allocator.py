@@ -60,9 +60,9 @@ def test_the_environment_can_keep_the_system_setting(monkeypatch):
     assert allocator.allocator_setting() == "system"
 
 
-@pytest.mark.parametrize("limit", [0, -5, 1.5, "1GiB"])
+@pytest.mark.parametrize("limit", [0, -5, 1.5, "1GiB", True, 1 << 30])
 def test_a_limit_must_be_a_positive_number_of_bytes(limit):
-    with pytest.raises(ValueError, match="limit must be a positive number of bytes"):
+    with pytest.raises(ValueError, match="limit must be a positive number of bytes under 1 GiB"):
         allocator.retain_freed_memory(limit)
 
 

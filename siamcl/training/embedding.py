@@ -21,7 +21,9 @@ from siamcl.store import PrototypeStore
 
 __all__ = ["embed_in_batches", "rebuild_prototypes"]
 
-EMBED_BATCH = 512
+# the training batch: conv4's first activation at 28x28 is 25 MiB for 128 images (100 MiB for
+# 512), small enough for malloc to reuse freed blocks (siamcl.allocator), for less peak memory
+EMBED_BATCH = 128
 
 
 def embed_in_batches(
