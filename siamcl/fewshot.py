@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from siamcl.data import OmniglotData, load_images
 from siamcl.learners.episodic import EPISODIC_DISTORTION, EpisodicTrainer, with_symmetries
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.losses import prototypical_loss
+from siamcl.threads import cpu_threads
 from siamcl.transductive import TRANSDUCTIONS, transductive_predict
 
 __all__ = [
@@ -272,19 +271,4 @@ def evaluate_runs(
     }
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block on ``threads`` torch CPU threads (None: unchanged), then restore them.
-
-    One-shot runs embed a few dozen images at a time; on a busy machine one thread does that
-    several times faster than two that wait for each other.
-    """
-    if threads is not None and (isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+torch_threads = cpu_threads  # its former name: torch's threads, and BLAS / OpenMP pools'

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from siamcl.bench.data_efficiency_analysis import (
@@ -60,6 +59,7 @@ from siamcl.reporting.data_efficiency import (
     summary_table,
 )
 from siamcl.reporting.figures import draw_or_skip
+from siamcl.threads import cpu_threads
 
 __all__ = [
     "METHODS",
@@ -129,9 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole grid; write JSON, markdown and figure."""
     settings = _settings(args)
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(settings["threads"])
-    try:
+    with cpu_threads(settings["threads"]):  # torch's, and BLAS / OpenMP pools'
         record = run_record(
             "data-efficiency",
             settings["seeds"],
@@ -141,8 +139,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         rows = run_grid(settings, (X_train, y_train, X_test, y_test), args.device, args.quiet)
         record["run_wall_s"] = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(saved_threads)
     results = analyse(record, rows)
     write_outputs(results, args.out)
     if not args.quiet:

@@ -36,6 +36,7 @@ from siamcl.reporting import run_record, write_results
 from siamcl.reporting.energy import plot_results, render_markdown
 from siamcl.reporting.figures import draw_or_skip
 from siamcl.reporting.records import choice_list, positive_int_list
+from siamcl.threads import cpu_threads
 
 __all__ = ["configure", "run"]
 
@@ -90,13 +91,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--tasks", type=int, default=5, help="class-incremental tasks (5)")
     add("--memory", type=int, default=20, help="exemplars per class, class-incremental (20)")
     add("--batch-size", type=int, default=128, help="batch size (128)")
-    add("--threads", type=int, default=1, help="torch CPU threads (1: steadier CPU-time figures)")
+    add(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads: torch, BLAS, OpenMP (1: steadier figures)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the parts asked for on every seed; write JSON, markdown and the figure."""
     _check(args)
-    torch.set_num_threads(args.threads)
+    with cpu_threads(args.threads):  # torch's, and BLAS / OpenMP pools' (siamcl.threads)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     seeds = args.seeds or ([0] if args.quick else list(DEFAULT_SEEDS))
     X, y, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
     epochs, student_epochs, budgets = args.epochs, args.student_epochs, args.cil_epochs
