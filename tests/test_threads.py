@@ -27,9 +27,8 @@ def test_every_pool_runs_on_the_threads_asked_for_then_is_restored():
 
 def test_restored_when_the_block_raises():
     before = torch.get_num_threads()
-    with pytest.raises(RuntimeError, match="inside"):
-        with cpu_threads(1):
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), cpu_threads(1):
+        raise RuntimeError("inside")
     assert torch.get_num_threads() == before
 
 
@@ -41,9 +40,11 @@ def test_none_changes_nothing():
 
 @pytest.mark.parametrize("threads", [0, -1, True, 1.5])
 def test_threads_must_be_a_positive_integer(threads):
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
-        with cpu_threads(threads):
-            pass
+    with (
+        pytest.raises(ValueError, match="threads must be a positive integer"),
+        cpu_threads(threads),
+    ):
+        pass
 
 
 def test_the_former_name_is_the_same_context():

@@ -36,6 +36,7 @@ from siamcl.data import class_incremental, load_dataset
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.cl import plot_results, render_markdown, summary_table
 from siamcl.reporting.figures import draw_or_skip
+from siamcl.threads import cpu_threads
 
 __all__ = [
     "BASELINE_ROWS",
@@ -69,7 +70,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice); 1 is far faster on a busy machine",
+        help="CPU threads: torch, BLAS, OpenMP (default: their choice); 1 is far faster "
+        "on a busy machine",
     )
     parser.add_argument(
         "--methods",
@@ -110,12 +112,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if args.memory < 0:
         raise ValueError(f"--memory must be non-negative, got {args.memory}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    elif ranks.active:  # the processes share the machine's cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks.world))
+    threads = args.threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    if threads is None and ranks.active:  # the processes share the machine's cores
+        threads = max(1, (os.cpu_count() or 1) // ranks.world)
+    with cpu_threads(threads):  # torch's, and BLAS / OpenMP pools' (siamcl.threads)
+        return _run(args, methods, ranks, seeds, (epochs, siamese_epochs, gdumb_epochs))
+
+
+def _run(
+    args: argparse.Namespace,
+    methods: list[str],
+    ranks: Any,
+    seeds: list[int],
+    budgets: tuple[int, int, int],
+) -> dict[str, Any]:
+    epochs, siamese_epochs, gdumb_epochs = budgets
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
     settings = {
         "dataset": args.dataset,

@@ -29,9 +29,6 @@ import argparse
 import os
 from typing import Any
 
-import faiss
-import torch
-
 from siamcl.accounting import ResourceMeter
 from siamcl.bench.store_data import (
     CLASS_SPREAD,
@@ -53,6 +50,7 @@ from siamcl.reporting import run_record, write_results
 from siamcl.reporting.figures import draw_or_skip
 from siamcl.reporting.records import choice_list, positive_int_list
 from siamcl.reporting.store import plot_recall_speed, render_markdown
+from siamcl.threads import cpu_threads
 
 __all__ = [
     "BRUTE_FORCE",
@@ -116,21 +114,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Compare every method at every size and dimension; write JSON, markdown and plot."""
     settings = _settings(args)
     seeds = args.seeds or [0]
-    saved_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
-    faiss.omp_set_num_threads(settings["threads"])
-    torch.set_num_threads(settings["threads"])
     record = run_record("store", seeds, **settings)  # before the work: the commit it started at
     meter = ResourceMeter(energy="estimate", flops="off")
     rows = []
-    try:
-        with meter:
-            for seed in seeds:
-                for size in settings["sizes"]:
-                    for dim in settings["dims"]:
-                        rows += compare_indexes(size, dim, seed, settings, quiet=args.quiet)
-    finally:
-        faiss.omp_set_num_threads(saved_threads[0])
-        torch.set_num_threads(saved_threads[1])
+    with cpu_threads(settings["threads"]), meter:  # FAISS's and torch's threads alike
+        for seed in seeds:
+            for size in settings["sizes"]:
+                for dim in settings["dims"]:
+                    rows += compare_indexes(size, dim, seed, settings, quiet=args.quiet)
     report = meter.report(method="bench store")
     peak = report.peak_rss_bytes
     results = {
