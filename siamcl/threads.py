@@ -3,9 +3,8 @@ that numpy, scikit-learn and FAISS run on (set through threadpoolctl).
 
 Setting torch's threads alone leaves the others at one a core, and their idle threads spin
 for a while after each call: on the machine measured, a 1-NN search or a whitening estimate
-between epochs made the next epoch's conv4 steps on digits cost 1.6x their CPU time (0.25 s
-against 0.16 s; the Siamese learner's set-up as much again), so a benchmark run "on one
-thread" charged one method for spinning the others were spared. Measurements of CPU time and
+between epochs made the next digits epoch cost 1.6x its CPU time (0.25 s against 0.16 s), so
+a benchmark run "on one thread" charged some methods for spinning the others were spared. Measurements of CPU time and
 energy therefore run under :func:`cpu_threads`.
 """
 
