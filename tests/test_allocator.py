@@ -12,7 +12,7 @@ from siamcl import allocator
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
-# Embed 1,024 images in siamcl's batches of 512 twice; count the second pass's minor page faults.
+# Embed 1,024 images in siamcl's batches (128) twice; count the second pass's minor page faults.
 REFILL = """
 import resource, sys
 import torch
@@ -39,11 +39,12 @@ def _refill_faults(setting: str) -> int:
 
 @glibc_only
 def test_retained_memory_is_reused_without_page_faults():
-    # a batch's first activation is 100 MiB (25,600 pages): the system setting maps every
-    # such block afresh and faults its pages in again; retained, the pages are reused
+    # a batch's first activation is 25 MiB (6,400 pages); the system setting hands such
+    # blocks back and faults their pages in again, batch after batch (about 100,000-130,000
+    # faults a pass on the machine measured); retained, the pages are reused (under 200)
     system, retained = _refill_faults("system"), _refill_faults("retained")
-    assert system > 100_000
-    assert retained < system / 20
+    assert system > 20_000
+    assert retained < system / 50
 
 
 @glibc_only
