@@ -2,10 +2,12 @@
 that numpy, scikit-learn and FAISS run on (set through threadpoolctl).
 
 Setting torch's threads alone leaves the others at one a core, and their idle threads spin
-for a while after each call: on the machine measured, a 1-NN search or a whitening estimate
-between epochs made the next digits epoch cost 1.6x its CPU time (0.25 s against 0.16 s), so
-a benchmark run "on one thread" charged some methods for spinning the others were spared. Measurements of CPU time and
-energy therefore run under :func:`cpu_threads`.
+for a while after each call. In ``siamcl bench energy --dataset digits`` run with torch's
+threads alone set (benchmarks/results/energy_digits_whitening.json), every Siamese epoch after
+the first, which follows the monitor's numpy work, cost 0.24-0.26 CPU s and the softmax
+network's 0.10-0.13 s; with every pool limited (energy_digits_retained.json, which also keeps
+freed memory) a Siamese epoch costs 0.15-0.19 s. Measurements of CPU time and energy
+therefore run under :func:`cpu_threads`.
 """
 
 from __future__ import annotations
