@@ -45,7 +45,7 @@ import numpy as np
 
 from siamcl.cli.help import HelpFormatter
 from siamcl.data import OmniglotData, load_omniglot
-from siamcl.fewshot import EpisodicTrainer, evaluate_runs, make_runs, torch_threads
+from siamcl.fewshot import EpisodicTrainer, evaluate_runs, make_runs
 from siamcl.learners.episodic import PREVIOUS_DISTORTION
 from siamcl.reporting import (
     DEFAULT_OUT,
@@ -56,6 +56,7 @@ from siamcl.reporting import (
     write_results,
 )
 from siamcl.reporting.records import choice_list
+from siamcl.threads import cpu_threads
 
 # split name -> training alphabets (docs/fewshot.md); every other alphabet is held out.
 SPLITS: dict[str, list[str]] = {
@@ -88,7 +89,7 @@ def score(trainer: EpisodicTrainer, train: OmniglotData, held: OmniglotData, run
     class-incremental accuracy over all held-out characters, and the training's cost."""
     classifier = trainer.fit(train.images, train.labels, groups=train.alphabets)
     report = classifier.reports[0]
-    with torch_threads(1):
+    with cpu_threads(1):
         return {
             "inductive": evaluate_runs(classifier, runs)["mean_accuracy"],
             "transductive": evaluate_runs(classifier, runs, "balanced")["mean_accuracy"],
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     data = load_omniglot(args.data_root, progress=False)
     rows = []
-    with torch_threads(args.threads):
+    with cpu_threads(args.threads):
         for split in splits:
             rows += _split_rows(data, split, names, args)
     results = {**record, "rows": _with_ratios(rows, args.reference)}

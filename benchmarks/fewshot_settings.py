@@ -35,7 +35,6 @@ from siamcl.fewshot import (
     EpisodicTrainer,
     evaluate_runs,
     make_runs,
-    torch_threads,
 )
 from siamcl.reporting import (
     DEFAULT_OUT,
@@ -45,6 +44,7 @@ from siamcl.reporting import (
     run_record,
     write_results,
 )
+from siamcl.threads import cpu_threads
 
 HELD_OUT = ["Greek", "Japanese_(katakana)", "Latin", "Sanskrit"]
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -62,7 +62,7 @@ def score(trainer: EpisodicTrainer, train, runs) -> dict[str, Any]:
     for views in VIEWS:
         viewed = copy.copy(classifier).set_params(embed_views=views)
         start = time.perf_counter()
-        with torch_threads(1):
+        with cpu_threads(1):
             result[f"accuracy_{views}_views"] = evaluate_runs(viewed, runs)["mean_accuracy"]
         result[f"eval_s_{views}_views"] = time.perf_counter() - start
     return result

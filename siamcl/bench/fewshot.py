@@ -29,13 +29,13 @@ from siamcl.fewshot import (
     OneShotRun,
     evaluate_runs,
     make_runs,
-    torch_threads,
 )
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.fewshot import plot_curves, render_markdown
 from siamcl.reporting.figures import draw_or_skip
+from siamcl.threads import cpu_threads
 
 DEFAULT_DATASET = "omniglot"
 RESULT_NAME = "fewshot_omniglot"
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     classifier, training = _encoder(args, progress)
     test_data = _subset(data, held_out)
 
-    with torch_threads(1):
+    with cpu_threads(1):
         one_shot = _one_shot(classifier, test_data, args.ways, args.runs, seeds[0])
 
     rows = []

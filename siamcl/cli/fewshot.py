@@ -187,9 +187,9 @@ def _add_distortion_options(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the chosen alphabets, save the classifier and print its TaskReport."""
-    from siamcl.fewshot import torch_threads
+    from siamcl.threads import cpu_threads
 
-    with torch_threads(args.threads):
+    with cpu_threads(args.threads):
         return _train(args)
 
 
@@ -278,9 +278,9 @@ def run_make_runs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate a saved classifier on the runs; print per-run and mean accuracy."""
-    from siamcl.fewshot import torch_threads
+    from siamcl.threads import cpu_threads
 
-    with torch_threads(args.threads):
+    with cpu_threads(args.threads):
         return _evaluate(args)
 
 
