@@ -177,6 +177,7 @@ class StreamRunner:
             memory_total=self.args.memory * self.n_classes,
             device=self.args.device,
             seed=self.seed,
+            precision=self.settings.get("precision", "fp32"),
         )
         return build_baseline(name, settings, evaluator)
 

@@ -27,6 +27,8 @@ __all__ = ["CIL_METHODS", "SIAMESE_METHODS", "VARIANTS", "budgets_of", "run_cil"
 
 # Methods run again on 16x16 inputs: the Siamese learner resizes them itself (its
 # preprocessing is metered); the baselines get the stream resized once before they start.
+# "-bf16": trained in mixed precision (siamcl.training.precision).
+BF16 = {"precision": "bf16"}
 VARIANTS = {
     "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
     "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
@@ -36,9 +38,29 @@ VARIANTS = {
         "siamese",
         {"whitening": WHITENING_SHRINKAGE, "input_size": SMALL_INPUT},
     ),
+    "siamese-bf16": ("siamese", BF16),
+    "siamese-16px-bf16": ("siamese", {"input_size": SMALL_INPUT, **BF16}),
+    "replay-bf16": ("replay", BF16),
+    "replay-16px-bf16": ("replay", {"input_size": SMALL_INPUT, **BF16}),
+    "er_ace-bf16": ("er_ace", BF16),
 }
-SIAMESE_METHODS = ("siamese", "siamese-16px", "siamese-whitened", "siamese-whitened-16px")
-CIL_METHODS = (*SIAMESE_METHODS, *BASELINE_ROWS, "replay-16px", "er_ace-16px")
+SIAMESE_METHODS = (
+    "siamese",
+    "siamese-16px",
+    "siamese-whitened",
+    "siamese-whitened-16px",
+    "siamese-bf16",
+    "siamese-16px-bf16",
+)
+CIL_METHODS = (
+    *SIAMESE_METHODS,
+    *BASELINE_ROWS,
+    "replay-16px",
+    "er_ace-16px",
+    "replay-bf16",
+    "replay-16px-bf16",
+    "er_ace-bf16",
+)
 CIL_LABELS = {
     **LABELS,
     "siamese-16px": "Siamese (IncrementalClassifier, 16x16 inputs)",
@@ -46,6 +68,11 @@ CIL_LABELS = {
     "er_ace-16px": "ER-ACE, 16x16 inputs",
     "siamese-whitened": "Siamese, whitened after each task",
     "siamese-whitened-16px": "Siamese, whitened after each task, 16x16 inputs",
+    "siamese-bf16": "Siamese, bf16 mixed precision",
+    "siamese-16px-bf16": "Siamese, 16x16 inputs, bf16 mixed precision",
+    "replay-bf16": "Replay, bf16 mixed precision",
+    "replay-16px-bf16": "Replay, 16x16 inputs, bf16 mixed precision",
+    "er_ace-bf16": "ER-ACE, bf16 mixed precision",
 }
 GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
 
@@ -60,7 +87,8 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     with its own options) at ``budget`` epochs a task."""
     method, options = VARIANTS.get(name, (name, {}))
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
-    return {**base, "epochs": epochs, "siamese_options": options}
+    precision = options.get("precision", "fp32")
+    return {**base, "epochs": epochs, "siamese_options": options, "precision": precision}
 
 
 def run_cil(

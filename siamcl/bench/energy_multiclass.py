@@ -5,7 +5,10 @@ Methods (one task holding every class): the standard network (conv4 + softmax he
 Siamese learner, both on images downsampled to 16x16 (a third of the pixels of mnist's
 28x28, the like-for-like comparison for the cheaper input), the Siamese learner whose store
 keeps every training image's embedding as a prototype (a 1-nearest-neighbour classifier in
-FAISS instead of one class mean), the Siamese learner on a selected fraction of the data,
+FAISS instead of one class mean), the standard network and the Siamese learners trained in
+mixed precision (``-bf16``: bfloat16 forward passes, :mod:`siamcl.training.precision`; on a
+machine without native bfloat16 they say so and run slower), the Siamese learner on a
+selected fraction of the data,
 the Siamese learner with int8 QAT, ``conv4-small`` students distilled from the Siamese
 learner of the same seed (KD, and KD with int8 QAT), and the same small network trained
 alone. A point of a curve is the energy to a *usable* model at that epoch:
@@ -40,6 +43,9 @@ LABELS = {
     "siamese-16px": "Siamese learner, 16x16 inputs",
     "siamese-nn": "Siamese learner, every training image a prototype (1-NN)",
     "siamese-whitened": "Siamese learner, class means after within-class whitening",
+    "standard-bf16": "Standard network, bf16 mixed precision",
+    "siamese-bf16": "Siamese learner, bf16 mixed precision",
+    "siamese-whitened-bf16": "Siamese learner, whitened class means, bf16 mixed precision",
     "siamese-selected": "Siamese learner, selected data",
     "qat-int8": "Siamese learner, int8 QAT",
     "kd-student": "KD student (conv4-small, matching cached teacher outputs, no distortions)",
@@ -49,6 +55,7 @@ LABELS = {
 METHODS = tuple(LABELS)
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
 SMALL_INPUT = (16, 16)  # the input size of the "-16px" methods
+MIXED = "-bf16"  # the suffix of methods trained in mixed precision
 WHITENING_SHRINKAGE = 0.1  # of "siamese-whitened"
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 
@@ -214,6 +221,9 @@ class MulticlassRunner:
     def _learner(self, name: str) -> Any:
         s = self.settings
         common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
+        if name.endswith(MIXED):  # the same method, its forward passes in bfloat16
+            name = name.removesuffix(MIXED)
+            common["precision"] = "bf16"
         size = {"input_size": SMALL_INPUT} if name.endswith("-16px") else {}
         if name.startswith("standard"):
             return SoftmaxClassifier(
@@ -249,6 +259,7 @@ class MulticlassRunner:
 
     def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, Cost]]:
         test, device = (self.X_test, self.y_test), self.settings["device"]
+        name = name.removesuffix(MIXED)
         preprocessor = self.preprocessors[SMALL_INPUT if name.endswith("-16px") else None]
         if name.startswith("standard"):
             return logit_scorer(preprocessor, np.unique(self.y), test, device)

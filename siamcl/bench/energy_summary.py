@@ -30,10 +30,16 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese-nn": "Siamese with every training image a prototype",
     "siamese-whitened": "Siamese with whitened class means",
     "siamese-whitened-16px": "Siamese with whitened class means on 16x16 inputs",
+    "siamese-bf16": "Siamese in bf16 mixed precision",
+    "siamese-whitened-bf16": "Siamese with whitened class means in bf16 mixed precision",
+    "siamese-16px-bf16": "Siamese on 16x16 inputs in bf16 mixed precision",
     "standard": "the standard network",
+    "standard-bf16": "the standard network in bf16 mixed precision",
     "standard-16px": "the standard network on 16x16 inputs",
     "replay": "Replay",
     "replay-16px": "Replay on 16x16 inputs",
+    "replay-bf16": "Replay in bf16 mixed precision",
+    "replay-16px-bf16": "Replay on 16x16 inputs in bf16 mixed precision",
 }
 
 
@@ -130,14 +136,18 @@ def _to_best(
 
 def _multiclass_bars(rows: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
-    # the Siamese learners against the standard network (the bar), and the 16x16 one also
-    # against the standard network given the same small inputs (what the input size explains)
+    # the Siamese learners against the standard network (the bar), and those with a cheaper
+    # input or precision also against the standard network given the same (like for like)
     for name, reference in (
         ("siamese", "standard"),
         ("siamese-nn", "standard"),
         ("siamese-whitened", "standard"),
         ("siamese-16px", "standard"),
         ("siamese-16px", "standard-16px"),
+        ("siamese-bf16", "standard"),
+        ("siamese-bf16", "standard-bf16"),
+        ("siamese-whitened-bf16", "standard"),
+        ("siamese-whitened-bf16", "standard-bf16"),
     ):
         if name in rows and reference in rows:
             label, against = BAR_NAMES[name], BAR_NAMES[reference]
@@ -159,7 +169,8 @@ def _multiclass_bars(rows: dict[str, Any]) -> dict[str, Any]:
 def _cil_bars(rows: dict[str, Any]) -> dict[str, Any]:
     """Each Siamese row against Replay: to Replay's best at <= 0.5x its energy, and >= 0.95 at
     <= 0.25x the energy of Replay's largest budget with no baseline cheaper and better; the
-    16x16 Siamese row also against Replay on the same 16x16 inputs (like for like)."""
+    16x16 and mixed-precision Siamese rows also against Replay given the same (like for
+    like)."""
     checks: dict[str, Any] = {}
     for name, reference in (
         ("siamese", "replay"),
@@ -168,6 +179,10 @@ def _cil_bars(rows: dict[str, Any]) -> dict[str, Any]:
         ("siamese-whitened", "replay"),
         ("siamese-whitened-16px", "replay"),
         ("siamese-whitened-16px", "replay-16px"),
+        ("siamese-bf16", "replay"),
+        ("siamese-bf16", "replay-bf16"),
+        ("siamese-16px-bf16", "replay"),
+        ("siamese-16px-bf16", "replay-16px-bf16"),
     ):
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):

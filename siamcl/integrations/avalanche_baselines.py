@@ -26,6 +26,9 @@ exemplar budget, with each method's documented setting where it has one:
   with cross-entropy on the first experience for ``epochs`` epochs (the paper's base
   initialisation; its cost is inside the first experience's measurement);
 * ``joint``: ``JointTraining`` on the whole stream at once, the upper bound.
+
+``precision`` ``"bf16"`` (or ``"auto"`` where bfloat16 is native) trains every baseline's
+forward passes in mixed precision (:class:`~siamcl.integrations.avalanche_precision.MixedPrecision`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from torch.utils.data import DataLoader
 
 from siamcl._extras import needs_extra
 from siamcl.encoders import build_encoder
+from siamcl.integrations.avalanche_precision import MixedPrecision
 from siamcl.learners.softmax import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
 from siamcl.training import (
@@ -48,6 +52,7 @@ from siamcl.training import (
     TrainingLoop,
     adam,
     prefer_channels_last,
+    resolve_precision,
 )
 
 with needs_extra("the Avalanche baselines"):
@@ -91,6 +96,7 @@ class BaselineSettings:
     features: int = 64
     device: str = "cpu"
     seed: int = 0
+    precision: str = "fp32"
 
     def epochs_of(self, name: str) -> int:
         """Training epochs per experience of a baseline (StreamingLDA: one pass)."""
@@ -101,6 +107,14 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
     """A fresh Avalanche strategy named in :data:`BASELINES`, reporting to ``evaluator``."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+    strategy = _strategy(name, settings, evaluator)
+    dtype = resolve_precision(settings.precision, settings.device)
+    if dtype is not None:
+        strategy.plugins.append(MixedPrecision(dtype, settings.device))
+    return strategy
+
+
+def _strategy(name: str, settings: BaselineSettings, evaluator: Any) -> SupervisedTemplate:
     body = _backbone(settings)
     head = nn.Linear(settings.features, settings.n_classes)
     common = {
@@ -219,6 +233,7 @@ class BaseInitialisation(SupervisedPlugin):
             optimizer=adam(self.settings.lr),
             schedule=None,
             prepare=BatchPreparation(device=strategy.device),
+            precision=self.settings.precision,
         )
         source = ShuffledBatches(inputs, labels, self.settings.batch_size)
         objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])

@@ -55,6 +55,7 @@ from siamcl.training import (
     rebuild_prototypes,
     train_step,
 )
+from siamcl.training.precision import resolve_precision
 
 with needs_extra("the Avalanche plugin"):
     from avalanche.core import SupervisedPlugin
@@ -74,7 +75,9 @@ class SiameseStrategy(SupervisedTemplate):
         is reset and its learning rate follows a cosine over each experience, as
         :class:`~siamcl.IncrementalClassifier` trains each task.
     The other parameters mean what they mean for :class:`~siamcl.IncrementalClassifier`;
-    the remaining keywords (``evaluator``, ``eval_every``, ...) go to Avalanche's
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``) runs training's forward passes
+    mixed-precision (:mod:`siamcl.training.precision`).
+    The remaining keywords (``evaluator``, ``eval_every``, ...) go to Avalanche's
     ``SupervisedTemplate``.
     """
 
@@ -106,6 +109,7 @@ class SiameseStrategy(SupervisedTemplate):
         train_epochs: int = 8,
         eval_mb_size: int | None = 512,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
         plugins: Sequence[SupervisedPlugin] | None = None,
         **base_kwargs: Any,
     ):
@@ -125,6 +129,7 @@ class SiameseStrategy(SupervisedTemplate):
         self.balance, self.schedule, self.seed = balance, schedule, seed
         self.augment = RandomAffine() if augment is True else (augment or None)
         self.generator = torch.Generator().manual_seed(seed)
+        self.autocast_dtype = resolve_precision(precision, device)
         super().__init__(
             model=model,
             optimizer=optimizer,
@@ -201,7 +206,9 @@ class SiameseStrategy(SupervisedTemplate):
             self.loss = self._make_empty_loss()
             self._before_forward(**kwargs)
             batch = Batch(self.mb_x, self.mb_y)
-            self.loss = train_step(self.model, self.objective, self.optimizer, batch, hooks)
+            self.loss = train_step(
+                self.model, self.objective, self.optimizer, batch, hooks, self.autocast_dtype
+            )
             self._after_update(**kwargs)
             self._after_training_iteration(**kwargs)
 

@@ -19,6 +19,7 @@ import torch
 from siamcl._checks import (
     OPTIMIZER_FACTORY,
     Integer,
+    Options,
     Real,
     Satisfies,
     check_params,
@@ -29,7 +30,7 @@ from siamcl.augment import RandomAffine
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.losses import LOSSES, MetricTerm, Objective, PrototypicalTerm, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
-from siamcl.training import Batch, BatchPreparation, EpisodeBatches, TrainingLoop, adam
+from siamcl.training import PRECISIONS, Batch, BatchPreparation, EpisodeBatches, TrainingLoop, adam
 from siamcl.whitening import projection_of, whiten_encoder
 
 __all__ = ["EPISODIC_DISTORTION", "PREVIOUS_DISTORTION", "EpisodicTrainer", "with_symmetries"]
@@ -102,7 +103,8 @@ class EpisodicTrainer:
     same training otherwise). ``whitening`` (a shrinkage in [0, 1], or None for none) ends
     training by whitening the embeddings with the training classes' within-class
     covariance, folded into the encoder's last projection (:mod:`siamcl.whitening`); the
-    encoder must end in a linear layer.
+    encoder must end in a linear layer. ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``)
+    runs training's forward passes mixed-precision (:mod:`siamcl.training.precision`).
 
     :meth:`fit` returns a fitted :class:`~siamcl.IncrementalClassifier` whose store holds
     the training classes (unrotated) and whose ``reports`` hold the training's TaskReport.
@@ -129,6 +131,7 @@ class EpisodicTrainer:
         "optimizer": OPTIMIZER_FACTORY,
         "channels_last": [Satisfies(lambda v: isinstance(v, bool), "True or False", TypeError)],
         "whitening": [None, Real(0, 1)],
+        "precision": [Options(PRECISIONS)],
     }
 
     def __init__(
@@ -157,6 +160,7 @@ class EpisodicTrainer:
         optimizer: Any = None,
         channels_last: bool = True,
         whitening: float | None = WHITENING_SHRINKAGE,
+        precision: str = "fp32",
     ):
         self.encoder = encoder
         self.embedding_dim = embedding_dim
@@ -182,6 +186,7 @@ class EpisodicTrainer:
         self.optimizer = optimizer
         self.channels_last = channels_last
         self.whitening = whitening
+        self.precision = precision
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> IncrementalClassifier:
         """Train on images ``X`` ([N, H, W] or [N, C, H, W]) of classes ``y``.
@@ -273,6 +278,7 @@ class EpisodicTrainer:
             meter=meter,
             progress=self.progress,
             description="episodic training",
+            precision=self.precision,
         )
 
     def _whiten(

@@ -43,6 +43,7 @@ from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training import LoopResult
+from siamcl.training.precision import PRECISIONS
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -103,6 +104,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     whitening: None, or a shrinkage in [0, 1]: after each task, whiten embeddings by their
         within-class covariance, folded into the last projection (:mod:`siamcl.whitening`);
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
+    precision: ``"fp32"``, ``"bf16"`` (forward passes in bfloat16 under autocast, weights and
+        the loss in float32) or ``"auto"`` (bf16 where the hardware computes it natively);
+        training only, see :mod:`siamcl.training.precision`.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -120,6 +124,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "optimizer": OPTIMIZER_FACTORY,
         "validation_fraction": [Real(0, 0.5, closed="left")],
         "whitening": [None, Real(0, 1)],
+        "precision": [Options(PRECISIONS)],
         **DATA_CONSTRAINTS,
     }
 
@@ -164,6 +169,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         data_selection: str = "stratified",
         teacher_loss: str = "auto",
         whitening: float | None = None,
+        precision: str = "fp32",
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})

@@ -170,6 +170,7 @@ def train_task(
         meter=meter,
         progress=clf.progress,
         description=f"task {task_index}",
+        precision=clf.precision,
     )
     encoder.to(device)
     return loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)

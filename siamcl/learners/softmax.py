@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl._checks import OPTIMIZER_FACTORY, Integer, Real, check_params
+from siamcl._checks import OPTIMIZER_FACTORY, Integer, Options, Real, check_params
 from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
 from siamcl.compress import FloatTraining, logit_teacher, training_scheme
@@ -32,6 +32,7 @@ from siamcl.training import (
     adam,
     embed_in_batches,
 )
+from siamcl.training.precision import PRECISIONS
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
 
@@ -89,6 +90,8 @@ class SoftmaxClassifier:
     ``data_fraction`` / ``data_selection``: train on that fraction of each class of a task,
     chosen ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy); only
     those rows are trained on and kept as exemplars (see :mod:`siamcl.training.selection`).
+    ``precision``: ``"fp32"``, ``"bf16"`` (mixed-precision forward passes) or ``"auto"``
+    (bf16 where the hardware computes it natively; :mod:`siamcl.training.precision`).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -101,6 +104,7 @@ class SoftmaxClassifier:
         "teacher_weight": [Real(0)],
         "distill_temperature": [Real(0, closed="neither")],
         "optimizer": OPTIMIZER_FACTORY,
+        "precision": [Options(PRECISIONS)],
         **DATA_CONSTRAINTS,
     }
 
@@ -132,6 +136,7 @@ class SoftmaxClassifier:
         teacher_targets: str = "auto",
         data_fraction: float = 1.0,
         data_selection: str = "stratified",
+        precision: str = "fp32",
     ):
         self.encoder = encoder
         self.features = features
@@ -159,6 +164,7 @@ class SoftmaxClassifier:
         self.teacher_targets = teacher_targets
         self.data_fraction = data_fraction
         self.data_selection = data_selection
+        self.precision = precision
 
     @property
     def reports(self) -> list[TaskReport]:
@@ -338,6 +344,7 @@ class SoftmaxClassifier:
             meter=meter,
             progress=self.progress,
             description=f"softmax task {task_index}",
+            precision=self.precision,
         )
         model.to(self.device)
         source = BalancedBatches(inputs, targets, self.batch_size, self.balance)

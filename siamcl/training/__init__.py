@@ -6,6 +6,7 @@
 - :mod:`siamcl.training.sampling`: balanced, shuffled and episodic batch sources.
 - :mod:`siamcl.training.stopping`: budgets, target scores and patience that end training.
 - :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`rebuild_prototypes`.
+- :mod:`siamcl.training.precision`: mixed-precision (bfloat16) forward passes, where native.
 - :mod:`siamcl.training.selection`: :func:`~siamcl.training.selection.select_rows`, the rows
   of a task to train on (``data_fraction``: stratified or coreset).
 """
@@ -24,6 +25,7 @@ from siamcl.training.loop import (
     train_step,
 )
 from siamcl.training.memory_format import prefer_channels_last
+from siamcl.training.precision import PRECISIONS, native_bf16, resolve_precision
 from siamcl.training.sampling import (
     BalancedBatches,
     EpisodeBatches,
@@ -39,6 +41,7 @@ from siamcl.training.stopping import (
 )
 
 __all__ = [
+    "PRECISIONS",
     "BalancedBatches",
     "Batch",
     "BatchPreparation",
@@ -58,8 +61,10 @@ __all__ = [
     "balanced_epoch",
     "cosine_schedule",
     "embed_in_batches",
+    "native_bf16",
     "parameter_groups",
     "prefer_channels_last",
     "rebuild_prototypes",
+    "resolve_precision",
     "train_step",
 ]

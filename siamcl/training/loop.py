@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from siamcl.accounting.energy import estimate_energy_j
 from siamcl.training.batch import Batch, BatchPreparation
 from siamcl.training.memory_format import prefer_channels_last
+from siamcl.training.precision import autocast, resolve_precision
 from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
 
 __all__ = [
@@ -107,9 +108,16 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     batch: Batch,
     hooks: StepHooks | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Forward, objective, backward and update on one batch; returns the (detached) loss."""
-    outputs = model(batch.inputs)
+    """Forward, objective, backward and update on one batch; returns the (detached) loss.
+
+    With ``autocast_dtype`` (:func:`~siamcl.training.precision.resolve_precision`) the
+    forward pass runs mixed-precision and the objective sees its outputs as float32."""
+    with autocast(autocast_dtype, batch.inputs.device):
+        outputs = model(batch.inputs)
+    if autocast_dtype is not None:
+        outputs = outputs.float()
     if hooks is not None:
         hooks.after_forward(outputs)
     loss = objective(outputs, batch)
@@ -134,7 +142,8 @@ class TrainingLoop:
     rates per step. ``meter`` (a :class:`~siamcl.ResourceMeter`) times and counts every step.
     A convolutional model trains with channels-last weights
     (:mod:`~siamcl.training.memory_format`) unless ``channels_last`` is False or the model
-    is wrapped for distributed training.
+    is wrapped for distributed training. ``precision`` (``"fp32"``, ``"bf16"`` or ``"auto"``,
+    :mod:`~siamcl.training.precision`) runs forward passes mixed-precision.
     After each epoch, ``validate(model)`` (if given) scores the model on held-out data, timed
     apart from training, and the ``stopping`` policies may end training early
     (:mod:`siamcl.training.stopping`). :meth:`run` returns the :class:`LoopResult`.
@@ -151,6 +160,7 @@ class TrainingLoop:
     stopping: Sequence[StoppingPolicy] = ()
     validate: Callable[[nn.Module], float] | None = None
     channels_last: bool = True
+    precision: str = "fp32"
 
     def run(
         self,
@@ -166,6 +176,7 @@ class TrainingLoop:
         if self.channels_last and trained is model:  # a DDP wrapper keeps its layout
             prefer_channels_last(model)
         optimizer = self.optimizer(parameter_groups(model, objective))
+        dtype = resolve_precision(self.precision, _device_of(trained))
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
         result = LoopResult(stopped_by=f"epochs ({self.epochs})")
@@ -181,7 +192,7 @@ class TrainingLoop:
                 for batch in source.epoch(generator):
                     batch = self.prepare(batch)
                     with self._metered(len(batch.labels)):
-                        loss = train_step(model, objective, optimizer, batch)
+                        loss = train_step(model, objective, optimizer, batch, autocast_dtype=dtype)
                     if scheduler is not None:
                         scheduler.step()
                     result.progress.steps += 1
@@ -221,6 +232,11 @@ class TrainingLoop:
         if self.meter is None:
             return contextlib.nullcontext()
         return self.meter.batch(n_samples=n_samples)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:

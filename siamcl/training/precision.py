@@ -1,0 +1,71 @@
+"""Mixed-precision training: the forward pass in bfloat16 where the hardware computes it.
+
+Under ``torch.autocast`` convolutions and matrix products run in bfloat16 while weights,
+gradients and the optimizer's state stay float32 (bfloat16 keeps float32's exponent range,
+so no loss scaling is needed). On a CPU with native bfloat16 instructions (AVX512-BF16 or
+AMX, which oneDNN uses) a conv4 training step takes about half the CPU time; on one without
+them bfloat16 is emulated and slower than float32, so ``"auto"`` picks it only where it is
+native. The metric loss and every other objective term see float32 embeddings: pair
+similarities that a loss exponentiates keep their precision.
+
+Precisions: ``"fp32"`` (everything float32, the default: results do not depend on the
+machine's instruction set), ``"bf16"`` (mixed, asked for), ``"auto"`` (``"bf16"`` where
+native, else ``"fp32"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from typing import Any
+
+import torch
+
+__all__ = ["PRECISIONS", "autocast", "native_bf16", "resolve_precision"]
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@functools.cache
+def _cpu_bf16() -> bool:
+    try:  # oneDNN's own check of the instructions it would use (AVX512-BF16, AMX)
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (a CUDA GPU of compute capability 8 or
+    more, a CPU with AVX512-BF16 or AMX)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and _cpu_bf16()
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype ``precision`` means on ``device``: ``torch.bfloat16``, or None for
+    float32 throughout. Warns when ``"bf16"`` is asked for where it is emulated."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return None
+    native = native_bf16(device)
+    if precision == "auto":
+        return torch.bfloat16 if native else None
+    if not native:
+        warnings.warn(
+            f"bfloat16 is not native on {torch.device(device).type} here: training will be "
+            "slower than float32 (precision='auto' picks float32 on such hardware)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return torch.bfloat16
+
+
+def autocast(dtype: torch.dtype | None, device: str | torch.device) -> Any:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or a null context for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
