@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -523,3 +525,47 @@ def test_preprocess_transform_matches_the_preprocessor(dtype):
         torch.testing.assert_close(transform(torch.from_numpy(X[index])), expected[index])
     resized = PreprocessTransform(Preprocessor(input_size=(6, 6)).fit(X))
     assert resized(X[0]).shape == (1, 6, 6)
+
+
+# -- mixed precision ---------------------------------------------------------------------
+
+
+def test_mixed_precision_plugin_wraps_only_the_training_forward():
+    from types import SimpleNamespace
+
+    from siamcl.integrations.avalanche_precision import MixedPrecision
+
+    plugin, layer = MixedPrecision(torch.bfloat16), nn.Linear(4, 3)
+    strategy = SimpleNamespace(mb_output=None, mb_buffer_out=None)
+    plugin.before_forward(strategy)
+    assert torch.is_autocast_enabled("cpu")
+    strategy.mb_output = layer(torch.randn(5, 4))
+    strategy.mb_buffer_out = layer(torch.randn(2, 4))
+    assert strategy.mb_output.dtype == torch.bfloat16
+    plugin.after_forward(strategy)
+    assert not torch.is_autocast_enabled("cpu")  # criterion and backward in float32
+    assert strategy.mb_output.dtype == strategy.mb_buffer_out.dtype == torch.float32
+    plugin.before_forward(strategy)  # a step that raised before after_forward ...
+    plugin.before_forward(strategy)  # ... leaves no context behind
+    plugin.after_training_exp(strategy)
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_baselines_and_the_siamese_strategy_train_in_mixed_precision(mnist_slice):
+    from siamcl.integrations.avalanche_baselines import build_baseline
+    from siamcl.integrations.avalanche_precision import MixedPrecision
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="bfloat16 is not native")
+        replay = build_baseline("replay", baseline_settings(precision="bf16"), evaluator())
+        results = {}
+        for experience in mnist_slice.train_stream:
+            replay.train(experience)
+            results.update(replay.eval(mnist_slice.test_stream))
+    assert any(isinstance(p, MixedPrecision) for p in replay.plugins)
+    assert results[STREAM_ACC] >= 0.4  # four digits: chance is 0.25
+    plain = build_baseline("replay", baseline_settings(), evaluator())
+    assert not any(isinstance(p, MixedPrecision) for p in plain.plugins)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SiameseStrategy(encoder=nn.Flatten(), precision="half")

@@ -160,3 +160,29 @@ def test_a_baseline_on_small_inputs_can_dominate_the_siamese_rows():
     assert not at_28["met"] and at_28["dominated_by"][0].startswith("Replay, 16x16 inputs")
     like = "class-incremental: Siamese on 16x16 inputs >= 0.95 at <= 0.25x the energy of Replay on 16x16 inputs"
     assert checks[like + ", undominated"]["ratio"] == pytest.approx(30 / 80)
+
+
+def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_for_like(digits):
+    from siamcl.bench.energy_summary import bars
+
+    settings = {"device": "cpu", "batch_size": 64, "epochs": 2}
+    runner = MulticlassRunner(digits, settings, seed=0)
+    whitened = runner._learner("siamese-whitened-bf16")
+    assert (whitened.precision, whitened.whitening) == ("bf16", 0.1)
+    assert runner._learner("standard-bf16").precision == "bf16"
+    assert runner._learner("standard").precision == "fp32"
+
+    def curve(*points):
+        return [{"epoch": i + 1, "accuracy": a, "energy_j": e} for i, (a, e) in enumerate(points)]
+
+    rows = {
+        "standard": curve((0.9, 40.0), (0.98, 80.0)),
+        "standard-bf16": curve((0.9, 20.0), (0.98, 40.0)),
+        "siamese-bf16": curve((0.98, 25.0)),
+    }
+    summary = [{"method": name, "curve": points} for name, points in rows.items()]
+    checks = bars({"multiclass": {"summary": summary}})
+    prefix = "multiclass: Siamese in bf16 mixed precision to the best of the standard network"
+    assert checks[f"{prefix}, <= 0.5x its energy"]["ratio"] == pytest.approx(25 / 80)
+    like = checks[f"{prefix} in bf16 mixed precision, <= 0.5x its energy"]
+    assert like["ratio"] == pytest.approx(25 / 40) and not like["met"]

@@ -145,3 +145,28 @@ def test_mistakes_are_one_line_before_any_work(tmp_path: Path, digits, capsys, a
     assert status == 2 and out == ""
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "m").exists() and (tmp_path / "other" / "mine.txt").read_text() == "mine"
+
+
+def test_learn_trains_in_the_precision_asked_for_and_the_model_keeps_it(
+    tmp_path: Path, digits, capsys
+) -> None:
+    import warnings
+
+    from siamcl.cli.image_model import ImageModel
+
+    data, model = tmp_path / "data", tmp_path / "model"
+    for digit in (0, 1):
+        write_class(data / "first" / NAMES[digit], digits[digit][0][:20])
+    write_class(data / "second" / NAMES[2], digits[2][0][:20])
+    argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "1"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="bfloat16 is not native")
+        status, _, err = run([*argv, "--precision", "bf16"], capsys)
+        assert status == 0, err
+        assert ImageModel.load(model).classifier.precision == "bf16"
+        argv[2] = str(data / "second")
+        status, _, err = run(argv, capsys)  # a saved model keeps its own
+        assert status == 0, err
+    assert ImageModel.load(model).classifier.precision == "bf16"
+    status, _, err = run([*argv, "--precision", "half"], capsys)
+    assert status != 0 and "invalid choice: 'half'" in err

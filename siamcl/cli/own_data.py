@@ -104,6 +104,13 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         help="side in pixels images are resized to (default: the most common size of the "
         "first task; a saved model keeps its own)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),  # siamcl.training.precision.PRECISIONS, torch-free
+        default=None,
+        help="fp32, bf16 (mixed-precision training: about half the CPU time where the CPU has "
+        "AVX512-BF16 or AMX) or auto (bf16 where native); default fp32, a saved model's own",
+    )
 
 
 def configure_add(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +177,8 @@ def _set_options(classifier: Any, args: argparse.Namespace) -> None:
         params["epochs"] = args.epochs
     if getattr(args, "seed", None) is not None:
         params["seed"] = args.seed
+    if getattr(args, "precision", None) is not None:
+        params["precision"] = args.precision
     classifier.set_params(**params)
 
 

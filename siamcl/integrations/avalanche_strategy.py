@@ -116,6 +116,7 @@ class SiameseStrategy(SupervisedTemplate):
         self.store_params = {"metric": metric, "index": index, "seed": seed}
         self.store_params.update(prototypes_per_class=prototypes_per_class, vote_k=vote_k)
         _check_settings(train_mb_size, distill_weight, balance)
+        self.autocast_dtype = resolve_precision(precision, device)
         if isinstance(encoder, str):  # a bad metric or index string fails here, not later
             PrototypeStore(dim=embedding_dim, **self.store_params)
         self.metric_loss, self.distill_weight = build_loss(loss, miner), distill_weight
@@ -129,7 +130,6 @@ class SiameseStrategy(SupervisedTemplate):
         self.balance, self.schedule, self.seed = balance, schedule, seed
         self.augment = RandomAffine() if augment is True else (augment or None)
         self.generator = torch.Generator().manual_seed(seed)
-        self.autocast_dtype = resolve_precision(precision, device)
         super().__init__(
             model=model,
             optimizer=optimizer,

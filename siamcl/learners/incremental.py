@@ -42,8 +42,7 @@ from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import LoopResult
-from siamcl.training.precision import PRECISIONS
+from siamcl.training import PRECISIONS, LoopResult
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -51,9 +50,8 @@ __all__ = ["IncrementalClassifier", "NotFittedError"]
 class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     """Class-incremental classifier: metric-learned encoder + FAISS prototype store + replay.
 
-    Parameters follow scikit-learn's habit: the constructor only stores them; everything
-    learned lives in attributes ending in ``_`` (``preprocessor_``, ``encoder_``, ``store_``,
-    ``memory_``, ``reports_``).
+    The constructor only stores its parameters (scikit-learn's habit); everything learned
+    lives in attributes ending in ``_`` (``encoder_``, ``store_``, ``memory_``, ``reports_``).
 
     encoder, embedding_dim: a name from :data:`siamcl.encoders.ENCODERS`, an ``nn.Module``, or
         ``"auto"``: ``conv4`` for images, ``mlp`` for vectors.
@@ -66,19 +64,17 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         1: classes equally often), so a few exemplars of old classes are not drowned out.
     index, metric, prototypes_per_class, vote_k: passed to :class:`PrototypeStore`.
     augment: random affine distortions of training images.
-    embed_views: embeddings (for prototypes and predictions alike) average the image and
-        ``embed_views - 1`` fixed affine warps of it (:class:`siamcl.augment.AffineViews`);
-        more views steady one-shot comparisons at that many times the embedding cost. Images
-        only; 1 embeds the image alone.
+    embed_views: embeddings (of prototypes and queries) average the image and ``embed_views
+        - 1`` fixed affine warps of it (:class:`siamcl.augment.AffineViews`): steadier one-shot
+        comparisons at that many times the embedding cost; images only.
     input_size, invert: preprocessing (see :class:`siamcl.preprocess.Preprocessor`).
     temperature: softmax temperature of :meth:`predict_proba` over prototype similarities.
     energy, flops: accounting options passed to :class:`ResourceMeter`.
     qat: ``"int8"`` or ``"int4"`` trains the encoder quantization-aware and predicts with the
         converted quantized encoder (see :mod:`siamcl.compress.qat`); None trains in float.
-    optimizer: a factory called with the parameter groups to train (the encoder's, then the
-        loss's own, such as pml proxies), e.g. ``functools.partial(torch.optim.SGD, lr=0.01)``;
-        None: Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each
-        task.
+    optimizer: a factory of the parameter groups to train (the encoder's, then the loss's
+        own, such as pml proxies), e.g. ``functools.partial(torch.optim.SGD, lr=0.01)``; None:
+        Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each task.
     stopping, validation_fraction: policies that may end a task's training early
         (:mod:`siamcl.training.stopping`: step or energy budget, target validation score,
         patience), and the share of each class held out to score the encoder after each
@@ -87,9 +83,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     callbacks: :class:`siamcl.training.Callback` objects called between epochs (not metered).
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
-        :class:`siamcl.compress.EmbeddingDistillation`); a teacher is not saved with the model,
-        and scikit-learn's ``clone`` unfits a classifier teacher (pass ``teacher.encoder_``
-        to keep it).
+        :class:`siamcl.compress.EmbeddingDistillation`); not saved with the model; ``clone``
+        unfits a classifier teacher (pass ``teacher.encoder_`` to keep it).
     teacher_loss: ``"match"`` (cosine distance to the teacher's embeddings), ``"relational"``
         (their distances and angles; any size), both, or ``"auto"``: match where the sizes
         agree (see :func:`siamcl.compress.teacher_distillation`).
@@ -104,9 +99,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     whitening: None, or a shrinkage in [0, 1]: after each task, whiten embeddings by their
         within-class covariance, folded into the last projection (:mod:`siamcl.whitening`);
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
-    precision: ``"fp32"``, ``"bf16"`` (forward passes in bfloat16 under autocast, weights and
-        the loss in float32) or ``"auto"`` (bf16 where the hardware computes it natively);
-        training only, see :mod:`siamcl.training.precision`.
+    precision: ``"fp32"``, ``"bf16"`` (mixed-precision training) or ``"auto"`` (bf16 where
+        native): see :mod:`siamcl.training.precision`.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {

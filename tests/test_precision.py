@@ -1,0 +1,100 @@
+"""Mixed-precision training: bfloat16 forward passes, float32 objective, checked choices."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from siamcl import IncrementalClassifier
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.losses import CrossEntropyTerm, Objective
+from siamcl.training import Batch, ShuffledBatches, TrainingLoop, adam, train_step
+from siamcl.training import precision as precision_module
+from siamcl.training.precision import native_bf16, resolve_precision
+
+
+@pytest.fixture
+def quiet():
+    """bfloat16 asked for on a CPU that emulates it warns; the tests here know."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="bfloat16 is not native")
+        yield
+
+
+def test_precision_names_resolve_and_bad_ones_are_refused(monkeypatch):
+    assert resolve_precision("fp32", "cpu") is None
+    assert resolve_precision("auto", "cpu") == (torch.bfloat16 if native_bf16("cpu") else None)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", "cpu")
+    monkeypatch.setattr(precision_module, "_cpu_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") is None  # emulated: auto keeps float32
+    with pytest.warns(UserWarning, match="bfloat16 is not native on cpu"):
+        assert resolve_precision("bf16", "cpu") == torch.bfloat16
+    monkeypatch.setattr(precision_module, "_cpu_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == torch.bfloat16
+
+
+def test_train_step_runs_the_forward_in_bfloat16_and_the_objective_in_float32():
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    seen = {}
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        seen["layer"] = output.dtype
+
+    model[0].register_forward_hook(record)
+
+    def objective(outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        seen["objective"] = outputs.dtype
+        return nn.functional.cross_entropy(outputs, batch.labels)
+
+    batch = Batch(torch.randn(16, 6), torch.randint(0, 3, (16,)))
+    optimizer = torch.optim.Adam(model.parameters())
+    loss = train_step(model, objective, optimizer, batch, autocast_dtype=torch.bfloat16)
+    assert seen == {"layer": torch.bfloat16, "objective": torch.float32}
+    assert loss.dtype == torch.float32 and model[0].weight.dtype == torch.float32
+    assert model[0].weight.grad is None or model[0].weight.grad.dtype == torch.float32
+    assert not torch.is_autocast_enabled("cpu")  # the context closed with the step
+
+
+def test_loop_in_mixed_precision_trains_a_model(quiet):
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(200, 5, generator=generator)
+    labels = (inputs[:, 0] > 0).long().numpy()
+    model = nn.Linear(5, 2)
+    objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
+    loop = TrainingLoop(epochs=20, optimizer=adam(0.05), precision="bf16")
+    result = loop.run(model, objective, ShuffledBatches(inputs, labels, 32), generator)
+    assert result.losses[-1] < result.losses[0]
+    assert (model(inputs).argmax(1).numpy() == labels).mean() > 0.9
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainingLoop(precision="half").run(
+            model, objective, ShuffledBatches(inputs, labels, 32), generator
+        )
+
+
+def test_learners_train_in_bfloat16_above_chance_and_repeat(digits_40, quiet):
+    X, y, X_test, y_test = digits_40
+    predictions = []
+    for _ in range(2):
+        clf = IncrementalClassifier(
+            encoder="conv4", epochs=3, memory_per_class=0, precision="bf16", seed=3
+        )
+        clf.fit_task(X, y)
+        predictions.append(clf.predict(X_test))
+    assert np.mean(predictions[0] == y_test) > 0.7  # ten classes: chance is 0.1
+    np.testing.assert_array_equal(predictions[0], predictions[1])  # same seed, same model
+    assert {p.dtype for p in clf.encoder_.parameters()} == {torch.float32}  # weights stay fp32
+    softmax = SoftmaxClassifier(epochs=6, memory_per_class=0, precision="bf16", seed=3)
+    softmax.fit_task(X, y)
+    assert softmax.score(X_test, y_test) > 0.5
+
+
+@pytest.mark.parametrize("learner", [IncrementalClassifier, SoftmaxClassifier])
+def test_learners_refuse_an_unknown_precision(learner, digits_40):
+    X, y, _, _ = digits_40
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16', 'auto'\]"):
+        learner(epochs=1, precision="float16").fit_task(X, y)
