@@ -98,3 +98,33 @@ def test_learners_refuse_an_unknown_precision(learner, digits_40):
     X, y, _, _ = digits_40
     with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16', 'auto'\]"):
         learner(epochs=1, precision="float16").fit_task(X, y)
+
+
+def test_a_teacher_runs_in_the_students_precision_and_answers_in_float32():
+    from siamcl.compress.teachers import FrozenTeacher
+
+    network, seen = nn.Linear(6, 4), []
+    network.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    inputs = torch.randn(3, 6)
+    assert FrozenTeacher(network)(inputs).dtype == torch.float32
+    mixed = FrozenTeacher(network, autocast_dtype=torch.bfloat16)(inputs)
+    assert seen == [torch.float32, torch.bfloat16] and mixed.dtype == torch.float32
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_a_second_task_distils_from_the_previous_encoder_in_bfloat16(digits_40, quiet):
+    X, y, X_test, y_test = digits_40
+    clf = IncrementalClassifier(encoder="conv4", epochs=2, precision="bf16", seed=0)
+    first, second = y < 5, y >= 5
+    clf.fit_task(X[first], y[first])
+    previous = next(m for m in clf.encoder_.modules() if isinstance(m, nn.Conv2d))
+    seen = set()
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if module is previous:  # the task-1 encoder itself, not the copy task 2 trains
+            seen.add(output.dtype)
+
+    previous.register_forward_hook(record)
+    clf.fit_task(X[second], y[second])
+    assert torch.bfloat16 in seen  # the distillation targets' forward ran mixed-precision
+    assert np.mean(clf.predict(X_test) == y_test) > 0.5  # ten classes: chance is 0.1

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from siamcl.preprocess import Preprocessor
+from siamcl.training.precision import autocast
 
 __all__ = ["FrozenTeacher", "embedding_teacher", "logit_teacher"]
 
@@ -25,7 +26,9 @@ class FrozenTeacher(nn.Module):
 
     ``student`` and ``teacher`` are the two preprocessors (``teacher=None``: the network reads
     the student's inputs as they are); ``columns`` picks and orders output columns (the
-    teacher's logits of the student's classes).
+    teacher's logits of the student's classes). With ``autocast_dtype`` (the student's
+    training precision, :func:`~siamcl.training.precision.resolve_precision`) the teacher's
+    forward pass runs mixed-precision too; its outputs are float32 either way.
     """
 
     def __init__(
@@ -34,12 +37,14 @@ class FrozenTeacher(nn.Module):
         student: Preprocessor | None = None,
         teacher: Preprocessor | None = None,
         columns: list[int] | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.network = network.eval()
         self.student = student
         self.teacher = teacher
         self.columns = columns
+        self.autocast_dtype = autocast_dtype
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         super().train(False)  # a teacher never leaves eval mode
@@ -49,20 +54,26 @@ class FrozenTeacher(nn.Module):
         with torch.no_grad():
             if self.teacher is not None and self.student is not None:
                 x = self.teacher.standardise(_unstandardise(self.student, x))
-            out = self.network(x.to(_device_of(self.network)))
+            device = _device_of(self.network)
+            with autocast(self.autocast_dtype, device):
+                out = self.network(x.to(device))
             if self.columns is not None:
                 out = out[:, self.columns]
             return out.to(x.device).float()
 
 
-def embedding_teacher(teacher: Any, student: Preprocessor) -> FrozenTeacher:
+def embedding_teacher(
+    teacher: Any, student: Preprocessor, autocast_dtype: torch.dtype | None = None
+) -> FrozenTeacher:
     """Wrap a fitted IncrementalClassifier or an encoder module as a teacher of embeddings."""
     if isinstance(teacher, nn.Module):
-        wrapped = FrozenTeacher(teacher)
+        wrapped = FrozenTeacher(teacher, autocast_dtype=autocast_dtype)
     elif hasattr(teacher, "fit_task"):
         _require_fitted(teacher, "encoder_")
         _require_same_inputs(teacher.preprocessor_, student)
-        wrapped = FrozenTeacher(teacher.encoder_, student, teacher.preprocessor_)
+        wrapped = FrozenTeacher(
+            teacher.encoder_, student, teacher.preprocessor_, autocast_dtype=autocast_dtype
+        )
     else:
         raise TypeError(
             f"teacher must be a fitted IncrementalClassifier or an nn.Module encoder, got "
@@ -74,14 +85,19 @@ def embedding_teacher(teacher: Any, student: Preprocessor) -> FrozenTeacher:
     return wrapped
 
 
-def logit_teacher(teacher: Any, student: Preprocessor, classes: list[int]) -> FrozenTeacher:
+def logit_teacher(
+    teacher: Any,
+    student: Preprocessor,
+    classes: list[int],
+    autocast_dtype: torch.dtype | None = None,
+) -> FrozenTeacher:
     """Wrap a fitted SoftmaxClassifier or a logits module as a teacher over ``classes``.
 
     A fitted classifier must know every class in ``classes``; its logits are reordered to
     match. A module must output exactly ``len(classes)`` logits, in the student's class order.
     """
     if isinstance(teacher, nn.Module):
-        wrapped = FrozenTeacher(teacher)
+        wrapped = FrozenTeacher(teacher, autocast_dtype=autocast_dtype)
     elif hasattr(teacher, "fit_task") and hasattr(teacher, "classes_"):
         _require_fitted(teacher, "model_")
         _require_same_inputs(teacher.preprocessor_, student)
@@ -93,7 +109,9 @@ def logit_teacher(teacher: Any, student: Preprocessor, classes: list[int]) -> Fr
                 f"for them (it knows {known})"
             )
         columns = [known.index(c) for c in classes]
-        wrapped = FrozenTeacher(teacher.model_, student, teacher.preprocessor_, columns)
+        wrapped = FrozenTeacher(
+            teacher.model_, student, teacher.preprocessor_, columns, autocast_dtype
+        )
     else:
         raise TypeError(
             f"teacher must be a fitted SoftmaxClassifier or an nn.Module producing logits, got "

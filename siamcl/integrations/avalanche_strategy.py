@@ -147,7 +147,7 @@ class SiameseStrategy(SupervisedTemplate):
         after the last experience) when there is one."""
         terms = [("metric", 1.0, MetricTerm(self.metric_loss))]
         if previous is not None:
-            teacher = DistillationTerm(FrozenTeacher(previous))
+            teacher = DistillationTerm(FrozenTeacher(previous, autocast_dtype=self.autocast_dtype))
             terms.append(("previous", self.distill_weight, teacher))
         return Objective(terms)
 

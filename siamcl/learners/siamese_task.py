@@ -42,6 +42,7 @@ from siamcl.training import (
     adam,
     embed_in_batches,
     rebuild_prototypes,
+    resolve_precision,
 )
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
@@ -75,12 +76,13 @@ def siamese_objective(
         metric_loss = distributed_objective_loss(metric_loss)
     terms = [("metric", 1.0, MetricTerm(metric_loss))]
     targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
+    dtype = resolve_precision(clf.precision, clf.device)  # teachers run as the student trains
     if clf.is_fitted and clf.distill_weight:
-        previous = FrozenTeacher(clf.encoder_)
+        previous = FrozenTeacher(clf.encoder_, autocast_dtype=dtype)
         term = distillation_term(previous, embedding_distillation_loss, *targets)
         terms.append(("previous", clf.distill_weight, term))
     if clf.teacher is not None:
-        teacher = embedding_teacher(clf.teacher, preprocessor)  # checked even at weight 0
+        teacher = embedding_teacher(clf.teacher, preprocessor, dtype)  # checked even at weight 0
         if clf.teacher_weight:
             external = distillation_term(teacher, teacher_distillation(clf.teacher_loss), *targets)
             terms.append(("teacher", clf.teacher_weight, external))

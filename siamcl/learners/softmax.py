@@ -32,7 +32,7 @@ from siamcl.training import (
     adam,
     embed_in_batches,
 )
-from siamcl.training.precision import PRECISIONS
+from siamcl.training.precision import PRECISIONS, resolve_precision
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
 
@@ -314,7 +314,8 @@ class SoftmaxClassifier:
         logits computed once per row of ``inputs`` or on every step: ``teacher_targets``)."""
         terms = [("cross_entropy", 1.0, CrossEntropyTerm())]
         if self.teacher is not None:
-            teacher = logit_teacher(self.teacher, preprocessor, classes)
+            dtype = resolve_precision(self.precision, self.device)  # as the student trains
+            teacher = logit_teacher(self.teacher, preprocessor, classes, dtype)
             if self.teacher_weight:
                 loss = logit_distillation(self.distill_temperature)
                 prepare, distorted = preprocessor.standardise, distorts(self, preprocessor)
