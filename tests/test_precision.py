@@ -128,3 +128,12 @@ def test_a_second_task_distils_from_the_previous_encoder_in_bfloat16(digits_40, 
     clf.fit_task(X[second], y[second])
     assert torch.bfloat16 in seen  # the distillation targets' forward ran mixed-precision
     assert np.mean(clf.predict(X_test) == y_test) > 0.5  # ten classes: chance is 0.1
+
+
+def test_result_records_say_whether_bfloat16_was_native():
+    from siamcl.reporting.records import machine_info, record_markdown
+
+    machine = machine_info()
+    assert machine["cpu_bf16_native"] is native_bf16("cpu")
+    line = next(x for x in record_markdown({"machine": machine}).splitlines() if "Machine" in x)
+    assert ("bfloat16 native" if machine["cpu_bf16_native"] else "bfloat16 emulated") in line

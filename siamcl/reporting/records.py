@@ -105,15 +105,19 @@ def choice_list(choices: Sequence[str]) -> Any:
 
 
 def machine_info() -> dict[str, Any]:
-    """The machine a result came from: platform, CPUs, memory, Python, torch, accelerator."""
+    """The machine a result came from: platform, CPU model and whether it computes bfloat16
+    natively (mixed-precision figures depend on it), CPUs, memory, Python, torch, accelerator."""
     import psutil
     import torch
 
     from siamcl.allocator import allocator_setting
+    from siamcl.training.precision import native_bf16
 
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_bf16_native": native_bf16("cpu"),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
@@ -122,6 +126,18 @@ def machine_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "malloc": allocator_setting(),
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (None elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
 
 
 def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str]:
@@ -192,14 +208,19 @@ def record_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Command: `{results.get('command', '')}`  ",
         f"Seeds: {results.get('seeds', [])}  ",
-        (
-            f"Machine: {machine.get('processor', '?')}, {machine.get('cpu_count', '?')} CPUs, "
-            f"torch {machine.get('torch', '?')}  "
-        ),
+        f"Machine: {_machine_line(machine)}  ",
         _code_line(results),
         f"Date: {results.get('date', '')}",
     ]
     return "\n".join(line for line in lines if line)
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    parts = [machine.get("cpu_model") or machine.get("processor", "?")]
+    if "cpu_bf16_native" in machine:
+        parts[0] += " (bfloat16 " + ("native" if machine["cpu_bf16_native"] else "emulated") + ")"
+    parts += [f"{machine.get('cpu_count', '?')} CPUs", f"torch {machine.get('torch', '?')}"]
+    return ", ".join(parts)
 
 
 def titled_markdown(title: str, results: dict[str, Any], caption: str, *body: str) -> str:
