@@ -320,6 +320,22 @@ def test_channels_last_training_is_the_same_training():
         EpisodicTrainer(channels_last="yes", **settings).fit(X, y)
 
 
+def test_mixed_precision_training_is_the_same_training_up_to_rounding():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 5)
+    settings = {"input_size": 12, "ways": 3, "queries": 2, "steps": 3, "flops": "off"}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="bfloat16 is not native")
+        embeddings = [
+            EpisodicTrainer(precision=p, **settings).fit(X, y).embed(X) for p in ("fp32", "bf16")
+        ]
+    agreement = np.sum(embeddings[0] * embeddings[1], axis=1)  # unit rows: cosines
+    assert agreement.min() > 0.95 and not np.allclose(embeddings[0], embeddings[1], atol=1e-6)
+
+
 def test_encoder_keeps_its_training_layout_until_saved_and_loaded(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(30, 12, 12), dtype=np.uint8)
@@ -382,6 +398,7 @@ def test_trainer_with_the_prototypical_loss_and_no_symmetries():
         ({"steps": 0}, ValueError, "steps must be a positive integer"),
         ({"input_size": (0, 4)}, ValueError, "size must be positive"),
         ({"augment": "strong"}, TypeError, "augment must be True, False or a RandomAffine"),
+        ({"precision": "half"}, ValueError, "precision must be one of"),
     ],
 )
 def test_trainer_rejects_bad_settings(kwargs, error, message):
