@@ -137,3 +137,21 @@ def test_result_records_say_whether_bfloat16_was_native():
     assert machine["cpu_bf16_native"] is native_bf16("cpu")
     line = next(x for x in record_markdown({"machine": machine}).splitlines() if "Machine" in x)
     assert ("bfloat16 native" if machine["cpu_bf16_native"] else "bfloat16 emulated") in line
+
+
+@pytest.mark.parametrize(
+    ("learner", "epochs"), [(IncrementalClassifier, 2), (SoftmaxClassifier, 10)]
+)
+def test_qat_trains_in_float32_auto_says_so_and_bf16_is_refused_before_training(
+    learner, epochs, digits_40
+):
+    from siamcl.training import precision_with_qat
+
+    X, y, _, _ = digits_40
+    with pytest.raises(ValueError, match="precision='bf16' cannot be combined with qat='int8'"):
+        learner(epochs=1, qat="int8", precision="bf16").fit_task(X, y)
+    assert precision_with_qat("auto", "int8") == "fp32"
+    assert precision_with_qat("bf16", None) == "bf16"
+    clf = learner(epochs=epochs, qat="int8", precision="auto", memory_per_class=0, seed=0)
+    clf.fit_task(X, y)  # fake quantization ran in float32, whatever the CPU
+    assert clf.score(X, y) > 0.3  # ten classes: chance is 0.1

@@ -42,7 +42,7 @@ from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import PRECISIONS, LoopResult
+from siamcl.training import PRECISIONS, LoopResult, precision_with_qat
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -77,9 +77,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each task.
     stopping, validation_fraction: policies that may end a task's training early
         (:mod:`siamcl.training.stopping`: step or energy budget, target validation score,
-        patience), and the share of each class held out to score the encoder after each
-        epoch (nearest class means; cost reported apart, in ``extra``). None and 0: every
-        task trains ``epochs`` epochs on all its data.
+        patience), and the share of each class held out to score the encoder after each epoch
+        (nearest class means; cost apart, in ``extra``). None and 0: ``epochs`` on all data.
     callbacks: :class:`siamcl.training.Callback` objects called between epochs (not metered).
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
@@ -100,7 +99,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         within-class covariance, folded into the last projection (:mod:`siamcl.whitening`);
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
     precision: ``"fp32"``, ``"bf16"`` (mixed-precision training) or ``"auto"`` (bf16 where
-        native): see :mod:`siamcl.training.precision`.
+        native; float32 with ``qat``): see :mod:`siamcl.training.precision`.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -391,6 +390,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         if self.is_fitted and training_scheme(self.qat).scheme != self.qat_:
             raise ValueError("qat cannot be switched on or off after the first task")
         training_scheme(self.qat, self.device)
+        precision_with_qat(self.precision, self.qat)
         # unknown names fail before any work, not after training
         build_loss(self.loss, self.miner)
         self._new_memory()

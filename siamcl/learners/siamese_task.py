@@ -44,6 +44,7 @@ from siamcl.training import (
     rebuild_prototypes,
     resolve_precision,
 )
+from siamcl.training.precision import precision_with_qat
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
 __all__ = [
@@ -76,7 +77,8 @@ def siamese_objective(
         metric_loss = distributed_objective_loss(metric_loss)
     terms = [("metric", 1.0, MetricTerm(metric_loss))]
     targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
-    dtype = resolve_precision(clf.precision, clf.device)  # teachers run as the student trains
+    precision = precision_with_qat(clf.precision, clf.qat)
+    dtype = resolve_precision(precision, clf.device)  # teachers run as the student trains
     if clf.is_fitted and clf.distill_weight:
         previous = FrozenTeacher(clf.encoder_, autocast_dtype=dtype)
         term = distillation_term(previous, embedding_distillation_loss, *targets)
@@ -172,7 +174,7 @@ def train_task(
         meter=meter,
         progress=clf.progress,
         description=f"task {task_index}",
-        precision=clf.precision,
+        precision=precision_with_qat(clf.precision, clf.qat),
     )
     encoder.to(device)
     return loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)

@@ -32,7 +32,7 @@ from siamcl.training import (
     adam,
     embed_in_batches,
 )
-from siamcl.training.precision import PRECISIONS, resolve_precision
+from siamcl.training.precision import PRECISIONS, precision_with_qat, resolve_precision
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
 
@@ -181,6 +181,7 @@ class SoftmaxClassifier:
         y = as_labels(y, len(X))
         fitted = hasattr(self, "model_")
         check_params(self, self._parameter_constraints)
+        precision_with_qat(self.precision, self.qat)
         scheme = training_scheme(self.qat, self.device)
         if fitted and scheme.scheme != self.qat_:
             raise ValueError("qat cannot be switched on or off after the first task")
@@ -314,7 +315,8 @@ class SoftmaxClassifier:
         logits computed once per row of ``inputs`` or on every step: ``teacher_targets``)."""
         terms = [("cross_entropy", 1.0, CrossEntropyTerm())]
         if self.teacher is not None:
-            dtype = resolve_precision(self.precision, self.device)  # as the student trains
+            precision = precision_with_qat(self.precision, self.qat)
+            dtype = resolve_precision(precision, self.device)  # as the student trains
             teacher = logit_teacher(self.teacher, preprocessor, classes, dtype)
             if self.teacher_weight:
                 loss = logit_distillation(self.distill_temperature)
@@ -345,7 +347,7 @@ class SoftmaxClassifier:
             meter=meter,
             progress=self.progress,
             description=f"softmax task {task_index}",
-            precision=self.precision,
+            precision=precision_with_qat(self.precision, self.qat),
         )
         model.to(self.device)
         source = BalancedBatches(inputs, targets, self.batch_size, self.balance)

@@ -25,7 +25,12 @@ from siamcl.training.loop import (
     train_step,
 )
 from siamcl.training.memory_format import prefer_channels_last
-from siamcl.training.precision import PRECISIONS, native_bf16, resolve_precision
+from siamcl.training.precision import (
+    PRECISIONS,
+    native_bf16,
+    precision_with_qat,
+    resolve_precision,
+)
 from siamcl.training.sampling import (
     BalancedBatches,
     EpisodeBatches,
@@ -63,6 +68,7 @@ __all__ = [
     "embed_in_batches",
     "native_bf16",
     "parameter_groups",
+    "precision_with_qat",
     "prefer_channels_last",
     "rebuild_prototypes",
     "resolve_precision",

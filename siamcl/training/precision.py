@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "native_bf16", "resolve_precision"]
+__all__ = ["PRECISIONS", "autocast", "native_bf16", "precision_with_qat", "resolve_precision"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -62,6 +62,20 @@ def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype
             stacklevel=3,
         )
     return torch.bfloat16
+
+
+def precision_with_qat(precision: str, qat: str | None) -> str:
+    """The precision a learner with ``qat`` trains in: fake quantization computes in float32
+    (torch's fake-quantize kernels refuse bfloat16), so ``"auto"`` means ``"fp32"`` there and
+    ``"bf16"`` is refused before any training."""
+    if qat is None or precision == "fp32":
+        return precision
+    if precision == "bf16":
+        raise ValueError(
+            f"precision='bf16' cannot be combined with qat={qat!r}: quantization-aware "
+            "training fake-quantizes in float32; use precision='fp32' or 'auto'"
+        )
+    return "fp32"
 
 
 def autocast(dtype: torch.dtype | None, device: str | torch.device) -> Any:
