@@ -4,8 +4,8 @@ that numpy, scikit-learn and FAISS run on (set through threadpoolctl).
 Setting torch's threads alone leaves the others at one a core, and their idle threads spin
 for a while after each call. In ``siamcl bench energy --dataset digits`` run with torch's
 threads alone set (benchmarks/results/energy_digits_whitening.json), every Siamese epoch after
-the first, which follows the monitor's numpy work, cost 0.24-0.26 CPU s and the softmax
-network's 0.10-0.13 s; with every pool limited (energy_digits_retained.json, which also keeps
+the first, which follows the monitor's numpy work, cost 0.24-0.27 CPU s and the softmax
+network's 0.10-0.12 s; with every pool limited (energy_digits_retained.json, which also keeps
 freed memory) a Siamese epoch costs 0.15-0.19 s. Measurements of CPU time and energy
 therefore run under :func:`cpu_threads`.
 """

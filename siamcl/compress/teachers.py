@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from siamcl.preprocess import Preprocessor
+from siamcl.training.batch import device_of
 from siamcl.training.precision import autocast
 
 __all__ = ["FrozenTeacher", "embedding_teacher", "logit_teacher"]
@@ -54,7 +55,7 @@ class FrozenTeacher(nn.Module):
         with torch.no_grad():
             if self.teacher is not None and self.student is not None:
                 x = self.teacher.standardise(_unstandardise(self.student, x))
-            device = _device_of(self.network)
+            device = device_of(self.network)
             with autocast(self.autocast_dtype, device):
                 out = self.network(x.to(device))
             if self.columns is not None:
@@ -155,8 +156,3 @@ def _probe(teacher: FrozenTeacher, input_shape: tuple[int, ...]) -> torch.Tensor
             f"the teacher failed on the student's inputs of shape [N, "
             f"{', '.join(map(str, input_shape))}]: {error}"
         ) from error
-
-
-def _device_of(network: nn.Module) -> torch.device:
-    param = next(network.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")

@@ -11,7 +11,7 @@
   of a task to train on (``data_fraction``: stratified or coreset).
 """
 
-from siamcl.training.batch import Batch, BatchPreparation
+from siamcl.training.batch import Batch, BatchPreparation, device_of
 from siamcl.training.embedding import embed_in_batches, rebuild_prototypes
 from siamcl.training.loop import (
     BatchSource,
@@ -65,6 +65,7 @@ __all__ = [
     "adam",
     "balanced_epoch",
     "cosine_schedule",
+    "device_of",
     "embed_in_batches",
     "native_bf16",
     "parameter_groups",

@@ -9,7 +9,13 @@ import torch
 
 from siamcl.augment import RandomAffine
 
-__all__ = ["Batch", "BatchPreparation"]
+__all__ = ["Batch", "BatchPreparation", "device_of"]
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device ``module``'s parameters live on (the CPU for a module without any)."""
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @dataclass

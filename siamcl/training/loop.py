@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from siamcl.accounting.energy import estimate_energy_j
-from siamcl.training.batch import Batch, BatchPreparation
+from siamcl.training.batch import Batch, BatchPreparation, device_of
 from siamcl.training.memory_format import prefer_channels_last
 from siamcl.training.precision import autocast, resolve_precision
 from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
@@ -176,7 +176,7 @@ class TrainingLoop:
         if self.channels_last and trained is model:  # a DDP wrapper keeps its layout
             prefer_channels_last(model)
         optimizer = self.optimizer(parameter_groups(model, objective))
-        dtype = resolve_precision(self.precision, _device_of(trained))
+        dtype = resolve_precision(self.precision, device_of(trained))
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
         result = LoopResult(stopped_by=f"epochs ({self.epochs})")
@@ -232,11 +232,6 @@ class TrainingLoop:
         if self.meter is None:
             return contextlib.nullcontext()
         return self.meter.batch(n_samples=n_samples)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:

@@ -3,10 +3,11 @@
 Under ``torch.autocast`` convolutions and matrix products run in bfloat16 while weights,
 gradients and the optimizer's state stay float32 (bfloat16 keeps float32's exponent range,
 so no loss scaling is needed). On a CPU with native bfloat16 instructions (AVX512-BF16 or
-AMX, which oneDNN uses) a conv4 training step takes about half the CPU time; on one without
-them bfloat16 is emulated and slower than float32, so ``"auto"`` picks it only where it is
-native. The metric loss and every other objective term see float32 embeddings: pair
-similarities that a loss exponentiates keep their precision.
+AMX, which oneDNN uses) a conv4 training step took 0.53-0.75x the float32 CPU time on the
+machine measured, and 6.1-9.8x with oneDNN held to AVX2, where bfloat16 is emulated
+(``python benchmarks/precision_step.py``), so ``"auto"`` picks it only where it is native.
+The metric loss and every other objective term see float32 embeddings: pair similarities
+that a loss exponentiates keep their precision.
 
 Precisions: ``"fp32"`` (everything float32, the default: results do not depend on the
 machine's instruction set), ``"bf16"`` (mixed, asked for), ``"auto"`` (``"bf16"`` where
