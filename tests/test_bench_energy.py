@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from siamcl.bench.energy_multiclass import MulticlassRunner
 from siamcl.bench.energy_targets import break_even_predictions, first_reach, mean_curve
@@ -171,6 +174,21 @@ def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_
     assert (whitened.precision, whitened.whitening) == ("bf16", 0.1)
     assert runner._learner("standard-bf16").precision == "bf16"
     assert runner._learner("standard").precision == "fp32"
+    seen = []  # the monitor's prototype pass embeds as the learner does
+    hook = nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype)
+    )
+    try:
+        encoder = whitened.new_encoder(runner.preprocessors[None].input_shape)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="bfloat16 is not native")
+            runner._scorer("siamese-whitened-bf16", whitened)(encoder)
+            mixed = set(seen)
+            seen.clear()
+            runner._scorer("siamese-whitened", runner._learner("siamese-whitened"))(encoder)
+    finally:
+        hook.remove()
+    assert torch.bfloat16 in mixed and torch.bfloat16 not in seen
 
     def curve(*points):
         return [{"epoch": i + 1, "accuracy": a, "energy_j": e} for i, (a, e) in enumerate(points)]

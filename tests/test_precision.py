@@ -155,3 +155,62 @@ def test_qat_trains_in_float32_auto_says_so_and_bf16_is_refused_before_training(
     clf = learner(epochs=epochs, qat="int8", precision="auto", memory_per_class=0, seed=0)
     clf.fit_task(X, y)  # fake quantization ran in float32, whatever the CPU
     assert clf.score(X, y) > 0.3  # ten classes: chance is 0.1
+
+
+@pytest.fixture
+def conv_dtypes():
+    """(training mode, output dtype) of every Conv2d forward while the fixture is open."""
+    seen: list[tuple[bool, torch.dtype]] = []
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            seen.append((module.training, output.dtype))
+
+    handle = nn.modules.module.register_module_forward_hook(record)
+    yield seen
+    handle.remove()
+
+
+def test_embed_in_batches_runs_under_autocast_and_answers_in_float32(quiet):
+    from siamcl.encoders import build_encoder
+    from siamcl.training import embed_in_batches
+
+    torch.manual_seed(0)
+    encoder = build_encoder("conv4", (1, 16, 16), 32)
+    inputs = torch.randn(40, 1, 16, 16)
+    full = embed_in_batches(encoder, inputs)
+    mixed = embed_in_batches(encoder, inputs, autocast_dtype=torch.bfloat16)
+    assert full.dtype == mixed.dtype == np.float32
+    cosines = (
+        np.sum(full * mixed, axis=1) / np.linalg.norm(full, axis=1) / np.linalg.norm(mixed, axis=1)
+    )
+    assert cosines.min() > 0.99 and not np.allclose(full, mixed, atol=1e-6)  # rounded, not lost
+    assert not torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_every_embedding_pass_runs_in_the_learners_precision(
+    precision, digits_40, conv_dtypes, quiet
+):
+    X, y, X_test, _ = digits_40
+    expected = torch.bfloat16 if precision == "bf16" else torch.float32
+    clf = IncrementalClassifier(encoder="conv4", epochs=1, precision=precision, seed=0)
+    clf.fit_task(X[y < 5], y[y < 5])
+    clf.fit_task(X[y >= 5], y[y >= 5])  # herding, the memory's prototypes, the teacher
+    clf.add_classes(X_test[:3], np.array([10, 10, 10]))
+    clf.predict(X_test)
+    softmax = SoftmaxClassifier(epochs=1, memory_per_class=0, precision=precision, seed=0)
+    softmax.fit_task(X, y)
+    softmax.predict(X_test)
+    embedding_passes = {dtype for training, dtype in conv_dtypes if not training}
+    assert embedding_passes == {expected}
+    assert {dtype for training, dtype in conv_dtypes if training} == {expected}
+
+
+def test_forward_dtype_keeps_qat_in_float32():
+    from siamcl.training import forward_dtype
+
+    assert forward_dtype("auto", "int8", "cpu") is None  # the converted model embeds in fp32
+    assert forward_dtype("fp32", None, "cpu") is None
+    with pytest.raises(ValueError, match="cannot be combined with qat"):
+        forward_dtype("bf16", "int8", "cpu")

@@ -30,7 +30,7 @@ from siamcl.accounting import ResourceMeter
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
-from siamcl.training import embed_in_batches
+from siamcl.training import embed_in_batches, forward_dtype
 from siamcl.training.stopping import Progress
 from siamcl.whitening import whiten_rows, within_class_whitening
 
@@ -132,19 +132,25 @@ def prototype_scorer(
     device: str = "cpu",
     every_row: bool = False,
     whitening: float | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
     """Accuracy of the nearest prototype (cosine): the class means of the ``reference`` rows,
     or with ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store);
     with ``whitening`` (a shrinkage), after the within-class whitening of the reference
     rows, as ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the
     reference rows (and the whitening estimate) is the finishing work, timed; embedding the
-    test rows is evaluation, not timed."""
+    test rows is evaluation, not timed. Both embed in ``autocast_dtype``, as the learner
+    does (:func:`~siamcl.training.forward_dtype`)."""
     ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
     classes = np.unique(ref_labels)
+    standardise = preprocessor.standardise
+
+    def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
+        return embed_in_batches(encoder, inputs, standardise, device, None, autocast_dtype)
 
     def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        embedded = embed_in_batches(encoder, ref_inputs, preprocessor.standardise, device)
+        embedded = embed(encoder, ref_inputs)
         matrix = None
         if whitening is not None:
             matrix = within_class_whitening(embedded, ref_labels, whitening)
@@ -157,7 +163,7 @@ def prototype_scorer(
     def score(encoder: nn.Module) -> tuple[float, Cost]:
         (points, labels, matrix), cost = _metered(lambda: prototypes(encoder), device)
         points /= np.linalg.norm(points, axis=1, keepdims=True).clip(1e-12)
-        queries = embed_in_batches(encoder, test_inputs, preprocessor.standardise, device)
+        queries = embed(encoder, test_inputs)
         if matrix is not None:
             queries = whiten_rows(queries, matrix)
         predicted = labels[np.argmax(queries @ points.T, axis=1)]
@@ -171,12 +177,16 @@ def logit_scorer(
     classes: np.ndarray,
     test: tuple[np.ndarray, np.ndarray],
     device: str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """Accuracy of the highest logit; a softmax network needs no finishing work."""
+    """Accuracy of the highest logit (logits in ``autocast_dtype``, as the learner predicts);
+    a softmax network needs no finishing work."""
     inputs, labels = preprocessor.canonical(test[0]), np.asarray(test[1])
 
     def score(model: nn.Module) -> tuple[float, Cost]:
-        logits = embed_in_batches(model, inputs, preprocessor.standardise, device)
+        logits = embed_in_batches(
+            model, inputs, preprocessor.standardise, device, None, autocast_dtype
+        )
         return float(np.mean(classes[logits.argmax(axis=1)] == labels)), (0.0, 0.0)
 
     return score
@@ -259,17 +269,18 @@ class MulticlassRunner:
 
     def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, Cost]]:
         test, device = (self.X_test, self.y_test), self.settings["device"]
+        dtype = forward_dtype(learner.precision, learner.qat, device)  # as the learner embeds
         name = name.removesuffix(MIXED)
         preprocessor = self.preprocessors[SMALL_INPUT if name.endswith("-16px") else None]
         if name.startswith("standard"):
-            return logit_scorer(preprocessor, np.unique(self.y), test, device)
+            return logit_scorer(preprocessor, np.unique(self.y), test, device, dtype)
         rows = None
         if name == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        whitening = learner.whitening
+        every_row = name == "siamese-nn"
         return prototype_scorer(
-            preprocessor, reference, test, device, name == "siamese-nn", whitening
+            preprocessor, reference, test, device, every_row, learner.whitening, dtype
         )
 
 

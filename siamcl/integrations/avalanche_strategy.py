@@ -75,8 +75,9 @@ class SiameseStrategy(SupervisedTemplate):
         is reset and its learning rate follows a cosine over each experience, as
         :class:`~siamcl.IncrementalClassifier` trains each task.
     The other parameters mean what they mean for :class:`~siamcl.IncrementalClassifier`;
-    ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``) runs training's forward passes
-    mixed-precision (:mod:`siamcl.training.precision`).
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``) runs training's forward passes and
+    the embedding passes for exemplars and prototypes mixed-precision
+    (:mod:`siamcl.training.precision`); Avalanche's evaluation runs in float32.
     The remaining keywords (``evaluator``, ``eval_every``, ...) go to Avalanche's
     ``SupervisedTemplate``.
     """
@@ -165,7 +166,8 @@ class SiameseStrategy(SupervisedTemplate):
         """Embeddings of model-ready inputs (as the benchmark's transforms deliver them)."""
         if isinstance(inputs, np.ndarray):
             inputs = torch.from_numpy(inputs.astype(np.float32))
-        return embed_in_batches(self.model.encoder, inputs, device=self.device)
+        encoder, dtype = self.model.encoder, self.autocast_dtype  # as it trains
+        return embed_in_batches(encoder, inputs, device=self.device, autocast_dtype=dtype)
 
     # -- template hooks ---------------------------------------------------------------
     def criterion(self) -> torch.Tensor:

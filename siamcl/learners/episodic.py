@@ -104,7 +104,8 @@ class EpisodicTrainer:
     training by whitening the embeddings with the training classes' within-class
     covariance, folded into the encoder's last projection (:mod:`siamcl.whitening`); the
     encoder must end in a linear layer. ``precision`` (``"fp32"``, ``"bf16"``, ``"auto"``)
-    runs training's forward passes mixed-precision (:mod:`siamcl.training.precision`).
+    runs training's forward passes mixed-precision (:mod:`siamcl.training.precision`), and
+    so does the returned classifier's embedding (the whitening estimate stays float32).
 
     :meth:`fit` returns a fitted :class:`~siamcl.IncrementalClassifier` whose store holds
     the training classes (unrotated) and whose ``reports`` hold the training's TaskReport.
@@ -257,6 +258,7 @@ class EpisodicTrainer:
             "progress": self.progress,
             "energy": self.energy,
             "flops": self.flops,
+            "precision": self.precision,
         }
 
     def _objective(self) -> Objective:

@@ -98,8 +98,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     whitening: None, or a shrinkage in [0, 1]: after each task, whiten embeddings by their
         within-class covariance, folded into the last projection (:mod:`siamcl.whitening`);
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
-    precision: ``"fp32"``, ``"bf16"`` (mixed-precision training) or ``"auto"`` (bf16 where
-        native; float32 with ``qat``): see :mod:`siamcl.training.precision`.
+    precision: ``"fp32"``, ``"bf16"`` (every forward pass, training's and embedding's, mixed)
+        or ``"auto"`` (bf16 where native; fp32 with ``qat``): :mod:`siamcl.training.precision`.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -369,7 +369,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
         self._check_views(preprocessor)
-        return embedder(encoder, preprocessor, self.embed_views, self.seed, self.device)
+        return embedder(self, encoder, preprocessor)
 
     def _check_views(self, preprocessor: Preprocessor) -> None:
         check_params(self, {"embed_views": [Integer(1)]})

@@ -41,8 +41,8 @@ from siamcl.training import (
     TrainingLoop,
     adam,
     embed_in_batches,
+    forward_dtype,
     rebuild_prototypes,
-    resolve_precision,
 )
 from siamcl.training.precision import precision_with_qat
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
@@ -77,8 +77,7 @@ def siamese_objective(
         metric_loss = distributed_objective_loss(metric_loss)
     terms = [("metric", 1.0, MetricTerm(metric_loss))]
     targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
-    precision = precision_with_qat(clf.precision, clf.qat)
-    dtype = resolve_precision(precision, clf.device)  # teachers run as the student trains
+    dtype = forward_dtype(clf.precision, clf.qat, clf.device)  # teachers run as the student
     if clf.is_fitted and clf.distill_weight:
         previous = FrozenTeacher(clf.encoder_, autocast_dtype=dtype)
         term = distillation_term(previous, embedding_distillation_loss, *targets)
@@ -105,7 +104,7 @@ def consolidate(
     ``whitening``, the embeddings' within-class whitening is folded into ``encoder`` first.
     Returns the new store (``memory`` is updated in place)."""
     canonical, y = task
-    embed = ranks.sharded(embedder(encoder, preprocessor, clf.embed_views, clf.seed, clf.device))
+    embed = ranks.sharded(embedder(clf, encoder, preprocessor))
     embeddings = embed(canonical)
     memory.add(canonical.numpy().astype(np.float16), y, embed=embed, embeddings=embeddings)
     if clf.whitening is not None:
@@ -199,16 +198,19 @@ def task_ranks(clf: Any, device: torch.device, X: np.ndarray, y: np.ndarray) -> 
 
 
 def embedder(
-    encoder: nn.Module, preprocessor: Preprocessor, embed_views: int, seed: int, device: str
+    clf: Any, encoder: nn.Module, preprocessor: Preprocessor
 ) -> Callable[[torch.Tensor | np.ndarray], np.ndarray]:
-    """A function mapping canonical inputs (tensor or float16 array) to embeddings, each the
-    mean of ``embed_views`` views (:class:`~siamcl.augment.AffineViews`) when above 1."""
-    views = AffineViews(embed_views, seed) if embed_views > 1 else None
+    """A function mapping canonical inputs (tensor or float16 array) to embeddings under
+    ``clf``'s settings: each the mean of ``embed_views`` views
+    (:class:`~siamcl.augment.AffineViews`) when above 1, in ``clf``'s precision."""
+    views = AffineViews(clf.embed_views, clf.seed) if clf.embed_views > 1 else None
+    device, dtype = clf.device, forward_dtype(clf.precision, clf.qat, clf.device)
 
     def embed(canonical: torch.Tensor | np.ndarray) -> np.ndarray:
         if isinstance(canonical, np.ndarray):
             canonical = torch.from_numpy(canonical.astype(np.float32))
-        return embed_in_batches(encoder, canonical, preprocessor.standardise, device, views)
+        standardise = preprocessor.standardise
+        return embed_in_batches(encoder, canonical, standardise, device, views, dtype)
 
     return embed
 
@@ -294,6 +296,6 @@ def task_validation(
     train, held = validation_split(y, clf.validation_fraction, clf.seed * 1000 + task)
 
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
-        return embedder(encoder, preprocessor, clf.embed_views, clf.seed, clf.device)(inputs)
+        return embedder(clf, encoder, preprocessor)(inputs)
 
     return train, class_mean_score(embed, (canonical[train], y[train]), (canonical[held], y[held]))

@@ -32,7 +32,7 @@ from siamcl.training import (
     adam,
     embed_in_batches,
 )
-from siamcl.training.precision import PRECISIONS, precision_with_qat, resolve_precision
+from siamcl.training.precision import PRECISIONS, forward_dtype, precision_with_qat
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
 
@@ -243,15 +243,10 @@ class SoftmaxClassifier:
         if not hasattr(self, "model_"):
             raise RuntimeError("SoftmaxClassifier is not fitted: call fit_task first")
         inputs = self.preprocessor_(X)
-        self.model_.eval()
-        with torch.no_grad():
-            logits = torch.cat(
-                [
-                    self.model_(inputs[i : i + 512].to(self.device)).cpu()
-                    for i in range(0, len(inputs), 512)
-                ]
-            )
-        return self.classes_[logits.argmax(dim=1).numpy()]
+        logits = embed_in_batches(
+            self.model_, inputs, device=self.device, autocast_dtype=self._dtype()
+        )
+        return self.classes_[logits.argmax(axis=1)]
 
     def score(self, X: Any, y: Any) -> float:
         X = as_array(X)
@@ -303,10 +298,16 @@ class SoftmaxClassifier:
         """Features of canonical inputs under the deployed backbone (coreset selection)."""
 
         def embed(canonical: torch.Tensor) -> np.ndarray:
-            backbone = self.model_.backbone
-            return embed_in_batches(backbone, canonical, preprocessor.standardise, self.device)
+            backbone, standardise = self.model_.backbone, preprocessor.standardise
+            return embed_in_batches(
+                backbone, canonical, standardise, self.device, None, self._dtype()
+            )
 
         return embed
+
+    def _dtype(self) -> torch.dtype | None:
+        """The autocast dtype of every forward pass (:func:`~siamcl.training.forward_dtype`)."""
+        return forward_dtype(self.precision, self.qat, self.device)
 
     def _objective(
         self, preprocessor: Preprocessor, classes: list[int], inputs: torch.Tensor
@@ -315,9 +316,7 @@ class SoftmaxClassifier:
         logits computed once per row of ``inputs`` or on every step: ``teacher_targets``)."""
         terms = [("cross_entropy", 1.0, CrossEntropyTerm())]
         if self.teacher is not None:
-            precision = precision_with_qat(self.precision, self.qat)
-            dtype = resolve_precision(precision, self.device)  # as the student trains
-            teacher = logit_teacher(self.teacher, preprocessor, classes, dtype)
+            teacher = logit_teacher(self.teacher, preprocessor, classes, self._dtype())
             if self.teacher_weight:
                 loss = logit_distillation(self.distill_temperature)
                 prepare, distorted = preprocessor.standardise, distorts(self, preprocessor)

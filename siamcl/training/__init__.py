@@ -27,6 +27,7 @@ from siamcl.training.loop import (
 from siamcl.training.memory_format import prefer_channels_last
 from siamcl.training.precision import (
     PRECISIONS,
+    forward_dtype,
     native_bf16,
     precision_with_qat,
     resolve_precision,
@@ -67,6 +68,7 @@ __all__ = [
     "cosine_schedule",
     "device_of",
     "embed_in_batches",
+    "forward_dtype",
     "native_bf16",
     "parameter_groups",
     "precision_with_qat",

@@ -18,6 +18,7 @@ from siamcl.augment import AffineViews
 from siamcl.distributed import Ranks
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
+from siamcl.training.precision import autocast
 
 __all__ = ["embed_in_batches", "rebuild_prototypes"]
 
@@ -32,8 +33,12 @@ def embed_in_batches(
     standardise: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
     device: torch.device | str = "cpu",
     views: AffineViews | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
     """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array.
+
+    With ``autocast_dtype`` (the learner's :func:`~siamcl.training.precision.forward_dtype`)
+    the forward passes run under autocast, as training's do.
 
     With ``views``, each input's embedding is the L2-normalised mean of the embeddings of its
     views (the input and fixed affine warps of it, :class:`~siamcl.augment.AffineViews`).
@@ -41,7 +46,7 @@ def embed_in_batches(
     was_training = encoder.training
     encoder.eval()
     outputs = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(autocast_dtype, device):
         for start in range(0, len(inputs), EMBED_BATCH):
             batch = inputs[start : start + EMBED_BATCH].float()
             if views is None:

@@ -9,6 +9,12 @@ machine measured, and 6.1-9.8x with oneDNN held to AVX2, where bfloat16 is emula
 The metric loss and every other objective term see float32 embeddings: pair similarities
 that a loss exponentiates keep their precision.
 
+A learner's ``precision`` covers every forward pass it runs, not only training's: the
+embedding passes that choose exemplars, build prototypes, validate and predict run under the
+same autocast (:func:`forward_dtype`), their outputs cast back to float32, so stored
+prototypes are float32 means of bfloat16-rounded embeddings. Exported models (ONNX, the
+deployed bundle) stay float32.
+
 Precisions: ``"fp32"`` (everything float32, the default: results do not depend on the
 machine's instruction set), ``"bf16"`` (mixed, asked for), ``"auto"`` (``"bf16"`` where
 native, else ``"fp32"``).
@@ -23,7 +29,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "native_bf16", "precision_with_qat", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "forward_dtype",
+    "native_bf16",
+    "precision_with_qat",
+    "resolve_precision",
+]
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -57,8 +70,8 @@ def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype
         return torch.bfloat16 if native else None
     if not native:
         warnings.warn(
-            f"bfloat16 is not native on {torch.device(device).type} here: training will be "
-            "slower than float32 (precision='auto' picks float32 on such hardware)",
+            f"bfloat16 is not native on {torch.device(device).type} here: forward passes "
+            "will be slower than in float32 (precision='auto' picks float32 on such hardware)",
             UserWarning,
             stacklevel=3,
         )
@@ -77,6 +90,14 @@ def precision_with_qat(precision: str, qat: str | None) -> str:
             "training fake-quantizes in float32; use precision='fp32' or 'auto'"
         )
     return "fp32"
+
+
+def forward_dtype(
+    precision: str, qat: str | None, device: str | torch.device
+) -> torch.dtype | None:
+    """The autocast dtype of every forward pass of a learner with ``precision`` and ``qat`` on
+    ``device`` (training steps, teachers, embedding passes): ``torch.bfloat16`` or None."""
+    return resolve_precision(precision_with_qat(precision, qat), device)
 
 
 def autocast(dtype: torch.dtype | None, device: str | torch.device) -> Any:
