@@ -111,6 +111,87 @@ def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):
     assert markdown.index("## Bars") < markdown.index("## Multi-class")
     assert (tmp_path / "energy_digits.png").read_bytes().startswith(b"\x89PNG")
     assert np.isfinite(summary["siamese"]["training_energy_j"])
+    # the saved runs summarised again, training nothing: the same summaries and bars
+    saved, again = tmp_path / "energy_digits.json", tmp_path / "again"
+    assert main(["bench", "energy", "--summarise", str(saved), "--out", str(again)]) == 0
+    redone = json.loads((again / "energy_digits.json").read_text())
+    assert redone["multiclass"] == results["multiclass"] and redone["cil"] == results["cil"]
+    assert redone["bars"] == results["bars"] and redone["date"] == results["date"]
+    assert set(redone["summarised"]) == {"command", "git", "date"}  # who redid it, and when
+    assert "Summaries and bars recomputed from these runs by `" in (
+        (again / "energy_digits.md").read_text()
+    )
+
+
+def test_bench_energy_summarise_refuses_other_files(tmp_path, capsys):
+    other = tmp_path / "cl.json"
+    other.write_text(json.dumps({"suite": "cl", "runs": []}))
+    assert main(["bench", "energy", "--summarise", str(other), "--out", str(tmp_path)]) != 0
+    assert "is not a result of siamcl bench energy" in capsys.readouterr().err
+    other.write_text("{not json")
+    assert main(["bench", "energy", "--summarise", str(other), "--out", str(tmp_path)]) != 0
+    assert "cannot read a result file from" in capsys.readouterr().err
+
+
+def test_bars_give_their_ratio_seed_by_seed_at_the_points_the_means_chose():
+    from siamcl.bench.energy_summary import bars
+    from siamcl.bench.energy_targets import mean_curve
+
+    def curve(*points):
+        return [{"epoch": i + 1, "accuracy": a, "energy_j": e} for i, (a, e) in enumerate(points)]
+
+    runs = [
+        {"method": "standard", "seed": 0, "curve": curve((0.9, 40.0), (0.98, 80.0))},
+        {"method": "standard", "seed": 1, "curve": curve((0.9, 60.0), (0.98, 120.0))},
+        {"method": "siamese", "seed": 0, "curve": curve((0.98, 20.0), (0.99, 40.0))},
+        {"method": "siamese", "seed": 1, "curve": curve((0.97, 30.0), (0.99, 48.0))},
+    ]
+    summary = [
+        {"method": name, "curve": mean_curve([r["curve"] for r in runs if r["method"] == name])}
+        for name in ("standard", "siamese")
+    ]
+    check = bars({"multiclass": {"summary": summary, "runs": runs}})[
+        "multiclass: Siamese to the best of the standard network, <= 0.5x its energy"
+    ]
+    # the mean reaches 0.98 at the second checkpoint (44 J) against the standard's 100 J
+    assert check["ratio"] == pytest.approx(0.44) and check["met"]
+    assert check["seed_ratios"] == pytest.approx([40 / 80, 48 / 120])
+
+    def stream(method, seed, *budgets):
+        return [
+            {"method": method, "seed": seed, "budget": b, "accuracy": a, "report": {"energy_j": e}}
+            for b, a, e in budgets
+        ]
+
+    cil_runs = [
+        *stream("replay", 0, (3, 0.6, 400.0)),
+        *stream("replay", 1, (3, 0.7, 200.0)),
+        *stream("siamese", 0, (1, 0.91, 30.0), (3, 0.96, 80.0)),
+        *stream("siamese", 1, (1, 0.92, 40.0), (3, 0.95, 70.0)),
+    ]
+    rows = [
+        {
+            "method": "replay",
+            "label": "Replay",
+            "points": [{"budget": 3, "epochs": 3, "accuracy": 0.65, "energy_j": 300.0}],
+            "to_target": {},
+        },
+        {
+            "method": "siamese",
+            "label": "Siamese",
+            "points": [
+                {"budget": 1, "epochs": 1, "accuracy": 0.915, "energy_j": 35.0},
+                {"budget": 3, "epochs": 3, "accuracy": 0.955, "energy_j": 75.0},
+            ],
+            "to_target": {"0.95": {"budget": 3, "epochs": 3, "accuracy": 0.955, "energy_j": 75.0}},
+        },
+    ]
+    checks = bars({"cil": {"summary": rows, "runs": cil_runs}})
+    at_target = checks[
+        "class-incremental: Siamese >= 0.95 at <= 0.25x the energy of Replay, undominated"
+    ]
+    assert at_target["ratio"] == pytest.approx(0.25) and at_target["met"]
+    assert at_target["seed_ratios"] == pytest.approx([80 / 400, 70 / 200])
 
 
 def test_bench_energy_refuses_students_without_their_teacher(tmp_path, capsys):

@@ -10,11 +10,16 @@ predictions), with the N at which a compressed model has paid for its extra trai
 Class-incremental (``--tasks`` tasks): the Siamese learner and Avalanche's baselines, each at
 the epoch budgets of ``--cil-epochs``; the energy to a target is that of the cheapest budget
 whose mean final accuracy reaches it. Writes ``energy_<dataset>.json``, ``.md`` and ``.png``.
+``--summarise FILE`` recomputes a saved result's summaries, bars and report from its runs,
+training nothing (after the bars or tables changed, say).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +40,7 @@ from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.energy import plot_results, render_markdown
 from siamcl.reporting.figures import draw_or_skip
-from siamcl.reporting.records import choice_list, positive_int_list
+from siamcl.reporting.records import choice_list, command_line, git_commit, positive_int_list
 from siamcl.threads import cpu_threads
 
 __all__ = ["configure", "run"]
@@ -97,10 +102,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="CPU threads: torch, BLAS, OpenMP (1: steadier figures)",
     )
+    add(
+        "--summarise",
+        metavar="JSON",
+        default=None,
+        help="recompute a saved energy_*.json's summaries, bars and report from its runs, "
+        "training nothing; written under --out",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the parts asked for on every seed; write JSON, markdown and the figure."""
+    if args.summarise:
+        return summarise_saved(args.summarise, args.out, args.quiet)
     _check(args)
     with cpu_threads(args.threads):  # torch's, and BLAS / OpenMP pools' (siamcl.threads)
         return _run(args)
@@ -148,12 +162,45 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     results["bars"] = bars(results)
     name = f"energy_{args.dataset}" + ("" if len(args.parts) == len(PARTS) else f"_{args.parts[0]}")
     write_results(args.out, name, results, "")  # the measurements first: nothing lost
-    markdown = render_markdown(results, f"{name}.png")
-    write_results(args.out, name, results, markdown)
-    draw_or_skip(plot_results, results, f"{args.out}/{name}.png")
-    if not args.quiet:
-        print(markdown)
+    _report(results, args.out, name, args.quiet)
     return results
+
+
+def summarise_saved(path: str | Path, out: str | Path, quiet: bool = True) -> dict[str, Any]:
+    """A saved result with its summaries, bars, markdown and figure recomputed from its runs
+    (runs, settings and record as they were; ``summarised`` names the code that redid it),
+    written under ``out`` with the saved file's name. Reads JSON only."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read a result file from {path}: {error}") from None
+    if not isinstance(results, dict) or results.get("suite") != "energy":
+        raise ValueError(f"{path} is not a result of siamcl bench energy")
+    settings = results["settings"]
+    if "multiclass" in results:
+        part = results["multiclass"]
+        methods = [row["method"] for row in part["summary"]]
+        part["summary"] = summarise_multiclass(part["runs"], methods, settings["targets"])
+    if "cil" in results:
+        part = results["cil"]
+        methods = [row["method"] for row in part["summary"]]
+        part["summary"] = summarise_cil(part["runs"], methods, settings["cil_targets"])
+    results["bars"] = bars(results)
+    date = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    results["summarised"] = {"command": command_line(), "git": git_commit(), "date": date}
+    write_results(out, path.stem, results, "")
+    _report(results, out, path.stem, quiet)
+    return results
+
+
+def _report(results: dict[str, Any], out: str | Path, name: str, quiet: bool) -> None:
+    """The markdown (printed unless ``quiet``) and the figure of ``results``."""
+    markdown = render_markdown(results, f"{name}.png")
+    write_results(out, name, results, markdown)
+    draw_or_skip(plot_results, results, f"{out}/{name}.png")
+    if not quiet:
+        print(markdown)
 
 
 def _check(args: argparse.Namespace) -> None:

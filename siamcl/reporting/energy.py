@@ -32,6 +32,7 @@ def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
         f"# Energy to target: {results['settings']['dataset']}",
         "",
         record_markdown(results),
+        *_summarised_line(results.get("summarised")),
         "",
         (
             "Energy is the training energy until a model first reaches the target accuracy on the "
@@ -54,6 +55,19 @@ def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _summarised_line(summarised: dict[str, Any] | None) -> list[str]:
+    """Who recomputed the summaries and bars from the runs, if anyone did."""
+    if not summarised:
+        return []
+    git = summarised.get("git") or {}
+    commit = git.get("commit", "unknown")[:12] + (" (modified)" if git.get("dirty") else "")
+    line = (
+        f"Summaries and bars recomputed from these runs by `{summarised['command']}` "
+        f"(commit {commit}, {summarised['date']})  "
+    )
+    return [line]
+
+
 def _energy_method(results: dict[str, Any]) -> str:
     methods = {r.get("energy_method") for r in results.get("multiclass", {}).get("summary", [])}
     for row in results.get("cil", {}).get("summary", []):
@@ -67,6 +81,9 @@ def _bars_section(checks: dict[str, Any]) -> list[str]:
     rows = []
     for name, check in checks.items():
         ratio = "n/a" if check["ratio"] is None else f"{check['ratio']:.2f}x"
+        if check.get("seed_ratios"):  # the same ratio seed by seed: the measurements' spread
+            low, high = min(check["seed_ratios"]), max(check["seed_ratios"])
+            ratio += f" (seeds {low:.2f}-{high:.2f})"
         note = (
             "; dominated by " + "; ".join(check["dominated_by"])
             if check.get("dominated_by")
