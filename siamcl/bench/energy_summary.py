@@ -1,9 +1,9 @@
 """What ``siamcl bench energy`` concludes from its runs: per-method summaries and the bars.
 
 Every comparison is between methods of the same run, on curves averaged over seeds first.
-Each bar also gives its ratio seed by seed at the same points (``seed_ratios``): energies
-estimated from CPU time vary by 10-25% from run to run, so a bar decided by a few hundredths
-says so.
+Each bar also gives its ratio seed by seed at the same points (``seed_ratios``), the spread
+within the run beside the mean that decides it: a bar decided by less than that spread may
+fall the other way in another run.
 """
 
 from __future__ import annotations
