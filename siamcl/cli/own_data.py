@@ -108,9 +108,10 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("fp32", "bf16", "auto"),  # siamcl.training.precision.PRECISIONS, torch-free
         default=None,
-        help="fp32, bf16 (mixed-precision training: 0.7x the CPU time of an mnist epoch on a "
-        "CPU with AVX512-BF16, several times slower where emulated) or auto (bf16 only where "
-        "native); default fp32, a saved model's own",
+        help="fp32, bf16 (mixed precision in every forward pass, training's and the model's "
+        "embeddings: 0.7x the CPU time of an mnist epoch on a CPU with AVX512-BF16, several "
+        "times slower where emulated) or auto (bf16 only where native); default fp32, a saved "
+        "model's own",
     )
 
 
