@@ -14,6 +14,7 @@ import numpy as np
 from siamcl.bench.cl_methods import LABELS, SIAMESE_ROWS
 from siamcl.reporting import markdown_table
 from siamcl.reporting.figures import pyplot
+from siamcl.reporting.records import machine_line
 
 __all__ = ["plot_results", "render_markdown", "summary_table"]
 
@@ -73,11 +74,11 @@ def _header(results: dict[str, Any]) -> str:
     """Title and run record, ending in a blank line."""
     settings = results["settings"]
     machine = results["machine"]
+    threads = f"{machine['torch_threads']} torch threads"
     return (
         f"# Class-incremental {settings['dataset']}: Siamese learner vs Avalanche baselines\n\n"
         f"Command: `{results['command']}`  \nSeeds: {results['seeds']}  \n"
-        f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, "
-        f"{machine['torch_threads']} torch threads, torch {machine['torch']}  \n"
+        f"Machine: {machine_line(machine, threads)}  \n"
         f"Date: {results['date']}  \n"
         f"Run time: {sum(r['run_wall_s'] for r in results['runs']) / 60:.0f} min wall for all "
         f"methods and seeds, evaluation included\n\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from siamcl.reporting import markdown_table
+from siamcl.reporting.records import machine_line
 
 __all__ = ["render_markdown", "results_table"]
 
@@ -69,15 +70,13 @@ def _header(results: dict[str, Any]) -> list[str]:
     """Title, run record and a line on the data and training budgets."""
     machine = results["machine"]
     settings = results["settings"]
+    threads = f"{settings['torch_threads']} torch threads"
     return [
         f"# Compression on {settings['dataset']}: QAT, distillation, quantized distillation",
         "",
         f"Command: `{results['command']}`  ",
         f"Seeds: {results['seeds']}  ",
-        (
-            f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, torch "
-            f"{machine['torch']}, {settings['torch_threads']} torch threads  "
-        ),
+        f"Machine: {machine_line(machine, threads)}  ",
         f"Date: {results['date']}  ",
         (
             f"Data: {results['train_size']} training and {results['test_size']} test images, "

@@ -20,6 +20,7 @@ from siamcl.bench.data_efficiency_analysis import (
 )
 from siamcl.reporting import markdown_table
 from siamcl.reporting.figures import label_point, pyplot, separate_labels
+from siamcl.reporting.records import machine_line
 
 __all__ = [
     "METHOD_LABELS",
@@ -110,8 +111,7 @@ def _header(results: dict[str, Any]) -> str:
     return (
         f"# Data efficiency: Siamese vs standard network on {results['settings']['dataset']}\n\n"
         f"Command: `{results['command']}`  \nSeeds: {results['seeds']}  \n"
-        f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, "
-        f"torch {machine['torch']}  \nDate: {results['date']}  \n"
+        f"Machine: {machine_line(machine)}  \nDate: {results['date']}  \n"
         f"Run time: {results.get('run_wall_s', float('nan')) / 60:.1f} min wall for all runs "
         "(training and testing; the machine may have been shared)\n\n"
     )

@@ -14,6 +14,7 @@ import numpy as np
 
 from siamcl.reporting import markdown_table
 from siamcl.reporting.figures import pyplot
+from siamcl.reporting.records import machine_line
 
 __all__ = ["one_shot_table", "plot_curves", "render_markdown"]
 
@@ -44,7 +45,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         "",
         f"Command: `{results['command']}`  ",
         f"Seeds: {results['seeds']}  ",
-        f"Machine: {machine['processor']}, {machine['cpu_count']} CPUs, torch {machine['torch']}  ",
+        f"Machine: {machine_line(machine)}  ",
         f"Date: {results['date']}  ",
         f"Trained on: {', '.join(results['settings']['train_alphabets'])}  ",
         f"Held out: {', '.join(results['settings']['held_out'])}",

@@ -208,19 +208,21 @@ def record_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Command: `{results.get('command', '')}`  ",
         f"Seeds: {results.get('seeds', [])}  ",
-        f"Machine: {_machine_line(machine)}  ",
+        f"Machine: {machine_line(machine)}  ",
         _code_line(results),
         f"Date: {results.get('date', '')}",
     ]
     return "\n".join(line for line in lines if line)
 
 
-def _machine_line(machine: dict[str, Any]) -> str:
+def machine_line(machine: dict[str, Any], *extra: str) -> str:
+    """The machine a result was measured on, for a report's record: the CPU model (and
+    whether bfloat16 was native), CPUs, torch, then ``extra`` (threads, library versions)."""
     parts = [machine.get("cpu_model") or machine.get("processor", "?")]
     if "cpu_bf16_native" in machine:
         parts[0] += " (bfloat16 " + ("native" if machine["cpu_bf16_native"] else "emulated") + ")"
     parts += [f"{machine.get('cpu_count', '?')} CPUs", f"torch {machine.get('torch', '?')}"]
-    return ", ".join(parts)
+    return ", ".join([*parts, *extra])
 
 
 def titled_markdown(title: str, results: dict[str, Any], caption: str, *body: str) -> str:

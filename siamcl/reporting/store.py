@@ -14,6 +14,7 @@ from siamcl.bench.store_data import CLASS_SPREAD, FAMILY_SIZE, SAMPLE_SPREAD
 from siamcl.bench.store_indexes import BRUTE_FORCE, TARGET_RECALL
 from siamcl.reporting import markdown_table
 from siamcl.reporting.figures import pyplot
+from siamcl.reporting.records import machine_line
 
 __all__ = ["plot_recall_speed", "render_markdown"]
 
@@ -41,10 +42,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         "",
         f"Command: `{results['command']}`  ",
         f"Seeds: {results['seeds']}  ",
-        (
-            f"Machine: {machine['processor']}, {machine['cpu_count']} "
-            f"CPUs, torch {machine['torch']}, FAISS {faiss.__version__}  "
-        ),
+        f"Machine: {machine_line(machine, 'FAISS ' + faiss.__version__)}  ",
         f"Threads (FAISS and torch, every method): {results['settings']['threads']}  ",
         f"Date: {results['date']}  ",
         (
