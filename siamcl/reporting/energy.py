@@ -101,7 +101,11 @@ def _bars_section(checks: dict[str, Any]) -> list[str]:
             ]
         )
     header = ["bar", "target accuracy", "energy J", "reference J", "ratio", "limit", ""]
-    return ["## Bars", "", markdown_table(header, rows), ""]
+    caption = (
+        "A bar is decided on the means over seeds; in brackets, the same ratio seed by seed at "
+        "the same checkpoints: the spread within this run (between runs it can be wider)."
+    )
+    return ["## Bars", "", caption, "", markdown_table(header, rows), ""]
 
 
 def _multiclass_section(summary: list[dict[str, Any]], targets: list[float]) -> list[str]:
