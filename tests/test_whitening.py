@@ -201,3 +201,24 @@ def test_classifier_whitening_refusals(digits_40):
     with pytest.raises(ValueError, match="ends in Tanh"):
         clf.fit_task(X, y)
     assert not clf.is_fitted
+
+
+def test_classes_without_exemplars_keep_their_prototypes_whitened_as_the_encoder_is(
+    digits_40, monkeypatch
+):
+    from siamcl.learners import siamese_task
+    from siamcl.whitening import whiten_rows
+
+    X, y, _, _ = digits_40
+    matrices = iter([np.eye(64), np.diag(np.linspace(0.5, 2.0, 64))])  # task 1, then task 2
+    monkeypatch.setattr(siamese_task, "within_class_whitening", lambda *args: next(matrices))
+    clf = _small(whitening=0.3, memory_per_class=0)  # no exemplars: task 1's prototypes kept
+    first = np.isin(y, (0, 1, 2, 3, 4))
+    clf.fit_task(X[first], y[first])
+    before = {c: clf.store_.prototypes(c) for c in range(5)}
+    clf.fit_task(X[~first], y[~first])
+    second = np.diag(np.linspace(0.5, 2.0, 64))
+    for c in range(5):  # mapped by the whitening folded into the encoder after task 2
+        expected = whiten_rows(before[c], second)
+        np.testing.assert_allclose(clf.store_.prototypes(c), expected, atol=1e-5)
+        assert not np.allclose(expected, before[c], atol=1e-3)

@@ -11,6 +11,7 @@ parameters; they change nothing on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -107,8 +108,10 @@ def consolidate(
     embed = ranks.sharded(embedder(clf, encoder, preprocessor))
     embeddings = embed(canonical)
     memory.add(canonical.numpy().astype(np.float16), y, embed=embed, embeddings=embeddings)
+    kept_transform = None
     if clf.whitening is not None:
         whitening = within_class_whitening(embeddings, y, clf.whitening)
+        kept_transform = functools.partial(whiten_rows, whitening=whitening)
         fold_whitening(encoder, whitening)
         # one view: the folded encoder's embeddings are these, whitened (no second pass)
         embeddings = (
@@ -117,7 +120,8 @@ def consolidate(
     previous = clf.store_ if clf.is_fitted else None
     dim = previous.dim if previous is not None else embeddings.shape[1]
     store = clf._new_store(dim)
-    return rebuild_prototypes(store, embed, embeddings, y, memory, previous)
+    # classes with no exemplars keep their prototypes, whitened as the encoder now is
+    return rebuild_prototypes(store, embed, embeddings, y, memory, previous, None, kept_transform)
 
 
 def check_whitening(clf: Any, trainable: nn.Module) -> None:

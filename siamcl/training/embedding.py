@@ -66,6 +66,7 @@ def rebuild_prototypes(
     memory: ExemplarMemory,
     previous: PrototypeStore | None,
     ranks: Ranks | None = None,
+    kept_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> PrototypeStore:
     """Fill an empty ``store`` with prototypes of every known class under a new encoder.
 
@@ -73,7 +74,8 @@ def rebuild_prototypes(
     once by the caller, who also chose exemplars from them); earlier classes use their
     exemplars, embedded here (split over ``ranks`` in a distributed job, results gathered, so
     every rank builds the same store); a class with neither (a zero memory budget) keeps its
-    prototypes from ``previous``.
+    prototypes from ``previous``, mapped by ``kept_transform`` when the encoder's output space
+    was changed on purpose (a whitening folded into it).
     """
     if len(task_embeddings) != len(task_labels):
         raise ValueError(f"{len(task_embeddings)} embeddings given for {len(task_labels)} labels")
@@ -87,5 +89,7 @@ def rebuild_prototypes(
             store.add(embed(exemplars), np.full(len(exemplars), label, dtype=np.int64))
         else:
             kept = previous.prototypes(label)
+            if kept_transform is not None:
+                kept = kept_transform(kept)
             store.add(kept, np.full(len(kept), label, dtype=np.int64))
     return store
