@@ -147,7 +147,7 @@ def prototype_scorer(
     standardise = preprocessor.standardise
 
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
-        return embed_in_batches(encoder, inputs, standardise, device, None, autocast_dtype)
+        return embed_in_batches(encoder, inputs, standardise, device, autocast_dtype=autocast_dtype)
 
     def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         embedded = embed(encoder, ref_inputs)
@@ -184,9 +184,8 @@ def logit_scorer(
     inputs, labels = preprocessor.canonical(test[0]), np.asarray(test[1])
 
     def score(model: nn.Module) -> tuple[float, Cost]:
-        logits = embed_in_batches(
-            model, inputs, preprocessor.standardise, device, None, autocast_dtype
-        )
+        standardise = preprocessor.standardise
+        logits = embed_in_batches(model, inputs, standardise, device, autocast_dtype=autocast_dtype)
         return float(np.mean(classes[logits.argmax(axis=1)] == labels)), (0.0, 0.0)
 
     return score

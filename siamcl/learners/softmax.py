@@ -299,8 +299,9 @@ class SoftmaxClassifier:
 
         def embed(canonical: torch.Tensor) -> np.ndarray:
             backbone, standardise = self.model_.backbone, preprocessor.standardise
+            dtype = self._dtype()
             return embed_in_batches(
-                backbone, canonical, standardise, self.device, None, self._dtype()
+                backbone, canonical, standardise, self.device, autocast_dtype=dtype
             )
 
         return embed
