@@ -35,6 +35,8 @@ def test_mean_curve_averages_checkpoints_and_cuts_to_the_shortest():
     assert len(mean) == 2
     assert mean[0]["accuracy"] == pytest.approx(0.6) and mean[0]["energy_j"] == 2.0
     assert "flops" not in mean[0]  # not counted: not made up
+    assert mean[0]["accuracy_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert "accuracy_std" not in mean_curve([a])[0]  # one seed: no spread to draw
 
 
 def test_break_even_covers_every_case():

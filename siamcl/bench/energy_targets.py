@@ -26,7 +26,8 @@ CURVE_FIELDS = ("energy_j", "cpu_s", "flops", "accuracy")
 
 def mean_curve(curves: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The point-by-point mean of several seeds' curves (checkpoint ``i`` of each), cut to
-    the shortest; fields missing from a point (FLOPs not counted) stay missing."""
+    the shortest; fields missing from a point (FLOPs not counted) stay missing. With more
+    than one seed, ``accuracy_std`` is the accuracy's sample standard deviation."""
     if not curves:
         return []
     length = min(len(curve) for curve in curves)
@@ -38,6 +39,8 @@ def mean_curve(curves: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any
             values = [p.get(name) for p in points]
             if all(v is not None for v in values):
                 point[name] = float(np.mean(values))
+        if len(points) > 1:
+            point["accuracy_std"] = float(np.std([p["accuracy"] for p in points], ddof=1))
         mean.append(point)
     return mean
 

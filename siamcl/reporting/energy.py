@@ -44,7 +44,15 @@ def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
         "",
     ]
     if figure:
-        lines += [f"![accuracy against training energy]({figure})", ""]
+        lines += [
+            f"![accuracy against training energy]({figure})",
+            "",
+            (
+                "Points are means over seeds; their bars, one standard deviation of the "
+                "accuracy across seeds."
+            ),
+            "",
+        ]
     lines += _bars_section(results.get("bars", {}))
     if "multiclass" in results:
         lines += _multiclass_section(
@@ -194,8 +202,9 @@ def _cil_section(summary: list[dict[str, Any]], targets: list[float]) -> list[st
 
 
 def plot_results(results: dict[str, Any], path: str | Path) -> Path:
-    """Accuracy against cumulative training energy, one curve per method and the targets as
-    horizontal lines; the Pareto front of final accuracy and energy dashed, per panel."""
+    """Accuracy against cumulative training energy, one curve per method (means over seeds,
+    bars one standard deviation of the accuracy across seeds) and the targets as horizontal
+    lines; the Pareto front of final accuracy and energy dashed, per panel."""
     plt = pyplot()
     panels = [p for p in ("multiclass", "cil") if p in results]
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
@@ -208,13 +217,17 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
             points = row["curve"] if part == "multiclass" else row["points"]
             if not points:
                 continue
-            axis.plot(
+            spread = [p.get("accuracy_std", 0.0) for p in points]
+            axis.errorbar(
                 [p["energy_j"] for p in points],
                 [p["accuracy"] for p in points],
+                yerr=spread if any(spread) else None,
                 marker="osD^v<>"[i % 7],
                 color=colours[(2 * i) % 20 + (i // 10) % 2],
                 label=row["label"],
                 markersize=3,
+                elinewidth=0.6,
+                capsize=1.5,
             )
             front.append(
                 points[-1] if part == "multiclass" else max(points, key=lambda p: p["accuracy"])
