@@ -207,7 +207,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
     lines; the Pareto front of final accuracy and energy dashed, per panel."""
     plt = pyplot()
     panels = [p for p in ("multiclass", "cil") if p in results]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(10 * len(panels), 5), squeeze=False)
     for axis, part in zip(axes[0], panels):
         summary = results[part]["summary"]
         targets = results["settings"]["targets" if part == "multiclass" else "cil_targets"]
@@ -245,7 +245,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
         )
         lowest = min([p["accuracy"] for p in front] + [min(targets)])
         axis.set_ylim(max(0.0, lowest - 0.1), 1.0)  # the region the targets are in
-        axis.legend(fontsize=7, loc="best")
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
