@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from quick_settings import FAST
 from torch import nn
 from torch.ao.nn import intrinsic, qat
 from torch.ao.quantization import FakeQuantizeBase
@@ -23,8 +24,6 @@ from siamcl.compress import (
 )
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.preprocess import Preprocessor
-
-FAST = {"epochs": 3, "batch_size": 32, "memory_per_class": 2, "flops": "off", "seed": 0}
 
 
 @pytest.fixture(scope="module")

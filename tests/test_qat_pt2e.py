@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from quick_settings import FAST
 from torch import nn
 
 from siamcl import IncrementalClassifier
@@ -26,8 +27,6 @@ from siamcl.compress import (
 from siamcl.compress.pt2e import is_pt2e_model
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.preprocess import Preprocessor
-
-FAST = {"epochs": 3, "batch_size": 32, "memory_per_class": 2, "flops": "off", "seed": 0}
 
 
 @pytest.fixture(scope="module")
