@@ -36,6 +36,7 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese-bf16": "Siamese in bf16 mixed precision",
     "siamese-whitened-bf16": "Siamese with whitened class means in bf16 mixed precision",
     "siamese-16px-bf16": "Siamese on 16x16 inputs in bf16 mixed precision",
+    "siamese-16px-bf16-d128": "Siamese on 16x16 inputs in bf16 with 128-d embeddings",
     "standard": "the standard network",
     "standard-bf16": "the standard network in bf16 mixed precision",
     "standard-16px": "the standard network on 16x16 inputs",
@@ -231,6 +232,8 @@ def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
         ("siamese-bf16", "replay-bf16"),
         ("siamese-16px-bf16", "replay"),
         ("siamese-16px-bf16", "replay-16px-bf16"),
+        ("siamese-16px-bf16-d128", "replay"),
+        ("siamese-16px-bf16-d128", "replay-16px-bf16"),
     ):
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):
