@@ -17,7 +17,7 @@ import torch
 
 from siamcl.encoders import build_encoder
 from siamcl.reporting import markdown_table, run_record, write_results
-from siamcl.reporting.records import DEFAULT_OUT
+from siamcl.reporting.records import DEFAULT_OUT, record_markdown
 from siamcl.training import prefer_channels_last
 
 SHAPES = {
@@ -112,9 +112,9 @@ def render(results: dict[str, Any]) -> str:
     )
     return (
         "# conv4: channels-last weights against NCHW\n\n"
-        f"Command: `{results['command']}`  \nMachine: {results['machine'].get('processor')}, "
-        f"{results['machine'].get('cpu_count')} CPUs, 1 torch thread; CPU time (process), "
-        f"median of {results['settings']['rounds']} interleaved rounds of "
+        f"{record_markdown(results)}\n\n"
+        "CPU time (process), 1 torch thread, median of "
+        f"{results['settings']['rounds']} interleaved rounds of "
         f"{results['settings']['steps']} steps; absolute times hold for this machine only.\n\n"
         f"{table}\n"
     )
