@@ -7,9 +7,13 @@ stream turned into an Avalanche benchmark, its cost measured by ``TrainingCost``
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import time
 import traceback
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +92,8 @@ class StreamRunner:
             if name in ("siamese", "siamese-equal-epochs"):
                 result = self._incremental_classifier(name, self.settings["epochs"][name])
             else:
-                result = self._avalanche(name)
+                with _without_avalanche_chatter():
+                    result = self._avalanche(name)
         except Exception as error:  # noqa: BLE001 - a failing baseline is a row with its error
             result = {"error": f"{type(error).__name__}: {error}"}
             result["traceback"] = traceback.format_exc(limit=6)
@@ -180,6 +185,39 @@ class StreamRunner:
             precision=self.settings.get("precision", "fp32"),
         )
         return build_baseline(name, settings, evaluator)
+
+
+@contextlib.contextmanager
+def _without_avalanche_chatter() -> Iterator[None]:
+    """Run a block, then pass on its warnings except what Avalanche says on every run that is
+    not news to a benchmark's reader: that no logger was given (the results are the logger)
+    and its own deprecations. Filters cannot do this: Avalanche's deprecation decorator
+    resets the filter for DeprecationWarning on every call, so the block records everything
+    and the rest is warned again, once each, even if the block fails."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        _pass_on(caught)
+
+
+def _pass_on(caught: list[warnings.WarningMessage]) -> None:
+    passed_on = set()
+    for warning in caught:
+        key = (warning.category, str(warning.message), warning.filename, warning.lineno)
+        if _avalanche_chatter(warning) or key in passed_on:
+            continue
+        passed_on.add(key)
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _avalanche_chatter(warning: warnings.WarningMessage) -> bool:
+    from_avalanche = f"{os.sep}avalanche{os.sep}" in warning.filename
+    return (from_avalanche and issubclass(warning.category, DeprecationWarning)) or (
+        "No loggers specified" in str(warning.message)
+    )
 
 
 def _accuracy_key(experience: int) -> str:
