@@ -418,6 +418,17 @@ def test_der_and_er_ace_are_built_with_the_shared_budget_and_their_settings():
         build_baseline("der+++", baseline_settings(), evaluator())
 
 
+def test_streaming_lda_takes_its_base_initialisation_without_a_warning():
+    from avalanche.training import StreamingLDA
+
+    from siamcl.integrations.avalanche_baselines import build_baseline
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*incompatible callbacks")
+        slda = build_baseline("slda", baseline_settings(), evaluator())
+    assert isinstance(slda, StreamingLDA)
+
+
 @pytest.mark.parametrize("name", ["der", "er_ace"])
 def test_replay_baselines_keep_the_first_experience_and_count_their_buffer(name, mnist_slice):
     from siamcl.integrations.avalanche_baselines import build_baseline

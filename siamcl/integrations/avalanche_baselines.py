@@ -56,7 +56,7 @@ from siamcl.training import (
 )
 
 with needs_extra("the Avalanche baselines"):
-    from avalanche.core import SupervisedPlugin
+    from avalanche.core import BasePlugin, SupervisedPlugin
     from avalanche.training import (
         DER,
         ER_ACE,
@@ -206,11 +206,13 @@ class HeldBuffer(SupervisedPlugin):
                 setattr(strategy, name, None)
 
 
-class BaseInitialisation(SupervisedPlugin):
+class BaseInitialisation(BasePlugin):
     """Train a frozen-feature strategy's backbone on its first experience, then freeze it.
 
     Deep Streaming LDA assumes a backbone trained beforehand on base classes; here it is
     trained with cross-entropy through a temporary linear head on the first experience.
+    A :class:`BasePlugin`: it needs only ``before_training_exp``, and StreamingLDA warns of
+    any plugin with the gradient-step callbacks a ``SupervisedPlugin`` carries.
     """
 
     def __init__(self, features: int, n_classes: int, settings: BaselineSettings):
