@@ -287,3 +287,31 @@ def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_
     assert checks[f"{prefix}, <= 0.5x its energy"]["ratio"] == pytest.approx(25 / 80)
     like = checks[f"{prefix} in bf16 mixed precision, <= 0.5x its energy"]
     assert like["ratio"] == pytest.approx(25 / 40) and not like["met"]
+
+
+def test_median_run_keeps_the_repeat_of_median_energy_and_every_repeats_figures():
+    from siamcl.bench.energy_cil import median_run
+
+    runs = [{"accuracy": 0.9, "report": {"energy_j": e}} for e in (30.0, 10.0, 20.0, 40.0)]
+    chosen = median_run(runs)
+    assert chosen["report"]["energy_j"] == 20.0  # the lower middle of four
+    assert chosen["repeat_energies_j"] == [30.0, 10.0, 20.0, 40.0]
+    assert chosen["repeat_accuracies"] == [0.9] * 4
+    assert median_run(runs[:1]) == runs[0]  # one run: nothing to choose
+    failed = {"error": "RuntimeError: boom"}
+    assert median_run([runs[0], failed]) == failed  # a failure is not hidden by a success
+
+
+def test_cil_repeats_run_every_method_again_and_one_seed_gives_one_model(tmp_path: Path):
+    argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--parts", "cil"]
+    argv += ["--cil-methods", "siamese,replay", "--cil-repeats", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "energy_digits_cil.json").read_text())
+    assert results["settings"]["cil_repeats"] == 2
+    for run in results["cil"]["runs"]:
+        assert len(run["repeat_energies_j"]) == 2
+        assert run["report"]["energy_j"] == min(run["repeat_energies_j"])  # lower middle of 2
+        assert run["repeat_accuracies"][0] == run["repeat_accuracies"][1], run["method"]
+    markdown = (tmp_path / "energy_digits_cil.md").read_text()
+    assert "repeated 2 times in interleaved rounds" in markdown
+    assert "Every repeat of a run gave the same final accuracy." in markdown

@@ -93,6 +93,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[1, 3],
         help="epoch budgets per task, class-incremental (1,3)",
     )
+    add(
+        "--cil-repeats",
+        type=int,
+        default=1,
+        help="class-incremental runs of each method, budget and seed, in interleaved rounds; "
+        "the run of median energy counts (1)",
+    )
     add("--tasks", type=int, default=5, help="class-incremental tasks (5)")
     add("--memory", type=int, default=20, help="exemplars per class, class-incremental (20)")
     add("--batch-size", type=int, default=128, help="batch size (128)")
@@ -140,6 +147,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "targets": args.targets,
         "cil_targets": args.cil_targets,
         "cil_epochs": budgets,
+        "cil_repeats": args.cil_repeats,
         "tasks": args.tasks,
         "memory_per_class": args.memory,
         "torch_threads": torch.get_num_threads(),
@@ -204,7 +212,7 @@ def _report(results: dict[str, Any], out: str | Path, name: str, quiet: bool) ->
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name in ("epochs", "student_epochs", "tasks", "batch_size", "threads"):
+    for name in ("epochs", "student_epochs", "tasks", "batch_size", "threads", "cil_repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.data_fraction <= 1:
@@ -257,6 +265,7 @@ def _cil(
     X, y, X_test, y_test = data
     args.checkpoint = None  # what StreamRunner reads of bench cl's options
     total = len(seeds) * sum(len(budgets_of(m, budgets)) for m in args.cil_methods)
+    total *= args.cil_repeats
     runs = []
     with tqdm(total=total, desc="class-incremental", disable=args.quiet) as bar:
         for seed in seeds:

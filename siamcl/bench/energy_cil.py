@@ -23,7 +23,15 @@ from siamcl.bench.energy_targets import cheapest_reach
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
 
-__all__ = ["CIL_METHODS", "SIAMESE_METHODS", "VARIANTS", "budgets_of", "run_cil", "summarise_cil"]
+__all__ = [
+    "CIL_METHODS",
+    "SIAMESE_METHODS",
+    "VARIANTS",
+    "budgets_of",
+    "median_run",
+    "run_cil",
+    "summarise_cil",
+]
 
 # Methods run again on 16x16 inputs: the Siamese learner resizes them itself (its
 # preprocessing is metered); the baselines get the stream resized once before they start.
@@ -106,25 +114,49 @@ def run_cil(
     budgets: Sequence[int],
     progress: Any = None,
 ) -> list[dict[str, Any]]:
-    """Every method at every budget on one seed's stream: final accuracy and training cost."""
+    """Every method at every budget on one seed's stream: final accuracy and training cost.
+
+    With ``args.cil_repeats`` > 1 every run is repeated in interleaved rounds (each round
+    runs every method once, so a machine that slows down slows all of them) and the run of
+    median energy stands for the rest (:func:`median_run`)."""
     base = {"tasks": len(tasks), "memory_per_class": args.memory, "batch_size": args.batch_size}
-    runs = []
     streams = {None: (tasks, test)}  # by input size: each resized once per seed
-    for name in methods:
-        method, options = VARIANTS.get(name, (name, {}))
-        size = options.get("input_size") if method != "siamese" else None
-        if size not in streams:
-            streams[size] = resized(tasks, test, size)
-        stream, held_out = streams[size]
-        for budget in budgets_of(name, budgets):
-            runner = StreamRunner(args, stream, *held_out, seed, _settings(base, name, budget))
-            result = runner.run(method)
-            result.pop("traceback", None)
-            result.pop("accuracy_matrix", None)  # result["epochs"]: the run's epochs a task
-            runs.append({"method": name, "seed": seed, "budget": budget, **result})
-            if progress is not None:
-                progress.update(1)
-    return runs
+    measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for _ in range(args.cil_repeats):
+        for name in methods:
+            method, options = VARIANTS.get(name, (name, {}))
+            size = options.get("input_size") if method != "siamese" else None
+            if size not in streams:
+                streams[size] = resized(tasks, test, size)
+            stream, held_out = streams[size]
+            for budget in budgets_of(name, budgets):
+                runner = StreamRunner(args, stream, *held_out, seed, _settings(base, name, budget))
+                result = runner.run(method)
+                result.pop("traceback", None)
+                result.pop("accuracy_matrix", None)  # result["epochs"]: the run's epochs a task
+                measured.setdefault((name, budget), []).append(result)
+                if progress is not None:
+                    progress.update(1)
+    return [
+        {"method": name, "seed": seed, "budget": budget, **median_run(results)}
+        for (name, budget), results in measured.items()
+    ]
+
+
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of repeated runs, the one of median training energy (the lower middle of an even
+    count), with every repeat's energy and accuracy beside it; the first failure if any run
+    failed. Repeats with one seed train the same model, so their accuracies should agree:
+    ``repeat_accuracies`` shows whether they did."""
+    failed = [r for r in results if "error" in r]
+    if failed or len(results) == 1:
+        return failed[0] if failed else results[0]
+    energies = [r["report"]["energy_j"] for r in results]
+    middle = sorted(range(len(results)), key=energies.__getitem__)[(len(results) - 1) // 2]
+    chosen = dict(results[middle])
+    chosen["repeat_energies_j"] = energies
+    chosen["repeat_accuracies"] = [r["accuracy"] for r in results]
+    return chosen
 
 
 def resized(

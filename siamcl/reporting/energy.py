@@ -60,6 +60,7 @@ def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
         )
     if "cil" in results:
         lines += _cil_section(results["cil"]["summary"], results["settings"]["cil_targets"])
+        lines += _repeats_note(results["cil"].get("runs", []), results["settings"])
     return "\n".join(lines) + "\n"
 
 
@@ -198,6 +199,32 @@ def _cil_section(summary: list[dict[str, Any]], targets: list[float]) -> list[st
         ),
         "",
         *errors,
+    ]
+
+
+def _repeats_note(runs: list[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    """What repeating each class-incremental run did: whose energy counts, how far the
+    repeats spread, and whether one seed gave one model every time."""
+    repeats = settings.get("cil_repeats", 1)
+    repeated = [r for r in runs if "repeat_energies_j" in r]
+    if repeats < 2 or not repeated:
+        return []
+    spreads = [max(r["repeat_energies_j"]) / min(r["repeat_energies_j"]) for r in repeated]
+    differing = [
+        f"{r['method']} (seed {r['seed']}, {r['budget']} epochs)"
+        for r in repeated
+        if len(set(r["repeat_accuracies"])) > 1
+    ]
+    return [
+        f"Each class-incremental run was repeated {repeats} times in interleaved rounds; the "
+        "figures above are those of the repeat of median energy. The largest energy of a run's "
+        f"repeats was {min(spreads):.2f}-{max(spreads):.2f}x its smallest. "
+        + (
+            "Every repeat of a run gave the same final accuracy."
+            if not differing
+            else f"Repeats gave different final accuracies for: {', '.join(differing)}."
+        ),
+        "",
     ]
 
 
