@@ -278,6 +278,25 @@ def test_bench_cl_runs_the_der_and_er_ace_rows(tmp_path: Path) -> None:
     assert (tmp_path / "cl_digits.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_avalanche_chatter_is_dropped_and_other_warnings_passed_on_once() -> None:
+    from siamcl.bench.cl_methods import _without_avalanche_chatter
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with _without_avalanche_chatter():
+                warnings.warn("No loggers specified, metrics will not be logged", UserWarning)
+                warnings.warn("a warning the reader needs, from this test", UserWarning)
+        with pytest.raises(RuntimeError), _without_avalanche_chatter():
+            warnings.warn("said before a failure, from this test", UserWarning)
+            raise RuntimeError("boom")
+    said = [str(w.message) for w in caught]
+    assert said == [
+        "a warning the reader needs, from this test",
+        "said before a failure, from this test",
+    ]
+
+
 def test_bench_cl_nproc_refuses_avalanche_rows(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -193,7 +193,7 @@ def _without_avalanche_chatter() -> Iterator[None]:
     not news to a benchmark's reader: that no logger was given (the results are the logger)
     and its own deprecations. Filters cannot do this: Avalanche's deprecation decorator
     resets the filter for DeprecationWarning on every call, so the block records everything
-    and the rest is warned again, once each, even if the block fails."""
+    and the rest is warned again, once a process, even if the block fails."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -203,14 +203,18 @@ def _without_avalanche_chatter() -> Iterator[None]:
         _pass_on(caught)
 
 
+_PASSED_ON: set[tuple[Any, ...]] = set()  # warnings already passed on, once a place and text
+
+
 def _pass_on(caught: list[warnings.WarningMessage]) -> None:
-    passed_on = set()
     for warning in caught:
         key = (warning.category, str(warning.message), warning.filename, warning.lineno)
-        if _avalanche_chatter(warning) or key in passed_on:
+        if _avalanche_chatter(warning) or key in _PASSED_ON:
             continue
-        passed_on.add(key)
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        _PASSED_ON.add(key)
+        warnings.warn_explicit(  # module left out: an explicit None silences it
+            warning.message, warning.category, warning.filename, warning.lineno
+        )
 
 
 def _avalanche_chatter(warning: warnings.WarningMessage) -> bool:
