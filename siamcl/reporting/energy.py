@@ -263,6 +263,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
             axis.axhline(target, color="grey", linestyle=":", linewidth=0.8)
         _draw_front(axis, front)
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # 20, 50, ..
         axis.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on log axes
         axis.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_xlabel("cumulative training energy (J)")
