@@ -315,3 +315,31 @@ def test_cil_repeats_run_every_method_again_and_one_seed_gives_one_model(tmp_pat
     markdown = (tmp_path / "energy_digits_cil.md").read_text()
     assert "repeated 2 times in interleaved rounds" in markdown
     assert "Every repeat of a run gave the same final accuracy." in markdown
+
+
+def test_holdout_scores_on_training_data_and_never_touches_the_test_split(
+    tmp_path, monkeypatch, capsys
+):
+    from siamcl.bench import energy
+
+    X = energy.load_dataset("digits")[0]
+    scored = []
+    original = energy.MulticlassRunner
+
+    def runner(data, settings, seed):  # what the curves and final accuracies are scored on
+        scored.append(data[2])
+        return original(data, settings, seed)
+
+    monkeypatch.setattr(energy, "MulticlassRunner", runner)
+    argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--parts"]
+    argv += ["multiclass", "--methods", "standard", "--holdout", "0.2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    held = scored[0]
+    train_rows = {row.tobytes() for row in X}
+    assert all(row.tobytes() in train_rows for row in held)  # every scored image is training's
+    results = json.loads((tmp_path / "energy_digits_multiclass_holdout.json").read_text())
+    assert results["settings"]["holdout"] == 0.2
+    markdown = (tmp_path / "energy_digits_multiclass_holdout.md").read_text()
+    assert "20% of the training data held out" in markdown
+    assert main(["bench", "energy", "--holdout", "1.5", "--out", str(tmp_path)]) != 0
+    assert "--holdout must be in [0, 1), got 1.5" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from siamcl._extras import ensure_installed
@@ -100,6 +101,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="class-incremental runs of each method, budget and seed, in interleaved rounds; "
         "the run of median energy counts (1)",
     )
+    add(
+        "--holdout",
+        type=float,
+        default=0.0,
+        help="score on this share of the training data, held out (stratified), instead of the "
+        "test split: for choosing settings without the test split (0: the test split)",
+    )
     add("--tasks", type=int, default=5, help="class-incremental tasks (5)")
     add("--memory", type=int, default=20, help="exemplars per class, class-incremental (20)")
     add("--batch-size", type=int, default=128, help="batch size (128)")
@@ -130,6 +138,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     seeds = args.seeds or ([0] if args.quick else list(DEFAULT_SEEDS))
     X, y, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
+    if args.holdout:  # the test split is set aside unused; a share of training data scores
+        X, X_test, y, y_test = train_test_split(
+            X, y, test_size=args.holdout, stratify=y, random_state=0
+        )
     epochs, student_epochs, budgets = args.epochs, args.student_epochs, args.cil_epochs
     if args.quick:  # a smoke test of the whole suite, not a measurement
         X, y = subsample(X, y, 0.1, seed=0, min_per_class=4)
@@ -148,6 +160,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "cil_targets": args.cil_targets,
         "cil_epochs": budgets,
         "cil_repeats": args.cil_repeats,
+        "holdout": args.holdout,
         "tasks": args.tasks,
         "memory_per_class": args.memory,
         "torch_threads": torch.get_num_threads(),
@@ -169,6 +182,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         }
     results["bars"] = bars(results)
     name = f"energy_{args.dataset}" + ("" if len(args.parts) == len(PARTS) else f"_{args.parts[0]}")
+    name += "_holdout" if args.holdout else ""  # never mistaken for a test-split result
     write_results(args.out, name, results, "")  # the measurements first: nothing lost
     _report(results, args.out, name, args.quiet)
     return results
@@ -215,6 +229,8 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("epochs", "student_epochs", "tasks", "batch_size", "threads", "cil_repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.holdout < 1:
+        raise ValueError(f"--holdout must be in [0, 1), got {args.holdout}")
     if not 0 < args.data_fraction <= 1:
         raise ValueError(f"--data-fraction must be in (0, 1], got {args.data_fraction}")
     if args.data_selection not in ("stratified", "coreset"):

@@ -46,6 +46,7 @@ LABELS = {
     "standard-bf16": "Standard network, bf16 mixed precision",
     "siamese-bf16": "Siamese learner, bf16 mixed precision",
     "siamese-whitened-bf16": "Siamese learner, whitened class means, bf16 mixed precision",
+    "siamese-whitened-d128-bf16": "Siamese learner, whitened class means, 128-d, bf16",
     "siamese-selected": "Siamese learner, selected data",
     "qat-int8": "Siamese learner, int8 QAT",
     "kd-student": "KD student (conv4-small, matching cached teacher outputs, no distortions)",
@@ -56,6 +57,7 @@ METHODS = tuple(LABELS)
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
 SMALL_INPUT = (16, 16)  # the input size of the "-16px" methods
 MIXED = "-bf16"  # the suffix of methods trained in mixed precision
+WIDE_EMBEDDING = 128  # of the "-d128" methods (64 otherwise)
 WHITENING_SHRINKAGE = 0.1  # of "siamese-whitened"
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 
@@ -243,6 +245,10 @@ class MulticlassRunner:
             return IncrementalClassifier(**siamese, **size)
         if name == "siamese-whitened":
             return IncrementalClassifier(**siamese, whitening=WHITENING_SHRINKAGE)
+        if name == "siamese-whitened-d128":  # the class-incremental rows' wider embedding
+            return IncrementalClassifier(
+                **siamese, whitening=WHITENING_SHRINKAGE, embedding_dim=WIDE_EMBEDDING
+            )
         if name == "siamese-nn":  # as many prototypes per class as it has rows: k-means never runs
             per_class = int(np.unique(self.y, return_counts=True)[1].max())
             return IncrementalClassifier(**siamese, prototypes_per_class=per_class)

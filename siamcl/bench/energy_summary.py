@@ -35,6 +35,7 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese-whitened-16px": "Siamese with whitened class means on 16x16 inputs",
     "siamese-bf16": "Siamese in bf16 mixed precision",
     "siamese-whitened-bf16": "Siamese with whitened class means in bf16 mixed precision",
+    "siamese-whitened-d128-bf16": "Siamese with whitened class means, 128-d, in bf16",
     "siamese-16px-bf16": "Siamese on 16x16 inputs in bf16 mixed precision",
     "siamese-16px-bf16-d128": "Siamese on 16x16 inputs in bf16 with 128-d embeddings",
     "standard": "the standard network",
@@ -194,6 +195,8 @@ def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[s
         ("siamese-bf16", "standard-bf16"),
         ("siamese-whitened-bf16", "standard"),
         ("siamese-whitened-bf16", "standard-bf16"),
+        ("siamese-whitened-d128-bf16", "standard"),
+        ("siamese-whitened-d128-bf16", "standard-bf16"),
     ):
         if name in rows and reference in rows:
             label, against = BAR_NAMES[name], BAR_NAMES[reference]

@@ -36,7 +36,8 @@ def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
         "",
         (
             "Energy is the training energy until a model first reaches the target accuracy on the "
-            "test split (as MLPerf's time to train), means over seeds of curves measured in this "
+            f"{_scored_on(results['settings'])} (as MLPerf's time to train), means over seeds of "
+            "curves measured in this "
             "run; a prototype learner's figures include the pass that embeds its prototypes' rows. "
             "Where no energy counter is readable it is an estimate from CPU seconds (labelled "
             f"`{_energy_method(results)}`), comparable only within this run."
@@ -62,6 +63,16 @@ def render_markdown(results: dict[str, Any], figure: str | None = None) -> str:
         lines += _cil_section(results["cil"]["summary"], results["settings"]["cil_targets"])
         lines += _repeats_note(results["cil"].get("runs", []), results["settings"])
     return "\n".join(lines) + "\n"
+
+
+def _scored_on(settings: dict[str, Any]) -> str:
+    holdout = settings.get("holdout", 0.0)
+    if not holdout:
+        return "test split"
+    return (
+        f"**{holdout:.0%} of the training data held out** (stratified; the test split was not "
+        "used, so these figures can choose settings)"
+    )
 
 
 def _summarised_line(summarised: dict[str, Any] | None) -> list[str]:
@@ -267,7 +278,9 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
         axis.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on log axes
         axis.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_xlabel("cumulative training energy (J)")
-        axis.set_ylabel("test accuracy")
+        axis.set_ylabel(
+            "held-out accuracy" if results["settings"].get("holdout") else "test accuracy"
+        )
         axis.set_title(
             "multi-class" if part == "multiclass" else "class-incremental (epoch budgets)"
         )
