@@ -70,18 +70,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=list(METHODS),
         help="multi-class methods (all)",
     )
-    add(
-        "--cil-methods",
-        type=choice_list(CIL_METHODS),
-        default=list(CIL_METHODS),
-        help="class-incremental methods (all)",
-    )
     add("--epochs", type=int, default=6, help="multi-class epochs of the fp32 and QAT networks (6)")
     add("--student-epochs", type=int, default=10, help="epochs of the conv4-small networks (10)")
     add("--student-lr", type=float, default=3e-3, help="learning rate of the students (3e-3)")
     add("--data-fraction", type=float, default=0.25, help="share of the data selected (0.25)")
     add("--data-selection", default="coreset", help="stratified or coreset (coreset)")
     add("--targets", type=_floats, default=[0.90, 0.95], help="multi-class targets (0.9,0.95)")
+    add(
+        "--holdout",
+        type=float,
+        default=0.0,
+        help="score on this share of the training data, held out (stratified), instead of the "
+        "test split: for choosing settings without the test split (0: the test split)",
+    )
+    _add_cil_options(add)
+    add("--batch-size", type=int, default=128, help="batch size (128)")
+    add(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads: torch, BLAS, OpenMP (1: steadier figures)",
+    )
+    add(
+        "--summarise",
+        metavar="JSON",
+        default=None,
+        help="recompute a saved energy_*.json's summaries, bars and report from its runs, "
+        "training nothing; written under --out",
+    )
+
+
+def _add_cil_options(add: Any) -> None:
+    """The class-incremental part's options."""
+    add(
+        "--cil-methods",
+        type=choice_list(CIL_METHODS),
+        default=list(CIL_METHODS),
+        help="class-incremental methods (all)",
+    )
     add(
         "--cil-targets",
         type=_floats,
@@ -101,29 +127,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="class-incremental runs of each method, budget and seed, in interleaved rounds; "
         "the run of median energy counts (1)",
     )
-    add(
-        "--holdout",
-        type=float,
-        default=0.0,
-        help="score on this share of the training data, held out (stratified), instead of the "
-        "test split: for choosing settings without the test split (0: the test split)",
-    )
     add("--tasks", type=int, default=5, help="class-incremental tasks (5)")
     add("--memory", type=int, default=20, help="exemplars per class, class-incremental (20)")
-    add("--batch-size", type=int, default=128, help="batch size (128)")
-    add(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads: torch, BLAS, OpenMP (1: steadier figures)",
-    )
-    add(
-        "--summarise",
-        metavar="JSON",
-        default=None,
-        help="recompute a saved energy_*.json's summaries, bars and report from its runs, "
-        "training nothing; written under --out",
-    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
