@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,18 +175,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {**run_record("energy", seeds, quick=args.quick, **settings)}
     results["train_size"], results["test_size"] = len(X), len(X_test)
     if "multiclass" in args.parts:
-        runs = _multiclass(args, (X, y, X_test, y_test), settings, seeds)
-        results["multiclass"] = {
-            "runs": runs,
-            "summary": summarise_multiclass(runs, args.methods, args.targets),
-        }
+        results["multiclass"] = {"runs": _multiclass(args, (X, y, X_test, y_test), settings, seeds)}
     if "cil" in args.parts:
-        runs = _cil(args, (X, y, X_test, y_test), budgets, seeds)
-        results["cil"] = {
-            "runs": runs,
-            "summary": summarise_cil(runs, args.cil_methods, args.cil_targets),
-        }
-    results["bars"] = bars(results)
+        results["cil"] = {"runs": _cil(args, (X, y, X_test, y_test), budgets, seeds)}
+    _conclude(results, {"multiclass": args.methods, "cil": args.cil_methods})
     name = f"energy_{args.dataset}" + ("" if len(args.parts) == len(PARTS) else f"_{args.parts[0]}")
     name += "_holdout" if args.holdout else ""  # never mistaken for a test-split result
     write_results(args.out, name, results, "")  # the measurements first: nothing lost
@@ -204,21 +197,29 @@ def summarise_saved(path: str | Path, out: str | Path, quiet: bool = True) -> di
         raise ValueError(f"cannot read a result file from {path}: {error}") from None
     if not isinstance(results, dict) or results.get("suite") != "energy":
         raise ValueError(f"{path} is not a result of siamcl bench energy")
-    settings = results["settings"]
-    if "multiclass" in results:
-        part = results["multiclass"]
-        methods = [row["method"] for row in part["summary"]]
-        part["summary"] = summarise_multiclass(part["runs"], methods, settings["targets"])
-    if "cil" in results:
-        part = results["cil"]
-        methods = [row["method"] for row in part["summary"]]
-        part["summary"] = summarise_cil(part["runs"], methods, settings["cil_targets"])
-    results["bars"] = bars(results)
+    parts = [part for part in PARTS if part in results]
+    _conclude(
+        results, {part: [row["method"] for row in results[part]["summary"]] for part in parts}
+    )
     date = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     results["summarised"] = {"command": command_line(), "git": git_commit(), "date": date}
     write_results(out, path.stem, results, "")
     _report(results, out, path.stem, quiet)
     return results
+
+
+def _conclude(results: dict[str, Any], methods: dict[str, Sequence[str]]) -> None:
+    """Each part's summary from its runs (rows in the order of ``methods[part]``), then the
+    bars: what a run and a re-summarised saved run both conclude."""
+    summarisers = {
+        "multiclass": (summarise_multiclass, "targets"),
+        "cil": (summarise_cil, "cil_targets"),
+    }
+    for part, (summarise, targets) in summarisers.items():
+        if part in results:
+            runs = results[part]["runs"]
+            results[part]["summary"] = summarise(runs, methods[part], results["settings"][targets])
+    results["bars"] = bars(results)
 
 
 def _report(results: dict[str, Any], out: str | Path, name: str, quiet: bool) -> None:

@@ -114,14 +114,14 @@ def consolidate(
         kept_transform = functools.partial(whiten_rows, whitening=whitening)
         fold_whitening(encoder, whitening)
         # one view: the folded encoder's embeddings are these, whitened (no second pass)
-        embeddings = (
-            whiten_rows(embeddings, whitening) if clf.embed_views == 1 else embed(canonical)
-        )
+        embeddings = kept_transform(embeddings) if clf.embed_views == 1 else embed(canonical)
     previous = clf.store_ if clf.is_fitted else None
     dim = previous.dim if previous is not None else embeddings.shape[1]
     store = clf._new_store(dim)
     # classes with no exemplars keep their prototypes, whitened as the encoder now is
-    return rebuild_prototypes(store, embed, embeddings, y, memory, previous, None, kept_transform)
+    return rebuild_prototypes(
+        store, embed, embeddings, y, memory, previous, kept_transform=kept_transform
+    )
 
 
 def check_whitening(clf: Any, trainable: nn.Module) -> None:

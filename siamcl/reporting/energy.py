@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from siamcl.reporting.figures import pyplot
-from siamcl.reporting.records import record_markdown
+from siamcl.reporting.records import commit_label, record_markdown
 from siamcl.reporting.tables import markdown_table
 
 __all__ = ["plot_results", "render_markdown"]
@@ -79,11 +79,9 @@ def _summarised_line(summarised: dict[str, Any] | None) -> list[str]:
     """Who recomputed the summaries and bars from the runs, if anyone did."""
     if not summarised:
         return []
-    git = summarised.get("git") or {}
-    commit = git.get("commit", "unknown")[:12] + (" (modified)" if git.get("dirty") else "")
     line = (
         f"Summaries and bars recomputed from these runs by `{summarised['command']}` "
-        f"(commit {commit}, {summarised['date']})  "
+        f"(commit {commit_label(summarised.get('git'))}, {summarised['date']})  "
     )
     return [line]
 

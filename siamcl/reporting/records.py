@@ -230,12 +230,19 @@ def titled_markdown(title: str, results: dict[str, Any], caption: str, *body: st
     return "\n".join([f"# {title}", "", record_markdown(results) + "  ", caption, "", *body])
 
 
+def commit_label(git: dict[str, Any] | None) -> str:
+    """A commit as a record names it: 12 hex digits, "(modified)" if the tree was dirty."""
+    if not git:
+        return "unknown"
+    return f"{git['commit'][:12]}{' (modified)' if git.get('dirty') else ''}"
+
+
 def _code_line(results: dict[str, Any]) -> str:
     git = results.get("git")
     versions = results.get("versions") or {}
     if not git and not versions:
         return ""
-    commit = f"{git['commit'][:12]}{' (modified)' if git['dirty'] else ''}" if git else "unknown"
+    commit = commit_label(git)
     listed = ", ".join(f"{name} {version}" for name, version in versions.items())
     return f"Code: commit {commit}; {listed}  "
 
