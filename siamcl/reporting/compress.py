@@ -158,10 +158,12 @@ NOTES = """\
   `teacher_loss="auto"`: relational distillation, pairwise distances and angles after Park et
   al. 2019, only where the embedding sizes differ); softmax students
   add temperature-4 logit distillation (Hinton et al. 2015) to cross-entropy; both with
-  weight 1. Students train longer and at a higher learning rate than the teacher: a
-  16-channel network learns less per step, and its steps are cheap (most of a distillation
-  step is the teacher's forward pass, so a student's training energy is mostly the
-  teacher's inference).
+  weight 1. The teacher's outputs are computed once per training image before the first
+  step (`teacher_targets="cached"`) and students see undistorted batches, so no teacher
+  forward pass runs inside the loop and a cached output is exactly the teacher's answer for
+  that batch; their training energy includes that one pass. Students train longer and at a
+  higher learning rate than the teacher: a 16-channel network learns less per step, and its
+  steps are cheap.
 - **Model bytes** count the numbers each network holds (state dict at each tensor's storage
   width; quantized weights at 1 byte plus their per-channel scales and zero points). The
   JSON also gives `serialized_bytes`, the size of the saved state dict. Siamese rows exclude
