@@ -103,6 +103,34 @@ def _summary_row(fraction: float, method: str, accuracy: float, energy: float) -
     }
 
 
+def test_least_data_for_the_siamese_learner_to_match_the_standard_network() -> None:
+    summary = [
+        _summary_row(0.01, "siamese", 0.70, 1.0),
+        _summary_row(0.10, "siamese", 0.86, 2.0),
+        _summary_row(1.00, "siamese", 0.95, 9.0),
+        _summary_row(0.01, "softmax", 0.20, 1.0),
+        _summary_row(0.10, "softmax", 0.90, 4.0),  # its best: more data made it forget
+        _summary_row(1.00, "softmax", 0.60, 8.0),
+    ]
+    matches = {m["reference"]: m for m in data_efficiency.less_data_to_match(summary)}
+    assert set(matches) == {"all the data", "its best fraction"}
+    all_data = matches["all the data"]
+    assert (all_data["fraction"], all_data["standard_accuracy"]) == (0.01, 0.60)
+    assert all_data["data_ratio"] == pytest.approx(0.01)
+    assert all_data["energy_ratio"] == pytest.approx(1.0 / 8.0)
+    best = matches["its best fraction"]
+    assert (best["standard_fraction"], best["fraction"]) == (0.10, 1.00)  # 0.86 < 0.90
+    assert best["data_ratio"] == pytest.approx(10.0)
+    assert best["energy_ratio"] == pytest.approx(9.0 / 4.0)
+    summary[2]["accuracy"] = 0.88  # the Siamese learner never reaches 0.90 now
+    never = data_efficiency.less_data_to_match(summary)[1]
+    assert never["fraction"] is None and never["energy_ratio"] is None
+    from siamcl.reporting.data_efficiency import _match_section
+
+    table = _match_section(data_efficiency.less_data_to_match(summary))
+    assert "| its best fraction (10%) | 0.900 | never |" in table
+
+
 def test_smallest_fraction_reaching_ninety_percent_of_full_data() -> None:
     summary = [
         _summary_row(0.01, "siamese", 0.50, 1.0),

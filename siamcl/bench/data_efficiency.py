@@ -41,6 +41,7 @@ from siamcl.bench.data_efficiency_analysis import (
     MIN_PER_CLASS,
     SETTINGS,
     TARGET_SHARE,
+    less_data_to_match,
     percent,
     siamese_ahead,
     smallest_fractions,
@@ -71,6 +72,7 @@ __all__ = [
     "epochs_for",
     "full_data_steps",
     "headline",
+    "less_data_to_match",
     "make_learner",
     "plot_results",
     "render_markdown",
@@ -156,6 +158,7 @@ def analyse(record: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any
         "min_steps": {row["setting"]: row["min_steps"] for row in rows},
         "reach_90": smallest_fractions(summary),
         "siamese_ahead": siamese_ahead(summary, rows),
+        "less_data_to_match": less_data_to_match(summary),
         "plot": f"{results_name(record)}.png",
     }
 

@@ -2,7 +2,8 @@
 
 The settings and methods compared, the least samples a class keeps, and the share of
 full-data accuracy a fraction must reach; from the per-seed rows: the mean over seeds, the
-smallest fraction reaching that share, and the seed-paired Siamese-vs-standard comparison.
+smallest fraction reaching that share, the seed-paired Siamese-vs-standard comparison, and
+the least data with which the Siamese learner matches the standard network.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "SETTINGS",
     "TARGET_SHARE",
     "energy_method",
+    "less_data_to_match",
     "percent",
     "present",
     "siamese_ahead",
@@ -144,6 +146,52 @@ def siamese_ahead(
                 }
             )
     return rows
+
+
+def less_data_to_match(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting: the smallest fraction at which the Siamese learner's mean accuracy reaches
+    the standard network's, trained on all of the data (the largest fraction run) and at the
+    fraction where the standard network did best (where more data did not help it), with the
+    share of data and of energy that took against the standard network's run.
+    ``fraction`` is None where the Siamese learner never reached it."""
+    found = []
+    for setting in present(summary, "setting"):
+        runs = {
+            method: sorted(
+                (s for s in summary if s["setting"] == setting and s["method"] == method),
+                key=lambda s: s["fraction"],
+            )
+            for method in METHODS
+        }
+        if not runs["siamese"] or not runs["softmax"]:
+            continue
+        all_data = runs["softmax"][-1]
+        best = max(runs["softmax"], key=lambda s: (s["accuracy"], -s["fraction"]))
+        references = [("all the data", all_data)]
+        if best is not all_data:
+            references.append(("its best fraction", best))
+        for reference_name, reference in references:
+            match = next(
+                (s for s in runs["siamese"] if s["accuracy"] >= reference["accuracy"]), None
+            )
+            found.append(
+                {
+                    "setting": setting,
+                    "reference": reference_name,
+                    "standard_fraction": reference["fraction"],
+                    "standard_accuracy": reference["accuracy"],
+                    "standard_energy_j": reference["energy_j"],
+                    "fraction": None if match is None else match["fraction"],
+                    "accuracy": None if match is None else match["accuracy"],
+                    "data_ratio": None
+                    if match is None
+                    else match["fraction"] / reference["fraction"],
+                    "energy_ratio": None
+                    if match is None or not reference["energy_j"]
+                    else match["energy_j"] / reference["energy_j"],
+                }
+            )
+    return found
 
 
 def present(summary: Sequence[dict[str, Any]], key: str) -> list[Any]:

@@ -94,6 +94,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         + _ahead_section(results["siamese_ahead"])
         + _reach_section(results["reach_90"])
         + _replay_note(results)
+        + _match_section(results.get("less_data_to_match", []))
         + "\n\n## All points (mean over seeds)\n\n"
         + summary_table(results["summary"])
         + "\n"
@@ -197,6 +198,46 @@ def _reach_section(reach: Sequence[dict[str, Any]]) -> str:
         "accuracy\n\n"
         + markdown_table(headers, rows)
         + ("\n\n" + "\n".join(notes) if notes else "")
+    )
+
+
+def _match_section(matches: Sequence[dict[str, Any]]) -> str:
+    """The least data with which the Siamese learner matches the standard network, and what
+    that cost in energy (empty for results written before this was derived)."""
+    if not matches:
+        return ""
+
+    def share(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}x"
+
+    rows = [
+        [
+            m["setting"],
+            f"{m['reference']} ({percent(m['standard_fraction'])})",
+            m["standard_accuracy"],
+            "never" if m["fraction"] is None else percent(m["fraction"]),
+            "" if m["accuracy"] is None else m["accuracy"],
+            share(m["data_ratio"]),
+            share(m["energy_ratio"]),
+        ]
+        for m in matches
+    ]
+    headers = [
+        "setting",
+        "standard network on",
+        "its accuracy",
+        "Siamese reaches it with",
+        "Siamese accuracy",
+        "data",
+        "energy",
+    ]
+    return (
+        "\n\n## Least data for the Siamese learner to match the standard network\n\n"
+        "The smallest fraction at which the Siamese learner's mean accuracy reaches the "
+        "standard network's, trained on all of the data and, where more data did not help "
+        "it, at its best fraction; data and energy are the Siamese run's over the standard "
+        "network's. The step floor (above) keeps small fractions from being undertrained, so "
+        "less data saves energy only through smaller batches.\n\n" + markdown_table(headers, rows)
     )
 
 
