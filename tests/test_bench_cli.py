@@ -77,9 +77,33 @@ def test_bench_data_efficiency_smoke(tmp_path: Path) -> None:
     assert len(results["summary"]) == 8
     assert {r["setting"] for r in results["siamese_ahead"]} == set(data_efficiency.SETTINGS)
     assert len(results["reach_90"]) == 4
+    assert {m["setting"] for m in results["less_data_to_match"]} == set(data_efficiency.SETTINGS)
     assert (tmp_path / "data_efficiency_mnist5k.png").read_bytes().startswith(PNG_MAGIC)
     markdown = (tmp_path / "data_efficiency_mnist5k.md").read_text()
     assert "data_efficiency_mnist5k.png" in markdown and "Siamese ahead" in markdown
+
+
+def test_bench_compress_smoke_students_learn_from_cached_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from siamcl.bench.compress import VARIANTS
+
+    assert main(["bench", "compress", "--quick", "--threads", "0", "--out", str(tmp_path)]) == 2
+    _one_line_error(capsys, "threads")
+    argv = ["bench", "compress", "--quick", "--quiet", "--threads", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "compress_mnist5k_quick.json").read_text())
+    assert results["settings"]["torch_threads"] == 1
+    rows = results["rows"]
+    assert {(r["family"], r["variant"]) for r in rows} == {
+        (family, variant) for family in ("siamese", "softmax") for variant in VARIANTS
+    }
+    students = [r for r in rows if r["distilled"]]
+    assert students and all(r["teacher_targets"] == "cached" for r in students)
+    assert all(r["teacher_targets"] is None for r in rows if not r["distilled"])
+    assert (
+        "| siamese | quantized-KD student |" in (tmp_path / "compress_mnist5k_quick.md").read_text()
+    )
 
 
 # ---------------------------------------------------------------------- data-efficiency logic

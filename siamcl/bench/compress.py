@@ -29,6 +29,7 @@ from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.compress import render_markdown
+from siamcl.threads import cpu_threads
 
 VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
     "fp32 teacher": ("conv4", None, False),
@@ -56,6 +57,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=7, help="latency rounds, interleaved across models (7)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for training and latency: torch, BLAS, OpenMP (1: a small network's "
+        "second thread mostly spins, which an energy estimate from CPU time would charge it)",
+    )
 
 
 @dataclass
@@ -68,6 +76,11 @@ class _Trained:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train every variant of both families per seed, time them; write JSON and markdown."""
+    with cpu_threads(args.threads):  # torch's, and BLAS / OpenMP pools' (siamcl.threads)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     seeds = args.seeds or [0]
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_root=args.data_root)
     epochs, student_epochs, rounds = args.epochs, args.student_epochs, args.rounds
@@ -173,6 +186,7 @@ def _row(family, variant, seed, encoder, scheme, distilled, clf, report) -> dict
         "encoder": encoder,
         "qat": scheme,
         "distilled": distilled,
+        "teacher_targets": clf.teacher_targets if distilled else None,  # the students' recipe
         "model_bytes": model_bytes(network),
         "serialized_bytes": serialized_bytes(network),
         "energy_j": report.energy_j,
