@@ -161,3 +161,18 @@ def test_pt2e_refuses_what_it_cannot_do(siamese, tmp_path):
         prepare_qat(Branching(), "int8-pt2e", torch.ones(2, 4))
     with pytest.raises(ValueError, match="int8-pt2e"):
         export_classifier(siamese, tmp_path / "exported")
+
+
+def test_torchao_registration_note_is_dropped_and_other_records_pass() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, siamcl.compress, torchao\n"
+        "logging.getLogger('torch.utils._pytree').warning('another pytree record')\n"
+    )
+    command = [sys.executable, "-c", script]
+    run = subprocess.run(command, check=False, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "KernelPreference" not in run.stderr
+    assert "another pytree record" in run.stderr
