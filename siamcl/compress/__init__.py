@@ -8,6 +8,8 @@
 Quantized distillation is the two together: a QAT student trained against a float teacher.
 """
 
+import logging
+
 from siamcl.compress.distill import (
     TEACHER_LOSSES,
     EmbeddingDistillation,
@@ -30,6 +32,20 @@ from siamcl.compress.qat import (
     training_scheme,
 )
 from siamcl.compress.teachers import FrozenTeacher, embedding_teacher, logit_teacher
+
+
+class _TorchaoRegistrationNote(logging.Filter):
+    """Drops the one line torch logs when torchao, on its first import in a process, registers
+    its ``KernelPreference`` enum as a pytree constant (deprecated in torch 2.14): a note for
+    torchao's maintainers that a siamcl user can do nothing about. Every other record of that
+    logger passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "KernelPreference" not in record.getMessage()
+
+
+logging.getLogger("torch.utils._pytree").addFilter(_TorchaoRegistrationNote())
+
 
 __all__ = [
     "SCHEMES",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import logging
 import operator
 import threading
 import types
@@ -48,19 +47,6 @@ _MARK = "siamcl_pt2e"  # in GraphModule.meta, which deep copies keep
 _TRAINING = "siamcl_pt2e_training"
 _LOCK = threading.Lock()
 _PATTERN_CACHE: dict[Any, torch.fx.GraphModule] = {}
-
-
-class _TorchaoRegistrationNote(logging.Filter):
-    """Drops the one line torch logs when torchao, on its first import in a process, registers
-    its ``KernelPreference`` enum as a pytree constant (deprecated in torch 2.14): a note for
-    torchao's maintainers that a siamcl user can do nothing about. Every other record of that
-    logger passes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "KernelPreference" not in record.getMessage()
-
-
-logging.getLogger("torch.utils._pytree").addFilter(_TorchaoRegistrationNote())
 
 
 def has_vnni() -> bool:
