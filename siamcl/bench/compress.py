@@ -8,8 +8,9 @@ FX flow, and torchao's PT2E flow lowered to eager oneDNN int8 ops, side by side)
 (quantized KD). Students learn as ``siamcl bench energy``'s do: from the teacher's outputs
 computed once per training image before their first step (``teacher_targets="cached"``), on
 undistorted batches, so a cached output is exactly what the teacher would give on each step
-and no teacher forward pass runs inside the loop. Each row gives test accuracy, the network's bytes, CPU inference latency at
-batch 1 and 256, and training energy and time, with ratios to the family's fp32 teacher.
+and no teacher forward pass runs inside the loop. Each row gives test accuracy, the network's
+bytes, CPU inference latency at batch 1 and 256, and training energy and time, with ratios to
+the family's fp32 teacher.
 """
 
 from __future__ import annotations
