@@ -181,17 +181,24 @@ def less_data_to_match(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]
                     "standard_fraction": reference["fraction"],
                     "standard_accuracy": reference["accuracy"],
                     "standard_energy_j": reference["energy_j"],
-                    "fraction": None if match is None else match["fraction"],
-                    "accuracy": None if match is None else match["accuracy"],
-                    "data_ratio": None
-                    if match is None
-                    else match["fraction"] / reference["fraction"],
-                    "energy_ratio": None
-                    if match is None or not reference["energy_j"]
-                    else match["energy_j"] / reference["energy_j"],
+                    **_match_figures(match, reference),
                 }
             )
     return found
+
+
+def _match_figures(match: dict[str, Any] | None, reference: dict[str, Any]) -> dict[str, Any]:
+    """The Siamese run that matched ``reference`` (None: none did): its fraction and accuracy,
+    and its data and energy over the reference's."""
+    if match is None:
+        return dict.fromkeys(("fraction", "accuracy", "data_ratio", "energy_ratio"))
+    energy = reference["energy_j"]
+    return {
+        "fraction": match["fraction"],
+        "accuracy": match["accuracy"],
+        "data_ratio": match["fraction"] / reference["fraction"],
+        "energy_ratio": match["energy_j"] / energy if energy else None,
+    }
 
 
 def present(summary: Sequence[dict[str, Any]], key: str) -> list[Any]:
