@@ -83,13 +83,22 @@ def test_bench_data_efficiency_smoke(tmp_path: Path) -> None:
     assert "data_efficiency_mnist5k.png" in markdown and "Siamese ahead" in markdown
 
 
+@pytest.mark.parametrize("suite", ["cl", "compress", "data-efficiency", "energy", "store"])
+@pytest.mark.parametrize("threads", ["0", "-2", "two"])
+def test_every_measuring_suite_refuses_a_thread_count_that_is_not_positive(
+    suite: str, threads: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", suite, "--threads", threads, "--out", str(tmp_path)]) == 2
+    line = _one_line_error(capsys, "--threads", "expected a positive integer", threads)
+    assert line.startswith(f"siamcl bench {suite}")
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
 def test_bench_compress_smoke_students_learn_from_cached_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from siamcl.bench.compress import VARIANTS
 
-    assert main(["bench", "compress", "--quick", "--threads", "0", "--out", str(tmp_path)]) == 2
-    _one_line_error(capsys, "threads")
     argv = ["bench", "compress", "--quick", "--quiet", "--threads", "1", "--out", str(tmp_path)]
     assert main(argv) == 0
     results = json.loads((tmp_path / "compress_mnist5k_quick.json").read_text())

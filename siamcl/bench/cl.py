@@ -36,6 +36,7 @@ from siamcl.data import class_incremental, load_dataset
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.cl import plot_results, render_markdown, summary_table
 from siamcl.reporting.figures import draw_or_skip
+from siamcl.reporting.records import add_threads_option
 from siamcl.threads import cpu_threads
 
 __all__ = [
@@ -66,13 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--gdumb-epochs", type=int, default=30, help="GDumb epochs over its memory (30)"
     )
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (128)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads: torch, BLAS, OpenMP (default: their choice); 1 is far faster "
-        "on a busy machine",
-    )
+    add_threads_option(parser, None, "1 is far faster on a busy machine")
     parser.add_argument(
         "--methods",
         default=None,
@@ -113,8 +108,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.memory < 0:
         raise ValueError(f"--memory must be non-negative, got {args.memory}")
     threads = args.threads
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
     if threads is None and ranks.active:  # the processes share the machine's cores
         threads = max(1, (os.cpu_count() or 1) // ranks.world)
     with cpu_threads(threads):  # torch's, and BLAS / OpenMP pools' (siamcl.threads)

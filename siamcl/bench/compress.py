@@ -30,6 +30,7 @@ from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.compress import render_markdown
+from siamcl.reporting.records import add_threads_option
 from siamcl.threads import cpu_threads
 
 VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
@@ -58,12 +59,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds", type=int, default=7, help="latency rounds, interleaved across models (7)"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads for training and latency: torch, BLAS, OpenMP (1: a small network's "
-        "second thread mostly spins, which an energy estimate from CPU time would charge it)",
+    add_threads_option(  # training and latency alike
+        parser,
+        1,
+        "a small network's second thread mostly spins, and an estimate from CPU time "
+        "would charge it",
     )
 
 

@@ -60,6 +60,7 @@ from siamcl.reporting.data_efficiency import (
     summary_table,
 )
 from siamcl.reporting.figures import draw_or_skip
+from siamcl.reporting.records import add_threads_option
 from siamcl.threads import cpu_threads
 
 __all__ = [
@@ -119,12 +120,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_ENCODER,
         help=f"backbone of both methods (default {DEFAULT_ENCODER})",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads, both methods (default 1: least CPU wasted on a busy machine)",
-    )
+    add_threads_option(parser, 1, "least CPU wasted on a busy machine")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,8 +312,6 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("tasks", "epochs", "memory_per_class"):
         if settings[name] < (0 if name == "memory_per_class" else 1):
             raise ValueError(f"--{name.replace('_per_class', '')} must be positive")
-    if settings["threads"] < 1:
-        raise ValueError("--threads must be positive")
     if settings["min_steps"] is not None and settings["min_steps"] < 0:
         raise ValueError("--min-steps must not be negative")
     return settings

@@ -42,7 +42,13 @@ from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.energy import plot_results, render_markdown
 from siamcl.reporting.figures import draw_or_skip
-from siamcl.reporting.records import choice_list, command_line, git_commit, positive_int_list
+from siamcl.reporting.records import (
+    add_threads_option,
+    choice_list,
+    command_line,
+    git_commit,
+    positive_int_list,
+)
 from siamcl.threads import cpu_threads
 
 __all__ = ["configure", "run"]
@@ -86,12 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     _add_cil_options(add)
     add("--batch-size", type=int, default=128, help="batch size (128)")
-    add(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads: torch, BLAS, OpenMP (1: steadier figures)",
-    )
+    add_threads_option(parser, 1, "steadier figures")
     add(
         "--summarise",
         metavar="JSON",

@@ -48,7 +48,7 @@ from siamcl.bench.store_indexes import (
 )
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.figures import draw_or_skip
-from siamcl.reporting.records import choice_list, positive_int_list
+from siamcl.reporting.records import add_threads_option, choice_list, positive_int_list
 from siamcl.reporting.store import plot_recall_speed, render_markdown
 from siamcl.threads import cpu_threads
 
@@ -104,9 +104,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-recall", type=float, default=TARGET_RECALL, help="recall@1 to tune for (0.95)"
     )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="FAISS and torch threads, for every method (1)"
-    )
+    add_threads_option(parser, 1, "FAISS's and torch's, for every method alike")
     parser.add_argument("--repeats", type=int, default=3, help="timings of each batch (3)")
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from siamcl.reporting.records import parse_one_seed
+from siamcl.reporting.records import add_threads_option, parse_one_seed
 
 __all__ = [
     "configure_eval",
@@ -40,7 +40,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(out_is_folder=True)
     _add_trainer_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_threads_option(parser, None, "torch's default")
+    add_threads_option(parser, None, "torch decides")
 
 
 def configure_make_runs(parser: argparse.ArgumentParser) -> None:
@@ -84,13 +84,7 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
         "'balanced' (assumes every class has as many test images); or 'matched': test images "
         "matched to classes jointly, each class taking its share (see docs/fewshot.md)",
     )
-    _add_threads_option(parser, 1, "1: runs are small batches")
-
-
-def _add_threads_option(parser: argparse.ArgumentParser, default: int | None, note: str) -> None:
-    parser.add_argument(
-        "--threads", type=int, default=default, help=f"torch CPU threads (default {note})"
-    )
+    add_threads_option(parser, 1, "runs are small batches")
 
 
 def _add_trainer_options(parser: argparse.ArgumentParser) -> None:

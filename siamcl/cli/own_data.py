@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from siamcl.cli.image_model import ImageModel, check_model_folder
-from siamcl.reporting.records import parse_one_seed
+from siamcl.reporting.records import parse_one_seed, positive_int
 
 __all__ = [
     "configure_add",
@@ -51,16 +51,6 @@ lines ({"path", "label", "score", "top_k": [{"label", "score"}, ...]}). The scor
 model's probability (predict_proba) of that class."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (classifier + class names)")
     parser.add_argument("--device", default="cpu", help="torch device")
@@ -85,7 +75,7 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
     _add_quiet_option(parser)
     parser.add_argument(
         "--epochs",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="training epochs per task (default: 8 for a new model, a saved model's own)",
     )
@@ -99,7 +89,7 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="side in pixels images are resized to (default: the most common size of the "
         "first task; a saved model keeps its own)",
@@ -128,7 +118,7 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.description = PREDICT
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
     _add_model_options(parser)
-    parser.add_argument("--top-k", type=_positive, default=3, help="classes listed per image")
+    parser.add_argument("--top-k", type=positive_int, default=3, help="classes listed per image")
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="output format")
 
 

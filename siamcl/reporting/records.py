@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_OUT",
     "LIBRARIES",
+    "add_threads_option",
     "choice_list",
     "command_line",
     "git_commit",
@@ -32,6 +33,7 @@ __all__ = [
     "machine_info",
     "parse_one_seed",
     "parse_seeds",
+    "positive_int",
     "positive_int_list",
     "record_markdown",
     "run_record",
@@ -75,6 +77,29 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds needs at least one seed")
     return seeds
+
+
+def positive_int(text: str) -> int:
+    """One positive integer; an argparse ``type``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_threads_option(parser: argparse.ArgumentParser, default: int | None, why: str) -> None:
+    """The ``--threads`` option every measuring command shares: CPU threads for torch and the
+    BLAS / OpenMP pools (:func:`siamcl.threads.cpu_threads`); ``why`` explains the default."""
+    shown = "their own choice" if default is None else default
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=default,
+        help=f"CPU threads: torch, BLAS, OpenMP (default {shown}: {why})",
+    )
 
 
 def positive_int_list(text: str) -> list[int]:
