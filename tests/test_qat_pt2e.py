@@ -176,3 +176,67 @@ def test_torchao_registration_note_is_dropped_and_other_records_pass() -> None:
     assert run.returncode == 0, run.stderr
     assert "KernelPreference" not in run.stderr
     assert "another pytree record" in run.stderr
+
+
+def _fake_torchao(with_helpers: bool) -> tuple:
+    """Stand-ins for torchao's ``pt2e.utils`` and ``pt2e.qat_utils``: an export that counts
+    its calls and, with ``with_helpers``, the conv-BN helpers the patch also wraps."""
+    import types
+
+    calls = []
+
+    def export(pattern, example_inputs, is_cuda=False, **kwargs):
+        calls.append(pattern)
+        return {"graph of": pattern.__name__, "shape": tuple(example_inputs[0].shape)}
+
+    utils, qat_utils = types.ModuleType("fake_utils"), types.ModuleType("fake_qat_utils")
+    utils._get_aten_graph_module_for_pattern = export
+    qat_utils._get_aten_graph_module_for_pattern = export
+    if with_helpers:
+        qat_utils._fuse_conv_bn_qat_helper = lambda m, conv_fn, inputs, is_cuda: m
+        qat_utils._fold_conv_bn_qat_helper = lambda m, conv_fn, inputs, is_cuda: m
+    return utils, qat_utils, calls
+
+
+def test_pattern_exports_are_memoised_once_per_pattern_and_shape() -> None:
+    from siamcl.compress.pt2e_patterns import patch_pattern_exports
+
+    utils, qat_utils, calls = _fake_torchao(with_helpers=True)
+    assert patch_pattern_exports(utils, qat_utils)
+    export = utils._get_aten_graph_module_for_pattern
+    assert qat_utils._get_aten_graph_module_for_pattern is export
+
+    def pattern(x):
+        return x + 1
+
+    first = export(pattern, (torch.zeros(2, 3),))
+    again = export(pattern, (torch.ones(2, 3),))  # same shapes: answered from the cache
+    assert first == again and first is not again  # callers may edit their copy
+    export(pattern, (torch.zeros(4, 3),))
+    assert len(calls) == 2
+    assert patch_pattern_exports(utils, qat_utils)
+    assert utils._get_aten_graph_module_for_pattern is export  # not wrapped twice
+
+
+def test_the_installed_torchao_has_its_pattern_exports_memoised() -> None:
+    from torchao.quantization.pt2e import qat_utils, utils
+
+    from siamcl.compress.pt2e_patterns import cache_pattern_exports
+
+    cache_pattern_exports()  # torchao renaming its helpers would make conversion 2x slower
+    for module in (utils, qat_utils):
+        assert module._get_aten_graph_module_for_pattern.siamcl_cached
+
+
+def test_a_torchao_without_the_private_helpers_is_left_alone(caplog) -> None:
+    import logging
+
+    from siamcl.compress.pt2e_patterns import patch_pattern_exports
+
+    utils, qat_utils, _ = _fake_torchao(with_helpers=False)
+    export = utils._get_aten_graph_module_for_pattern
+    with caplog.at_level(logging.DEBUG, logger="siamcl.compress.pt2e_patterns"):
+        assert not patch_pattern_exports(utils, qat_utils)
+    assert utils._get_aten_graph_module_for_pattern is export
+    assert qat_utils._get_aten_graph_module_for_pattern is export
+    assert "fake_qat_utils._fuse_conv_bn_qat_helper" in caplog.text

@@ -17,22 +17,21 @@ the remaining quantize / dequantize ops through PyTorch's native kernels. What t
 against the FX scheme is measured in ``benchmarks/int8_paths.py``.
 
 torchao rebuilds the graph patterns it rewrites (by exporting each one) every time a model is
-converted or switched between training and evaluation; :func:`_cache_pattern_exports`
-memoises them for the process, so only the first conversion pays for them (14.0 s for the
-first conversion, 5.9 s for a later one on two cores: ``int8_paths.md``).
+converted or switched between training and evaluation;
+:func:`siamcl.compress.pt2e_patterns.cache_pattern_exports` memoises them for the process.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import operator
-import threading
 import types
 from typing import Any
 
 import torch
 from torch import nn
+
+from siamcl.compress.pt2e_patterns import cache_pattern_exports
 
 __all__ = [
     "LoweredInt8",
@@ -45,8 +44,6 @@ __all__ = [
 _BATCH = "batch"
 _MARK = "siamcl_pt2e"  # in GraphModule.meta, which deep copies keep
 _TRAINING = "siamcl_pt2e_training"
-_LOCK = threading.Lock()
-_PATTERN_CACHE: dict[Any, torch.fx.GraphModule] = {}
 
 
 def has_vnni() -> bool:
@@ -64,7 +61,7 @@ def prepare_pt2e_int8(model: nn.Module, example_inputs: torch.Tensor) -> torch.f
     """
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    _cache_pattern_exports()
+    cache_pattern_exports()
     model = copy.deepcopy(model).cpu().train()
     example = (example_inputs[:2].cpu(),)
     batch = torch.export.Dim(_BATCH, min=1)
@@ -136,7 +133,7 @@ def convert_pt2e_int8(model: nn.Module) -> LoweredInt8:
         )
     prepared = copy.deepcopy(model).cpu().eval()
     example = _example_input(prepared)
-    _cache_pattern_exports()
+    cache_pattern_exports()
     converted = convert_pt2e(prepared)
     lowered = _lower_to_x86(converted, example)
     _run_uint8_natively(lowered)
@@ -163,7 +160,7 @@ def _train(self: torch.fx.GraphModule, mode: bool = True) -> torch.fx.GraphModul
     """``train`` for an exported model: rewrites its BatchNorm ops for the mode."""
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
-    _cache_pattern_exports()
+    cache_pattern_exports()
     (move_exported_model_to_train if mode else move_exported_model_to_eval)(self)
     self.meta[_TRAINING] = mode
     return _set_training_flag(self, mode)
@@ -314,82 +311,3 @@ def _drop_unused_attributes(model: torch.fx.GraphModule) -> None:
         if hasattr(module, leaf) and leaf not in module._modules:
             delattr(module, leaf)
     model.delete_all_unused_submodules()
-
-
-# ------------------------------------------------------------------ torchao pattern exports
-
-
-def _cache_pattern_exports() -> None:
-    """Memoise torchao's ``_get_aten_graph_module_for_pattern`` for the process (idempotent).
-
-    It exports a small fixed function each call (a pure function of the pattern and the
-    shapes of its example inputs); torchao calls it about 100 times per conversion and a few
-    times per train/eval switch. Patterns whose key cannot be formed are exported as before.
-    """
-    from torchao.quantization.pt2e import qat_utils, utils
-
-    with _LOCK:
-        original = utils._get_aten_graph_module_for_pattern
-        if getattr(original, "siamcl_cached", False):
-            return
-
-        @functools.wraps(original)
-        def cached(pattern, example_inputs, is_cuda=False, **kwargs):
-            key = _pattern_key(pattern, example_inputs, is_cuda, kwargs)
-            if key is None:
-                return original(pattern, example_inputs, is_cuda, **kwargs)
-            if key not in _PATTERN_CACHE:
-                _PATTERN_CACHE[key] = original(pattern, example_inputs, is_cuda, **kwargs)
-            return copy.deepcopy(_PATTERN_CACHE[key])
-
-        cached.siamcl_cached = True
-        utils._get_aten_graph_module_for_pattern = cached
-        qat_utils._get_aten_graph_module_for_pattern = cached
-        for name in ("_fuse_conv_bn_qat_helper", "_fold_conv_bn_qat_helper"):
-            setattr(qat_utils, name, _only_present_convs(getattr(qat_utils, name)))
-
-
-_CONV_KINDS = {"conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"}  # F.* and aten.*
-
-
-def _only_present_convs(helper: Any) -> Any:
-    """Wrap torchao's conv-BN fuse/fold helper so that it skips a kind of convolution the
-    graph does not hold (it would export a dozen patterns that cannot match). A graph with
-    no convolution at all goes through every helper as before."""
-
-    @functools.wraps(helper)
-    def wrapped(m, conv_fn, example_inputs, is_cuda, *args, **kwargs):
-        present = {
-            getattr(n.target, "__name__", "").split(".")[0]
-            for n in m.graph.nodes
-            if n.op == "call_function"
-        }
-        kind = getattr(conv_fn, "__name__", "")
-        if kind in _CONV_KINDS and kind not in present and present & _CONV_KINDS:
-            return m
-        return helper(m, conv_fn, example_inputs, is_cuda, *args, **kwargs)
-
-    return wrapped
-
-
-def _pattern_key(pattern: Any, example_inputs: tuple, is_cuda: bool, kwargs: dict) -> Any:
-    """A hashable description of one pattern export, or None when one cannot be formed."""
-    function = getattr(pattern, "fn", pattern)  # torchao's WrapperModule holds a function
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return None
-    try:
-        cells = tuple(cell.cell_contents for cell in function.__closure__ or ())
-        key = (code, cells, _shapes(example_inputs), is_cuda, _shapes(sorted(kwargs.items())))
-        hash(key)
-    except (TypeError, ValueError):
-        return None
-    return key
-
-
-def _shapes(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.dtype)
-    if isinstance(value, (tuple, list)):
-        return tuple(_shapes(v) for v in value)
-    return value
