@@ -229,7 +229,7 @@ def test_loading_missing_corrupt_or_foreign_directories(trained, tmp_path):
     with pytest.raises(ValueError, match="checksum of encoder.safetensors"):
         IncrementalClassifier.load(tmp_path / "model")
     manifest = tmp_path / "model" / "siamcl.json"
-    manifest.write_text(manifest.read_text().replace('"format_version": 2', '"format_version": 99'))
+    manifest.write_text(manifest.read_text().replace('"format_version": 3', '"format_version": 99'))
     with pytest.raises(ValueError, match="format version 99"):
         IncrementalClassifier.load(tmp_path / "model")
     manifest.write_text("{not json")

@@ -12,6 +12,7 @@ import io
 import json
 import pickle
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from torch import nn
 from siamcl import IncrementalClassifier, PrototypeStore
 from siamcl.cli import main
 from siamcl.data import class_incremental
+from siamcl.training import EnergyBudget, Patience, Progress, StepBudget, TargetScore
 
 MARKER_NAME = "pwned"
 
@@ -256,6 +258,60 @@ def test_a_users_own_module_loads_when_passed_or_trusted(tmp_path):
     trusted = IncrementalClassifier.load(tmp_path / "model", trust_pickle=True)
     for loaded in (passed, trusted):
         np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+@dataclass(frozen=True)
+class EveryOtherEpoch:
+    """A user's own stopping policy (a class siamcl does not know, so it saves as an object)."""
+
+    def reason(self, progress: Progress) -> str | None:
+        return "an even epoch" if progress.epochs % 2 == 0 else None
+
+
+def test_stopping_policies_save_as_data_and_load_without_unpickling(tmp_path):
+    X, y = _vectors()
+    policies = [TargetScore(0.99), Patience(2, min_delta=0.01), StepBudget(50), EnergyBudget(9.5)]
+    clf = _classifier(epochs=3, stopping=policies, validation_fraction=0.2)
+    clf.fit_task(X, y)
+    clf.save(tmp_path / "model")
+    assert not (tmp_path / "model" / "objects.pt").exists()
+    manifest = json.loads((tmp_path / "model" / "siamcl.json").read_text())
+    assert manifest["params"]["stopping"][1] == {
+        "policy": "Patience",
+        "epochs": 2,
+        "min_delta": 0.01,
+    }
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    assert loaded.stopping == policies
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+    clf.set_params(stopping=[EveryOtherEpoch()])  # a user's class stays an opt-in pickle
+    clf.save(tmp_path / "own")
+    with pytest.raises(ValueError, match=r"objects.pt .*\(stopping\).*trust_pickle=True"):
+        IncrementalClassifier.load(tmp_path / "own")
+    assert IncrementalClassifier.load(tmp_path / "own", trust_pickle=True).stopping == [
+        EveryOtherEpoch()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policies", "message"),
+    [
+        ([{"policy": "os.system", "command": "touch pwned"}], "unknown stopping policy"),
+        ([{"policy": "Patience", "epochs": 2, "then": 1}], "is not a Patience"),
+        ([{"policy": "TargetScore", "target": "0.9"}], "is not a TargetScore"),
+        ({"policy": "TargetScore", "target": 0.9}, "must be a list"),
+    ],
+)
+def test_stopping_policies_in_a_manifest_are_only_siamcls_own(tmp_path, policies, message):
+    X, y = _vectors()
+    clf = _classifier(stopping=[TargetScore(0.9)], validation_fraction=0.2)
+    clf.fit_task(X, y)
+    clf.save(tmp_path / "model")
+    manifest = json.loads((tmp_path / "model" / "siamcl.json").read_text())
+    reseal(tmp_path / "model", params={**manifest["params"], "stopping": policies})
+    with pytest.raises(ValueError, match=message):
+        IncrementalClassifier.load(tmp_path / "model")
 
 
 def test_a_signed_model_loads_only_with_its_key(saved, tmp_path):

@@ -38,7 +38,7 @@ from siamcl.data.fingerprint import task_fingerprint
 from siamcl.distributed import Ranks
 from siamcl.persistence.classifier import FORMAT_NAME as CLASSIFIER_FORMAT
 from siamcl.persistence.classifier import FORMAT_VERSION as CLASSIFIER_VERSION
-from siamcl.persistence.classifier import MANIFEST, Learner, object_params, save_classifier
+from siamcl.persistence.classifier import MANIFEST, Learner, save_classifier, split_params
 from siamcl.persistence.manifest import read_manifest, verify_files
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "StreamCheckpoint", "fit_stream", "task_fingerprint"]
@@ -215,23 +215,14 @@ def _object_params(clf: Learner) -> dict[str, Any]:
     given, never by unpickling the checkpoint."""
     params = clf.get_params(deep=False)
     params["teacher"] = None
-    return object_params(params)
+    return split_params(params)[1]
 
 
 def _plain_params(clf: Learner) -> dict[str, Any]:
-    """Learning parameters that JSON can hold (objects such as user modules are left out)."""
-    plain = (str, int, float, bool, type(None))
-    params = {}
-    for name, value in clf.get_params(deep=False).items():
-        if name in _RUNTIME_PARAMS:
-            continue
-        if isinstance(value, tuple):
-            value = list(value)
-        if isinstance(value, plain) or (
-            isinstance(value, list) and all(isinstance(v, plain) for v in value)
-        ):
-            params[name] = value
-    return params
+    """Learning parameters that JSON can hold, stopping policies included (objects such as
+    user modules are left out): a stream resumes only with the same ones."""
+    data, _ = split_params(clf.get_params(deep=False))
+    return {name: value for name, value in data.items() if name not in _RUNTIME_PARAMS}
 
 
 def _check_same_params(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:

@@ -1,8 +1,9 @@
 """Saving and loading an IncrementalClassifier as a directory of data, never of code.
 
-Layout of a saved classifier (format version 2)::
+Layout of a saved classifier (format version 3)::
 
-    siamcl.json          format, parameters (JSON), preprocessing, sha256 of every file, its
+    siamcl.json          format, parameters (JSON; siamcl's stopping policies too, as data
+                         since version 3), preprocessing, sha256 of every file, its
                          own checksum, and an HMAC when saved with a key (see
                          :mod:`siamcl.persistence.manifest`)
     encoder.safetensors  the encoder's weights as trained (for a quantized classifier, the
@@ -43,6 +44,7 @@ from siamcl.persistence.manifest import MANIFEST, read_manifest, verify_files, w
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
+from siamcl.training.stopping import policies_from_json, policies_to_json
 
 __all__ = [
     "FORMAT_NAME",
@@ -54,8 +56,8 @@ __all__ = [
 ]
 
 FORMAT_NAME = "siamcl.IncrementalClassifier"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 OBJECTS = "objects.pt"
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -83,9 +85,20 @@ def save_classifier(
         _write(clf, staging, key)
 
 
-def object_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters JSON cannot hold (Python objects), which a save pickles apart."""
-    return {k: v for k, v in params.items() if not _is_plain(v)}
+def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(as JSON data, as Python objects)``: the parameters a save writes into its manifest
+    (tuples as lists, siamcl's stopping policies as :func:`policies_to_json` data) and those
+    JSON cannot hold (a user's module or policy, a loss object), which it pickles apart."""
+    data, objects = {}, {}
+    for name, value in params.items():
+        encoded = policies_to_json(value) if name == "stopping" and value is not None else None
+        if encoded is not None:
+            data[name] = encoded
+        elif _is_plain(value):
+            data[name] = list(value) if isinstance(value, tuple) else value
+        else:
+            objects[name] = value
+    return data, objects
 
 
 def read_classifier(
@@ -157,6 +170,8 @@ def _params(
             f"(load(directory, {missing[0]}=...)), or trust_pickle=True if you trust whoever "
             f"wrote {source}"
         )
+    if params.get("stopping") is not None:  # saved as data: see split_params
+        params["stopping"] = policies_from_json(params["stopping"])
     if missing:
         params.update(_unpickle(source / OBJECTS, trust_pickle))
     params.update(objects)
@@ -224,7 +239,7 @@ def _write(clf: Learner, staging: Path, key: str | bytes | None) -> None:
     params = clf.get_params(deep=False)
     if "teacher" in params:  # a teacher guides training only; it is not part of the model
         params["teacher"] = None
-    objects = object_params(params)
+    data, objects = split_params(params)
     if objects:
         torch.save(objects, staging / OBJECTS)
     weights = clf.trainable_encoder_.state_dict()
@@ -244,7 +259,7 @@ def _write(clf: Learner, staging: Path, key: str | bytes | None) -> None:
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "params": {k: v for k, v in params.items() if k not in objects},
+        "params": data,
         "objects": sorted(objects),
         "preprocessor": clf.preprocessor_.state_dict(),
         "encoder": "named" if isinstance(params.get("encoder"), str) else "module",

@@ -10,9 +10,10 @@ reported apart from training's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "EnergyBudget",
@@ -22,6 +23,8 @@ __all__ = [
     "StoppingPolicy",
     "TargetScore",
     "first_stop",
+    "policies_from_json",
+    "policies_to_json",
 ]
 
 
@@ -101,3 +104,39 @@ def first_stop(policies: Sequence[StoppingPolicy], progress: Progress) -> str | 
         if reason:
             return reason
     return None
+
+
+POLICIES = (StepBudget, TargetScore, Patience, EnergyBudget)  # what a save holds as JSON
+
+
+def policies_to_json(policies: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """siamcl's own policies as JSON data (``{"policy": "TargetScore", "target": 0.95}``),
+    so that a saved model holding them loads without unpickling anything; None when one of
+    them is a class of the user's, which a save keeps as a Python object instead."""
+    if not all(type(policy) in POLICIES for policy in policies):
+        return None
+    return [{"policy": type(p).__name__, **dataclasses.asdict(p)} for p in policies]
+
+
+def policies_from_json(data: Any) -> list[StoppingPolicy]:
+    """The policies :func:`policies_to_json` wrote. Anything else (an unknown policy, a
+    field it does not have, a value that is not a number) raises ValueError."""
+    classes = {cls.__name__: cls for cls in POLICIES}
+    if not isinstance(data, list):
+        raise ValueError(  # noqa: TRY004 - corrupt saved data is a ValueError
+            f"stopping policies must be a list, got {type(data).__name__}"
+        )
+    policies = []
+    for item in data:
+        name = item.get("policy") if isinstance(item, dict) else None
+        if name not in classes:
+            raise ValueError(f"unknown stopping policy {item!r}; known: {', '.join(classes)}")
+        values = {key: value for key, value in item.items() if key != "policy"}
+        known = {f.name for f in dataclasses.fields(classes[name])}
+        numbers = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()
+        )
+        if not values.keys() <= known or not numbers:
+            raise ValueError(f"stopping policy {item!r} is not a {name} (fields: {sorted(known)})")
+        policies.append(classes[name](**values))
+    return policies
