@@ -18,7 +18,7 @@ from siamcl import IncrementalClassifier
 from siamcl.data import Task, class_incremental, load_dataset
 from siamcl.data.fingerprint import task_fingerprint
 from siamcl.persistence import StreamCheckpoint
-from siamcl.training import TargetScore
+from siamcl.training import StepBudget
 
 # ---------------------------------------------------------------- a stream killed with SIGKILL
 
@@ -177,7 +177,7 @@ def test_interrupted_stream_resumes_to_the_uninterrupted_model(interrupted, monk
         ("data", "task 1 of this stream differs"),
         ("labels", "task 0 of this stream differs"),
         ("params", r"other parameters \(epochs=2 there, 3 here\)"),
-        ("stopping", r"other parameters \(stopping=None there, \[\{'policy': 'TargetScore'"),
+        ("stopping", r"other parameters \(stopping=None there, \[\{'policy': 'StepBudget'"),
         ("shorter", "has 2 finished tasks but this stream has only 1"),
     ],
 )
@@ -188,7 +188,7 @@ def test_resuming_a_different_experiment_is_refused_and_changes_nothing(
     before = tree(directory)
     clf = vector_classifier(epochs=3) if change == "params" else vector_classifier()
     if change == "stopping":  # policies change what training does: a new experiment
-        clf.set_params(stopping=[TargetScore(0.5)])
+        clf.set_params(stopping=[StepBudget(100)])
     if change == "data":
         tasks[1].X[0, 0] += 1e-3
     elif change == "labels":

@@ -198,6 +198,11 @@ def test_a_learner_stops_at_its_validation_target_and_reports_it():
     assert plain.stopped_by == "epochs (2)" and "validation_score" not in plain.extra
     with pytest.raises(ValueError, match="validation_fraction must be in"):
         IncrementalClassifier(validation_fraction=0.7).fit_task(X, y)
+    for waits in (TargetScore(0.9), Patience(2)):  # with no scores they would never stop
+        unscored = IncrementalClassifier(stopping=[StepBudget(9), waits], flops="off")
+        with pytest.raises(ValueError, match=f"{type(waits).__name__} stops on validation"):
+            unscored.fit_task(X, y)
+        assert not unscored.is_fitted
 
 
 class _BusyMonitor:

@@ -42,7 +42,7 @@ from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import PRECISIONS, LoopResult, precision_with_qat
+from siamcl.training import PRECISIONS, LoopResult, check_stopping, precision_with_qat
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -391,8 +391,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             raise ValueError("qat cannot be switched on or off after the first task")
         training_scheme(self.qat, self.device)
         precision_with_qat(self.precision, self.qat)
-        # unknown names fail before any work, not after training
-        build_loss(self.loss, self.miner)
+        check_stopping(self.stopping, self.validation_fraction)
+        build_loss(self.loss, self.miner)  # unknown names fail before any work, not after it
         self._new_memory()
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
 

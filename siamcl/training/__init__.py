@@ -44,6 +44,7 @@ from siamcl.training.stopping import (
     Progress,
     StepBudget,
     TargetScore,
+    check_stopping,
 )
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "TrainingLoop",
     "adam",
     "balanced_epoch",
+    "check_stopping",
     "cosine_schedule",
     "device_of",
     "embed_in_batches",

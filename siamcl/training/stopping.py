@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 __all__ = [
     "EnergyBudget",
@@ -22,6 +22,7 @@ __all__ = [
     "StepBudget",
     "StoppingPolicy",
     "TargetScore",
+    "check_stopping",
     "first_stop",
     "policies_from_json",
     "policies_to_json",
@@ -61,6 +62,7 @@ class StepBudget:
 class TargetScore:
     """Stop once the validation score reaches ``target``."""
 
+    uses_scores: ClassVar[bool] = True
     target: float
 
     def reason(self, progress: Progress) -> str | None:
@@ -74,6 +76,7 @@ class Patience:
     """Stop when the validation score has not improved by ``min_delta`` for ``epochs``
     epochs in a row."""
 
+    uses_scores: ClassVar[bool] = True
     epochs: int = 2
     min_delta: float = 0.0
 
@@ -95,6 +98,17 @@ class EnergyBudget:
 
     def reason(self, progress: Progress) -> str | None:
         return f"energy budget ({self.joules:g} J)" if progress.energy_j >= self.joules else None
+
+
+def check_stopping(policies: Sequence[Any] | None, validation_fraction: float) -> None:
+    """Refuse policies that wait for validation scores when none will be computed (they
+    would never stop training): a ValueError naming the first such policy."""
+    waiting = [p for p in policies or () if getattr(p, "uses_scores", False)]
+    if waiting and not validation_fraction:
+        raise ValueError(
+            f"{type(waiting[0]).__name__} stops on validation scores, and there are none: set "
+            f"validation_fraction (a share of each task held out, e.g. 0.2)"
+        )
 
 
 def first_stop(policies: Sequence[StoppingPolicy], progress: Progress) -> str | None:
