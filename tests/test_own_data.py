@@ -132,6 +132,31 @@ def test_learn_add_predict_end_to_end(tmp_path: Path, digits, capsys) -> None:
         (["add", "--data", "{tmp}/data", "--model", "{tmp}/m"], "siamcl learn"),
         (["predict", "--model", "{tmp}/m", "{tmp}/data"], "siamcl learn"),
         (["predict", "--model", "{tmp}/other", "{tmp}/no.png"], "no.png does not exist"),
+        (["learn", "--data", "{tmp}/data", "--model", "{tmp}/m", "--target", "1.5"], "(0, 1]"),
+        (["learn", "--data", "{tmp}/data", "--model", "{tmp}/m", "--target", "nan"], "'nan'"),
+        (["learn", "--data", "{tmp}/data", "--model", "{tmp}/m", "--patience", "0"], "positive"),
+        (
+            ["learn", "--data", "{tmp}/data", "--model", "{tmp}/m", "--energy-budget", "-1"],
+            "joules",
+        ),
+        (
+            ["learn", "--data", "{tmp}/data", "--model", "{tmp}/m", "--validation", "0.5"],
+            "[0, 0.5)",
+        ),
+        (
+            [
+                "learn",
+                "--data",
+                "{tmp}/data",
+                "--model",
+                "{tmp}/m",
+                "--target",
+                "0.9",
+                "--validation",
+                "0",
+            ],
+            "TargetScore stops on validation scores",
+        ),
     ],
 )
 def test_mistakes_are_one_line_before_any_work(tmp_path: Path, digits, capsys, argv, message):
@@ -170,3 +195,35 @@ def test_learn_trains_in_the_precision_asked_for_and_the_model_keeps_it(
     assert ImageModel.load(model).classifier.precision == "bf16"
     status, _, err = run([*argv, "--precision", "half"], capsys)
     assert status != 0 and "invalid choice: 'half'" in err
+
+
+def test_learn_stops_early_when_told_and_the_model_keeps_its_policies(
+    tmp_path: Path, digits, capsys
+) -> None:
+    from siamcl.cli.image_model import ImageModel
+    from siamcl.training import EnergyBudget, Patience, TargetScore
+
+    data, model = tmp_path / "data", tmp_path / "model"
+    for digit in (0, 1):
+        write_class(data / "first" / NAMES[digit], digits[digit][0][:30])
+    write_class(data / "second" / NAMES[2], digits[2][0][:30])
+    argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "40"]
+    status, out, err = run([*argv, "--target", "0.6", "--energy-budget", "1e6"], capsys)
+    assert status == 0, err
+    assert "stopped by target score (0.6) reached after" in out and "validation accuracy" in out
+    saved = ImageModel.load(model).classifier  # policies saved as data: no pickle to trust
+    (report,) = saved.reports
+    assert report.stopped_by == "target score (0.6) reached"
+    assert report.extra["epochs_run"] < 40 and report.extra["validation_score"] >= 0.6
+    assert report.extra["rows_trained"] == 48  # a fifth of each class held out
+    assert saved.stopping == [TargetScore(0.6), EnergyBudget(1e6)]
+    assert saved.validation_fraction == 0.2
+
+    argv[2] = str(data / "second")
+    status, out, err = run(argv, capsys)  # none given: the model keeps its own
+    assert status == 0, err
+    assert ImageModel.load(model).classifier.stopping == [TargetScore(0.6), EnergyBudget(1e6)]
+    status, out, err = run([*argv, "--patience", "1", "--validation", "0.3"], capsys)
+    assert status == 0, err
+    saved = ImageModel.load(model).classifier
+    assert saved.stopping == [Patience(1)] and saved.validation_fraction == 0.3

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,8 @@ sub-folder of DIR (itself a folder of class folders) is one task, learned in ord
 
   siamcl learn --data photos --model my-model
   siamcl learn --data more-photos --model my-model          # the next task
-  siamcl learn --data stream --task day1 day2 --model my-model"""
+  siamcl learn --data stream --task day1 day2 --model my-model
+  siamcl learn --data photos --model my-model --epochs 30 --target 0.95 --patience 3"""
 
 ADD = """\
 Add classes to a saved model from a few images each (DIR/<class>/<images>), with no training
@@ -102,6 +105,60 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         "embeddings: 0.7x the CPU time of an mnist epoch on a CPU with AVX512-BF16, several "
         "times slower where emulated) or auto (bf16 only where native); default fp32, a saved "
         "model's own",
+    )
+    _add_stopping_options(parser)
+
+
+DEFAULT_VALIDATION = 0.2  # share of each class held out when a policy needs validation scores
+
+
+def _number(low: float, high: float, low_open: bool, what: str) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in (low, high] or [low, high) (``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = (low < value <= high) if low_open else (low <= value < high)
+        if not inside:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _add_stopping_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "stopping early",
+        "Each task's training may end before --epochs. Given any of these, they replace a "
+        "saved model's own policies; given none, a saved model keeps its own.",
+    )
+    group.add_argument(
+        "--target",
+        type=_number(0, 1, True, "an accuracy in (0, 1]"),
+        metavar="ACC",
+        help="stop once the validation accuracy reaches ACC",
+    )
+    group.add_argument(
+        "--patience",
+        type=positive_int,
+        metavar="EPOCHS",
+        help="stop after EPOCHS epochs without a better validation accuracy",
+    )
+    group.add_argument(
+        "--energy-budget",
+        type=_number(0, math.inf, True, "a positive number of joules"),
+        metavar="JOULES",
+        help="stop once training has spent JOULES (the energy its report gives)",
+    )
+    group.add_argument(
+        "--validation",
+        type=_number(0, 0.5, False, "a share in [0, 0.5)"),
+        metavar="SHARE",
+        help="share of each class held out and scored after every epoch, not trained on "
+        f"(default {DEFAULT_VALIDATION} with --target or --patience, else a saved model's own "
+        "or none)",
     )
 
 
@@ -171,7 +228,33 @@ def _set_options(classifier: Any, args: argparse.Namespace) -> None:
         params["seed"] = args.seed
     if getattr(args, "precision", None) is not None:
         params["precision"] = args.precision
+    params.update(_stopping_params(classifier, args))
     classifier.set_params(**params)
+
+
+def _stopping_params(classifier: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``stopping`` and ``validation_fraction`` from ``siamcl learn``'s stopping options,
+    checked together before any image is read (a target with no validation share would
+    never stop training)."""
+    if not hasattr(args, "target"):  # add and predict do not train
+        return {}
+    from siamcl.training import EnergyBudget, Patience, TargetScore, check_stopping
+
+    given = {"target": TargetScore, "patience": Patience, "energy_budget": EnergyBudget}
+    policies = [
+        make(getattr(args, name)) for name, make in given.items() if getattr(args, name) is not None
+    ]
+    params: dict[str, Any] = {"stopping": policies} if policies else {}
+    validation = args.validation
+    if validation is None and (args.target is not None or args.patience is not None):
+        validation = classifier.validation_fraction or DEFAULT_VALIDATION
+    if validation is not None:
+        params["validation_fraction"] = validation
+    check_stopping(
+        params.get("stopping", classifier.stopping),
+        params.get("validation_fraction", classifier.validation_fraction),
+    )
+    return params
 
 
 def _read_tasks(model: ImageModel, folders: list[Path], size: int | None) -> list[tuple]:
@@ -293,7 +376,20 @@ def _report_line(what: str, names: list[str], report: Any) -> str:
     return (
         f"{what}: {len(names)} classes ({', '.join(names)}), {report.samples_seen} samples seen, "
         f"{report.wall_s:.1f} s wall, {report.cpu_s:.1f} s CPU, "
-        f"{report.energy_j:.1f} J ({report.energy_method})"
+        f"{report.energy_j:.1f} J ({report.energy_method}){_stop_note(report)}"
+    )
+
+
+def _stop_note(report: Any) -> str:
+    """Why training stopped and the last validation accuracy, when there was any."""
+    score = report.extra.get("validation_score")
+    if score is None:
+        return ""
+    epochs = int(report.extra.get("epochs_run", 0))
+    return (
+        f"; stopped by {report.stopped_by} after {epochs} epoch{'s' * (epochs != 1)}, "
+        f"validation accuracy {score:.3f} (scoring it took "
+        f"{report.extra.get('validation_cpu_s', 0):.1f} of those CPU s)"
     )
 
 
