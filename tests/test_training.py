@@ -183,6 +183,7 @@ def test_a_learner_stops_at_its_validation_target_and_reports_it():
     y = np.repeat(np.arange(4), 30)
     X = (centres[y] + rng.normal(size=(len(y), 12))).astype(np.float32)
     clf = IncrementalClassifier(
+        encoder="mlp",
         epochs=30,
         batch_size=32,
         flops="off",
@@ -198,6 +199,21 @@ def test_a_learner_stops_at_its_validation_target_and_reports_it():
     assert plain.stopped_by == "epochs (2)" and "validation_score" not in plain.extra
     with pytest.raises(ValueError, match="validation_fraction must be in"):
         IncrementalClassifier(validation_fraction=0.7).fit_task(X, y)
+    softmax = SoftmaxClassifier(
+        encoder="mlp",
+        epochs=30,
+        batch_size=32,
+        flops="off",
+        seed=0,
+        validation_fraction=0.2,
+        stopping=[TargetScore(0.9)],
+    )
+    report = softmax.fit_task(X, y)  # the same policies and split, scored by its head
+    assert report.stopped_by == "target score (0.9) reached"
+    assert report.extra["epochs_run"] < 30 and report.extra["validation_score"] >= 0.9
+    assert report.extra["rows_trained"] == 96 and softmax.score(X, y) > 0.5  # chance 0.25
+    with pytest.raises(ValueError, match="Patience stops on validation"):
+        SoftmaxClassifier(stopping=[Patience(2)]).fit_task(X, y)
     for waits in (TargetScore(0.9), Patience(2)):  # with no scores they would never stop
         unscored = IncrementalClassifier(stopping=[StepBudget(9), waits], flops="off")
         with pytest.raises(ValueError, match=f"{type(waits).__name__} stops on validation"):

@@ -33,11 +33,10 @@ from siamcl.learners.siamese_task import (
     task_ranks,
     task_validation,
     train_task,
-    training_figures,
     with_replay,
 )
 from siamcl.learners.state import Learned
-from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows
+from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows, training_figures
 from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
@@ -115,7 +114,6 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "teacher_loss": [Options(tuple(TEACHER_LOSSES))],
         "balance": [Real(0, 1)],
         "optimizer": OPTIMIZER_FACTORY,
-        "validation_fraction": [Real(0, 0.5, closed="left")],
         "whitening": [None, Real(0, 1)],
         "precision": [Options(PRECISIONS)],
         **DATA_CONSTRAINTS,

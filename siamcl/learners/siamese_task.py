@@ -30,7 +30,7 @@ from siamcl.compress import (
     training_scheme,
 )
 from siamcl.distributed import Ranks, distributed_objective_loss
-from siamcl.learners.task_data import distorts
+from siamcl.learners.task_data import distorts, validation_split
 from siamcl.losses import MetricLoss, MetricTerm, Objective, distillation_term
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
@@ -58,8 +58,6 @@ __all__ = [
     "task_ranks",
     "task_validation",
     "train_task",
-    "training_figures",
-    "validation_split",
     "with_replay",
 ]
 
@@ -246,19 +244,6 @@ def task_random_state(seed: int) -> Iterator[None]:
         yield
 
 
-def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows to train on and rows to validate on: ``fraction`` of each class held out (at
-    least one row of each class with two or more, never a class's last row)."""
-    rng = np.random.default_rng(seed)
-    train, held = [], []
-    for label in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == label))
-        n_held = min(len(rows) - 1, max(1, round(fraction * len(rows))))
-        held.append(rows[:n_held])
-        train.append(rows[n_held:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
-
-
 def class_mean_score(
     embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
     reference: tuple[torch.Tensor, np.ndarray],
@@ -277,16 +262,6 @@ def class_mean_score(
         return float(np.mean(predicted == held_out[1]))
 
     return score
-
-
-def training_figures(result: LoopResult) -> dict[str, float]:
-    """What a task's report keeps of the loop: epochs and steps run and, with validation, the
-    last score and the CPU seconds validating took (not counted as training)."""
-    figures = {"epochs_run": float(result.progress.epochs), "steps": float(result.progress.steps)}
-    if result.progress.scores:
-        figures["validation_score"] = result.progress.scores[-1]
-        figures["validation_cpu_s"] = result.validation_cpu_s
-    return figures
 
 
 def task_validation(

@@ -9,7 +9,7 @@ same exemplars makes it the usual experience-replay baseline of class-incrementa
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,15 +21,24 @@ from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
 from siamcl.compress import FloatTraining, logit_teacher, training_scheme
 from siamcl.encoders import build_encoder
-from siamcl.learners.task_data import DATA_CONSTRAINTS, distorts, row_figures, task_rows
+from siamcl.learners.task_data import (
+    DATA_CONSTRAINTS,
+    distorts,
+    row_figures,
+    task_rows,
+    training_figures,
+    validation_split,
+)
 from siamcl.losses import CrossEntropyTerm, Objective, distillation_term, logit_distillation
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.training import (
     BalancedBatches,
     BatchPreparation,
+    LoopResult,
     TrainingLoop,
     adam,
+    check_stopping,
     embed_in_batches,
 )
 from siamcl.training.precision import PRECISIONS, forward_dtype, precision_with_qat
@@ -92,6 +101,9 @@ class SoftmaxClassifier:
     those rows are trained on and kept as exemplars (see :mod:`siamcl.training.selection`).
     ``precision``: ``"fp32"``, ``"bf16"`` (mixed-precision forward passes) or ``"auto"``
     (bf16 where the hardware computes it natively; :mod:`siamcl.training.precision`).
+    ``stopping`` / ``validation_fraction``: as for :class:`~siamcl.IncrementalClassifier`,
+    policies that end a task's training early, the score being the head's accuracy on the
+    share of each class held out (:mod:`siamcl.training.stopping`).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -137,34 +149,11 @@ class SoftmaxClassifier:
         data_fraction: float = 1.0,
         data_selection: str = "stratified",
         precision: str = "fp32",
+        stopping: Any = None,
+        validation_fraction: float = 0.0,
     ):
-        self.encoder = encoder
-        self.features = features
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.memory_per_class = memory_per_class
-        self.memory_total = memory_total
-        self.balance = balance
-        self.augment = augment
-        self.input_size = input_size
-        self.invert = invert
-        self.device = device
-        self.seed = seed
-        self.progress = progress
-        self.energy = energy
-        self.flops = flops
-        self.qat = qat
-        self.teacher = teacher
-        self.teacher_weight = teacher_weight
-        self.distill_temperature = distill_temperature
-        self.optimizer = optimizer
-        self.callbacks = callbacks
-        self.teacher_targets = teacher_targets
-        self.data_fraction = data_fraction
-        self.data_selection = data_selection
-        self.precision = precision
+        # scikit-learn's habit: the constructor only stores its parameters, as given
+        vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
     @property
     def reports(self) -> list[TaskReport]:
@@ -181,6 +170,7 @@ class SoftmaxClassifier:
         y = as_labels(y, len(X))
         fitted = hasattr(self, "model_")
         check_params(self, self._parameter_constraints)
+        check_stopping(self.stopping, self.validation_fraction)
         precision_with_qat(self.precision, self.qat)
         scheme = training_scheme(self.qat, self.device)
         if fitted and scheme.scheme != self.qat_:
@@ -198,17 +188,20 @@ class SoftmaxClassifier:
             current = self._backbone_embedder(preprocessor) if fitted else None
             rows = task_rows(self, canonical, y, task_index, current)  # selection is metered
             canonical, y = (canonical, y) if len(rows) == len(y) else (canonical[rows], y[rows])
-            inputs, targets = self._with_replay(canonical, y, memory, classes)
+            train, validate = self._validation(preprocessor, canonical, y, classes, task_index)
+            inputs, targets = self._with_replay(canonical[train], y[train], memory, classes)
             objective = self._objective(preprocessor, classes, inputs)
-            self._train(model, objective, preprocessor, inputs, targets, task_index, meter, scheme)
+            args = (preprocessor, inputs, targets, task_index, meter, scheme, validate)
+            result = self._train(model, objective, *args)
             deployed = model.with_backbone(scheme.convert(model.backbone))
             memory.add(canonical.numpy().astype(np.float16), y)
         report = meter.report(
             task=task_index,
             method="fit_task",
             retained_bytes={"replay": memory.nbytes},
-            extra=row_figures(len(y), len(X)),
+            extra={**training_figures(result), **row_figures(len(y[train]), len(X))},
         )
+        report.stopped_by = result.stopped_by
         self.preprocessor_, self.model_, self.memory_ = preprocessor, deployed, memory
         self.trainable_model_, self.qat_ = model, scheme.scheme
         self.classes_list_ = classes
@@ -326,6 +319,30 @@ class SoftmaxClassifier:
                 terms.append(("teacher", self.teacher_weight, term))
         return Objective(terms)
 
+    def _validation(
+        self,
+        preprocessor: Preprocessor,
+        canonical: torch.Tensor,
+        y: np.ndarray,
+        classes: list[int],
+        task_index: int,
+    ) -> tuple[Any, Callable[[nn.Module], float] | None]:
+        """The task's rows to train on and the validation score the loop computes after
+        each epoch: the head's accuracy on ``validation_fraction`` of each class held out
+        (all rows and no score when the fraction is 0)."""
+        if not self.validation_fraction:
+            return slice(None), None
+        train, held = validation_split(y, self.validation_fraction, self.seed * 1000 + task_index)
+        position = {label: i for i, label in enumerate(classes)}
+        truth = np.array([position[label] for label in y[held].tolist()])
+        standardise, dtype = preprocessor.standardise, self._dtype()
+
+        def score(model: nn.Module) -> float:
+            logits = embed_in_batches(model, canonical[held], standardise, self.device, None, dtype)
+            return float(np.mean(logits.argmax(axis=1) == truth))
+
+        return train, score
+
     def _train(
         self,
         model: nn.Module,
@@ -336,7 +353,8 @@ class SoftmaxClassifier:
         task_index: int,
         meter: ResourceMeter,
         scheme: FloatTraining,
-    ) -> None:
+        validate: Callable[[nn.Module], float] | None,
+    ) -> LoopResult:
         generator = torch.Generator().manual_seed(self.seed * 1000 + task_index)
         augment = RandomAffine() if distorts(self, preprocessor) else None
         loop = TrainingLoop(
@@ -348,10 +366,12 @@ class SoftmaxClassifier:
             progress=self.progress,
             description=f"softmax task {task_index}",
             precision=precision_with_qat(self.precision, self.qat),
+            validate=validate,
+            stopping=tuple(self.stopping or ()),
         )
         model.to(self.device)
         source = BalancedBatches(inputs, targets, self.batch_size, self.balance)
-        loop.run(model, objective, source, generator)
+        return loop.run(model, objective, source, generator)
 
     def _new_memory(self) -> ExemplarMemory:
         return ExemplarMemory.with_budget(
