@@ -182,36 +182,19 @@ def test_a_learner_stops_at_its_validation_target_and_reports_it():
     centres = rng.normal(size=(4, 12)) * 4
     y = np.repeat(np.arange(4), 30)
     X = (centres[y] + rng.normal(size=(len(y), 12))).astype(np.float32)
-    clf = IncrementalClassifier(
-        encoder="mlp",
-        epochs=30,
-        batch_size=32,
-        flops="off",
-        seed=0,
-        validation_fraction=0.2,
-        stopping=[TargetScore(0.9)],
-    )
-    report = clf.fit_task(X, y)
-    assert report.stopped_by == "target score (0.9) reached"
-    assert report.extra["epochs_run"] < 30 and report.extra["validation_score"] >= 0.9
-    assert report.extra["validation_cpu_s"] > 0
+    early = {"encoder": "mlp", "epochs": 30, "batch_size": 32, "flops": "off", "seed": 0}
+    early.update(validation_fraction=0.2, stopping=[TargetScore(0.9)])
+    for learner in (IncrementalClassifier, SoftmaxClassifier):  # softmax: scored by its head
+        clf = learner(**early)
+        report = clf.fit_task(X, y)
+        assert report.stopped_by == "target score (0.9) reached"
+        assert report.extra["epochs_run"] < 30 and report.extra["validation_score"] >= 0.9
+        assert report.extra["validation_cpu_s"] > 0 and report.extra["rows_trained"] == 96
+        assert clf.score(X, y) > 0.5  # chance is 0.25
     plain = IncrementalClassifier(epochs=2, batch_size=32, flops="off", seed=0).fit_task(X, y)
     assert plain.stopped_by == "epochs (2)" and "validation_score" not in plain.extra
     with pytest.raises(ValueError, match="validation_fraction must be in"):
         IncrementalClassifier(validation_fraction=0.7).fit_task(X, y)
-    softmax = SoftmaxClassifier(
-        encoder="mlp",
-        epochs=30,
-        batch_size=32,
-        flops="off",
-        seed=0,
-        validation_fraction=0.2,
-        stopping=[TargetScore(0.9)],
-    )
-    report = softmax.fit_task(X, y)  # the same policies and split, scored by its head
-    assert report.stopped_by == "target score (0.9) reached"
-    assert report.extra["epochs_run"] < 30 and report.extra["validation_score"] >= 0.9
-    assert report.extra["rows_trained"] == 96 and softmax.score(X, y) > 0.5  # chance 0.25
     with pytest.raises(ValueError, match="Patience stops on validation"):
         SoftmaxClassifier(stopping=[Patience(2)]).fit_task(X, y)
     for waits in (TargetScore(0.9), Patience(2)):  # with no scores they would never stop
