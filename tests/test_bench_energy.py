@@ -253,10 +253,10 @@ def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_
 
     settings = {"device": "cpu", "batch_size": 64, "epochs": 2}
     runner = MulticlassRunner(digits, settings, seed=0)
-    whitened = runner._learner("siamese-whitened-bf16")
+    whitened = runner.learner("siamese-whitened-bf16")
     assert (whitened.precision, whitened.whitening) == ("bf16", 0.1)
-    assert runner._learner("standard-bf16").precision == "bf16"
-    assert runner._learner("standard").precision == "fp32"
+    assert runner.learner("standard-bf16").precision == "bf16"
+    assert runner.learner("standard").precision == "fp32"
     seen = []  # the monitor's prototype pass embeds as the learner does
     hook = nn.modules.module.register_module_forward_hook(
         lambda module, inputs, output: seen.append(output.dtype)
@@ -268,7 +268,7 @@ def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_
             runner._scorer("siamese-whitened-bf16", whitened)(encoder)
             mixed = set(seen)
             seen.clear()
-            runner._scorer("siamese-whitened", runner._learner("siamese-whitened"))(encoder)
+            runner._scorer("siamese-whitened", runner.learner("siamese-whitened"))(encoder)
     finally:
         hook.remove()
     assert torch.bfloat16 in mixed and torch.bfloat16 not in seen

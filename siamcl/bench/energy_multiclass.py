@@ -207,7 +207,7 @@ class MulticlassRunner:
         """Train method ``name``; its curve, final test accuracy, report and inference cost."""
         if name in STUDENTS and self.teacher is None:
             raise ValueError(f"{name} learns from the 'siamese' run: run that method first")
-        learner = self._learner(name)
+        learner = self.learner(name)
         curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"])
         learner.callbacks = [curve]
         report = learner.fit_task(self.X, self.y)
@@ -229,7 +229,8 @@ class MulticlassRunner:
             "rows_trained": report.extra.get("rows_trained", len(self.X)),
         }
 
-    def _learner(self, name: str) -> Any:
+    def learner(self, name: str) -> Any:
+        """Method ``name``'s learner, unfitted, with the settings this runner trains it with."""
         s = self.settings
         common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
         if name.endswith(MIXED):  # the same method, its forward passes in bfloat16

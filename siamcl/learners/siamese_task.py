@@ -269,12 +269,20 @@ def task_validation(
 ) -> tuple[Any, Callable[[nn.Module], float] | None]:
     """The task's rows to train on and the validation score the loop computes after each
     epoch: ``validation_fraction`` of each class held out, scored by nearest class means of
-    the rows trained on (all rows and no score when the fraction is 0)."""
+    as many of each class's training rows (all rows and no score when the fraction is 0).
+    Means of a sample, not of every training row: each epoch's score then embeds twice the
+    held-out rows instead of all of the task's (2.5x less at a fifth held out)."""
     if not clf.validation_fraction:
         return slice(None), None
-    train, held = validation_split(y, clf.validation_fraction, clf.seed * 1000 + task)
+    seed, fraction = clf.seed * 1000 + task, clf.validation_fraction
+    train, held = validation_split(y, fraction, seed)
+    _, sample = validation_split(y[train], fraction / (1 - fraction), seed + 1)
+    reference = train[sample]
 
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embedder(clf, encoder, preprocessor)(inputs)
 
-    return train, class_mean_score(embed, (canonical[train], y[train]), (canonical[held], y[held]))
+    score = class_mean_score(
+        embed, (canonical[reference], y[reference]), (canonical[held], y[held])
+    )
+    return train, score

@@ -1,0 +1,163 @@
+"""Stopping when the model is good enough, as a user would decide it: a target accuracy and
+patience on a validation share carved from the training data (never the test split),
+against the fixed epoch count, for the standard network and the Siamese learner trained as
+``siamcl bench energy`` trains them (multi-class mnist5k, one task of ten digits).
+
+``bench energy`` finds each method's energy to a target by scoring the test split after every
+epoch, an oracle no user has. Here each learner decides for itself: it trains on the rest of
+the data, scores the held-out share after every epoch, and stops at the first policy that says
+so. Its energy is its whole task (validation included), so the two rows of a method say what
+stopping early saves and what the held-out share costs in test accuracy.
+
+    python benchmarks/stopping.py [--target 0.98] [--patience 2] [--validation 0.2]
+        [--epochs 6] [--seeds 0,1,2] [--methods standard,siamese,...] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from typing import Any
+
+import numpy as np
+
+from siamcl.bench.energy_multiclass import MulticlassRunner
+from siamcl.data import load_dataset
+from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.reporting.records import DEFAULT_OUT, choice_list, parse_seeds, record_markdown
+from siamcl.threads import cpu_threads
+from siamcl.training import Patience, TargetScore
+
+METHODS = ("standard", "standard-bf16", "siamese", "siamese-whitened-bf16")
+MODES = ("fixed", "stopped")
+
+
+def run_one(runner: MulticlassRunner, method: str, mode: str, args: argparse.Namespace) -> dict:
+    """Train ``method`` on the runner's data for its fixed epochs or with stopping policies."""
+    learner = runner.learner(method)  # the settings bench energy trains it with
+    if mode == "stopped":
+        learner.validation_fraction = args.validation
+        learner.stopping = [TargetScore(args.target), Patience(args.patience)]
+    report = learner.fit_task(runner.X, runner.y)
+    return {
+        "method": method,
+        "mode": mode,
+        "seed": runner.seed,
+        "accuracy": float(np.mean(learner.predict(runner.X_test) == runner.y_test)),
+        "energy_j": report.energy_j,
+        "energy_method": report.energy_method,
+        "cpu_s": report.cpu_s,
+        "epochs_run": report.extra["epochs_run"],
+        "stopped_by": report.stopped_by,
+        "validation_score": report.extra.get("validation_score"),
+        "validation_cpu_s": report.extra.get("validation_cpu_s", 0.0),
+        "rows_trained": report.extra["rows_trained"],
+    }
+
+
+def summarise(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
+    """Per method and mode, means over seeds; each stopped row's energy against its fixed row
+    (seed by seed) and against the standard network's stopped row."""
+    by = {(r["method"], r["mode"], r["seed"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    rows = []
+    for method in methods:
+        for mode in MODES:
+            mine = [by[method, mode, s] for s in seeds]
+            row = {
+                "method": method,
+                "mode": mode,
+                "accuracy": statistics.mean(r["accuracy"] for r in mine),
+                "energy_j": statistics.mean(r["energy_j"] for r in mine),
+                "epochs_run": statistics.mean(r["epochs_run"] for r in mine),
+                "stopped_by": sorted({r["stopped_by"] for r in mine}),
+                "validation_cpu_s": statistics.mean(r["validation_cpu_s"] for r in mine),
+            }
+            fixed = [by[method, "fixed", s]["energy_j"] for s in seeds]
+            row["vs_fixed"] = [r["energy_j"] / f for r, f in zip(mine, fixed)]
+            rows.append(row)
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    table = markdown_table(
+        [
+            "method",
+            "training",
+            "test accuracy",
+            "energy J",
+            "vs fixed (seeds)",
+            "epochs",
+            "stopped by",
+            "validation CPU s",
+        ],
+        [
+            [
+                r["method"],
+                "fixed epochs" if r["mode"] == "fixed" else "stops at the target or patience",
+                f"{r['accuracy']:.3f}",
+                f"{r['energy_j']:.0f}",
+                f"{statistics.mean(r['vs_fixed']):.2f}x ({min(r['vs_fixed']):.2f}-{max(r['vs_fixed']):.2f})",
+                f"{r['epochs_run']:.1f}",
+                "; ".join(r["stopped_by"]),
+                f"{r['validation_cpu_s']:.1f}",
+            ]
+            for r in results["summary"]
+        ],
+    )
+    return (
+        "# Stopping when good enough: validation target and patience against fixed epochs\n\n"
+        f"{record_markdown(results)}\n\n"
+        f"Multi-class mnist5k, means over seeds {results['seeds']}; at most {s['epochs']} epochs. "
+        f"A stopped run holds out {s['validation']:.0%} of each class, trains on the rest, scores "
+        f"the held-out share after every epoch and stops once it reaches {s['target']} or has not "
+        f"improved for {s['patience']} epochs. Energy is the learner's whole task, validation "
+        "included (its CPU seconds in the last column); it is estimated from CPU time where no "
+        "counter is readable, so compare it within this file only.\n\n"
+        f"{table}\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=0.98, help="validation accuracy (0.98)")
+    parser.add_argument("--patience", type=int, default=2, help="epochs without gain (2)")
+    parser.add_argument("--validation", type=float, default=0.2, help="held-out share (0.2)")
+    parser.add_argument("--epochs", type=int, default=6, help="at most, as bench energy (6)")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="seeds (0,1,2)")
+    parser.add_argument(
+        "--methods", type=choice_list(METHODS), default=list(METHODS), help=",".join(METHODS)
+    )
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    args = parser.parse_args()
+    settings = {
+        "target": args.target,
+        "patience": args.patience,
+        "validation": args.validation,
+        "epochs": args.epochs,
+        "batch_size": 128,
+        "device": "cpu",
+        "torch_threads": 1,
+    }
+    results = run_record("stopping", args.seeds, **settings)
+    data = load_dataset("mnist5k")
+    runs = []
+    with cpu_threads(1):
+        for seed in args.seeds:
+            runner = MulticlassRunner(data, settings, seed)
+            for method in args.methods:
+                for mode in MODES:
+                    runs.append(run_one(runner, method, mode, args))
+                    r = runs[-1]
+                    print(
+                        f"seed {seed} {method} {mode}: {r['accuracy']:.3f}, {r['energy_j']:.0f} J, {r['epochs_run']:.0f} epochs ({r['stopped_by']})",
+                        flush=True,
+                    )
+    results["runs"] = runs
+    results["summary"] = summarise(runs, args.methods)
+    print(write_results(args.out, "stopping_mnist5k", results, render(results)))
+
+
+if __name__ == "__main__":
+    main()
