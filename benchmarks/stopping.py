@@ -16,7 +16,10 @@ stopping early saves and what the held-out share costs in test accuracy.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,14 @@ import numpy as np
 from siamcl.bench.energy_multiclass import MulticlassRunner
 from siamcl.data import load_dataset
 from siamcl.reporting import markdown_table, run_record, write_results
-from siamcl.reporting.records import DEFAULT_OUT, choice_list, parse_seeds, record_markdown
+from siamcl.reporting.records import (
+    DEFAULT_OUT,
+    choice_list,
+    command_line,
+    git_commit,
+    parse_seeds,
+    record_markdown,
+)
 from siamcl.threads import cpu_threads
 from siamcl.training import Patience, TargetScore
 
@@ -59,7 +69,8 @@ def run_one(
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per method and target (None: fixed epochs), means over seeds, and the energy of each
-    row against the same method's fixed epochs, seed by seed."""
+    row, seed by seed, against the same method's fixed epochs and against the standard
+    network in the same precision trained the same way."""
     by = {(r["method"], r["target"], r["seed"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs})
     rows = []
@@ -77,6 +88,10 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
             fixed = [by[method, None, s]["energy_j"] for s in seeds]
             row["vs_fixed"] = [r["energy_j"] / f for r, f in zip(mine, fixed)]
+            standard = "standard-bf16" if method.endswith("-bf16") else "standard"
+            if (standard, target, seeds[0]) in by:
+                other = [by[standard, target, s]["energy_j"] for s in seeds]
+                row["vs_standard"] = [r["energy_j"] / o for r, o in zip(mine, other)]
             rows.append(row)
     return rows
 
@@ -90,6 +105,7 @@ def render(results: dict[str, Any]) -> str:
             "test accuracy",
             "energy J",
             "vs fixed (seeds)",
+            "vs standard network (seeds)",
             "epochs",
             "stopped by",
             "validation CPU s",
@@ -100,7 +116,8 @@ def render(results: dict[str, Any]) -> str:
                 "fixed epochs" if r["target"] is None else f"to {r['target']} on validation",
                 f"{r['accuracy']:.3f}",
                 f"{r['energy_j']:.0f}",
-                f"{statistics.mean(r['vs_fixed']):.2f}x ({min(r['vs_fixed']):.2f}-{max(r['vs_fixed']):.2f})",
+                _ratio(r["vs_fixed"]),
+                _ratio(r.get("vs_standard")),
                 f"{r['epochs_run']:.1f}",
                 "; ".join(r["stopped_by"]),
                 f"{r['validation_cpu_s']:.1f}",
@@ -111,15 +128,34 @@ def render(results: dict[str, Any]) -> str:
     return (
         "# Stopping when good enough: validation target and patience against fixed epochs\n\n"
         f"{record_markdown(results)}\n\n"
+        f"{_summarised_line(results.get('summarised'))}"
         f"Multi-class mnist5k, means over seeds {results['seeds']}; at most {s['epochs']} epochs. "
         f"A stopped run holds out {s['validation']:.0%} of each class, trains on the rest, scores "
         f"the held-out share after every epoch and stops once it reaches the target or has not "
         f"improved for {s['patience']} epochs. Every learner trains once on a few rows before "
         "anything is measured, so the process's one-off costs fall on none. Energy is the learner's whole task, validation "
         "included (its CPU seconds in the last column); it is estimated from CPU time where no "
-        "counter is readable, so compare it within this file only.\n\n"
+        "counter is readable, so compare it within this file only. Each ratio is the mean of "
+        "the seeds' ratios (their range in brackets); a method in bf16 is compared with the "
+        "standard network in bf16, trained the same way.\n\n"
         f"{table}\n"
     )
+
+
+def _summarised_line(summarised: dict[str, Any] | None) -> str:
+    if not summarised:
+        return ""
+    commit = (summarised.get("git") or {}).get("commit", "unknown")[:12]
+    return (
+        f"Summary recomputed from these runs by `{summarised['command']}` "
+        f"(commit {commit}, {summarised['date']}).\n\n"
+    )
+
+
+def _ratio(values: list[float] | None) -> str:
+    if not values:
+        return ""
+    return f"{statistics.mean(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def warm_up(data: tuple, settings: dict[str, Any], methods: list[str]) -> None:
@@ -159,7 +195,17 @@ def main() -> None:
         "--methods", type=choice_list(METHODS), default=list(METHODS), help=",".join(METHODS)
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    parser.add_argument(
+        "--summarise", metavar="JSON", help="redo a saved result's summary and table from its runs"
+    )
     args = parser.parse_args()
+    if args.summarise:
+        results = json.loads(Path(args.summarise).read_text())
+        results["summary"] = summarise(results["runs"])
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        results["summarised"] = {"command": command_line(), "git": git_commit(), "date": when}
+        print(write_results(args.out, "stopping_mnist5k", results, render(results)))
+        return
     settings = {
         "targets": args.targets,
         "patience": args.patience,
