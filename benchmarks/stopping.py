@@ -132,7 +132,7 @@ def render(results: dict[str, Any]) -> str:
         f"Multi-class mnist5k, means over seeds {results['seeds']}; at most {s['epochs']} epochs. "
         f"A stopped run holds out {s['validation']:.0%} of each class, trains on the rest, scores "
         f"the held-out share after every epoch and stops once it reaches the target or has not "
-        f"improved for {s['patience']} epochs. Every learner trains once on a few rows before "
+        f"improved for {s['patience']} epochs. {_repeats_note(results)}Every learner trains once on a few rows before "
         "anything is measured, so the process's one-off costs fall on none. Energy is the learner's whole task, validation "
         "included (its CPU seconds in the last column); it is estimated from CPU time where no "
         "counter is readable, so compare it within this file only. Each ratio is the mean of "
@@ -142,6 +142,17 @@ def render(results: dict[str, Any]) -> str:
     )
 
 
+def median_energy(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of repeats of one run (the same seed: the same model), the one of median energy (the
+    lower middle of an even count), with every repeat's energy and accuracy beside it."""
+    energies = [r["energy_j"] for r in runs]
+    middle = sorted(range(len(runs)), key=energies.__getitem__)[(len(runs) - 1) // 2]
+    chosen = dict(runs[middle])
+    chosen["repeat_energies_j"] = energies
+    chosen["repeat_accuracies"] = [r["accuracy"] for r in runs]
+    return chosen
+
+
 def _summarised_line(summarised: dict[str, Any] | None) -> str:
     if not summarised:
         return ""
@@ -149,6 +160,21 @@ def _summarised_line(summarised: dict[str, Any] | None) -> str:
     return (
         f"Summary recomputed from these runs by `{summarised['command']}` "
         f"(commit {commit}, {summarised['date']}).\n\n"
+    )
+
+
+def _repeats_note(results: dict[str, Any]) -> str:
+    """How far the repeats of a run spread in energy, and whether they trained one model."""
+    runs = [r for r in results["runs"] if len(r.get("repeat_energies_j", [])) > 1]
+    if not runs:
+        return ""
+    spread = [max(r["repeat_energies_j"]) / min(r["repeat_energies_j"]) for r in runs]
+    same = all(len(set(r["repeat_accuracies"])) == 1 for r in runs)
+    return (
+        f"Each run was repeated {results['settings']['repeats']} times in interleaved rounds and "
+        f"the repeat of median energy counts; a run's repeats spread up to {max(spread):.2f}x "
+        f"in energy (median {statistics.median(spread):.2f}x) and "
+        f"{'always' if same else 'not always'} gave the same test accuracy. "
     )
 
 
@@ -194,6 +220,9 @@ def main() -> None:
     parser.add_argument(
         "--methods", type=choice_list(METHODS), default=list(METHODS), help=",".join(METHODS)
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each, interleaved; median energy (1)"
+    )
     parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
     parser.add_argument(
         "--summarise", metavar="JSON", help="redo a saved result's summary and table from its runs"
@@ -214,6 +243,7 @@ def main() -> None:
         "batch_size": 128,
         "device": "cpu",
         "torch_threads": 1,
+        "repeats": args.repeats,
     }
     results = run_record("stopping", args.seeds, **settings)
     data = load_dataset("mnist5k")
@@ -222,14 +252,19 @@ def main() -> None:
         warm_up(data, settings, args.methods)
         for seed in args.seeds:
             runner = MulticlassRunner(data, settings, seed)
-            for method in args.methods:
-                for target in [None, *args.targets]:
-                    runs.append(r := run_one(runner, method, target, args))
-                    print(
-                        f"seed {seed} {method} to {target}: {r['accuracy']:.3f}, "
-                        f"{r['energy_j']:.0f} J, {r['epochs_run']:.0f} epochs ({r['stopped_by']})",
-                        flush=True,
-                    )
+            repeats: dict[tuple, list[dict[str, Any]]] = {}
+            for _ in range(args.repeats):  # interleaved: a machine slowing down slows all
+                for method in args.methods:
+                    for target in [None, *args.targets]:
+                        r = run_one(runner, method, target, args)
+                        repeats.setdefault((method, target), []).append(r)
+                        print(
+                            f"seed {seed} {method} to {target}: {r['accuracy']:.3f}, "
+                            f"{r['energy_j']:.0f} J, {r['epochs_run']:.0f} epochs "
+                            f"({r['stopped_by']})",
+                            flush=True,
+                        )
+            runs += [median_energy(same) for same in repeats.values()]
     results["runs"] = runs
     results["summary"] = summarise(runs)
     print(write_results(args.out, "stopping_mnist5k", results, render(results)))

@@ -296,6 +296,8 @@ def test_softmax_classifier_trains_on_the_selected_rows_only(digits):
     assert report.extra == {
         "rows_trained": float(sum(rows_per_class(int(n), 0.5) for n in np.bincount(y))),
         "rows_offered": float(len(X)),
+        "epochs_run": 4.0,
+        "steps": report.extra["steps"],
     }
     assert clf.score(flat_test, y_test) > 0.5
     coreset = SoftmaxClassifier(
