@@ -197,6 +197,8 @@ def test_a_learner_stops_at_its_validation_target_and_reports_it():
         IncrementalClassifier(validation_fraction=0.7).fit_task(X, y)
     with pytest.raises(ValueError, match="Patience stops on validation"):
         SoftmaxClassifier(stopping=[Patience(2)]).fit_task(X, y)
+    with pytest.raises(TypeError, match=r"a list of policies, e.g. \[StepBudget\(steps=9\)\]"):
+        IncrementalClassifier(stopping=StepBudget(9)).fit_task(X, y)
     for waits in (TargetScore(0.9), Patience(2)):  # with no scores they would never stop
         unscored = IncrementalClassifier(stopping=[StepBudget(9), waits], flops="off")
         with pytest.raises(ValueError, match=f"{type(waits).__name__} stops on validation"):

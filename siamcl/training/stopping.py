@@ -101,8 +101,11 @@ class EnergyBudget:
 
 
 def check_stopping(policies: Sequence[Any] | None, validation_fraction: float) -> None:
-    """Refuse policies that wait for validation scores when none will be computed (they
-    would never stop training): a ValueError naming the first such policy."""
+    """Refuse a lone policy not in a list (TypeError) and policies that wait for validation
+    scores when none will be computed, which would never stop training (ValueError naming
+    the first)."""
+    if policies is not None and not isinstance(policies, (list, tuple)):
+        raise TypeError(f"stopping must be a list of policies, e.g. [{policies!r}]")
     waiting = [p for p in policies or () if getattr(p, "uses_scores", False)]
     if waiting and not validation_fraction:
         raise ValueError(
@@ -127,7 +130,7 @@ def policies_to_json(policies: Sequence[Any]) -> list[dict[str, Any]] | None:
     """siamcl's own policies as JSON data (``{"policy": "TargetScore", "target": 0.95}``),
     so that a saved model holding them loads without unpickling anything; None when one of
     them is a class of the user's, which a save keeps as a Python object instead."""
-    if not all(type(policy) in POLICIES for policy in policies):
+    if not isinstance(policies, (list, tuple)) or any(type(p) not in POLICIES for p in policies):
         return None
     return [{"policy": type(p).__name__, **dataclasses.asdict(p)} for p in policies]
 
