@@ -113,7 +113,7 @@ DEFAULT_VALIDATION = 0.2  # share of each class held out when a policy needs val
 
 
 def _number(low: float, high: float, low_open: bool, what: str) -> Callable[[str], float]:
-    """An argparse ``type``: a finite number in (low, high] or [low, high) (``low_open``)."""
+    """An argparse ``type``: a number in (low, high], or [low, high) when not ``low_open``."""
 
     def parse(text: str) -> float:
         try:
@@ -150,7 +150,7 @@ def _add_stopping_options(parser: argparse.ArgumentParser) -> None:
         "--energy-budget",
         type=_number(0, math.inf, True, "a positive number of joules"),
         metavar="JOULES",
-        help="stop once training has spent JOULES (the energy its report gives)",
+        help="stop once training has spent JOULES (the epochs' energy; validation not counted)",
     )
     group.add_argument(
         "--validation",
