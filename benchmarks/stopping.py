@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from siamcl.bench.energy_cil import median_run
 from siamcl.bench.energy_multiclass import MulticlassRunner
 from siamcl.data import load_dataset
 from siamcl.reporting import markdown_table, run_record, write_results
@@ -142,17 +143,6 @@ def render(results: dict[str, Any]) -> str:
     )
 
 
-def median_energy(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of repeats of one run (the same seed: the same model), the one of median energy (the
-    lower middle of an even count), with every repeat's energy and accuracy beside it."""
-    energies = [r["energy_j"] for r in runs]
-    middle = sorted(range(len(runs)), key=energies.__getitem__)[(len(runs) - 1) // 2]
-    chosen = dict(runs[middle])
-    chosen["repeat_energies_j"] = energies
-    chosen["repeat_accuracies"] = [r["accuracy"] for r in runs]
-    return chosen
-
-
 def _summarised_line(summarised: dict[str, Any] | None) -> str:
     if not summarised:
         return ""
@@ -264,7 +254,7 @@ def main() -> None:
                             f"({r['stopped_by']})",
                             flush=True,
                         )
-            runs += [median_energy(same) for same in repeats.values()]
+            runs += [median_run(same, lambda run: run["energy_j"]) for same in repeats.values()]
     results["runs"] = runs
     results["summary"] = summarise(runs)
     print(write_results(args.out, "stopping_mnist5k", results, render(results)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,15 +145,18 @@ def run_cil(
     ]
 
 
-def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of repeated runs, the one of median training energy (the lower middle of an even
+def median_run(
+    results: list[dict[str, Any]],
+    energy: Callable[[dict[str, Any]], float] = lambda run: run["report"]["energy_j"],
+) -> dict[str, Any]:
+    """Of repeated runs, the one of median training ``energy`` (the lower middle of an even
     count), with every repeat's energy and accuracy beside it; the first failure if any run
     failed. Repeats with one seed train the same model, so their accuracies should agree:
     ``repeat_accuracies`` shows whether they did."""
     failed = [r for r in results if "error" in r]
     if failed or len(results) == 1:
         return failed[0] if failed else results[0]
-    energies = [r["report"]["energy_j"] for r in results]
+    energies = [energy(r) for r in results]
     middle = sorted(range(len(results)), key=energies.__getitem__)[(len(results) - 1) // 2]
     chosen = dict(results[middle])
     chosen["repeat_energies_j"] = energies
