@@ -226,6 +226,92 @@ def test_close_before_stop_cancels_the_window() -> None:
         counter.stop()
 
 
+# -- parts of a block: the training loop's epochs ------------------------------------------
+
+
+def fresh_counters(method: str, monitor: FakeMonitor, parts: list[str]) -> Any:
+    """An opener giving a new counter (a window of its own) over ``monitor`` on every call,
+    as Zeus's opener does."""
+    calls: list[tuple[str, int]] = []
+
+    def opener(backend: str, gpu_index: int) -> EnergyCounter:
+        calls.append((backend, gpu_index))
+        return EnergyCounter(method, monitor, parts)
+
+    opener.calls = calls  # type: ignore[attr-defined]
+    return opener
+
+
+def test_an_energy_budget_stops_on_the_counters_joules_validation_left_out() -> None:
+    from siamcl.losses import CrossEntropyTerm, Objective
+    from siamcl.training import EnergyBudget, ShuffledBatches, TrainingLoop
+
+    monitor = FakeMonitor(cpu={0: 0.0}, dram={0: 0.0})
+
+    class Burn:  # 100 J in each epoch, as a counter would see them
+        def on_epoch_start(self, model: Any, epoch: int, epochs: int) -> None:
+            monitor.totals["cpu"][0] += 100.0
+
+    def validate(model: Any) -> float:
+        monitor.totals["cpu"][0] += 1000.0  # between the epochs: not training
+        return 0.5
+
+    opener = fresh_counters("rapl", monitor, ["cpu", "dram"])
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(32, 5, generator=generator)
+    labels = (inputs[:, 0] > 0).long().numpy()
+    loop_options = {"epochs": 10, "callbacks": [Burn()], "validate": validate}
+    objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
+    with ResourceMeter(energy="rapl", flops="off", counter_opener=opener) as meter:
+        loop = TrainingLoop(stopping=[EnergyBudget(250.0)], meter=meter, **loop_options)
+        result = loop.run(
+            torch.nn.Linear(5, 2), objective, ShuffledBatches(inputs, labels, 16), generator
+        )
+        monitor.totals["cpu"][0] += 5.0  # after training, inside the task
+    assert result.stopped_by == "energy budget (250 J)" and result.progress.epochs == 3
+    assert result.progress.energy_j == pytest.approx(300.0)
+    assert result.progress.energy_method == "rapl"
+    assert meter.report().energy_j == pytest.approx(3305.0)  # the task: validation included
+    assert [backend for backend, _ in opener.calls] == ["rapl"] * 4  # the task, 3 epochs
+    assert not monitor.windows
+
+
+def test_a_part_meter_reads_the_source_its_meter_found() -> None:
+    opener = opener_for()  # nothing readable: the meter falls back to the estimate
+    with ResourceMeter(flops="off", counter_opener=opener) as meter:
+        part = meter.part_meter()
+        with part:
+            sum(range(10_000))
+    assert part.energy == "estimate" and part.flops == "off"
+    assert part.report().energy_method == "estimate"
+    assert len(opener.calls) == 2  # rapl and soc tried once, by the meter
+    monitor = FakeMonitor(gpu={1: 0.0})
+    gpu = ResourceMeter(
+        flops="off", device="cuda:1", counter_opener=fresh_counters("nvml", monitor, ["gpu"])
+    )
+    with gpu:
+        assert gpu.part_meter().energy == "gpu" and gpu.part_meter().device == "cuda:1"
+    with pytest.raises(RuntimeError, match="needs the meter entered"):
+        gpu.part_meter()
+
+
+def test_a_meter_inside_another_keeps_the_outer_peak_memory(monkeypatch) -> None:
+    resets: list[Any] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", resets.append)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 4096)
+    with ResourceMeter(energy="estimate", flops="off", device="cuda") as outer:
+        for _ in range(2):
+            with outer.part_meter():
+                pass
+    assert resets == [torch.device("cuda")]  # the outer meter's, once
+    assert outer.report().peak_accel_bytes == 4096
+    with ResourceMeter(energy="estimate", flops="off", device="cuda"):
+        pass
+    assert len(resets) == 2  # a meter alone resets again
+
+
 def test_zeus_warnings_become_notes() -> None:
     monitor = FakeMonitor(gpu={0: 0.0})
     monitor.warn_at_end = "The energy consumption of one or more GPUs was measured as zero. More."

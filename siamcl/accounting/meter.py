@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import numbers
 import time
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 __all__ = ["ENERGY_BACKENDS", "FLOP_MODES", "ResourceMeter"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+#: The backend that opens a counter of each method (:func:`ResourceMeter.part_meter`).
+_BACKEND_OF_METHOD = {"nvml": "gpu", "amdsmi": "gpu", "rapl": "rapl", "soc": "soc"}
+#: Meters measuring each CUDA device now: only the outermost resets its peak memory.
+_ACTIVE_ON_CUDA: collections.Counter[torch.device] = collections.Counter()
 
 
 @dataclass
@@ -58,8 +63,9 @@ class ResourceMeter:
     It records wall and process CPU seconds (user + system, reaped children included),
     the peak resident memory of the process during the block (psutil on a background
     thread every ``sample_interval`` seconds, raised to the OS peak ``ru_maxrss`` when
-    that lifetime peak rose during the block), peak accelerator memory (CUDA), FLOPs
-    (``torch.utils.flop_counter``) and energy.
+    that lifetime peak rose during the block), peak accelerator memory (CUDA; a meter
+    inside another on the same device gives the peak since the outer one began, which it
+    must not reset), FLOPs (``torch.utils.flop_counter``) and energy.
 
     Parameters
     ----------
@@ -148,7 +154,8 @@ class ResourceMeter:
         self._measurement = None
         if self._uses_cuda():
             torch.cuda.synchronize(self._torch_device)
-            torch.cuda.reset_peak_memory_stats(self._torch_device)
+            if not _ACTIVE_ON_CUDA[self._torch_device]:  # resetting would cut an outer meter's peak
+                torch.cuda.reset_peak_memory_stats(self._torch_device)
         self._counter, self._energy_notes = self._open_counter()
         self._sampler = PeakRssSampler(self.sample_interval)
         self._os_peak_start = os_peak_rss_bytes()
@@ -162,6 +169,8 @@ class ResourceMeter:
                 self._counter.close()
             raise
         self._active = True
+        if self._uses_cuda():
+            _ACTIVE_ON_CUDA[self._torch_device] += 1
         self._cpu_start = _process_cpu_seconds()
         self._wall_start = time.perf_counter()
         return self
@@ -182,6 +191,8 @@ class ResourceMeter:
             cpu_s = _process_cpu_seconds() - self._cpu_start
         finally:
             self._active = False
+            if self._uses_cuda():
+                _ACTIVE_ON_CUDA[self._torch_device] -= 1
             self._sampler.stop()
         try:
             components = self._stop_counter()
@@ -253,6 +264,28 @@ class ResourceMeter:
             retained_bytes=dict(retained_bytes or {}),
             device=str(self._torch_device),
             extra=dict(extra or {}),
+        )
+
+    def part_meter(self) -> ResourceMeter:
+        """An unentered meter for a part of this meter's running block (one epoch of it),
+        reading energy from the source this meter found (its counter's backend, or the
+        estimate when it found none) with the same device and constants, FLOPs not counted.
+        The parts' joules then add up to what this meter reads over them."""
+        if not self._active:
+            raise RuntimeError(
+                "part_meter() needs the meter entered: its energy source is known then"
+            )
+        energy = "estimate"
+        if self._counter is not None:
+            energy = _BACKEND_OF_METHOD.get(self._counter.method, self.energy)
+        return ResourceMeter(
+            energy=energy,
+            flops="off",
+            sample_interval=self.sample_interval,
+            device=self.device,
+            cpu_watts_per_core=self.cpu_watts_per_core,
+            memory_watts_per_gb=self.memory_watts_per_gb,
+            counter_opener=self.counter_opener,
         )
 
     @property

@@ -67,8 +67,8 @@ Cost = tuple[float, float]  # (joules, CPU seconds)
 
 @dataclass
 class AccuracyCurve:
-    """A training-loop callback: each epoch is metered (a :class:`ResourceMeter` window, so
-    energy is measured where a counter is readable, estimated where not); after it,
+    """A training-loop callback: after each epoch, whose training cost the loop reads with the
+    learner's meter (measured where a counter is readable, estimated where not),
     ``score(model)`` gives the test accuracy and the cost of the finishing work it did (a
     prototype pass), and the rest of its time is not counted. :meth:`anchor` then adds the
     learner's work outside the epochs (setup, such as caching teacher outputs)."""
@@ -77,17 +77,8 @@ class AccuracyCurve:
     device: str = "cpu"
     points: list[dict[str, Any]] = field(default_factory=list)
     monitoring: list[float] = field(default_factory=lambda: [0.0, 0.0])  # J, CPU s
-    _meter: ResourceMeter | None = None
-    _spent: list[float] = field(default_factory=lambda: [0.0, 0.0])
-
-    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
-        self._meter = ResourceMeter(flops="off", device=self.device).__enter__()
 
     def on_epoch_end(self, model: nn.Module, progress: Progress) -> None:
-        self._meter.__exit__(None, None, None)
-        epoch = self._meter.report(task=None, method="epoch")
-        self._spent[0] += epoch.energy_j
-        self._spent[1] += epoch.cpu_s
         (accuracy, (finish_j, finish_cpu_s)), cost = _metered(
             lambda: self.score(model), self.device
         )
@@ -97,8 +88,8 @@ class AccuracyCurve:
             {
                 "epoch": progress.epochs,
                 "steps": progress.steps,
-                "training_j": self._spent[0],
-                "training_cpu_s": self._spent[1],
+                "training_j": progress.energy_j,
+                "training_cpu_s": progress.cpu_s,
                 "finish_j": finish_j,
                 "finish_cpu_s": finish_cpu_s,
                 "accuracy": accuracy,

@@ -150,7 +150,8 @@ def _add_stopping_options(parser: argparse.ArgumentParser) -> None:
         "--energy-budget",
         type=_number(0, math.inf, True, "a positive number of joules"),
         metavar="JOULES",
-        help="stop once training has spent JOULES (the epochs' energy; validation not counted)",
+        help="stop once the epochs have spent JOULES (measured where a counter is readable, "
+        "else estimated; validation not counted)",
     )
     group.add_argument(
         "--validation",

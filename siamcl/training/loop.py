@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from siamcl.accounting.energy import estimate_energy_j
+from siamcl.accounting.meter import ResourceMeter
 from siamcl.training.batch import Batch, BatchPreparation, device_of
 from siamcl.training.memory_format import prefer_channels_last
 from siamcl.training.precision import autocast, resolve_precision
@@ -180,25 +180,28 @@ class TrainingLoop:
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
         result = LoopResult(stopped_by=f"epochs ({self.epochs})")
-        clock = _TrainingClock()
+        clock = _TrainingClock(self.meter)
         model.train()
         objective.train()
         with tqdm(
             total=steps, desc=self.description, leave=False, disable=not self.progress
         ) as bar:
             for epoch in range(self.epochs):
-                _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
                 loss = None
-                for batch in source.epoch(generator):
-                    batch = self.prepare(batch)
-                    with self._metered(len(batch.labels)):
-                        loss = train_step(model, objective, optimizer, batch, autocast_dtype=dtype)
-                    if scheduler is not None:
-                        scheduler.step()
-                    result.progress.steps += 1
-                    bar.update(1)
-                    if self.progress:
-                        bar.set_postfix(loss=f"{loss.item():.3f}")
+                with clock.epoch():
+                    _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
+                    for batch in source.epoch(generator):
+                        batch = self.prepare(batch)
+                        with self._metered(len(batch.labels)):
+                            loss = train_step(
+                                model, objective, optimizer, batch, autocast_dtype=dtype
+                            )
+                        if scheduler is not None:
+                            scheduler.step()
+                        result.progress.steps += 1
+                        bar.update(1)
+                        if self.progress:
+                            bar.set_postfix(loss=f"{loss.item():.3f}")
                 if loss is not None:
                     result.losses.append(float(loss))
                 result.progress.epochs = epoch + 1
@@ -216,14 +219,13 @@ class TrainingLoop:
     ) -> str | None:
         """Validate, run the callbacks' epoch end (both timed apart from training), then ask
         the stopping policies."""
-        result.progress.energy_j = clock.training_energy_j()
-        result.progress.cpu_s = clock.training_cpu_s()
+        progress = result.progress
+        progress.energy_j, progress.cpu_s, progress.energy_method = clock.spent()
         if self.validate is not None:
-            with clock.excluded("validation"):
-                result.progress.scores.append(float(self.validate(model)))
-            result.validation_cpu_s = clock.excluded_cpu_s["validation"]
-        with clock.excluded("callbacks"):
-            _call(self.callbacks, "on_epoch_end", model, result.progress)
+            start = time.process_time()
+            progress.scores.append(float(self.validate(model)))
+            result.validation_cpu_s += time.process_time() - start
+        _call(self.callbacks, "on_epoch_end", model, progress)
         if result.progress.epochs >= self.epochs:
             return None
         return first_stop(self.stopping, result.progress)
@@ -254,24 +256,30 @@ class LoopResult:
 
 
 class _TrainingClock:
-    """CPU seconds since the loop began, less those spent validating and in callbacks'
-    epoch ends; training energy is estimated from them (CPU-seconds x watts per core, as
-    siamcl's estimate does)."""
+    """Training's CPU seconds and joules: one window per epoch of the learner's ``meter``
+    (:meth:`~siamcl.ResourceMeter.part_meter`: its counter where one is readable, else its
+    estimate), so an energy budget stops on the figure the task's report gives. Validation
+    and callbacks' epoch ends fall between the windows. Without a meter, the estimate."""
 
-    def __init__(self) -> None:
-        self.start = time.process_time()
-        self.excluded_cpu_s: dict[str, float] = {"validation": 0.0, "callbacks": 0.0}
+    def __init__(self, meter: Any = None) -> None:
+        self.meter = meter
+        self.energy_j = self.cpu_s = 0.0
+        self.method = "estimate"
 
     @contextlib.contextmanager
-    def excluded(self, kind: str) -> Iterator[None]:
-        start = time.process_time()
-        try:
+    def epoch(self) -> Iterator[None]:
+        window = (
+            self.meter.part_meter()
+            if self.meter is not None
+            else ResourceMeter(energy="estimate", flops="off")
+        )
+        with window:
             yield
-        finally:
-            self.excluded_cpu_s[kind] += time.process_time() - start
+        report = window.report()
+        self.energy_j += report.energy_j
+        self.cpu_s += report.cpu_s
+        self.method = report.energy_method
 
-    def training_cpu_s(self) -> float:
-        return time.process_time() - self.start - sum(self.excluded_cpu_s.values())
-
-    def training_energy_j(self) -> float:
-        return estimate_energy_j(self.training_cpu_s(), 0.0, 0)["cpu"]
+    def spent(self) -> tuple[float, float, str]:
+        """Joules, CPU seconds and the energy method of the epochs so far."""
+        return self.energy_j, self.cpu_s, self.method

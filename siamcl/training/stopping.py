@@ -32,14 +32,17 @@ __all__ = [
 @dataclass
 class Progress:
     """What training has done so far: epochs and steps run, validation scores after each
-    epoch (empty without validation), and the CPU seconds and energy spent training (joules,
-    estimated from those CPU seconds), validation and callbacks' epoch ends left out."""
+    epoch (empty without validation), and the CPU seconds and joules spent training,
+    validation and callbacks' epoch ends left out. The joules are read as the learner's
+    meter reads its task (``energy_method``: a counter such as ``"rapl"`` or ``"nvml"``
+    where one is readable, else ``"estimate"``)."""
 
     epochs: int = 0
     steps: int = 0
     scores: list[float] = field(default_factory=list)
     energy_j: float = 0.0
     cpu_s: float = 0.0
+    energy_method: str = "estimate"
 
 
 class StoppingPolicy(Protocol):
@@ -92,7 +95,9 @@ class Patience:
 
 @dataclass(frozen=True)
 class EnergyBudget:
-    """Stop once training has spent ``joules`` (checked after each epoch)."""
+    """Stop once training has spent ``joules`` (checked after each epoch): measured by the
+    learner's energy counter where one is readable (a GPU's through NVML, RAPL), otherwise
+    the estimate its reports give."""
 
     joules: float
 
