@@ -235,3 +235,25 @@ def test_learners_pass_their_callbacks_to_the_loop(digits):
         monitor = _BusyMonitor()
         learner(**FAST, callbacks=[monitor]).fit_task(X, y)
         assert [seen[0] for seen in monitor.seen] == [1, 2]
+
+
+def test_a_whitening_learners_validation_scores_whitened_class_means():
+    """Two classes whose means differ along a direction each class barely varies in, with a
+    wide spread along another: plain class means confuse them, whitened ones do not."""
+    from siamcl.learners.siamese_task import class_mean_score
+
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        y = np.repeat([0, 1], n)
+        spread = rng.normal(size=(2 * n, 3)) * [1.5, 0.05, 0.0]
+        X = np.array([0.0, 0.0, 1.0]) + spread + np.where(y[:, None] == 0, 0.1, -0.1) * [0, 1, 0]
+        return torch.from_numpy(X / np.linalg.norm(X, axis=1, keepdims=True)), y
+
+    def embed(encoder, inputs):
+        return inputs.numpy().astype(np.float32)
+
+    reference, held = rows(100), rows(100)
+    plain = class_mean_score(embed, reference, held)(None)
+    whitened = class_mean_score(embed, reference, held, whitening=0.1)(None)
+    assert whitened > 0.95 and plain < whitened - 0.1

@@ -248,16 +248,21 @@ def class_mean_score(
     embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
     reference: tuple[torch.Tensor, np.ndarray],
     held_out: tuple[torch.Tensor, np.ndarray],
+    whitening: float | None = None,
 ) -> Callable[[nn.Module], float]:
     """A validation score: the accuracy of nearest class means (cosine), the means taken
-    from ``reference`` rows, on the ``held_out`` rows, under the encoder being trained."""
+    from ``reference`` rows, on the ``held_out`` rows, under the encoder being trained.
+    With ``whitening`` (a shrinkage), both are whitened first by the within-class
+    covariance of the reference rows, as the learner's prototypes will be after the task."""
 
     def score(encoder: nn.Module) -> float:
-        ref = embed(encoder, reference[0])
+        ref, held = embed(encoder, reference[0]), embed(encoder, held_out[0])
+        if whitening is not None:
+            matrix = within_class_whitening(ref, reference[1], whitening)
+            ref, held = whiten_rows(ref, matrix), whiten_rows(held, matrix)
         classes = np.unique(reference[1])
         means = np.stack([ref[reference[1] == c].mean(axis=0) for c in classes])
         means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
-        held = embed(encoder, held_out[0])
         predicted = classes[np.argmax(held @ means.T, axis=1)]
         return float(np.mean(predicted == held_out[1]))
 
@@ -269,7 +274,8 @@ def task_validation(
 ) -> tuple[Any, Callable[[nn.Module], float] | None]:
     """The task's rows to train on and the validation score the loop computes after each
     epoch: ``validation_fraction`` of each class held out, scored by nearest class means of
-    as many of each class's training rows (all rows and no score when the fraction is 0).
+    as many of each class's training rows, whitened as the learner's prototypes will be
+    when it whitens (all rows and no score when the fraction is 0).
     Means of a sample, not of every training row: each epoch's score then embeds twice the
     held-out rows instead of all of the task's (2.5x less at a fifth held out)."""
     if not clf.validation_fraction:
@@ -283,6 +289,6 @@ def task_validation(
         return embedder(clf, encoder, preprocessor)(inputs)
 
     score = class_mean_score(
-        embed, (canonical[reference], y[reference]), (canonical[held], y[held])
+        embed, (canonical[reference], y[reference]), (canonical[held], y[held]), clf.whitening
     )
     return train, score
