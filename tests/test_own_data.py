@@ -227,3 +227,8 @@ def test_learn_stops_early_when_told_and_the_model_keeps_its_policies(
     assert status == 0, err
     saved = ImageModel.load(model).classifier
     assert saved.stopping == [Patience(1)] and saved.validation_fraction == 0.3
+    argv[2:5] = [str(data / "first"), "--model", str(tmp_path / "budgeted")]
+    status, out, err = run([*argv, "--energy-budget", "1e-6"], capsys)  # no validation needed
+    assert status == 0, err
+    assert out.splitlines()[0].endswith("; stopped by energy budget (1e-06 J) after 1 epoch")
+    assert ImageModel.load(tmp_path / "budgeted").classifier.validation_fraction == 0.0

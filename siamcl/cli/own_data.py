@@ -382,16 +382,17 @@ def _report_line(what: str, names: list[str], report: Any) -> str:
 
 
 def _stop_note(report: Any) -> str:
-    """Why training stopped and the last validation accuracy, when there was any."""
-    score = report.extra.get("validation_score")
-    if score is None:
+    """Why training stopped (when a policy stopped it or validation ran) and the last
+    validation accuracy."""
+    score, stopped_by = report.extra.get("validation_score"), report.stopped_by
+    if score is None and (not stopped_by or stopped_by.startswith("epochs")):
         return ""
     epochs = int(report.extra.get("epochs_run", 0))
-    return (
-        f"; stopped by {report.stopped_by} after {epochs} epoch{'s' * (epochs != 1)}, "
-        f"validation accuracy {score:.3f} (scoring it took "
-        f"{report.extra.get('validation_cpu_s', 0):.1f} of those CPU s)"
-    )
+    note = f"; stopped by {stopped_by} after {epochs} epoch{'s' * (epochs != 1)}"
+    if score is not None:
+        cpu_s = report.extra.get("validation_cpu_s", 0)
+        note += f", validation accuracy {score:.3f} (scoring it took {cpu_s:.1f} of those CPU s)"
+    return note
 
 
 def _saved_line(model: ImageModel, model_dir: Path) -> str:
