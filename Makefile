@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.siamcl-installed
+# the Python of the CUDA machine benchmarks/gpu_energy.sh runs on
+GPU_PYTHON_VERSION ?= 3.12
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean gpu-wheels
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check siamcl tests benchmarks
+
+# wheels benchmarks/gpu_energy.sh installs on a CUDA machine with no package index
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl -r benchmarks/gpu_wheels.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
