@@ -217,8 +217,8 @@ class TrainingLoop:
     def _after_epoch(
         self, model: nn.Module, result: LoopResult, clock: _TrainingClock
     ) -> str | None:
-        """Validate, run the callbacks' epoch end (both timed apart from training), then ask
-        the stopping policies."""
+        """Validate (its CPU seconds kept apart) and run the callbacks' epoch ends, both
+        outside the epochs' meter windows, then ask the stopping policies."""
         progress = result.progress
         progress.energy_j, progress.cpu_s, progress.energy_method = clock.spent()
         if self.validate is not None:
