@@ -40,11 +40,13 @@ def _refill_faults(setting: str) -> int:
 @glibc_only
 def test_retained_memory_is_reused_without_page_faults():
     # a batch's first activation is 25 MiB (6,400 pages); the system setting hands such
-    # blocks back and faults their pages in again, batch after batch (about 100,000-130,000
-    # faults a pass on the machine measured); retained, the pages are reused (under 200)
+    # blocks back and faults their pages in again, batch after batch (about 100,000-150,000
+    # faults a pass on the machine measured); retained, the pages are reused: under 200
+    # faults, or one block's 6,400 more on an occasional pass whose heap needed one more
+    # block (6,448 seen in one run of six)
     system, retained = _refill_faults("system"), _refill_faults("retained")
     assert system > 20_000
-    assert retained < system / 50
+    assert retained <= 6_400 + 200 and retained < system / 10
 
 
 @glibc_only
