@@ -95,9 +95,9 @@ class Patience:
 
 @dataclass(frozen=True)
 class EnergyBudget:
-    """Stop once training has spent ``joules`` (checked after each epoch): measured by the
-    learner's energy counter where one is readable (a GPU's through NVML, RAPL), otherwise
-    the estimate its reports give."""
+    """Stop once a task's training has spent ``joules`` (checked after each epoch): measured
+    by the learner's energy counter where one is readable (a GPU's through NVML, RAPL),
+    otherwise the estimate its reports give."""
 
     joules: float
 
