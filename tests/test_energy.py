@@ -295,6 +295,17 @@ def test_a_part_meter_reads_the_source_its_meter_found() -> None:
         gpu.part_meter()
 
 
+def test_an_opener_giving_one_counter_twice_is_refused() -> None:
+    monitor = FakeMonitor(cpu={0: 0.0})
+    opener = opener_for(rapl=EnergyCounter("rapl", monitor, ["cpu"]))  # the same one each call
+    with ResourceMeter(energy="rapl", flops="off", counter_opener=opener) as meter:
+        part = meter.part_meter()
+        with pytest.raises(RuntimeError, match="must return a new EnergyCounter"):
+            part.__enter__()
+        monitor.totals["cpu"][0] += 2.0
+    assert meter.report().energy_j == pytest.approx(2.0)  # its own window untouched
+
+
 def test_a_meter_inside_another_keeps_the_outer_peak_memory(monkeypatch) -> None:
     resets: list[Any] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -72,6 +72,11 @@ class EnergyCounter:
 
     def start(self) -> None:
         """Begin the window; raises ``CounterUnavailable`` if the counters cannot be read."""
+        if self._open:  # a second begin would replace the first window under the same key
+            raise RuntimeError(
+                "this counter's window is already open: a counter opener must return a new "
+                "EnergyCounter on every call"
+            )
         try:
             self.monitor.begin_window(self._key, sync_execution=False)
         except Exception as exc:  # an OS error, an NVML error, a Zeus error

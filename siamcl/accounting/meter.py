@@ -91,8 +91,9 @@ class ResourceMeter:
         Constants of the estimate; ``None`` uses the documented defaults
         (``CPU_WATTS_PER_CORE``, ``MEMORY_WATTS_PER_GB``).
     counter_opener : callable or None
-        ``(backend, gpu_index) -> EnergyCounter`` (unstarted), raising
-        ``CounterUnavailable`` when it cannot read; ``None`` opens counters through Zeus.
+        ``(backend, gpu_index) -> EnergyCounter``, a new unstarted one on every call (a
+        training loop opens one per epoch), raising ``CounterUnavailable`` when it cannot
+        read; ``None`` opens counters through Zeus.
         Pass one to read a ``ZeusMonitor`` you already hold
         (``lambda backend, index: EnergyCounter("nvml", monitor, ["gpu"])``) or a fake.
 
