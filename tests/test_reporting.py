@@ -102,3 +102,39 @@ def test_episodic_step_profile_names_every_encoder_and_where_its_time_goes(tmp_p
         assert row["profiled_ms"]["convolution"] > 0 and row["profiled_ms"]["batch norm"] > 0
     markdown = (tmp_path / "episodic_step.md").read_text()
     assert "conv4-flat-pool-first" in markdown and "| convolution | batch norm |" in markdown
+
+
+def test_validation_tracking_lags_are_accuracy_less_score() -> None:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "validation_tracking.py"
+    spec = importlib.util.spec_from_file_location("benchmark_validation_tracking", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def point(epoch, validation, plain, accuracy):
+        return {
+            "epoch": epoch,
+            "validation": validation,
+            "plain_validation": plain,
+            "accuracy": accuracy,
+        }
+
+    runs = [
+        {
+            "method": "m",
+            "seed": 0,
+            "per_epoch": [point(1, 0.90, 0.80, 0.92), point(2, 0.95, 0.95, 0.96)],
+        },
+        {
+            "method": "m",
+            "seed": 1,
+            "per_epoch": [point(1, 0.88, 0.86, 0.90), point(2, 0.97, 0.93, 0.96)],
+        },
+    ]
+    (summary,) = module.summarise(runs, ["m"])
+    assert summary["lag"] == pytest.approx((0.02 + 0.01 + 0.02 - 0.01) / 4)
+    assert summary["plain_lag"] == pytest.approx((0.12 + 0.01 + 0.04 + 0.03) / 4)
+    results = {"settings": {"methods": ["m"], "epochs": 2}, "runs": runs, "summary": [summary]}
+    results.update(seeds=[0, 1], command="c", date="d")
+    table = module.render(results)
+    assert "| m | 1 | 0.9100 | 0.8900 | +0.0200 | 0.8300 | +0.0800 |" in table
+    assert "| m | 2 | 0.9600 | 0.9600 | +0.0000 | 0.9400 | +0.0200 |" in table
