@@ -240,7 +240,8 @@ def test_learners_pass_their_callbacks_to_the_loop(digits):
 def test_a_whitening_learners_validation_scores_whitened_class_means():
     """Two classes whose means differ along a direction each class barely varies in, with a
     wide spread along another: plain class means confuse them, whitened ones do not."""
-    from siamcl.learners.siamese_task import class_mean_score
+    from siamcl.learners.siamese_task import prototype_score
+    from siamcl.store import PrototypeStore
 
     rng = np.random.default_rng(0)
 
@@ -254,6 +255,36 @@ def test_a_whitening_learners_validation_scores_whitened_class_means():
         return inputs.numpy().astype(np.float32)
 
     reference, held = rows(100), rows(100)
-    plain = class_mean_score(embed, reference, held)(None)
-    whitened = class_mean_score(embed, reference, held, whitening=0.1)(None)
+    plain = prototype_score(embed, reference, held, PrototypeStore)(None)
+    whitened = prototype_score(embed, reference, held, PrototypeStore, whitening=0.1)(None)
     assert whitened > 0.95 and plain < whitened - 0.1
+
+
+def test_the_validation_score_classifies_by_the_learners_prototype_rule():
+    """Each class two clusters on opposite sides: one mean a class sits near the middle and
+    misleads, two k-means prototypes a class (the learner's rule here) do not."""
+    from functools import partial
+
+    from siamcl.learners.siamese_task import prototype_score
+    from siamcl.store import PrototypeStore
+
+    rng = np.random.default_rng(1)
+
+    def rows(n):
+        y = np.repeat([0, 1], 2 * n)
+        angles = np.concatenate(
+            [np.repeat([0.0, np.pi], n), np.repeat([np.pi / 2, 1.5 * np.pi], n)]
+        )
+        X = np.stack([np.cos(angles), np.sin(angles), np.full(4 * n, 0.3)], axis=1)
+        X = X + rng.normal(scale=0.05, size=X.shape)
+        return torch.from_numpy(X), y
+
+    def embed(encoder, inputs):
+        return inputs.numpy().astype(np.float32)
+
+    reference, held = rows(40), rows(40)
+    one = prototype_score(embed, reference, held, PrototypeStore)(None)
+    two = prototype_score(embed, reference, held, partial(PrototypeStore, prototypes_per_class=2))(
+        None
+    )
+    assert two > 0.95 and one < 0.8

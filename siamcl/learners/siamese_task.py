@@ -50,9 +50,9 @@ from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_
 
 __all__ = [
     "check_whitening",
-    "class_mean_score",
     "consolidate",
     "embedder",
+    "prototype_score",
     "siamese_objective",
     "task_random_state",
     "task_ranks",
@@ -244,27 +244,26 @@ def task_random_state(seed: int) -> Iterator[None]:
         yield
 
 
-def class_mean_score(
+def prototype_score(
     embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
     reference: tuple[torch.Tensor, np.ndarray],
     held_out: tuple[torch.Tensor, np.ndarray],
+    new_store: Callable[[int], PrototypeStore],
     whitening: float | None = None,
 ) -> Callable[[nn.Module], float]:
-    """A validation score: the accuracy of nearest class means (cosine), the means taken
-    from ``reference`` rows, on the ``held_out`` rows, under the encoder being trained.
-    With ``whitening`` (a shrinkage), both are whitened first by the within-class
-    covariance of the reference rows, as the learner's prototypes will be after the task."""
+    """A validation score: under the encoder being trained, the accuracy on the ``held_out``
+    rows of a store ``new_store(dim)`` filled with the ``reference`` rows (its prototypes
+    class means, k-means centres or every row, as its rule says). With ``whitening`` (a
+    shrinkage), both are whitened first by the within-class covariance of the reference
+    rows, as the learner's prototypes will be after the task."""
 
     def score(encoder: nn.Module) -> float:
         ref, held = embed(encoder, reference[0]), embed(encoder, held_out[0])
         if whitening is not None:
             matrix = within_class_whitening(ref, reference[1], whitening)
             ref, held = whiten_rows(ref, matrix), whiten_rows(held, matrix)
-        classes = np.unique(reference[1])
-        means = np.stack([ref[reference[1] == c].mean(axis=0) for c in classes])
-        means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
-        predicted = classes[np.argmax(held @ means.T, axis=1)]
-        return float(np.mean(predicted == held_out[1]))
+        store = new_store(ref.shape[1]).add(ref, reference[1])
+        return float(np.mean(store.classify(held) == held_out[1]))
 
     return score
 
@@ -273,9 +272,10 @@ def task_validation(
     clf: Any, preprocessor: Preprocessor, canonical: torch.Tensor, y: np.ndarray, task: int
 ) -> tuple[Any, Callable[[nn.Module], float] | None]:
     """The task's rows to train on and the validation score the loop computes after each
-    epoch: ``validation_fraction`` of each class held out, scored by nearest class means of
-    as many of each class's training rows, whitened as the learner's prototypes will be
-    when it whitens (all rows and no score when the fraction is 0).
+    epoch: ``validation_fraction`` of each class held out, classified by the learner's
+    prototype rule (class means, k-means centres or every row; its metric and vote) over as
+    many of each class's training rows, whitened as its prototypes will be when it whitens
+    (all rows and no score when the fraction is 0).
     Means of a sample, not of every training row: each epoch's score then embeds twice the
     held-out rows instead of all of the task's (2.5x less at a fifth held out)."""
     if not clf.validation_fraction:
@@ -288,7 +288,17 @@ def task_validation(
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embedder(clf, encoder, preprocessor)(inputs)
 
-    score = class_mean_score(
-        embed, (canonical[reference], y[reference]), (canonical[held], y[held]), clf.whitening
+    def new_store(dim: int) -> PrototypeStore:
+        """The learner's prototype rule over exact search: a sample may hold too few rows to
+        train its own (approximate) index on."""
+        per_class, vote_k = clf.prototypes_per_class, clf.vote_k
+        return PrototypeStore(dim, clf.metric, "Flat", per_class, vote_k, seed=clf.seed)
+
+    score = prototype_score(
+        embed,
+        (canonical[reference], y[reference]),
+        (canonical[held], y[held]),
+        new_store,
+        clf.whitening,
     )
     return train, score
