@@ -43,7 +43,7 @@ def test_retained_memory_is_reused_without_page_faults():
     # blocks back and faults their pages in again, batch after batch (about 100,000-150,000
     # faults a pass on the machine measured); retained, the pages are reused: under 200
     # faults, or one block's 6,400 more on an occasional pass whose heap needed one more
-    # block (6,448 seen in one run of six)
+    # block (6,448 seen once in a clean-clone run)
     system, retained = _refill_faults("system"), _refill_faults("retained")
     assert system > 20_000
     assert retained <= 6_400 + 200 and retained < system / 10

@@ -180,7 +180,6 @@ class TrainingLoop:
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
         result = LoopResult(stopped_by=f"epochs ({self.epochs})")
-        clock = _TrainingClock(self.meter)
         model.train()
         objective.train()
         with tqdm(
@@ -188,7 +187,7 @@ class TrainingLoop:
         ) as bar:
             for epoch in range(self.epochs):
                 loss = None
-                with clock.epoch():
+                with _measured_epoch(self.meter, result.progress):
                     _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
                     for batch in source.epoch(generator):
                         batch = self.prepare(batch)
@@ -205,7 +204,7 @@ class TrainingLoop:
                 if loss is not None:
                     result.losses.append(float(loss))
                 result.progress.epochs = epoch + 1
-                reason = self._after_epoch(trained, result, clock)
+                reason = self._after_epoch(trained, result)
                 if reason is not None:
                     result.stopped_by = reason
                     break
@@ -214,21 +213,18 @@ class TrainingLoop:
         trained.eval()
         return result
 
-    def _after_epoch(
-        self, model: nn.Module, result: LoopResult, clock: _TrainingClock
-    ) -> str | None:
+    def _after_epoch(self, model: nn.Module, result: LoopResult) -> str | None:
         """Validate (its CPU seconds kept apart) and run the callbacks' epoch ends, both
         outside the epochs' meter windows, then ask the stopping policies."""
         progress = result.progress
-        progress.energy_j, progress.cpu_s, progress.energy_method = clock.spent()
         if self.validate is not None:
             start = time.process_time()
             progress.scores.append(float(self.validate(model)))
             result.validation_cpu_s += time.process_time() - start
         _call(self.callbacks, "on_epoch_end", model, progress)
-        if result.progress.epochs >= self.epochs:
+        if progress.epochs >= self.epochs:
             return None
-        return first_stop(self.stopping, result.progress)
+        return first_stop(self.stopping, progress)
 
     def _metered(self, n_samples: int):
         if self.meter is None:
@@ -255,31 +251,20 @@ class LoopResult:
     validation_cpu_s: float = 0.0
 
 
-class _TrainingClock:
-    """Training's CPU seconds and joules: one window per epoch of the learner's ``meter``
+@contextlib.contextmanager
+def _measured_epoch(meter: Any, progress: Progress) -> Iterator[None]:
+    """One epoch inside a window of the learner's ``meter``
     (:meth:`~siamcl.ResourceMeter.part_meter`: its counter where one is readable, else its
-    estimate), so an energy budget stops on the figure the task's report gives. Validation
-    and callbacks' epoch ends fall between the windows. Without a meter, the estimate."""
-
-    def __init__(self, meter: Any = None) -> None:
-        self.meter = meter
-        self.energy_j = self.cpu_s = 0.0
-        self.method = "estimate"
-
-    @contextlib.contextmanager
-    def epoch(self) -> Iterator[None]:
-        window = (
-            self.meter.part_meter()
-            if self.meter is not None
-            else ResourceMeter(energy="estimate", flops="off")
-        )
-        with window:
-            yield
-        report = window.report()
-        self.energy_j += report.energy_j
-        self.cpu_s += report.cpu_s
-        self.method = report.energy_method
-
-    def spent(self) -> tuple[float, float, str]:
-        """Joules, CPU seconds and the energy method of the epochs so far."""
-        return self.energy_j, self.cpu_s, self.method
+    estimate), whose joules and CPU seconds are added to ``progress``, so an energy budget
+    stops on the figure the task's report gives. Validation and callbacks' epoch ends fall
+    between the windows. Without a meter, the estimate."""
+    if meter is not None:
+        window = meter.part_meter()
+    else:
+        window = ResourceMeter(energy="estimate", flops="off")
+    with window:
+        yield
+    report = window.report()
+    progress.energy_j += report.energy_j
+    progress.cpu_s += report.cpu_s
+    progress.energy_method = report.energy_method
