@@ -8,6 +8,7 @@ images.
     siamcl learn --data DIR --model MODEL [--task SUBDIR ...]
     siamcl add --data DIR --model MODEL
     siamcl predict --model MODEL IMAGES... [--top-k K] [--format csv|jsonl]
+    siamcl export --model MODEL --out FOLDER [--format onnx|torch.export]
 
 Every command is listed in ``siamcl.cli.registry``; only the chosen one is imported, so help
 answers without loading torch. Errors in what the user typed (unknown suite, data set or

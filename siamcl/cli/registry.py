@@ -110,6 +110,12 @@ COMMANDS: dict[str, Command | Group] = {
         configure="configure_predict",
         run="run_predict",
     ),
+    "export": Command(
+        "write a model for deployment: ONNX and FAISS, no siamcl needed",
+        "siamcl.cli.export",
+        configure="configure_export",
+        run="run_export",
+    ),
     "report": Command(
         "render a folder of benchmark results into one markdown report",
         "siamcl.cli.report",

@@ -10,6 +10,11 @@ or, to load the folder once and answer many calls::
 
     model = ExportedClassifier("exported_model")
     labels = model.predict(images)                   # embeddings: model.embed(images)
+    names = model.names(model.predict(model.read_images(["a.png", "b.jpg"])))
+
+or from a shell, for image files (CSV of path and class)::
+
+    python deploy.py exported_model a.png b.jpg
 
 It repeats what a fitted classifier does: inputs to canonical form (integer pixels / 255,
 channels first, resized, inverted when the model was fitted on dark-on-light images), the
@@ -19,8 +24,12 @@ search and vote of ``PrototypeStore.classify``.
 
 from __future__ import annotations
 
+import argparse
+import csv
 import json
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +65,15 @@ class ExportedClassifier:
         if version != (EXPORT_FORMAT, EXPORT_VERSION):
             raise ValueError(f"{folder} is not a siamcl export folder of version {EXPORT_VERSION}")
         self.preprocessing = self.model["preprocessing"]
+        self.image_files = self.model.get("image_files")  # how files were read, when known
         self._encode = _encoder(folder, self.model["encoder"])
         classes = json.loads((folder / CLASSES_FILE).read_text())
         self.metric = classes["metric"]
         self.vote_k = int(classes["vote_k"])
         self.ids = np.asarray(classes["ids"], dtype=np.int64)  # increasing
         self.labels = np.asarray(classes["labels"], dtype=np.int64)  # class of each id
+        names = classes.get("class_names")  # aligned with "classes", when the export has them
+        self.class_names = None if names is None else dict(zip(classes["classes"], names))
         self.prototypes = np.load(folder / PROTOTYPES_FILE, allow_pickle=False)
         self.index = faiss.read_index(str(folder / INDEX_FILE))
         space = faiss.ParameterSpace()
@@ -93,6 +105,37 @@ class ExportedClassifier:
             X = 1.0 - X
         return np.ascontiguousarray(X, dtype=np.float32)
 
+    def read_images(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+        """Image files as the uint8 arrays the classifier takes, read with Pillow as siamcl's
+        ``load_images`` reads them: converted to the mode of ``model.json``'s ``image_files``
+        (``siamcl export`` writes it) and resized bilinearly to its size when they differ.
+        Without that section, to the encoder's channels (1: grayscale, 3: RGB) and input size."""
+        from PIL import Image
+
+        pre = self.preprocessing
+        if pre["kind"] != "image":
+            raise ValueError("this export classifies vectors, not image files")
+        files = self.image_files or {}
+        mode = files.get("mode", "L" if pre["channels"] == 1 else "RGB")
+        height, width = files.get("size", pre["input_size"])
+        images = []
+        for path in paths:
+            with Image.open(path) as image:
+                image = image.convert(mode)
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+            images.append(pixels if mode == "L" else pixels.transpose(2, 0, 1))
+        if not images:
+            raise ValueError("no image files given")
+        return np.stack(images)
+
+    def names(self, labels: Any) -> list[str]:
+        """The class names of ``labels`` when the export holds them, else the labels as text."""
+        if self.class_names is None:
+            return [str(int(label)) for label in labels]
+        return [self.class_names[int(label)] for label in labels]
+
     def embed(self, X: Any) -> np.ndarray:
         """L2-normalised embeddings ``[N, D]`` of raw inputs, ``BATCH`` rows at a time."""
         X = np.asarray(X)
@@ -121,6 +164,20 @@ class ExportedClassifier:
         votes = (labels[:, :, None] == labels[:, None, :]).sum(axis=2)
         winner = np.argmax(votes, axis=1)  # first maximum: the nearest among tied labels
         return labels[np.arange(len(labels)), winner]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python deploy.py FOLDER IMAGE...``: CSV of each image file's path and class."""
+    parser = argparse.ArgumentParser(description="Classify image files with an exported model.")
+    parser.add_argument("folder", help="the exported model's folder")
+    parser.add_argument("images", nargs="+", help="image files")
+    args = parser.parse_args(argv)
+    model = ExportedClassifier(args.folder)
+    names = model.names(model.predict(model.read_images(args.images)))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["path", "label"])
+    writer.writerows(zip(args.images, names))
+    return 0
 
 
 def _encoder(folder: Path, encoder: dict[str, Any]):
@@ -164,3 +221,7 @@ def _resize(X: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             )
             out[i, c] = np.asarray(resized, dtype=np.float32)
     return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

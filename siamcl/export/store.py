@@ -4,7 +4,8 @@ The store is first saved as siamcl saves it (one consistent snapshot, taken unde
 store's lock), then turned into what a deployment reads: ``index.faiss`` (the store's own
 index, so approximate indexes answer as they do in siamcl), ``prototypes.npy`` (for the
 exact search siamcl falls back on when an index finds too few neighbours) and
-``classes.json`` (FAISS id -> class label, metric and the classification rule).
+``classes.json`` (FAISS id -> class label, metric and the classification rule, and the
+classes' names when the exporter knows them).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from siamcl.store.faiss_index import METRICS
 __all__ = ["write_store"]
 
 
-def write_store(store: Any, staging: Path) -> dict[str, Any]:
-    """Write ``store``'s index, prototypes and class map into ``staging``; returns the part
-    of ``model.json`` that names them."""
+def write_store(store: Any, staging: Path, names: dict[int, str] | None = None) -> dict[str, Any]:
+    """Write ``store``'s index, prototypes and class map (with the classes' ``names``, when
+    given) into ``staging``; returns the part of ``model.json`` that names them."""
     saved = staging / ".store"
     store.save(saved)
     meta = json.loads((saved / store_io.META_FILE).read_text())
@@ -51,19 +52,20 @@ def write_store(store: Any, staging: Path) -> dict[str, Any]:
     fsync_path(staging / PROTOTYPES_FILE)
     shutil.rmtree(saved)
     params = meta["params"]
-    write_json(
-        staging / CLASSES_FILE,
-        {
-            "metric": metric,
-            "vote_k": params["vote_k"],
-            "prototypes_per_class": params["prototypes_per_class"],
-            "nprobe": params["nprobe"],
-            "ef_search": params["ef_search"],
-            "ids": arrays["ids"].tolist(),
-            "labels": arrays["labels"].tolist(),
-            "classes": sorted(set(arrays["labels"].tolist())),
-        },
-    )
+    classes = sorted(set(arrays["labels"].tolist()))
+    class_map = {
+        "metric": metric,
+        "vote_k": params["vote_k"],
+        "prototypes_per_class": params["prototypes_per_class"],
+        "nprobe": params["nprobe"],
+        "ef_search": params["ef_search"],
+        "ids": arrays["ids"].tolist(),
+        "labels": arrays["labels"].tolist(),
+        "classes": classes,
+    }
+    if names is not None:  # aligned with "classes"
+        class_map["class_names"] = [names[label] for label in classes]
+    write_json(staging / CLASSES_FILE, class_map)
     return {
         "index_file": INDEX_FILE,
         "index": index_kind,

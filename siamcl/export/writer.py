@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from siamcl.export.deploy import (
 from siamcl.export.store import write_store
 from siamcl.learners.prediction import NotFittedError
 
-__all__ = ["FORMATS", "export_classifier"]
+__all__ = ["FORMATS", "ImageFiles", "export_classifier"]
 
 FORMATS = ("onnx", "torch.export")
 ENCODER_FILES = {"onnx": "encoder.onnx", "torch.export": "encoder.pt2"}
@@ -58,18 +60,28 @@ class StandardisedEncoder(nn.Module):
         return self.encoder((x - self.mean) / self.std)
 
 
-def export_classifier(clf: Any, path: str | os.PathLike, format: str = "onnx") -> Path:
+def export_classifier(
+    clf: Any,
+    path: str | os.PathLike,
+    format: str = "onnx",
+    class_names: Mapping[int, str] | None = None,
+    image_files: ImageFiles | None = None,
+) -> Path:
     """Write a fitted classifier to the folder ``path`` (created or replaced atomically) for
     deployment with onnxruntime (or torch, for ``format="torch.export"``) and faiss.
 
     The folder holds the encoder (``encoder.onnx`` or ``encoder.pt2``), the FAISS index with
     its class map (``index.faiss``, ``classes.json``, ``prototypes.npy``) and ``model.json``;
-    :mod:`siamcl.export.deploy` reads it. Raises ValueError for an unknown format, an empty
-    store, ``embed_views > 1``, ``qat="int4"``, ``qat="int8-pt2e"``, ``qat="int8"`` with ``torch.export``,
-    NotFittedError before the first task, and ImportError naming ``siamcl[export]`` when
-    ONNX export's packages are not installed.
+    :mod:`siamcl.export.deploy` reads it. ``class_names`` (label -> name, for every class the
+    store knows) go into ``classes.json``; ``image_files`` (how image files were read into
+    the arrays the classifier learned from: their size and mode) into ``model.json``, so a
+    deployment reads files as siamcl did. Raises ValueError for an unknown format, an empty
+    store, ``embed_views > 1``, ``qat="int4"``, ``qat="int8-pt2e"``, ``qat="int8"`` with
+    ``torch.export``, names missing for a class, NotFittedError before the first task, and
+    ImportError naming ``siamcl[export]`` when ONNX export's packages are not installed.
     """
     state = _exportable(clf, format)
+    names = _checked_names(class_names, state.store.classes)
     if format == "onnx":  # before any work: the exporter needs the export extra
         for module in ("onnx", "onnxscript"):
             ensure_installed(module, "ONNX export")
@@ -85,7 +97,7 @@ def export_classifier(clf: Any, path: str | os.PathLike, format: str = "onnx") -
             exporter = _write_onnx(model, example, file, quantized=state.qat == "int8")
         else:
             exporter = _write_torch_export(model, example, file)
-        store = write_store(state.store, staging)
+        store = write_store(state.store, staging, names)
         encoder_info = {
             "file": file.name,
             "format": format,
@@ -98,8 +110,45 @@ def export_classifier(clf: Any, path: str | os.PathLike, format: str = "onnx") -
             "embedding_dim": state.store.dim,
             "l2_normalised": True,
         }
-        write_json(staging / MODEL_FILE, _model_json(clf, preprocessor, encoder_info, store))
+        model_json = _model_json(clf, preprocessor, encoder_info, store)
+        if image_files is not None:
+            model_json["image_files"] = image_files.to_json()
+        write_json(staging / MODEL_FILE, model_json)
     return Path(path)
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """How image files became the arrays a classifier learned from (as
+    :func:`siamcl.data.load_images` reads them): converted to grayscale (``"L"``) or RGB,
+    then resized bilinearly to ``size`` (height, width) when they differ."""
+
+    size: tuple[int, int]
+    grayscale: bool
+
+    def __post_init__(self) -> None:
+        size = tuple(self.size)
+        if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+            raise ValueError(f"image_files.size must be (height, width), got {self.size!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": list(self.size),
+            "mode": "L" if self.grayscale else "RGB",
+            "resize": "PIL Image.BILINEAR to size, when a file's size differs",
+        }
+
+
+def _checked_names(names: Mapping[int, str] | None, classes: Any) -> dict[int, str] | None:
+    """``names`` for exactly the store's classes, as ``{label: name}``; None stays None."""
+    if names is None:
+        return None
+    missing = [int(c) for c in classes if int(c) not in names]
+    if missing:
+        raise ValueError(f"class_names names no class for labels {missing}")
+    if not all(isinstance(names[int(c)], str) for c in classes):
+        raise ValueError("class_names must map every label to a string")
+    return {int(c): names[int(c)] for c in classes}
 
 
 def _exportable(clf: Any, format: str) -> Any:

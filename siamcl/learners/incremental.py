@@ -288,13 +288,14 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         self._require_fitted("save")
         save_classifier(self, directory, key)
 
-    def export(self, path: Any, format: str = "onnx") -> Any:
+    def export(self, path: Any, format: str = "onnx", **options: Any) -> Any:
         """Write a folder a deployment reads with onnxruntime (or torch, for
         ``format="torch.export"``) and faiss, without siamcl: encoder graph, FAISS index,
-        class map and preprocessing (see :mod:`siamcl.export`). Returns its path."""
+        class map and preprocessing; ``options`` are :func:`siamcl.export.export_classifier`'s
+        (``class_names``, ``image_files``). Returns its path."""
         from siamcl.export import export_classifier
 
-        return export_classifier(self, path, format)
+        return export_classifier(self, path, format, **options)
 
     @classmethod
     def load(
