@@ -49,3 +49,30 @@ def test_document_examples_run(
     for number, source in enumerate(blocks, start=1):
         code = compile(source, f"{document} python block {number}", "exec")
         exec(code, namespace)  # noqa: S102 - running the documentation is the point
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def relative_links(text: str) -> list[str]:
+    """The targets of a markdown text's links that are paths in the repository (no scheme,
+    no bare anchor), without their anchors."""
+    targets = [match.group(1).split("#")[0] for match in _LINK.finditer(text)]
+    return [target for target in targets if target and "://" not in target]
+
+
+def test_relative_links_are_found() -> None:
+    text = "[a](docs/a.md#x) [b](https://example.org) [c](#here) ![d](d.png)"
+    assert relative_links(text) == ["docs/a.md", "d.png"]
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))],
+)
+def test_relative_links_point_at_files(document: str) -> None:
+    path = ROOT / document
+    broken = [
+        target for target in relative_links(path.read_text()) if not (path.parent / target).exists()
+    ]
+    assert not broken, f"{document} links to missing files: {broken}"
