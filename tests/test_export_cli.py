@@ -139,3 +139,27 @@ def test_names_and_image_files_are_checked_and_optional(tmp_path) -> None:
     assert json.loads((tmp_path / "named" / "classes.json").read_text())["class_names"][3] == (
         "digit 3"
     )
+
+
+def test_an_int8_model_learned_and_exported_from_the_command_line(learned, tmp_path, capsys):
+    model, files = learned
+    int8, out = tmp_path / "int8", tmp_path / "int8-onnx"
+    data = str(model.parent / "train")
+    argv = ["learn", "--data", data, "--model", str(int8), "--epochs", "4", "--qat", "int8"]
+    status, _, err = run(argv, capsys)  # 4 epochs: fake quantization, then frozen observers
+    assert status == 0, err
+    status, text, err = run(["export", "--model", str(int8), "--out", str(out)], capsys)
+    assert status == 0, err
+    assert "encoder.onnx (int8)" in text
+    assert json.loads((out / "model.json").read_text())["encoder"]["precision"] == "int8"
+
+    status, text, err = run(["predict", "--model", str(int8), *map(str, files)], capsys)
+    assert status == 0, err
+    predicted = [row["label"] for row in csv.DictReader(io.StringIO(text))]
+    exported = ExportedClassifier(out)
+    deployed = exported.names(exported.predict(exported.read_images(files)))
+    assert np.mean([a == b for a, b in zip(deployed, predicted)]) >= 0.95  # int8 kernels differ
+
+    argv = ["learn", "--data", data, "--model", str(model), "--qat", "int8"]
+    status, _, err = run(argv, capsys)  # a float model stays float
+    assert status == 2 and "qat cannot be switched" in err
