@@ -133,7 +133,9 @@ def test_names_and_image_files_are_checked_and_optional(tmp_path) -> None:
     with pytest.raises(ValueError, match="vectors, not image files"):
         plain.read_images(["any.png"])
 
-    names = {c: f"digit {c}" for c in range(10)}
+    with pytest.raises(TypeError, match="must be an ImageFiles"):
+        clf.export(tmp_path / "e", image_files={"size": (8, 8), "grayscale": True})
+    names = [f"digit {c}" for c in range(10)]  # a list indexed by label, or a mapping
     named = ExportedClassifier(clf.export(tmp_path / "named", class_names=names))
     assert named.names(named.predict(queries)) == [names[c] for c in clf.predict(queries)]
     assert json.loads((tmp_path / "named" / "classes.json").read_text())["class_names"][3] == (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -64,7 +64,7 @@ def export_classifier(
     clf: Any,
     path: str | os.PathLike,
     format: str = "onnx",
-    class_names: Mapping[int, str] | None = None,
+    class_names: Mapping[int, str] | Sequence[str] | None = None,
     image_files: ImageFiles | None = None,
 ) -> Path:
     """Write a fitted classifier to the folder ``path`` (created or replaced atomically) for
@@ -72,16 +72,18 @@ def export_classifier(
 
     The folder holds the encoder (``encoder.onnx`` or ``encoder.pt2``), the FAISS index with
     its class map (``index.faiss``, ``classes.json``, ``prototypes.npy``) and ``model.json``;
-    :mod:`siamcl.export.deploy` reads it. ``class_names`` (label -> name, for every class the
-    store knows) go into ``classes.json``; ``image_files`` (how image files were read into
-    the arrays the classifier learned from: their size and mode) into ``model.json``, so a
-    deployment reads files as siamcl did. Raises ValueError for an unknown format, an empty
+    :mod:`siamcl.export.deploy` reads it. ``class_names`` (label -> name for every class the
+    store knows, or a list indexed by label) go into ``classes.json``; ``image_files`` (how
+    image files were read into the arrays the classifier learned from: their size and mode)
+    into ``model.json``, so a deployment reads files as siamcl did. Raises ValueError for an unknown format, an empty
     store, ``embed_views > 1``, ``qat="int4"``, ``qat="int8-pt2e"``, ``qat="int8"`` with
     ``torch.export``, names missing for a class, NotFittedError before the first task, and
     ImportError naming ``siamcl[export]`` when ONNX export's packages are not installed.
     """
     state = _exportable(clf, format)
     names = _checked_names(class_names, state.store.classes)
+    if image_files is not None and not isinstance(image_files, ImageFiles):
+        raise TypeError(f"image_files must be an ImageFiles, got {type(image_files).__name__}")
     if format == "onnx":  # before any work: the exporter needs the export extra
         for module in ("onnx", "onnxscript"):
             ensure_installed(module, "ONNX export")
@@ -139,10 +141,15 @@ class ImageFiles:
         }
 
 
-def _checked_names(names: Mapping[int, str] | None, classes: Any) -> dict[int, str] | None:
-    """``names`` for exactly the store's classes, as ``{label: name}``; None stays None."""
+def _checked_names(
+    names: Mapping[int, str] | Sequence[str] | None, classes: Any
+) -> dict[int, str] | None:
+    """``names`` (``{label: name}``, or a list whose item ``label`` names that label) for
+    exactly the store's classes, as ``{label: name}``; None stays None."""
     if names is None:
         return None
+    if not isinstance(names, Mapping):
+        names = dict(enumerate(names))
     missing = [int(c) for c in classes if int(c) not in names]
     if missing:
         raise ValueError(f"class_names names no class for labels {missing}")
