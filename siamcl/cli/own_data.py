@@ -39,7 +39,8 @@ sub-folder of DIR (itself a folder of class folders) is one task, learned in ord
   siamcl learn --data photos --model my-model
   siamcl learn --data more-photos --model my-model          # the next task
   siamcl learn --data stream --task day1 day2 --model my-model
-  siamcl learn --data photos --model my-model --epochs 30 --target 0.95 --patience 3"""
+  siamcl learn --data photos --model my-model --epochs 30 --target 0.95 --patience 3
+  siamcl learn --data photos --model small-model --qat int8   # int8, for siamcl export"""
 
 ADD = """\
 Add classes to a saved model from a few images each (DIR/<class>/<images>), with no training
