@@ -73,16 +73,16 @@ def main() -> None:
             clf = IncrementalClassifier(epochs=args.epochs, qat=qat, seed=args.seed)
             clf.fit_task(X, y)
             folder = clf.export(Path(scratch) / name)
-            models[name] = (clf, ExportedClassifier(folder))
+            exported = ExportedClassifier(folder)
+            models[name] = (clf, exported)
+            by_siamcl, by_export = clf.predict(X_test), exported.predict(X_test)
             rows.append(
                 {
                     "precision": name,
                     "onnx_bytes": (folder / "encoder.onnx").stat().st_size,
-                    "siamcl_accuracy": float(np.mean(clf.predict(X_test) == y_test)),
-                    "onnx_accuracy": float(np.mean(models[name][1].predict(X_test) == y_test)),
-                    "agreement": float(
-                        np.mean(models[name][1].predict(X_test) == clf.predict(X_test))
-                    ),
+                    "siamcl_accuracy": float(np.mean(by_siamcl == y_test)),
+                    "onnx_accuracy": float(np.mean(by_export == y_test)),
+                    "agreement": float(np.mean(by_export == by_siamcl)),
                 }
             )
             print(rows[-1], flush=True)

@@ -28,8 +28,6 @@ deployment recipe, a file with no siamcl import that can be copied into a servic
   python -m siamcl.export.deploy my-model-onnx new/*.jpg     # CSV: path,label"""
 
 FORMATS = ("onnx", "torch.export")  # siamcl.export.FORMATS, without importing torch for --help
-MODEL_FILE = "model.json"  # siamcl.export.deploy.MODEL_FILE
-EXPORT_FORMAT = "siamcl.export"
 
 
 def configure_export(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +77,8 @@ def check_export_folder(out: Path, model_dir: Path) -> None:
         raise UsageError(f"--out {out} is the model folder or inside it; give another folder")
     if out.resolve() in model_dir.resolve().parents:
         raise UsageError(f"--out {out} holds the model folder; give another folder")
+    from siamcl.export.deploy import MODEL_FILE
+
     if out.is_dir() and any(out.iterdir()) and not _is_export(out):
         raise UsageError(
             f"--out {out} is a folder that holds no siamcl export ({MODEL_FILE}); "
@@ -87,6 +87,8 @@ def check_export_folder(out: Path, model_dir: Path) -> None:
 
 
 def _is_export(folder: Path) -> bool:
+    from siamcl.export.deploy import EXPORT_FORMAT, MODEL_FILE
+
     try:
         return json.loads((folder / MODEL_FILE).read_text()).get("format") == EXPORT_FORMAT
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
@@ -94,6 +96,8 @@ def _is_export(folder: Path) -> bool:
 
 
 def _written_line(folder: Path, model: ImageModel) -> str:
+    from siamcl.export.deploy import MODEL_FILE
+
     info: dict[str, Any] = json.loads((folder / MODEL_FILE).read_text())
     encoder = info["encoder"]
     count = len(model.class_names)
