@@ -84,6 +84,22 @@ def test_pt2e_qat_learns_and_the_converted_model_agrees(trained, digits_40):
     assert not any("quantized_decomposed" in op for op in ops)
 
 
+@pytest.mark.parametrize("quant_max", [127, 255])  # 7 bits on CPUs without VNNI, else 8
+def test_native_uint8_ops_give_the_values_of_the_decomposed_ones(quant_max):
+    import torchao.quantization.pt2e  # noqa: F401  registers quantized_decomposed
+
+    from siamcl.compress.pt2e import _dequantize_uint8, _quantize_uint8
+
+    decomposed = torch.ops.quantized_decomposed
+    x = torch.randn(4096, generator=torch.Generator().manual_seed(0)) * 8
+    expected = decomposed.quantize_per_tensor(x, 0.03, 62, 0, quant_max, torch.uint8)
+    native = _quantize_uint8(x, 0.03, 62, quant_max)
+    assert native.dtype == torch.uint8 and int(native.max()) == quant_max
+    assert torch.equal(native, expected)
+    float_values = decomposed.dequantize_per_tensor(expected, 0.03, 62, 0, quant_max, torch.uint8)
+    assert torch.equal(_dequantize_uint8(expected, 0.03, 62), float_values)
+
+
 def test_pt2e_converted_model_is_small_and_runs_any_batch(trained):
     model, _, converted, X_test = trained
     assert model_bytes(converted) < 0.35 * model_bytes(model)

@@ -239,7 +239,7 @@ def _run_uint8_natively(model: torch.fx.GraphModule) -> None:
                     values, pool_args = pooled
                     new = graph.call_function(_max_pool2d_uint8, (values, *pool_args))
                 else:
-                    new = graph.call_function(_quantize_uint8, tuple(node.args[:3]))
+                    new = graph.call_function(_quantize_uint8, (*node.args[:3], node.args[4]))
             node.replace_all_uses_with(new)
             graph.erase_node(node)
     for node in list(graph.nodes):
@@ -253,7 +253,8 @@ def _run_uint8_natively(model: torch.fx.GraphModule) -> None:
 
 
 def _is_uint8(args: tuple) -> bool:
-    return len(args) >= 6 and args[3:6] == (0, 255, torch.uint8)
+    """uint8 from 0 to 255, or to 127 (7 bits, ``reduce_range`` on CPUs without VNNI)."""
+    return len(args) >= 6 and args[3] == 0 and args[4] in (127, 255) and args[5] == torch.uint8
 
 
 def _pooled_uint8(quantize: torch.fx.Node) -> tuple[torch.fx.Node, tuple] | None:
@@ -291,8 +292,12 @@ def _max_pool2d_uint8(
     return pooled.int_repr()
 
 
-def _quantize_uint8(values: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    return torch.quantize_per_tensor(values, scale, zero_point, torch.quint8).int_repr()
+def _quantize_uint8(
+    values: torch.Tensor, scale: float, zero_point: int, quant_max: int = 255
+) -> torch.Tensor:
+    """uint8 values clamped to ``quant_max`` as the decomposed op is (7 bits without VNNI)."""
+    quantized = torch.quantize_per_tensor(values, scale, zero_point, torch.quint8).int_repr()
+    return quantized if quant_max == 255 else quantized.clamp_(max=quant_max)
 
 
 def _dequantize_uint8(values: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
