@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/siamcl bench quick
 
+# Tests run on one torch thread each (tests/conftest.py), so one pytest worker a core
+# (pytest-xdist) uses the machine: on 2 cores the suite takes about 0.6x the time of one worker.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check siamcl tests benchmarks
