@@ -27,6 +27,7 @@ from siamcl.allocator import retain_freed_memory
 from siamcl.data import load_dataset
 from siamcl.export import ExportedClassifier
 from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.reporting.records import record_markdown
 
 PRECISIONS = {"fp32": None, "int8": "int8"}
 
@@ -128,8 +129,9 @@ def main() -> None:
     markdown = "\n\n".join(
         [
             "# The deployed model: fp32 and int8 ONNX exports",
+            record_markdown(results),
             (
-                f"Command: `{results['command']}`. conv4 with the library's defaults, trained on "
+                "conv4 with the library's defaults, trained on "
                 f"the 4,000 mnist5k training images for {args.epochs} epochs (seed {args.seed}), "
                 "float32 and quantization-aware int8, each exported to ONNX. Times classify the "
                 f"{len(X_test):,} test images, medians of {args.repeats} interleaved repeats after "

@@ -29,6 +29,7 @@ from torch import nn
 from siamcl.compress import convert_qat, model_bytes, prepare_qat, schedule_qat
 from siamcl.encoders import conv4
 from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.reporting.records import machine_line
 
 SHAPE = (1, 28, 28)
 
@@ -160,7 +161,7 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"Command: `{results['command']}`  ",
             (
-                f"Machine: {machine.get('processor')}, {machine.get('cpu_count')} CPUs, "
+                f"Machine: {machine_line(machine)}, "
                 f"{results['settings']['torch_threads']} torch thread; date {results['date']}  "
             ),
             (

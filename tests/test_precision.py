@@ -130,13 +130,19 @@ def test_a_second_task_distils_from_the_previous_encoder_in_bfloat16(digits_40, 
     assert np.mean(clf.predict(X_test) == y_test) > 0.5  # ten classes: chance is 0.1
 
 
-def test_result_records_say_whether_bfloat16_was_native():
+def test_result_records_name_the_cpu_instructions_bf16_and_int8_depend_on():
     from siamcl.reporting.records import machine_info, record_markdown
 
     machine = machine_info()
     assert machine["cpu_bf16_native"] is native_bf16("cpu")
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     line = next(x for x in record_markdown({"machine": machine}).splitlines() if "Machine" in x)
     assert ("bfloat16 native" if machine["cpu_bf16_native"] else "bfloat16 emulated") in line
+    assert ("int8 with VNNI" if machine["cpu_int8_vnni"] else "int8 without VNNI") in line
+    assert f"({machine['cpu_capability']}, bfloat16" in line
+    older = {k: v for k, v in machine.items() if not k.startswith("cpu_") or k == "cpu_count"}
+    older_line = record_markdown({"machine": older})  # a record written before these fields
+    assert "VNNI" not in older_line and "bfloat16" not in older_line and "CPUs" in older_line
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from siamcl.compress.pt2e_patterns import cache_pattern_exports
+from siamcl.training.precision import has_vnni
 
 __all__ = [
     "LoweredInt8",
@@ -44,12 +45,6 @@ __all__ = [
 _BATCH = "batch"
 _MARK = "siamcl_pt2e"  # in GraphModule.meta, which deep copies keep
 _TRAINING = "siamcl_pt2e_training"
-
-
-def has_vnni() -> bool:
-    """Whether this CPU has VNNI int8 dot products: without them int8 activations use 7 bits
-    (``reduce_range``) so that x86 int8 kernels cannot overflow."""
-    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
 
 
 def prepare_pt2e_int8(model: nn.Module, example_inputs: torch.Tensor) -> torch.fx.GraphModule:

@@ -48,12 +48,12 @@ from torch import nn
 
 from siamcl.compress.pt2e import (
     convert_pt2e_int8,
-    has_vnni,
     is_pt2e_model,
     prepare_pt2e_int8,
     set_pt2e_quantizers,
 )
 from siamcl.encoders import EmbeddingNetwork
+from siamcl.training.precision import has_vnni
 
 __all__ = [
     "SCHEMES",

@@ -130,19 +130,23 @@ def choice_list(choices: Sequence[str]) -> Any:
 
 
 def machine_info() -> dict[str, Any]:
-    """The machine a result came from: platform, CPU model and whether it computes bfloat16
-    natively (mixed-precision figures depend on it), CPUs, memory, Python, torch, accelerator."""
+    """The machine a result came from: platform, CPU model, the vector instructions torch
+    uses (AVX2, AVX512), whether it computes bfloat16 natively and has VNNI int8 dot products
+    (mixed-precision and int8 figures depend on them), CPUs, memory, Python, torch,
+    accelerator."""
     import psutil
     import torch
 
     from siamcl.allocator import allocator_setting
-    from siamcl.training.precision import native_bf16
+    from siamcl.training.precision import has_vnni, native_bf16
 
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bf16_native": native_bf16("cpu"),
+        "cpu_int8_vnni": has_vnni(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
@@ -241,11 +245,17 @@ def record_markdown(results: dict[str, Any]) -> str:
 
 
 def machine_line(machine: dict[str, Any], *extra: str) -> str:
-    """The machine a result was measured on, for a report's record: the CPU model (and
-    whether bfloat16 was native), CPUs, torch, then ``extra`` (threads, library versions)."""
+    """The machine a result was measured on, for a report's record: the CPU model (with its
+    vector instructions, whether bfloat16 was native and whether int8 had VNNI), CPUs, torch,
+    then ``extra`` (threads, library versions). Older records lack some of these."""
     parts = [machine.get("cpu_model") or machine.get("processor", "?")]
+    features = [machine["cpu_capability"]] if machine.get("cpu_capability") else []
     if "cpu_bf16_native" in machine:
-        parts[0] += " (bfloat16 " + ("native" if machine["cpu_bf16_native"] else "emulated") + ")"
+        features.append("bfloat16 " + ("native" if machine["cpu_bf16_native"] else "emulated"))
+    if "cpu_int8_vnni" in machine:
+        features.append("int8 " + ("with" if machine["cpu_int8_vnni"] else "without") + " VNNI")
+    if features:
+        parts[0] += f" ({', '.join(features)})"
     parts += [f"{machine.get('cpu_count', '?')} CPUs", f"torch {machine.get('torch', '?')}"]
     return ", ".join([*parts, *extra])
 

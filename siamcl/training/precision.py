@@ -33,6 +33,7 @@ __all__ = [
     "PRECISIONS",
     "autocast",
     "forward_dtype",
+    "has_vnni",
     "native_bf16",
     "precision_with_qat",
     "resolve_precision",
@@ -56,6 +57,12 @@ def native_bf16(device: str | torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and _cpu_bf16()
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has VNNI int8 dot products: without them int8 activations use 7 bits
+    (``reduce_range``) so that x86 int8 kernels cannot overflow."""
+    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype | None:
