@@ -112,7 +112,7 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="int8: train quantization-aware, so that the model predicts, and exports to ONNX, "
         "with an int8 encoder (on mnist5k its export is 0.27x the bytes and predicts in 0.54x "
-        "the time of the float one's, for 1.45-1.80x the training energy); set for a new model "
+        "the time of the float one's where the CPU has VNNI, 0.74x on AVX2 alone, for 1.45-1.80x the training energy); set for a new model "
         "only (default: float, a saved model's own)",
     )
     add_stopping_options(parser)

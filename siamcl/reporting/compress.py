@@ -153,7 +153,9 @@ NOTES = """\
   convolutions with uint8 max pooling, no `torch.compile` (compiling matched FX at batch 256 but
   took 46 s for the first input shape and 5 s for the next on two cores, and a compiled model
   cannot be saved). It is
-  opt-in because it measured slower than FX at batch 256 (see `benchmarks/results/int8_paths`).
+  opt-in because it measured slower than FX at batch 256 in `benchmarks/results/int8_paths`
+  (0.095x against 0.082x of fp32); on an AVX2 machine without VNNI it was the faster one (0.15x
+  against 0.20x, `benchmarks/results/int8_paths_avx2`): which int8 path wins depends on the CPU.
 - **Distillation**: Siamese students match the teacher's embeddings (cosine distance;
   `teacher_loss="auto"`: relational distillation, pairwise distances and angles after Park et
   al. 2019, only where the embedding sizes differ); softmax students
