@@ -162,6 +162,9 @@ def test_an_int8_model_learned_and_exported_from_the_command_line(learned, tmp_p
     deployed = exported.names(exported.predict(exported.read_images(files)))
     assert np.mean([a == b for a, b in zip(deployed, predicted)]) >= 0.95  # int8 kernels differ
 
-    argv = ["learn", "--data", data, "--model", str(model), "--qat", "int8"]
-    status, _, err = run(argv, capsys)  # a float model stays float
-    assert status == 2 and "qat cannot be switched" in err
+    broken = tmp_path / "broken" / "digit 0"
+    broken.mkdir(parents=True)
+    (broken / "not-an-image.png").write_bytes(b"not a png")
+    argv = ["learn", "--data", str(broken.parent), "--model", str(model), "--qat", "int8"]
+    status, _, err = run(argv, capsys)  # a float model stays float, refused before reading
+    assert status == 2 and "qat cannot be switched" in err and "trained in float" in err

@@ -144,6 +144,8 @@ def run_learn(args: argparse.Namespace) -> dict[str, Any]:
     folders = _task_folders(Path(args.data), args.task)
     existing = check_model_folder(model_dir, must_exist=False)
     model = ImageModel.load(model_dir) if existing else ImageModel(_new_classifier(args))
+    if existing:
+        _check_same_qat(model.classifier, args.qat, model_dir)
     _set_options(model.classifier, args)
     tasks = _read_tasks(model, folders, None if existing else args.size)
     reports = []
@@ -155,6 +157,17 @@ def run_learn(args: argparse.Namespace) -> dict[str, Any]:
     model.save(model_dir)
     _say(args, _saved_line(model, model_dir))
     return {"model": str(model_dir), "classes": model.class_names, "reports": reports}
+
+
+def _check_same_qat(classifier: Any, qat: str | None, model_dir: Path) -> None:
+    """Refuse ``--qat`` for a saved model trained otherwise before any image is read (the
+    learner refuses it too, but only once a task's images are in memory)."""
+    if qat is not None and qat != classifier.qat:
+        raise ValueError(
+            f"--qat {qat}: qat cannot be switched on or off after the first task, and "
+            f"{model_dir} was trained {classifier.qat or 'in float'}; "
+            f"learn a new model with --qat {qat}"
+        )
 
 
 def _task_folders(data: Path, tasks: list[str] | None) -> list[Path]:
