@@ -112,8 +112,9 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="int8: train quantization-aware, so that the model predicts, and exports to ONNX, "
         "with an int8 encoder (on mnist5k its export is 0.27x the bytes and predicts in 0.54x "
-        "the time of the float one's where the CPU has VNNI, 0.74x on AVX2 alone, for 1.45-1.80x the training energy); set for a new model "
-        "only (default: float, a saved model's own)",
+        "the time of the float one's where the CPU has VNNI, 0.74x on AVX2 alone, for "
+        "1.45-1.80x the training energy); set for a new model only (default: float, a saved "
+        "model's own)",
     )
     add_stopping_options(parser)
 
@@ -165,7 +166,8 @@ def _check_same_qat(classifier: Any, qat: str | None, model_dir: Path) -> None:
     if qat is not None and qat != classifier.qat:
         raise ValueError(
             f"--qat {qat}: qat cannot be switched on or off after the first task, and "
-            f"{model_dir} was trained {classifier.qat or 'in float'}; "
+            f"{model_dir} was trained "
+            f"{f'with qat={classifier.qat!r}' if classifier.qat else 'in float'}; "
             f"learn a new model with --qat {qat}"
         )
 
