@@ -5,7 +5,7 @@ gradients and the optimizer's state stay float32 (bfloat16 keeps float32's expon
 so no loss scaling is needed). On a CPU with native bfloat16 instructions (AVX512-BF16 or
 AMX, which oneDNN uses) a conv4 training step took 0.53-0.75x the float32 CPU time on the
 machine measured, and 6.1-9.8x with oneDNN held to AVX2, where bfloat16 is emulated
-(``python benchmarks/precision_step.py``), so ``"auto"`` picks it only where it is native.
+(7.2-11.3x on a machine with AVX2 only; ``python benchmarks/precision_step.py``), so ``"auto"`` picks it only where it is native.
 The metric loss and every other objective term see float32 embeddings: pair similarities
 that a loss exponentiates keep their precision.
 
