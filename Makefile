@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/siamcl bench quick
 
 # Tests run on one torch thread each (tests/conftest.py), so one pytest worker a core
-# (pytest-xdist) uses the machine: on 2 cores the suite takes about 0.6x the time of one worker.
+# (pytest-xdist) uses the machine: on 2 cores the suite took 0.6-0.7x the time of one process.
 # The cores this process may run on (nproc), at most 8: xdist's own "auto" counts the host's
 # physical cores, which a container or a CPU affinity may not grant.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))

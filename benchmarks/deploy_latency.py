@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from siamcl.allocator import retain_freed_memory
 from siamcl.data import load_dataset
 from siamcl.export import ExportedClassifier
 from siamcl.reporting import markdown_table, run_record, write_results
-from siamcl.reporting.records import record_markdown
+from siamcl.reporting.records import DEFAULT_OUT, record_markdown
 
 PRECISIONS = {"fp32": None, "int8": "int8"}
 
@@ -63,7 +62,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="/tmp/siamcl-results/deploy_latency")
+    parser.add_argument("--out", default=f"{DEFAULT_OUT}/deploy_latency")
     args = parser.parse_args()
     retain_freed_memory()  # as the siamcl command does (siamcl.allocator)
     record = run_record("deploy_latency", [args.seed], epochs=args.epochs, repeats=args.repeats)
@@ -96,7 +95,6 @@ def main() -> None:
     fp32 = rows[0]
     results = {
         **record,
-        "command": " ".join(["python", "benchmarks/deploy_latency.py", *sys.argv[1:]]),
         "test_images": len(X_test),
         "rows": rows,
         "seconds": seconds,

@@ -15,6 +15,7 @@ from typing import Any
 
 from siamcl.cli.checks import UsageError
 from siamcl.cli.image_model import ImageModel, check_model_folder
+from siamcl.export import FORMATS
 
 __all__ = ["configure_export", "run_export"]
 
@@ -26,8 +27,6 @@ deployment recipe, a file with no siamcl import that can be copied into a servic
 
   siamcl export --model my-model --out my-model-onnx
   python -m siamcl.export.deploy my-model-onnx new/*.jpg     # CSV: path,label"""
-
-FORMATS = ("onnx", "torch.export")  # siamcl.export.FORMATS, without importing torch for --help
 
 
 def configure_export(parser: argparse.ArgumentParser) -> None:

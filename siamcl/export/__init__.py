@@ -14,25 +14,18 @@ it twice (once as this package's submodule, once as ``__main__``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from siamcl._lazy import lazy_names
 
 __all__ = ["FORMATS", "ExportedClassifier", "ImageFiles", "export_classifier", "predict_exported"]
+
+FORMATS = ("onnx", "torch.export")  # encoder formats; here so that --help imports no torch
 
 _WHERE = {
     "ExportedClassifier": "siamcl.export.deploy",
     "predict_exported": "siamcl.export.deploy",
-    "FORMATS": "siamcl.export.writer",
     "ImageFiles": "siamcl.export.writer",
     "export_classifier": "siamcl.export.writer",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _WHERE)

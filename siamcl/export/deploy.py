@@ -1,7 +1,8 @@
 """Deployment recipe: classify with an exported folder using numpy, onnxruntime and faiss.
 
 This module imports nothing from siamcl (Pillow only to read image files and resize images
-of another size, torch only for a ``torch.export`` folder), so it can be copied into a service as it is::
+of another size, torch only for a ``torch.export`` folder), so it can be copied into a
+service as it is::
 
     from deploy import predict_exported              # this file, copied
     labels = predict_exported("exported_model", images)  # uint8 [N, H, W] or float, as to siamcl

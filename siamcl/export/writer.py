@@ -28,6 +28,7 @@ from torch import nn
 
 from siamcl._atomic import atomic_directory, write_json
 from siamcl._extras import ensure_installed
+from siamcl.export import FORMATS
 from siamcl.export.deploy import (
     ENCODER_INPUT,
     ENCODER_OUTPUT,
@@ -40,7 +41,6 @@ from siamcl.learners.prediction import NotFittedError
 
 __all__ = ["FORMATS", "ImageFiles", "export_classifier"]
 
-FORMATS = ("onnx", "torch.export")
 ENCODER_FILES = {"onnx": "encoder.onnx", "torch.export": "encoder.pt2"}
 DYNAMO_OPSET = 18
 TORCHSCRIPT_OPSET = 17
@@ -75,8 +75,8 @@ def export_classifier(
     :mod:`siamcl.export.deploy` reads it. ``class_names`` (label -> name for every class the
     store knows, or a list indexed by label) go into ``classes.json``; ``image_files`` (how
     image files were read into the arrays the classifier learned from: their size and mode)
-    into ``model.json``, so a deployment reads files as siamcl did. Raises ValueError for an unknown format, an empty
-    store, ``embed_views > 1``, ``qat="int4"``, ``qat="int8-pt2e"``, ``qat="int8"`` with
+    into ``model.json``, so a deployment reads files as siamcl did. Raises ValueError for an
+    unknown format, an empty store, ``embed_views > 1``, ``qat="int4"``, ``qat="int8-pt2e"``, ``qat="int8"`` with
     ``torch.export``, names missing for a class, NotFittedError before the first task, and
     ImportError naming ``siamcl[export]`` when ONNX export's packages are not installed.
     """
