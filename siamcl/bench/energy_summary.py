@@ -38,6 +38,8 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese-whitened-d128-bf16": "Siamese with whitened class means, 128-d, in bf16",
     "siamese-16px-bf16": "Siamese on 16x16 inputs in bf16 mixed precision",
     "siamese-16px-bf16-d128": "Siamese on 16x16 inputs in bf16 with 128-d embeddings",
+    "siamese-frozen1": "Siamese with its first block frozen after the first task",
+    "siamese-16px-frozen1": "Siamese on 16x16 inputs with its first block frozen",
     "standard": "the standard network",
     "standard-bf16": "the standard network in bf16 mixed precision",
     "standard-16px": "the standard network on 16x16 inputs",
@@ -237,6 +239,9 @@ def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
         ("siamese-16px-bf16", "replay-16px-bf16"),
         ("siamese-16px-bf16-d128", "replay"),
         ("siamese-16px-bf16-d128", "replay-16px-bf16"),
+        ("siamese-frozen1", "replay"),
+        ("siamese-16px-frozen1", "replay"),
+        ("siamese-16px-frozen1", "replay-16px"),
     ):
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):

@@ -21,11 +21,10 @@ from torch import nn
 from siamcl._checks import OPTIMIZER_FACTORY, Integer, Options, Real, check_params
 from siamcl.accounting import TaskReport
 from siamcl.compress import TEACHER_LOSSES, FloatTraining, training_scheme
-from siamcl.encoders import auto_encoder_name
 from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
 from siamcl.learners.siamese_task import (
-    check_whitening,
+    check_encoder_options,
     consolidate,
     embedder,
     siamese_objective,
@@ -37,11 +36,12 @@ from siamcl.learners.siamese_task import (
 )
 from siamcl.learners.state import Learned
 from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows, training_figures
-from siamcl.losses import Objective, build_loss
+from siamcl.losses import build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import PRECISIONS, LoopResult, check_stopping, precision_with_qat
+from siamcl.training import PRECISIONS, check_stopping, precision_with_qat
+from siamcl.training.freezing import freeze_leading_layers
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
 
@@ -99,6 +99,9 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
     precision: ``"fp32"``, ``"bf16"`` (every forward pass, training's and embedding's, mixed)
         or ``"auto"`` (bf16 where native; fp32 with ``qat``): :mod:`siamcl.training.precision`.
+    frozen_layers: from the second task on, the encoder's first layers (conv4: its blocks)
+        keep the weights and batch-norm statistics they have; backward passes stop above them
+        (:mod:`siamcl.training.freezing`). float encoders only (``qat=None``).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -116,6 +119,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "optimizer": OPTIMIZER_FACTORY,
         "whitening": [None, Real(0, 1)],
         "precision": [Options(PRECISIONS)],
+        "frozen_layers": [Integer(0)],
         **DATA_CONSTRAINTS,
     }
 
@@ -161,6 +165,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         teacher_loss: str = "auto",
         whitening: float | None = None,
         precision: str = "fp32",
+        frozen_layers: int = 0,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -187,7 +192,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         device = torch.device(self.device)
         ranks = task_ranks(self, device, X, y)
         trainable = self._trainable_encoder(scheme, preprocessor)
-        check_whitening(self, trainable)
+        check_encoder_options(self, trainable)
         metric_loss = copy.deepcopy(self.metric_loss_) if fitted else self._new_loss()
         with self._meter(device) as meter:
             current = ranks.sharded(self._embedder(self.encoder_, preprocessor)) if fitted else None
@@ -198,7 +203,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             with task_random_state(self.seed * 1000 + task_index):
                 objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
-                result = self._train(trainable, objective, *args)
+                result = train_task(self, trainable, objective, *args)
             encoder = scheme.convert(trainable)
             store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
         figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
@@ -217,9 +222,10 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         return report
 
     def _trainable_encoder(self, scheme: FloatTraining, preprocessor: Preprocessor) -> nn.Module:
-        """A copy of the encoder as trained so far, or a new one prepared as ``qat`` says."""
+        """A copy of the encoder as trained so far, its first ``frozen_layers`` frozen, or a
+        new one prepared as ``qat`` says."""
         if self.is_fitted:
-            return copy.deepcopy(self.trainable_encoder_)
+            return freeze_leading_layers(copy.deepcopy(self.trainable_encoder_), self.frozen_layers)
         shape = preprocessor.input_shape
         return scheme.prepare(self.new_encoder(shape), torch.zeros((2, *shape)))
 
@@ -361,10 +367,6 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
 
     # ------------------------------------------------------------------ training
 
-    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
-        """Train ``encoder`` on one task (:func:`~siamcl.learners.siamese_task.train_task`)."""
-        return train_task(self, encoder, objective, *args)
-
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
         self._check_views(preprocessor)
@@ -394,6 +396,3 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         build_loss(self.loss, self.miner)  # unknown names fail before any work, not after it
         self._new_memory()
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))
-
-
-encoder_name = auto_encoder_name  # the old name, kept for code that imports it

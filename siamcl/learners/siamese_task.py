@@ -45,11 +45,12 @@ from siamcl.training import (
     forward_dtype,
     rebuild_prototypes,
 )
+from siamcl.training.freezing import check_frozen_layers
 from siamcl.training.precision import precision_with_qat
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
 __all__ = [
-    "check_whitening",
+    "check_encoder_options",
     "consolidate",
     "embedder",
     "prototype_score",
@@ -122,8 +123,12 @@ def consolidate(
     )
 
 
-def check_whitening(clf: Any, trainable: nn.Module) -> None:
-    """Refuse ``whitening`` before training where it cannot be folded into the encoder."""
+def check_encoder_options(clf: Any, trainable: nn.Module) -> None:
+    """Refuse, before training, ``whitening`` where it cannot be folded into the encoder and
+    ``frozen_layers`` where the encoder has no such layers."""
+    if clf.frozen_layers and clf.qat is not None:
+        raise ValueError("frozen_layers freezes a float encoder's layers: use qat=None with it")
+    check_frozen_layers(trainable, clf.frozen_layers)
     if clf.whitening is None:
         return
     if clf.qat is not None:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from siamcl.accounting.meter import ResourceMeter
 from siamcl.training.batch import Batch, BatchPreparation, device_of
+from siamcl.training.freezing import hold_frozen_norms
 from siamcl.training.memory_format import prefer_channels_last
 from siamcl.training.precision import autocast, resolve_precision
 from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
@@ -180,7 +181,7 @@ class TrainingLoop:
         steps = self.epochs * len(source)
         scheduler = self.schedule(optimizer, steps) if self.schedule is not None else None
         result = LoopResult(stopped_by=f"epochs ({self.epochs})")
-        model.train()
+        hold_frozen_norms(model.train())  # frozen layers' batch norms keep their statistics
         objective.train()
         with tqdm(
             total=steps, desc=self.description, leave=False, disable=not self.progress
@@ -208,7 +209,7 @@ class TrainingLoop:
                 if reason is not None:
                     result.stopped_by = reason
                     break
-                model.train()
+                hold_frozen_norms(model.train())
         _call(self.callbacks, "on_train_end", trained)
         trained.eval()
         return result

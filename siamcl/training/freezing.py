@@ -1,0 +1,65 @@
+"""Frozen leading layers: later tasks train only the top of an encoder, and pay for that only.
+
+After the first task of a stream, the first layers of a convolutional encoder compute
+generic features (strokes, edges) that later classes can use as they are. Freezing them
+keeps their weights and their batch-norm statistics; autograd then records nothing below
+the first trainable layer, so every backward pass stops there and the optimizer never
+touches the frozen weights. On 16x16 mnist5k, freezing conv4's first block from the second
+task on trained the 5-task stream in 0.82x the energy at the same held-out accuracy
+(docs/energy.md). PyTorch has the mechanism (``requires_grad``, ``eval``); what is written
+here is only which layers, and that a frozen batch norm stays in evaluation mode while the
+rest of the network trains.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = ["check_frozen_layers", "freeze_leading_layers", "hold_frozen_norms", "leading_layers"]
+
+
+def leading_layers(encoder: nn.Module) -> list[nn.Module]:
+    """The layers of ``encoder`` in order: the children of its ``nn.Sequential`` body
+    (conv4: four blocks, the pooling, the flattening and the projection)."""
+    body = getattr(encoder, "body", encoder)
+    if not isinstance(body, nn.Sequential):
+        raise TypeError(
+            "frozen_layers needs an encoder made of an nn.Sequential of layers (conv4, "
+            f"conv4-small, mlp, or your own nn.Sequential); got {type(body).__name__}"
+        )
+    return list(body.children())
+
+
+def check_frozen_layers(encoder: nn.Module, count: int) -> list[nn.Module]:
+    """The first ``count`` layers of ``encoder``, refusing a count that leaves none to train."""
+    if count == 0:
+        return []
+    layers = leading_layers(encoder)
+    if count >= len(layers):
+        raise ValueError(
+            f"frozen_layers={count} would freeze the whole encoder: it has {len(layers)} "
+            f"layers, so at most {len(layers) - 1} can be frozen"
+        )
+    return layers[:count]
+
+
+def freeze_leading_layers(encoder: nn.Module, count: int) -> nn.Module:
+    """Freeze the first ``count`` layers of ``encoder`` in place (their parameters stop
+    requiring gradients); at least one layer must stay trainable. Returns ``encoder``."""
+    for layer in check_frozen_layers(encoder, count):
+        layer.requires_grad_(False)
+    return encoder
+
+
+def hold_frozen_norms(model: nn.Module) -> nn.Module:
+    """Put back in evaluation mode every batch norm whose affine parameters are all frozen,
+    so that it normalises with the statistics it learned and stops updating them (in
+    training mode it would normalise by each batch's statistics and drift from the weights
+    it was frozen with). Called after ``model.train()``. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, _BatchNorm) and module.training:
+            own = list(module.parameters(recurse=False))
+            if own and not any(p.requires_grad for p in own):
+                module.eval()
+    return model

@@ -1,0 +1,118 @@
+"""Frozen leading layers: which layers freeze, that they stay as they were, and the checks."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from siamcl import IncrementalClassifier
+from siamcl.data import class_incremental, load_dataset
+from siamcl.encoders import build_encoder
+from siamcl.training import TrainingLoop
+from siamcl.training.freezing import freeze_leading_layers, hold_frozen_norms, leading_layers
+
+
+@pytest.fixture(scope="module")
+def two_tasks():
+    """mnist5k digits 0-3 as two tasks of two classes, 60 training images a class."""
+    X_train, y_train, X_test, y_test = load_dataset("mnist5k")
+    keep = np.concatenate([np.flatnonzero(y_train == c)[:60] for c in range(4)])
+    tasks = class_incremental(X_train[keep], y_train[keep], n_tasks=2, class_order=[0, 1, 2, 3])
+    test = np.isin(y_test, range(4))
+    return tasks, X_test[test], y_test[test]
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_the_first_layers_stop_requiring_gradients_and_the_rest_do_not():
+    encoder = build_encoder("conv4", (1, 16, 16))
+    freeze_leading_layers(encoder, 2)
+    layers = leading_layers(encoder)
+    assert [any(p.requires_grad for p in layer.parameters()) for layer in layers[:2]] == [
+        False,
+        False,
+    ]
+    assert all(p.requires_grad for layer in layers[2:] for p in layer.parameters())
+    assert freeze_leading_layers(encoder, 0) is encoder  # 0: nothing to do
+
+
+def test_a_frozen_batch_norm_keeps_its_statistics_while_the_model_trains():
+    encoder = build_encoder("conv4", (1, 16, 16))
+    freeze_leading_layers(encoder, 1)
+    frozen_norm, trained_norm = leading_layers(encoder)[0][1], leading_layers(encoder)[1][1]
+    before = frozen_norm.running_mean.clone(), trained_norm.running_mean.clone()
+    hold_frozen_norms(encoder.train())
+    assert not frozen_norm.training and trained_norm.training
+    encoder(torch.randn(8, 1, 16, 16) * 3 + 1)
+    assert torch.equal(frozen_norm.running_mean, before[0])
+    assert not torch.equal(trained_norm.running_mean, before[1])
+
+
+def test_the_training_loop_leaves_frozen_layers_as_they_were():
+    encoder = build_encoder("conv4", (1, 16, 16))
+    freeze_leading_layers(encoder, 2)
+    frozen, trained = nn.Sequential(*leading_layers(encoder)[:2]), leading_layers(encoder)[-1]
+    before_frozen, before_trained = _state(frozen), _state(trained)
+    X = torch.randn(32, 1, 16, 16)
+    y = torch.arange(32) % 4
+
+    class Batches:
+        def __len__(self):
+            return 2
+
+        def epoch(self, generator=None):
+            from siamcl.training import Batch
+
+            for rows in (slice(0, 16), slice(16, 32)):
+                yield Batch(X[rows], y[rows])
+
+    objective = nn.Module()
+    objective.forward = lambda embeddings, batch: embeddings[:, 0].sum()
+    TrainingLoop(epochs=2).run(encoder, objective, Batches())
+    assert all(torch.equal(v, _state(frozen)[k]) for k, v in before_frozen.items())
+    assert not torch.equal(before_trained["weight"], trained.weight)
+    assert all(p.grad is None for p in frozen.parameters())  # backward stopped above them
+
+
+def test_later_tasks_train_only_the_layers_above_the_frozen_ones(two_tasks):
+    tasks, X_test, y_test = two_tasks
+    settings = {"epochs": 2, "batch_size": 32, "memory_per_class": 10, "flops": "off"}
+    clf = IncrementalClassifier(**settings, input_size=16, frozen_layers=1, seed=0)
+    clf.fit_task(tasks[0].X, tasks[0].y)
+    first_block, last = (
+        leading_layers(clf.trainable_encoder_)[0],
+        leading_layers(clf.trainable_encoder_)[-1],
+    )
+    after_first = _state(first_block), _state(last)
+    fresh = leading_layers(clf.new_encoder(clf.preprocessor_.input_shape))[0]
+    assert not torch.equal(fresh[0].weight, first_block[0].weight)  # the first task trains it
+    clf.fit_task(tasks[1].X, tasks[1].y)
+    first_block = leading_layers(clf.trainable_encoder_)[0]
+    last = leading_layers(clf.trainable_encoder_)[-1]
+    assert all(torch.equal(v, _state(first_block)[k]) for k, v in after_first[0].items())
+    assert not torch.equal(after_first[1]["weight"], last.weight)
+    assert clf.score(X_test, y_test) > 0.7  # four classes: chance is 0.25
+
+
+def test_frozen_layers_are_refused_where_they_cannot_apply(two_tasks):
+    tasks = two_tasks[0]
+    X, y = tasks[0].X, tasks[0].y
+    with pytest.raises(ValueError, match="at most 6 can be frozen"):
+        IncrementalClassifier(epochs=1, frozen_layers=7, flops="off").fit_task(X, y)
+    with pytest.raises(ValueError, match="frozen_layers freezes a float encoder"):
+        IncrementalClassifier(epochs=1, frozen_layers=1, qat="int8", flops="off").fit_task(X, y)
+    with pytest.raises(ValueError, match="frozen_layers"):
+        IncrementalClassifier(epochs=1, frozen_layers=-1).fit_task(X, y)
+
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(784, 8)
+
+        def forward(self, x):
+            return self.linear(x.flatten(1))
+
+    with pytest.raises(TypeError, match=r"nn\.Sequential of layers"):
+        IncrementalClassifier(encoder=Custom(), epochs=1, frozen_layers=1).fit_task(X, y)
