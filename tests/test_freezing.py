@@ -96,6 +96,22 @@ def test_later_tasks_train_only_the_layers_above_the_frozen_ones(two_tasks):
     assert clf.score(X_test, y_test) > 0.7  # four classes: chance is 0.25
 
 
+def test_a_loaded_classifier_keeps_freezing(two_tasks, tmp_path):
+    tasks, X_test, _ = two_tasks
+    settings = {"epochs": 1, "batch_size": 32, "memory_per_class": 10, "flops": "off"}
+    clf = IncrementalClassifier(**settings, input_size=16, frozen_layers=1, seed=0)
+    clf.fit_task(tasks[0].X, tasks[0].y)
+    clf.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    assert loaded.get_params()["frozen_layers"] == 1
+    first_block = _state(leading_layers(loaded.trainable_encoder_)[0])
+    loaded.fit_task(tasks[1].X, tasks[1].y)
+    after = _state(leading_layers(loaded.trainable_encoder_)[0])
+    assert all(torch.equal(v, after[k]) for k, v in first_block.items())
+    clf.fit_task(tasks[1].X, tasks[1].y)  # the same stream without the save and load
+    np.testing.assert_array_equal(clf.predict(X_test), loaded.predict(X_test))
+
+
 def test_frozen_layers_are_refused_where_they_cannot_apply(two_tasks):
     tasks = two_tasks[0]
     X, y = tasks[0].X, tasks[0].y

@@ -25,6 +25,7 @@ from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
 from siamcl.learners.siamese_task import (
     check_encoder_options,
+    check_views,
     consolidate,
     embedder,
     siamese_objective,
@@ -36,11 +37,11 @@ from siamcl.learners.siamese_task import (
 )
 from siamcl.learners.state import Learned
 from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows, training_figures
-from siamcl.losses import build_loss
+from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import PRECISIONS, check_stopping, precision_with_qat
+from siamcl.training import PRECISIONS, LoopResult, check_stopping, precision_with_qat
 from siamcl.training.freezing import freeze_leading_layers
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
@@ -99,9 +100,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
     precision: ``"fp32"``, ``"bf16"`` (every forward pass, training's and embedding's, mixed)
         or ``"auto"`` (bf16 where native; fp32 with ``qat``): :mod:`siamcl.training.precision`.
-    frozen_layers: from the second task on, the encoder's first layers (conv4: its blocks)
-        keep the weights and batch-norm statistics they have; backward passes stop above them
-        (:mod:`siamcl.training.freezing`). float encoders only (``qat=None``).
+    frozen_layers: from the second task on, the encoder's first layers (conv4: blocks) stay as
+        they are; backward passes stop above them (:mod:`siamcl.training.freezing`); qat=None.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -185,14 +185,13 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         preprocessor = (
             self.preprocessor_ if fitted else Preprocessor(self.input_size, self.invert).fit(X)
         )
-        self._check_views(preprocessor)
+        check_views(self, preprocessor)
         canonical = preprocessor.canonical(X)
         memory = copy.deepcopy(self.memory_) if fitted else self._new_memory()
         task_index = len([r for r in self.reports if r.method == "fit_task"])
         device = torch.device(self.device)
         ranks = task_ranks(self, device, X, y)
         trainable = self._trainable_encoder(scheme, preprocessor)
-        check_encoder_options(self, trainable)
         metric_loss = copy.deepcopy(self.metric_loss_) if fitted else self._new_loss()
         with self._meter(device) as meter:
             current = ranks.sharded(self._embedder(self.encoder_, preprocessor)) if fitted else None
@@ -203,7 +202,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             with task_random_state(self.seed * 1000 + task_index):
                 objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
-                result = train_task(self, trainable, objective, *args)
+                result = self._train(trainable, objective, *args)
             encoder = scheme.convert(trainable)
             store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
         figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
@@ -223,11 +222,15 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
 
     def _trainable_encoder(self, scheme: FloatTraining, preprocessor: Preprocessor) -> nn.Module:
         """A copy of the encoder as trained so far, its first ``frozen_layers`` frozen, or a
-        new one prepared as ``qat`` says."""
-        if self.is_fitted:
-            return freeze_leading_layers(copy.deepcopy(self.trainable_encoder_), self.frozen_layers)
-        shape = preprocessor.input_shape
-        return scheme.prepare(self.new_encoder(shape), torch.zeros((2, *shape)))
+        new one prepared as ``qat`` says; options the encoder cannot take are refused first."""
+        shape, fitted = preprocessor.input_shape, self.is_fitted
+        encoder = (
+            copy.deepcopy(self.trainable_encoder_)
+            if fitted
+            else scheme.prepare(self.new_encoder(shape), torch.zeros((2, *shape)))
+        )
+        check_encoder_options(self, encoder)
+        return freeze_leading_layers(encoder, self.frozen_layers) if fitted else encoder
 
     def fit_stream(
         self, tasks: Any, checkpoint_dir: Any = None, after_task: Any = None
@@ -367,18 +370,14 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
 
     # ------------------------------------------------------------------ training
 
+    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
+        """Train ``encoder`` on one task (:func:`~siamcl.learners.siamese_task.train_task`)."""
+        return train_task(self, encoder, objective, *args)
+
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
-        self._check_views(preprocessor)
+        check_views(self, preprocessor)
         return embedder(self, encoder, preprocessor)
-
-    def _check_views(self, preprocessor: Preprocessor) -> None:
-        check_params(self, {"embed_views": [Integer(1)]})
-        if self.embed_views > 1 and preprocessor.kind != "image":
-            raise ValueError(
-                f"embed_views={self.embed_views} warps images, but the inputs are vectors: "
-                "use embed_views=1"
-            )
 
     def _set_learned(self, **learned: Any) -> None:
         """Replace everything learned in one assignment (see :mod:`siamcl.learners.state`)."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from siamcl._checks import Integer, check_params
 from siamcl.accounting import ResourceMeter
 from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
@@ -51,6 +52,7 @@ from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_
 
 __all__ = [
     "check_encoder_options",
+    "check_views",
     "consolidate",
     "embedder",
     "prototype_score",
@@ -121,6 +123,16 @@ def consolidate(
     return rebuild_prototypes(
         store, embed, embeddings, y, memory, previous, kept_transform=kept_transform
     )
+
+
+def check_views(clf: Any, preprocessor: Preprocessor) -> None:
+    """Refuse ``embed_views`` that are not a positive count, or that would warp vectors."""
+    check_params(clf, {"embed_views": [Integer(1)]})
+    if clf.embed_views > 1 and preprocessor.kind != "image":
+        raise ValueError(
+            f"embed_views={clf.embed_views} warps images, but the inputs are vectors: "
+            "use embed_views=1"
+        )
 
 
 def check_encoder_options(clf: Any, trainable: nn.Module) -> None:
