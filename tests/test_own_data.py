@@ -197,6 +197,36 @@ def test_learn_trains_in_the_precision_asked_for_and_the_model_keeps_it(
     assert status != 0 and "invalid choice: 'half'" in err
 
 
+def test_learn_freezes_the_layers_asked_for_from_the_second_task_on(
+    tmp_path: Path, digits, capsys
+) -> None:
+    import torch
+
+    from siamcl.cli.image_model import ImageModel
+    from siamcl.training.freezing import leading_layers
+
+    data, model = tmp_path / "data", tmp_path / "model"
+    for digit in (0, 1):
+        write_class(data / "first" / NAMES[digit], digits[digit][0][:20])
+    write_class(data / "second" / NAMES[2], digits[2][0][:20])
+    argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "1"]
+    status, _, err = run([*argv, "--frozen-layers", "1"], capsys)
+    assert status == 0, err
+
+    def first_block():
+        encoder = ImageModel.load(model).classifier.trainable_encoder_
+        return {k: v.clone() for k, v in leading_layers(encoder)[0].state_dict().items()}
+
+    before = first_block()
+    argv[2] = str(data / "second")
+    status, _, err = run(argv, capsys)  # a saved model keeps its own
+    assert status == 0, err
+    assert ImageModel.load(model).classifier.frozen_layers == 1
+    assert all(torch.equal(v, first_block()[k]) for k, v in before.items())
+    status, _, err = run([*argv, "--frozen-layers", "-1"], capsys)
+    assert status != 0 and "expected an integer >= 0, got -1" in err
+
+
 def test_learn_stops_early_when_told_and_the_model_keeps_its_policies(
     tmp_path: Path, digits, capsys
 ) -> None:
