@@ -97,6 +97,12 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         help="side in pixels images are resized to (default: the most common size of the "
         "first task; a saved model keeps its own)",
     )
+    _add_training_options(parser)
+    add_stopping_options(parser)
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """How ``siamcl learn`` trains: precision, quantization-aware training, frozen layers."""
     parser.add_argument(
         "--precision",
         choices=("fp32", "bf16", "auto"),  # siamcl.training.precision.PRECISIONS, torch-free
@@ -125,7 +131,6 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         "they are and train the rest: on mnist5k one block trained a 5-task stream in "
         "0.80-0.85x the energy for up to a point of accuracy (default 0, a saved model's own)",
     )
-    add_stopping_options(parser)
 
 
 def configure_add(parser: argparse.ArgumentParser) -> None:
