@@ -8,7 +8,8 @@ from torch import nn
 from siamcl import IncrementalClassifier
 from siamcl.data import class_incremental, load_dataset
 from siamcl.encoders import build_encoder
-from siamcl.training import TrainingLoop
+from siamcl.losses import CrossEntropyTerm, Objective
+from siamcl.training import ShuffledBatches, TrainingLoop
 from siamcl.training.freezing import freeze_leading_layers, hold_frozen_norms, leading_layers
 
 
@@ -55,22 +56,11 @@ def test_the_training_loop_leaves_frozen_layers_as_they_were():
     freeze_leading_layers(encoder, 2)
     frozen, trained = nn.Sequential(*leading_layers(encoder)[:2]), leading_layers(encoder)[-1]
     before_frozen, before_trained = _state(frozen), _state(trained)
-    X = torch.randn(32, 1, 16, 16)
-    y = torch.arange(32) % 4
-
-    class Batches:
-        def __len__(self):
-            return 2
-
-        def epoch(self, generator=None):
-            from siamcl.training import Batch
-
-            for rows in (slice(0, 16), slice(16, 32)):
-                yield Batch(X[rows], y[rows])
-
-    objective = nn.Module()
-    objective.forward = lambda embeddings, batch: embeddings[:, 0].sum()
-    TrainingLoop(epochs=2).run(encoder, objective, Batches())
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(32, 1, 16, 16, generator=generator)
+    batches = ShuffledBatches(X, np.arange(32) % 4, batch_size=16)
+    objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
+    TrainingLoop(epochs=2).run(encoder, objective, batches, generator)
     assert all(torch.equal(v, _state(frozen)[k]) for k, v in before_frozen.items())
     assert not torch.equal(before_trained["weight"], trained.weight)
     assert all(p.grad is None for p in frozen.parameters())  # backward stopped above them

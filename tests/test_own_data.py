@@ -172,6 +172,17 @@ def test_mistakes_are_one_line_before_any_work(tmp_path: Path, digits, capsys, a
     assert not (tmp_path / "m").exists() and (tmp_path / "other" / "mine.txt").read_text() == "mine"
 
 
+def _two_task_folders(tmp_path: Path, digits) -> tuple[Path, Path, list[str]]:
+    """Folders "first" (two digits) and "second" (a third), 20 images a class; the model
+    folder; and the argv learning "first" for one epoch."""
+    data, model = tmp_path / "data", tmp_path / "model"
+    for digit in (0, 1):
+        write_class(data / "first" / NAMES[digit], digits[digit][0][:20])
+    write_class(data / "second" / NAMES[2], digits[2][0][:20])
+    argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "1"]
+    return data, model, argv
+
+
 def test_learn_trains_in_the_precision_asked_for_and_the_model_keeps_it(
     tmp_path: Path, digits, capsys
 ) -> None:
@@ -179,11 +190,7 @@ def test_learn_trains_in_the_precision_asked_for_and_the_model_keeps_it(
 
     from siamcl.cli.image_model import ImageModel
 
-    data, model = tmp_path / "data", tmp_path / "model"
-    for digit in (0, 1):
-        write_class(data / "first" / NAMES[digit], digits[digit][0][:20])
-    write_class(data / "second" / NAMES[2], digits[2][0][:20])
-    argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "1"]
+    data, model, argv = _two_task_folders(tmp_path, digits)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="bfloat16 is not native")
         status, _, err = run([*argv, "--precision", "bf16"], capsys)
@@ -205,11 +212,7 @@ def test_learn_freezes_the_layers_asked_for_from_the_second_task_on(
     from siamcl.cli.image_model import ImageModel
     from siamcl.training.freezing import leading_layers
 
-    data, model = tmp_path / "data", tmp_path / "model"
-    for digit in (0, 1):
-        write_class(data / "first" / NAMES[digit], digits[digit][0][:20])
-    write_class(data / "second" / NAMES[2], digits[2][0][:20])
-    argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "1"]
+    data, model, argv = _two_task_folders(tmp_path, digits)
     status, _, err = run([*argv, "--frozen-layers", "1"], capsys)
     assert status == 0, err
 
