@@ -183,6 +183,7 @@ class StreamRunner:
             device=self.args.device,
             seed=self.seed,
             precision=self.settings.get("precision", "fp32"),
+            frozen_layers=self.settings.get("frozen_layers", 0),
         )
         return build_baseline(name, settings, evaluator)
 

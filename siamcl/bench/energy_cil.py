@@ -40,7 +40,8 @@ __all__ = [
 # on the test split: +0.7 points at the same cost, the last linear layer being a small share.
 # "-frozen1": conv4's first block frozen from the second task on (siamcl.training.freezing),
 # one block chosen on held-out training data (benchmarks/frozen_layers_holdout.py: one block
-# -0.4 / -0.8 points at 28x28 / 16x16, two -1.4 / -2.3).
+# -0.4 / -0.8 points at 28x28 / 16x16, two -1.4 / -2.3); Replay's "-frozen1" rows get the
+# same through siamcl.integrations.avalanche_freezing, to compare like for like.
 BF16 = {"precision": "bf16"}
 FROZEN = {"frozen_layers": 1}
 VARIANTS = {
@@ -60,6 +61,8 @@ VARIANTS = {
         "siamese",
         {"input_size": SMALL_INPUT, **BF16, "embedding_dim": WIDE_EMBEDDING},
     ),
+    "replay-frozen1": ("replay", FROZEN),
+    "replay-16px-frozen1": ("replay", {"input_size": SMALL_INPUT, **FROZEN}),
     "replay-bf16": ("replay", BF16),
     "replay-16px-bf16": ("replay", {"input_size": SMALL_INPUT, **BF16}),
     "er_ace-bf16": ("er_ace", BF16),
@@ -80,6 +83,8 @@ CIL_METHODS = (
     *BASELINE_ROWS,
     "replay-16px",
     "er_ace-16px",
+    "replay-frozen1",
+    "replay-16px-frozen1",
     "replay-bf16",
     "replay-16px-bf16",
     "er_ace-bf16",
@@ -96,6 +101,8 @@ CIL_LABELS = {
     "siamese-16px-bf16-d128": "Siamese, 16x16 inputs, bf16, 128-d embeddings",
     "siamese-frozen1": "Siamese, first block frozen after the first task",
     "siamese-16px-frozen1": "Siamese, 16x16 inputs, first block frozen after the first task",
+    "replay-frozen1": "Replay, first block frozen after the first task",
+    "replay-16px-frozen1": "Replay, 16x16 inputs, first block frozen after the first task",
     "replay-bf16": "Replay, bf16 mixed precision",
     "replay-16px-bf16": "Replay, 16x16 inputs, bf16 mixed precision",
     "er_ace-bf16": "ER-ACE, bf16 mixed precision",
@@ -113,8 +120,13 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     with its own options) at ``budget`` epochs a task."""
     method, options = VARIANTS.get(name, (name, {}))
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
-    precision = options.get("precision", "fp32")
-    return {**base, "epochs": epochs, "siamese_options": options, "precision": precision}
+    return {
+        **base,
+        "epochs": epochs,
+        "siamese_options": options,
+        "precision": options.get("precision", "fp32"),
+        "frozen_layers": options.get("frozen_layers", 0),
+    }
 
 
 def run_cil(

@@ -45,6 +45,8 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "standard-16px": "the standard network on 16x16 inputs",
     "replay": "Replay",
     "replay-16px": "Replay on 16x16 inputs",
+    "replay-frozen1": "Replay with its first block frozen after the first task",
+    "replay-16px-frozen1": "Replay on 16x16 inputs with its first block frozen",
     "replay-bf16": "Replay in bf16 mixed precision",
     "replay-16px-bf16": "Replay on 16x16 inputs in bf16 mixed precision",
 }
@@ -222,8 +224,8 @@ def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[s
 def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Each Siamese row against Replay: to Replay's best at <= 0.5x its energy, and >= 0.95 at
     <= 0.25x the energy of Replay's largest budget with no baseline cheaper and better; the
-    16x16 and mixed-precision Siamese rows also against Replay given the same (like for
-    like)."""
+    16x16, mixed-precision and frozen Siamese rows also against Replay given the same (like
+    for like)."""
     checks: dict[str, Any] = {}
     points = {name: row["points"] for name, row in rows.items()}
     for name, reference in (
@@ -240,8 +242,10 @@ def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
         ("siamese-16px-bf16-d128", "replay"),
         ("siamese-16px-bf16-d128", "replay-16px-bf16"),
         ("siamese-frozen1", "replay"),
+        ("siamese-frozen1", "replay-frozen1"),
         ("siamese-16px-frozen1", "replay"),
         ("siamese-16px-frozen1", "replay-16px"),
+        ("siamese-16px-frozen1", "replay-16px-frozen1"),
     ):
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):

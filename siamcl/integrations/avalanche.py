@@ -19,9 +19,12 @@
 The strategy also runs on ``nc_benchmark`` and ``class_incremental_benchmark`` streams. The
 pieces live in :mod:`~siamcl.integrations.avalanche_strategy` (with
 :mod:`~siamcl.integrations.avalanche_model` and :mod:`~siamcl.integrations.avalanche_replay`),
-:mod:`~siamcl.integrations.avalanche_metrics` and :mod:`~siamcl.integrations.avalanche_streams`.
+:mod:`~siamcl.integrations.avalanche_metrics` and :mod:`~siamcl.integrations.avalanche_streams`;
+:class:`FrozenLeadingLayers` (:mod:`~siamcl.integrations.avalanche_freezing`) trains any
+strategy's later experiences above its backbone's first layers.
 """
 
+from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers
 from siamcl.integrations.avalanche_metrics import TrainingCost, energy_metrics, retained_bytes
 from siamcl.integrations.avalanche_strategy import (
     BalancedSampler,
@@ -37,6 +40,7 @@ from siamcl.integrations.avalanche_streams import (
 
 __all__ = [
     "BalancedSampler",
+    "FrozenLeadingLayers",
     "LabelledTensors",
     "PreprocessTransform",
     "PrototypeModel",

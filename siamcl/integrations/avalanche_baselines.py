@@ -29,6 +29,9 @@ exemplar budget, with each method's documented setting where it has one:
 
 ``precision`` ``"bf16"`` (or ``"auto"`` where bfloat16 is native) trains every baseline's
 forward passes in mixed precision (:class:`~siamcl.integrations.avalanche_precision.MixedPrecision`).
+``frozen_layers`` ``k`` > 0 trains every experience after the first above the backbone's
+first ``k`` layers, as ``IncrementalClassifier(frozen_layers=k)`` does
+(:class:`~siamcl.integrations.avalanche_freezing.FrozenLeadingLayers`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from torch.utils.data import DataLoader
 
 from siamcl._extras import needs_extra
 from siamcl.encoders import build_encoder
+from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers
 from siamcl.integrations.avalanche_precision import MixedPrecision
 from siamcl.learners.softmax import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
@@ -71,9 +75,13 @@ with needs_extra("the Avalanche baselines"):
     )
     from avalanche.training.templates import SupervisedTemplate
 
-__all__ = ["BASELINES", "BaselineSettings", "build_baseline"]
+__all__ = ["BASELINES", "FREEZABLE", "BaselineSettings", "build_baseline"]
 
 BASELINES = ("naive", "replay", "der", "er_ace", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
+# Those whose one backbone trains through every experience: GDumb starts again from scratch,
+# StreamingLDA's backbone is frozen anyway, joint training has one experience, and iCaRL's
+# model is Avalanche's own feature extractor (FrozenLeadingLayers finds no backbone there).
+FREEZABLE = ("naive", "replay", "der", "er_ace", "ewc", "lwf")
 EWC_LAMBDA = 0.4
 LWF_TEMPERATURE = 1.0
 DER_ALPHA = 0.1
@@ -97,6 +105,7 @@ class BaselineSettings:
     device: str = "cpu"
     seed: int = 0
     precision: str = "fp32"
+    frozen_layers: int = 0
 
     def epochs_of(self, name: str) -> int:
         """Training epochs per experience of a baseline (StreamingLDA: one pass)."""
@@ -107,10 +116,17 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
     """A fresh Avalanche strategy named in :data:`BASELINES`, reporting to ``evaluator``."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+    if settings.frozen_layers and name not in FREEZABLE:
+        raise ValueError(
+            f"frozen_layers applies to baselines that train one backbone through the stream "
+            f"{FREEZABLE}; not to {name!r}"
+        )
     strategy = _strategy(name, settings, evaluator)
     dtype = resolve_precision(settings.precision, settings.device)
     if dtype is not None:
         strategy.plugins.append(MixedPrecision(dtype, settings.device))
+    if settings.frozen_layers:
+        strategy.plugins.append(FrozenLeadingLayers(settings.frozen_layers))
     return strategy
 
 
