@@ -5,8 +5,9 @@ generic features (strokes, edges) that later classes may use as they are. Freezi
 keeps their weights and their batch-norm statistics; autograd then records nothing below
 the first trainable layer, so every backward pass stops there and the optimizer never
 touches the frozen weights. Freezing conv4's first block from the second task on trained
-mnist5k's 5-task stream in 0.80-0.85x the energy, for 0-0.8 points of accuracy
-(docs/energy.md). PyTorch has the mechanism (``requires_grad``, ``eval``); what is written
+mnist5k's 5-task stream in 0.80-0.85x the energy, for 0-0.8 points of accuracy, and
+Replay's in 0.73-0.78x (docs/energy.md; for Avalanche strategies:
+:class:`~siamcl.integrations.avalanche_freezing.FrozenLeadingLayers`). PyTorch has the mechanism (``requires_grad``, ``eval``); what is written
 here is only which layers, and that a frozen batch norm stays in evaluation mode while the
 rest of the network trains.
 """
