@@ -31,3 +31,18 @@ def digits_40():
     X_train, y_train, X_test, y_test = load_dataset("digits")
     rows = np.concatenate([np.flatnonzero(y_train == c)[:40] for c in range(10)])
     return X_train[rows], y_train[rows], X_test, y_test
+
+
+@pytest.fixture(scope="module")
+def mnist_slice():
+    """An Avalanche benchmark of two experiences of two digits each: 40 training and 30 test
+    images per digit."""
+    from siamcl.data import class_incremental, load_dataset
+    from siamcl.integrations.avalanche import to_avalanche
+
+    X_train, y_train, X_test, y_test = load_dataset("mnist5k")
+    digits = [0, 1, 2, 3]
+    train = np.concatenate([np.flatnonzero(y_train == d)[:40] for d in digits])
+    test = np.concatenate([np.flatnonzero(y_test == d)[:30] for d in digits])
+    tasks = class_incremental(X_train[train], y_train[train], n_tasks=2, seed=0)
+    return to_avalanche(tasks, X_test[test], y_test[test])

@@ -61,17 +61,6 @@ def evaluator(*metrics) -> EvaluationPlugin:
 
 
 @pytest.fixture(scope="module")
-def mnist_slice():
-    """Two experiences of two digits each: 40 training and 30 test images per digit."""
-    X_train, y_train, X_test, y_test = load_dataset("mnist5k")
-    digits = [0, 1, 2, 3]
-    train = np.concatenate([np.flatnonzero(y_train == d)[:40] for d in digits])
-    test = np.concatenate([np.flatnonzero(y_test == d)[:30] for d in digits])
-    tasks = class_incremental(X_train[train], y_train[train], n_tasks=2, seed=0)
-    return to_avalanche(tasks, X_test[test], y_test[test])
-
-
-@pytest.fixture(scope="module")
 def mnist_class_incremental():
     """The same four digits as a ``class_incremental_benchmark`` over Avalanche datasets."""
     X_train, y_train, X_test, y_test = load_dataset("mnist5k")
