@@ -312,15 +312,22 @@ def test_a_meter_inside_another_keeps_the_outer_peak_memory(monkeypatch) -> None
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", resets.append)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 4096)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     with ResourceMeter(energy="estimate", flops="off", device="cuda") as outer:
         for _ in range(2):
             with outer.part_meter():
                 pass
+        with ResourceMeter(energy="estimate", flops="off", device="cuda:0"):
+            pass  # "cuda" is device 0 here: the same device, so no reset either
     assert resets == [torch.device("cuda")]  # the outer meter's, once
     assert outer.report().peak_accel_bytes == 4096
     with ResourceMeter(energy="estimate", flops="off", device="cuda"):
         pass
     assert len(resets) == 2  # a meter alone resets again
+    on_0 = ResourceMeter(energy="estimate", flops="off", device="cuda:0")
+    with on_0, ResourceMeter(energy="estimate", flops="off", device="cuda:1"):
+        pass  # another device: its own peak
+    assert resets[2:] == [torch.device("cuda:0"), torch.device("cuda:1")]
 
 
 def test_zeus_warnings_become_notes() -> None:

@@ -35,8 +35,16 @@ __all__ = ["ENERGY_BACKENDS", "FLOP_MODES", "ResourceMeter"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: The backend that opens a counter of each method (:func:`ResourceMeter.part_meter`).
 _BACKEND_OF_METHOD = {"nvml": "gpu", "amdsmi": "gpu", "rapl": "rapl", "soc": "soc"}
-#: Meters measuring each CUDA device now: only the outermost resets its peak memory.
-_ACTIVE_ON_CUDA: collections.Counter[torch.device] = collections.Counter()
+#: Meters measuring each CUDA device (by index) now: only the outermost resets its peak memory.
+_ACTIVE_ON_CUDA: collections.Counter[int] = collections.Counter()
+
+
+def cuda_index(device: torch.device, current: Callable[[], int] | None = None) -> int:
+    """The index of CUDA ``device``: "cuda" means the current device, so that "cuda" and
+    "cuda:0" count as one device when it is device 0."""
+    if device.index is not None:
+        return device.index
+    return (current or torch.cuda.current_device)()
 
 
 @dataclass
@@ -154,8 +162,9 @@ class ResourceMeter:
         self._torch_device = torch.device(self.device)
         self._measurement = None
         if self._uses_cuda():
+            self._cuda_index = cuda_index(self._torch_device)
             torch.cuda.synchronize(self._torch_device)
-            if not _ACTIVE_ON_CUDA[self._torch_device]:  # resetting would cut an outer meter's peak
+            if not _ACTIVE_ON_CUDA[self._cuda_index]:  # resetting would cut an outer meter's peak
                 torch.cuda.reset_peak_memory_stats(self._torch_device)
         self._counter, self._energy_notes = self._open_counter()
         self._sampler = PeakRssSampler(self.sample_interval)
@@ -171,7 +180,7 @@ class ResourceMeter:
             raise
         self._active = True
         if self._uses_cuda():
-            _ACTIVE_ON_CUDA[self._torch_device] += 1
+            _ACTIVE_ON_CUDA[self._cuda_index] += 1
         self._cpu_start = _process_cpu_seconds()
         self._wall_start = time.perf_counter()
         return self
@@ -193,7 +202,7 @@ class ResourceMeter:
         finally:
             self._active = False
             if self._uses_cuda():
-                _ACTIVE_ON_CUDA[self._torch_device] -= 1
+                _ACTIVE_ON_CUDA[self._cuda_index] -= 1
             self._sampler.stop()
         try:
             components = self._stop_counter()
