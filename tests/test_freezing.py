@@ -8,6 +8,7 @@ from torch import nn
 from siamcl import IncrementalClassifier
 from siamcl.data import class_incremental, load_dataset
 from siamcl.encoders import build_encoder
+from siamcl.learners import SoftmaxClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
 from siamcl.training import ShuffledBatches, TrainingLoop
 from siamcl.training.freezing import freeze_leading_layers, hold_frozen_norms, leading_layers
@@ -122,3 +123,24 @@ def test_frozen_layers_are_refused_where_they_cannot_apply(two_tasks):
 
     with pytest.raises(TypeError, match=r"nn\.Sequential of layers"):
         IncrementalClassifier(encoder=Custom(), epochs=1, frozen_layers=1).fit_task(X, y)
+
+
+def test_the_standard_network_freezes_its_backbone_the_same_way(two_tasks):
+    tasks, X_test, y_test = two_tasks
+    settings = {"epochs": 2, "batch_size": 32, "memory_per_class": 10, "flops": "off"}
+    clf = SoftmaxClassifier(**settings, input_size=(16, 16), frozen_layers=1, seed=0)
+    clf.fit_task(tasks[0].X, tasks[0].y)
+    first_block = leading_layers(clf.trainable_model_.backbone)[0]
+    assert all(p.requires_grad for p in first_block.parameters())  # the first task trains it
+    after_first, head = _state(first_block), clf.trainable_model_.head.weight.detach().clone()
+    clf.fit_task(tasks[1].X, tasks[1].y)
+    first_block = leading_layers(clf.trainable_model_.backbone)[0]
+    assert not any(p.requires_grad for p in first_block.parameters())
+    assert all(torch.equal(v, _state(first_block)[k]) for k, v in after_first.items())
+    assert not torch.equal(head, clf.trainable_model_.head.weight[: len(head)])  # trained on
+    assert clf.score(X_test, y_test) > 0.5  # four classes: chance is 0.25
+    X, y = tasks[0].X, tasks[0].y
+    with pytest.raises(ValueError, match="at most 6 can be frozen"):
+        SoftmaxClassifier(epochs=1, frozen_layers=7, flops="off").fit_task(X, y)
+    with pytest.raises(ValueError, match="frozen_layers freezes a float backbone"):
+        SoftmaxClassifier(epochs=1, frozen_layers=1, qat="int8", flops="off").fit_task(X, y)

@@ -41,6 +41,7 @@ from siamcl.training import (
     check_stopping,
     embed_in_batches,
 )
+from siamcl.training.freezing import check_frozen_layers, freeze_leading_layers
 from siamcl.training.precision import PRECISIONS, forward_dtype, precision_with_qat
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
@@ -104,6 +105,9 @@ class SoftmaxClassifier:
     ``stopping`` / ``validation_fraction``: as for :class:`~siamcl.IncrementalClassifier`,
     policies that end a task's training early, the score being the head's accuracy on the
     share of each class held out (:mod:`siamcl.training.stopping`).
+    ``frozen_layers``: as for :class:`~siamcl.IncrementalClassifier`, from the second task on
+    the backbone's first layers keep what the first task taught them; the head trains on
+    (:mod:`siamcl.training.freezing`); float backbones only (``qat=None``).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -117,6 +121,7 @@ class SoftmaxClassifier:
         "distill_temperature": [Real(0, closed="neither")],
         "optimizer": OPTIMIZER_FACTORY,
         "precision": [Options(PRECISIONS)],
+        "frozen_layers": [Integer(0)],
         **DATA_CONSTRAINTS,
     }
 
@@ -151,6 +156,7 @@ class SoftmaxClassifier:
         precision: str = "fp32",
         stopping: Any = None,
         validation_fraction: float = 0.0,
+        frozen_layers: int = 0,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -175,6 +181,10 @@ class SoftmaxClassifier:
         scheme = training_scheme(self.qat, self.device)
         if fitted and scheme.scheme != self.qat_:
             raise ValueError("qat cannot be switched on or off after the first task")
+        if self.frozen_layers and self.qat is not None:
+            raise ValueError(
+                "frozen_layers freezes a float backbone's layers: use qat=None with it"
+            )
         preprocessor = (
             self.preprocessor_ if fitted else Preprocessor(self.input_size, self.invert).fit(X)
         )
@@ -263,12 +273,16 @@ class SoftmaxClassifier:
         task_index: int,
     ) -> HeadClassifier:
         """A copy of the model as trained so far (or a new one), its head grown to
-        ``n_classes`` with new rows drawn from the seed."""
+        ``n_classes`` with new rows drawn from the seed; after the first task, the backbone's
+        first ``frozen_layers`` frozen (a count that cannot be is refused on any task)."""
         model = (
             copy.deepcopy(self.trainable_model_)
             if fitted
             else self._new_model(preprocessor.input_shape, n_classes, scheme)
         )
+        check_frozen_layers(model.backbone, self.frozen_layers)
+        if fitted:
+            freeze_leading_layers(model.backbone, self.frozen_layers)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1000 + task_index)
             model.grow(n_classes)
