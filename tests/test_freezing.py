@@ -144,3 +144,29 @@ def test_the_standard_network_freezes_its_backbone_the_same_way(two_tasks):
         SoftmaxClassifier(epochs=1, frozen_layers=7, flops="off").fit_task(X, y)
     with pytest.raises(ValueError, match="frozen_layers freezes a float backbone"):
         SoftmaxClassifier(epochs=1, frozen_layers=1, qat="int8", flops="off").fit_task(X, y)
+
+
+def test_frozen_layers_run_once_a_batch_for_the_student_and_the_teacher(two_tasks, monkeypatch):
+    from siamcl.learners import siamese_task
+
+    tasks, X_test, _ = two_tasks
+    settings = {"epochs": 1, "batch_size": 32, "memory_per_class": 10, "flops": "off"}
+
+    def stream(share: bool) -> tuple[IncrementalClassifier, int]:
+        if not share:  # the student and the previous encoder each run the frozen block
+            monkeypatch.setattr(siamese_task, "shared_frozen_layers", lambda clf, ranks: 0)
+        clf = IncrementalClassifier(**settings, input_size=(16, 16), frozen_layers=1, seed=0)
+        clf.fit_task(tasks[0].X, tasks[0].y)
+        teacher_block = leading_layers(clf.encoder_)[0]
+        calls = []  # a hook is copied with the module: count the teacher's block's own calls
+        hook = teacher_block.register_forward_hook(lambda block, *_: calls.append(block))
+        clf.fit_task(tasks[1].X, tasks[1].y)
+        hook.remove()
+        monkeypatch.undo()
+        return clf, sum(block is teacher_block for block in calls)
+
+    shared, teacher_calls = stream(share=True)
+    separate, separate_calls = stream(share=False)
+    assert teacher_calls == 0 and separate_calls == shared.reports[-1].extra["steps"]
+    np.testing.assert_array_equal(shared.embed(X_test), separate.embed(X_test))  # exactly
+    np.testing.assert_array_equal(shared.predict(X_test), separate.predict(X_test))

@@ -46,7 +46,7 @@ from siamcl.training import (
     forward_dtype,
     rebuild_prototypes,
 )
-from siamcl.training.freezing import check_frozen_layers
+from siamcl.training.freezing import check_frozen_layers, split_frozen
 from siamcl.training.precision import precision_with_qat
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
@@ -56,6 +56,7 @@ __all__ = [
     "consolidate",
     "embedder",
     "prototype_score",
+    "shared_frozen_layers",
     "siamese_objective",
     "task_random_state",
     "task_ranks",
@@ -81,8 +82,14 @@ def siamese_objective(
     targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
     dtype = forward_dtype(clf.precision, clf.qat, clf.device)  # teachers run as the student
     if clf.is_fitted and clf.distill_weight:
-        previous = FrozenTeacher(clf.encoder_, autocast_dtype=dtype)
-        term = distillation_term(previous, embedding_distillation_loss, *targets)
+        previous_network, previous_targets = clf.encoder_, targets
+        split = split_frozen(clf.encoder_, shared_frozen_layers(clf, ranks), dtype)
+        if split is not None:  # batches arrive as the frozen layers' output (train_task)
+            frozen, previous_network = split
+            prepare = lambda x: frozen(preprocessor.standardise(x))
+            previous_targets = (targets[0], inputs, prepare, targets[3])
+        previous = FrozenTeacher(previous_network, autocast_dtype=dtype)
+        term = distillation_term(previous, embedding_distillation_loss, *previous_targets)
         terms.append(("previous", clf.distill_weight, term))
     if clf.teacher is not None:
         teacher = embedding_teacher(clf.teacher, preprocessor, dtype)  # checked even at weight 0
@@ -90,6 +97,15 @@ def siamese_objective(
             external = distillation_term(teacher, teacher_distillation(clf.teacher_loss), *targets)
             terms.append(("teacher", clf.teacher_weight, external))
     return Objective(terms).to(clf.device)
+
+
+def shared_frozen_layers(clf: Any, ranks: Ranks) -> int:
+    """How many frozen first layers one pass a batch serves the student and the previous
+    encoder with (:func:`~siamcl.training.freezing.split_frozen`): ``frozen_layers`` from the
+    second task on, in one process, unless an external teacher reads the images themselves."""
+    if not clf.is_fitted or ranks.active or (clf.teacher is not None and clf.teacher_weight):
+        return 0
+    return clf.frozen_layers
 
 
 def consolidate(
@@ -161,7 +177,8 @@ def train_task(
     scheme: FloatTraining,
     validation: Callable[[nn.Module], float] | None = None,
 ) -> LoopResult:
-    """One task of the training loop: balanced batches, distorted images, cosine Adam.
+    """One task of the training loop: balanced batches, distorted images, cosine Adam; with
+    frozen layers, batches pass them once and the loop trains the layers above.
 
     Batches and distortions are drawn from generators seeded with ``seed * 1000 + task``;
     under torch.distributed every rank draws the same batches, distortions differ per rank.
@@ -174,6 +191,9 @@ def train_task(
         else generator
     )
     augment = RandomAffine() if distorts(clf, preprocessor) else None
+    dtype = forward_dtype(clf.precision, clf.qat, clf.device)
+    split = split_frozen(encoder, shared_frozen_layers(clf, ranks), dtype)
+    frozen, model = split if split is not None else (None, encoder)  # the model trained
     source = BalancedBatches(
         inputs,
         labels,
@@ -187,7 +207,9 @@ def train_task(
         validate=validation,
         epochs=clf.epochs,
         optimizer=clf.optimizer or adam(clf.lr, clf.weight_decay),
-        prepare=BatchPreparation(preprocessor.standardise, augment, distort_generator, device),
+        prepare=BatchPreparation(
+            preprocessor.standardise, augment, distort_generator, device, features=frozen
+        ),
         callbacks=[scheme, ranks.callback(), *(clf.callbacks or ())],
         meter=meter,
         progress=clf.progress,
@@ -195,7 +217,7 @@ def train_task(
         precision=precision_with_qat(clf.precision, clf.qat),
     )
     encoder.to(device)
-    return loop.run(ranks.wrap(encoder, device), objective, source, generator, trained=encoder)
+    return loop.run(ranks.wrap(model, device), objective, source, generator, trained=encoder)
 
 
 def task_ranks(clf: Any, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:

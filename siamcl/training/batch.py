@@ -30,7 +30,9 @@ class Batch:
 
 @dataclass
 class BatchPreparation:
-    """Distort (optionally), standardise and move a batch of canonical inputs to ``device``.
+    """Distort (optionally), standardise and move a batch of canonical inputs to ``device``;
+    then, with ``features``, run an encoder's frozen first layers on it once, for the student
+    and the teachers alike (:func:`~siamcl.training.freezing.split_frozen`).
 
     ``augment`` draws its distortions from ``generator``, which the learner seeds, so the
     same seed distorts the same batches the same way.
@@ -40,10 +42,13 @@ class BatchPreparation:
     augment: RandomAffine | Callable[..., torch.Tensor] | None = None
     generator: torch.Generator | None = None
     device: torch.device | str = "cpu"
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, batch: Batch) -> Batch:
         inputs = batch.inputs
         if self.augment is not None:
             inputs = self.augment(inputs, self.generator)
         inputs = self.standardise(inputs).to(self.device)
+        if self.features is not None:  # frozen layers (siamcl.training.freezing.FrozenFeatures)
+            inputs = self.features(inputs)
         return Batch(inputs, batch.labels.to(self.device), batch.rows)

@@ -14,10 +14,21 @@ rest of the network trains.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["check_frozen_layers", "freeze_leading_layers", "hold_frozen_norms", "leading_layers"]
+from siamcl.encoders import EmbeddingNetwork
+from siamcl.training.precision import autocast
+
+__all__ = [
+    "FrozenFeatures",
+    "check_frozen_layers",
+    "freeze_leading_layers",
+    "hold_frozen_norms",
+    "leading_layers",
+    "split_frozen",
+]
 
 
 def leading_layers(encoder: nn.Module) -> list[nn.Module]:
@@ -64,3 +75,36 @@ def hold_frozen_norms(model: nn.Module) -> nn.Module:
             if own and not any(p.requires_grad for p in own):
                 module.eval()
     return model
+
+
+class FrozenFeatures(nn.Module):
+    """Frozen leading layers run as a step of batch preparation: in evaluation mode, without
+    gradients, under the training's autocast ``dtype`` (None: float32), as they would run
+    inside the encoder's forward pass."""
+
+    def __init__(self, layers: nn.Sequential, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.layers, self.dtype = layers.eval(), dtype
+
+    def train(self, mode: bool = True) -> FrozenFeatures:
+        return super().train(False)  # frozen layers never leave evaluation mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), autocast(self.dtype, x.device):
+            return self.layers(x)
+
+
+def split_frozen(
+    encoder: nn.Module, count: int, dtype: torch.dtype | None = None
+) -> tuple[FrozenFeatures, EmbeddingNetwork] | None:
+    """``encoder`` cut below its first trainable layer: its first ``count`` layers as
+    :class:`FrozenFeatures`, and the embedding network above them, sharing the encoder's
+    modules (training the top trains the encoder). The frozen layers' output, computed once
+    a batch, then serves both the student's top and a teacher whose first ``count`` layers
+    are the same (the previous encoder, from which the student was copied). None when
+    ``count`` is 0 or the encoder is not siamcl's :class:`~siamcl.encoders.EmbeddingNetwork`."""
+    if count == 0 or not isinstance(encoder, EmbeddingNetwork):
+        return None
+    layers = check_frozen_layers(encoder, count)
+    top = nn.Sequential(*leading_layers(encoder)[count:])
+    return FrozenFeatures(nn.Sequential(*layers), dtype), EmbeddingNetwork(top)

@@ -191,8 +191,8 @@ class TrainingLoop:
                 with _measured_epoch(self.meter, result.progress):
                     _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
                     for batch in source.epoch(generator):
-                        batch = self.prepare(batch)
-                        with self._metered(len(batch.labels)):
+                        with self._metered(len(batch.labels)):  # frozen layers' FLOPs too
+                            batch = self.prepare(batch)
                             loss = train_step(
                                 model, objective, optimizer, batch, autocast_dtype=dtype
                             )
