@@ -106,7 +106,7 @@ class SoftmaxClassifier:
     policies that end a task's training early, the score being the head's accuracy on the
     share of each class held out (:mod:`siamcl.training.stopping`).
     ``frozen_layers``: as for :class:`~siamcl.IncrementalClassifier`, from the second task on
-    the backbone's first layers keep what the first task taught them; the head trains on
+    the backbone's first layers keep what the first task taught them; the rest trains on
     (:mod:`siamcl.training.freezing`); float backbones only (``qat=None``).
     """
 

@@ -7,9 +7,13 @@ the first trainable layer, so every backward pass stops there and the optimizer 
 touches the frozen weights. Freezing conv4's first block from the second task on trained
 mnist5k's 5-task stream in 0.80-0.85x the energy, for 0-0.8 points of accuracy, and
 Replay's in 0.73-0.78x (docs/energy.md; for Avalanche strategies:
-:class:`~siamcl.integrations.avalanche_freezing.FrozenLeadingLayers`). PyTorch has the mechanism (``requires_grad``, ``eval``); what is written
-here is only which layers, and that a frozen batch norm stays in evaluation mode while the
-rest of the network trains.
+:class:`~siamcl.integrations.avalanche_freezing.FrozenLeadingLayers`).
+
+PyTorch has the mechanism (``requires_grad``, ``eval``); what is written here is which
+layers, that a frozen batch norm stays in evaluation mode while the rest of the network
+trains, and :func:`split_frozen`: the frozen layers' output of a batch, computed once in
+batch preparation, serves the student and the previous encoder it is distilled toward,
+whose frozen layers are the same.
 """
 
 from __future__ import annotations
