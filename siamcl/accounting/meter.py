@@ -39,12 +39,10 @@ _BACKEND_OF_METHOD = {"nvml": "gpu", "amdsmi": "gpu", "rapl": "rapl", "soc": "so
 _ACTIVE_ON_CUDA: collections.Counter[int] = collections.Counter()
 
 
-def cuda_index(device: torch.device, current: Callable[[], int] | None = None) -> int:
+def cuda_index(device: torch.device) -> int:
     """The index of CUDA ``device``: "cuda" means the current device, so that "cuda" and
     "cuda:0" count as one device when it is device 0."""
-    if device.index is not None:
-        return device.index
-    return (current or torch.cuda.current_device)()
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 @dataclass
