@@ -86,7 +86,7 @@ def siamese_objective(
         split = split_frozen(clf.encoder_, shared_frozen_layers(clf, ranks), dtype)
         if split is not None:  # batches arrive as the frozen layers' output (train_task)
             frozen, previous_network = split
-            prepare = lambda x: frozen(preprocessor.standardise(x))
+            prepare = lambda x: frozen(preprocessor.standardise(x).to(clf.device))
             previous_targets = (targets[0], inputs, prepare, targets[3])
         previous = FrozenTeacher(previous_network, autocast_dtype=dtype)
         term = distillation_term(previous, embedding_distillation_loss, *previous_targets)
