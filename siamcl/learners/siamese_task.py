@@ -46,7 +46,7 @@ from siamcl.training import (
     forward_dtype,
     rebuild_prototypes,
 )
-from siamcl.training.freezing import check_frozen_layers, split_frozen
+from siamcl.training.freezing import check_float_training, check_frozen_layers, split_frozen
 from siamcl.training.precision import precision_with_qat
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
@@ -154,8 +154,7 @@ def check_views(clf: Any, preprocessor: Preprocessor) -> None:
 def check_encoder_options(clf: Any, trainable: nn.Module) -> None:
     """Refuse, before training, ``whitening`` where it cannot be folded into the encoder and
     ``frozen_layers`` where the encoder has no such layers."""
-    if clf.frozen_layers and clf.qat is not None:
-        raise ValueError("frozen_layers freezes a float encoder's layers: use qat=None with it")
+    check_float_training(clf.frozen_layers, clf.qat)
     check_frozen_layers(trainable, clf.frozen_layers)
     if clf.whitening is None:
         return

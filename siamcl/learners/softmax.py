@@ -41,7 +41,11 @@ from siamcl.training import (
     check_stopping,
     embed_in_batches,
 )
-from siamcl.training.freezing import check_frozen_layers, freeze_leading_layers
+from siamcl.training.freezing import (
+    check_float_training,
+    check_frozen_layers,
+    freeze_leading_layers,
+)
 from siamcl.training.precision import PRECISIONS, forward_dtype, precision_with_qat
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
@@ -181,10 +185,7 @@ class SoftmaxClassifier:
         scheme = training_scheme(self.qat, self.device)
         if fitted and scheme.scheme != self.qat_:
             raise ValueError("qat cannot be switched on or off after the first task")
-        if self.frozen_layers and self.qat is not None:
-            raise ValueError(
-                "frozen_layers freezes a float backbone's layers: use qat=None with it"
-            )
+        check_float_training(self.frozen_layers, self.qat, part="backbone")
         preprocessor = (
             self.preprocessor_ if fitted else Preprocessor(self.input_size, self.invert).fit(X)
         )

@@ -27,6 +27,7 @@ from siamcl.training.precision import autocast
 
 __all__ = [
     "FrozenFeatures",
+    "check_float_training",
     "check_frozen_layers",
     "freeze_leading_layers",
     "hold_frozen_norms",
@@ -45,6 +46,13 @@ def leading_layers(encoder: nn.Module) -> list[nn.Module]:
             f"conv4-small, mlp, or your own nn.Sequential); got {type(body).__name__}"
         )
     return list(body.children())
+
+
+def check_float_training(count: int, qat: str | None, part: str = "encoder") -> None:
+    """Refuse ``frozen_layers`` with quantization-aware training: the layers frozen are those
+    of a float ``part`` (a learner's encoder or backbone)."""
+    if count and qat is not None:
+        raise ValueError(f"frozen_layers freezes a float {part}'s layers: use qat=None with it")
 
 
 def check_frozen_layers(encoder: nn.Module, count: int) -> list[nn.Module]:
