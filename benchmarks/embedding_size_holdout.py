@@ -81,6 +81,17 @@ def render(results: dict[str, Any]) -> str:
     )
 
 
+def summarise(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """One setting's runs, a seed each: their accuracies and CPU seconds, the mean accuracy
+    and the median CPU seconds."""
+    return {
+        "accuracy": [r["accuracy"] for r in runs],
+        "cpu_s": [r["cpu_s"] for r in runs],
+        "accuracy_mean": statistics.fmean(r["accuracy"] for r in runs),
+        "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
+    }
+
+
 def seed_range(text: str) -> list[int]:
     low, _, high = text.partition("-")
     return list(range(int(low), int(high or low) + 1))
@@ -103,10 +114,7 @@ def main() -> None:
     results["rows"] = [
         {
             "size": size,
-            "accuracy": [r["accuracy"] for r in runs],
-            "cpu_s": [r["cpu_s"] for r in runs],
-            "accuracy_mean": statistics.fmean(r["accuracy"] for r in runs),
-            "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
+            **summarise(runs),
             "wins": sum(r["accuracy"] > base["accuracy"] for r, base in zip(runs, by_size[64])),
         }
         for size, runs in by_size.items()

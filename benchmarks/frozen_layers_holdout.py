@@ -15,12 +15,11 @@ The learner is the bench's float32 Siamese row (3 epochs a task, 20 exemplars a 
 from __future__ import annotations
 
 import argparse
-import statistics
 from typing import Any
 
 import numpy as np
 import torch
-from embedding_size_holdout import holdout_stream, seed_range
+from embedding_size_holdout import holdout_stream, seed_range, summarise
 
 from siamcl import IncrementalClassifier
 from siamcl.reporting import markdown_table, run_record, write_results
@@ -93,14 +92,7 @@ def main() -> None:
             for count in counts:
                 runs.setdefault((size, count), []).append(score(count, size, seed))
     results["rows"] = [
-        {
-            "size": size,
-            "frozen_layers": count,
-            "accuracy": [r["accuracy"] for r in done],
-            "cpu_s": [r["cpu_s"] for r in done],
-            "accuracy_mean": statistics.fmean(r["accuracy"] for r in done),
-            "cpu_s_median": statistics.median(r["cpu_s"] for r in done),
-        }
+        {"size": size, "frozen_layers": count, **summarise(done)}
         for (size, count), done in runs.items()
     ]
     print(write_results(args.out, "frozen_layers_holdout", results, render(results)))
