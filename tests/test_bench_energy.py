@@ -343,3 +343,54 @@ def test_holdout_scores_on_training_data_and_never_touches_the_test_split(
     assert "20% of the training data held out" in markdown
     assert main(["bench", "energy", "--holdout", "1.5", "--out", str(tmp_path)]) != 0
     assert "--holdout must be in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_undistorted_rows_learn_without_distortions_and_are_weighed_like_for_like():
+    from siamcl.bench.energy_cil import _settings
+    from siamcl.bench.energy_summary import bars
+
+    base = {"tasks": 5, "memory_per_class": 20, "batch_size": 128}
+    options = _settings(base, "siamese-16px-frozen1-undistorted", 3)["siamese_options"]
+    assert options == {"input_size": (16, 16), "frozen_layers": 1, "augment": False}
+    assert "augment" not in _settings(base, "siamese-16px-frozen1", 3)["siamese_options"]
+
+    def row(name, accuracy, energy):
+        point = {"budget": 3, "epochs": 3, "accuracy": accuracy, "energy_j": energy}
+        reached = point if accuracy >= 0.95 else None
+        return {"method": name, "label": name, "points": [point], "to_target": {"0.95": reached}}
+
+    summary = [
+        row("siamese-16px-frozen1-undistorted", 0.955, 20.0),
+        row("replay", 0.65, 100.0),
+        row("replay-16px-frozen1", 0.85, 40.0),
+    ]
+    checks = bars({"cil": {"summary": summary}})
+    name = "Siamese on 16x16 inputs with its first block frozen, undistorted batches"
+    against_replay = checks[
+        f"class-incremental: {name} >= 0.95 at <= 0.25x the energy of Replay, undominated"
+    ]
+    assert against_replay["ratio"] == pytest.approx(0.2) and against_replay["met"]
+    like = checks[
+        f"class-incremental: {name} >= 0.95 at <= 0.25x the energy of Replay on 16x16 inputs "
+        "with its first block frozen, undominated"
+    ]
+    assert like["ratio"] == pytest.approx(0.5) and not like["met"]
+
+
+def test_baselines_on_a_share_of_the_data_learn_the_rows_the_siamese_learner_selects(digits):
+    from siamcl.bench.energy_cil import baseline_stream
+    from siamcl.data import class_incremental
+    from siamcl.learners.incremental import IncrementalClassifier
+    from siamcl.learners.task_data import task_rows
+
+    X, y, X_test, y_test = digits
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    share, (small_test, _) = baseline_stream(tasks, (X_test, y_test), (16, 16), 0.75, seed=3)
+    learner = IncrementalClassifier(data_fraction=0.75, seed=3)
+    full, _ = baseline_stream(tasks, (X_test, y_test), (16, 16), 1.0, seed=3)
+    for task, whole in zip(share, full, strict=True):
+        rows = task_rows(learner, None, whole.y, task.index)
+        assert 0.7 * len(whole.y) < len(rows) < 0.8 * len(whole.y)
+        np.testing.assert_array_equal(task.y, whole.y[rows])
+        np.testing.assert_array_equal(task.X, whole.X[rows])
+    assert small_test.shape[1:] == (1, 16, 16)

@@ -22,6 +22,7 @@ from siamcl.bench.energy_multiclass import SMALL_INPUT, WHITENING_SHRINKAGE, WID
 from siamcl.bench.energy_targets import cheapest_reach
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
+from siamcl.training.selection import select_rows
 
 __all__ = [
     "CIL_METHODS",
@@ -42,8 +43,16 @@ __all__ = [
 # one block chosen on held-out training data (benchmarks/frozen_layers_holdout.py: one block
 # -0.4 / -0.8 points at 28x28 / 16x16, two -1.4 / -2.3); Replay's "-frozen1" rows get the
 # same through siamcl.integrations.avalanche_freezing, to compare like for like.
+# "-undistorted": no random affine distortions of training batches (the baselines get none
+# either), so the previous encoder's distillation targets are computed once per image before
+# the loop instead of once a step (teacher_targets="auto"); chosen on a holdout of the
+# training data (docs/energy.md).
 BF16 = {"precision": "bf16"}
 FROZEN = {"frozen_layers": 1}
+UNDISTORTED = {"augment": False}
+# "-data75" / "-data50": each task trained on that share of every class, drawn at random
+# (data_fraction, siamcl.training.selection); chosen on a holdout of the training data.
+SMALL_FROZEN = {"input_size": SMALL_INPUT, **FROZEN}
 VARIANTS = {
     "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
     "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
@@ -56,13 +65,22 @@ VARIANTS = {
     "siamese-bf16": ("siamese", BF16),
     "siamese-frozen1": ("siamese", FROZEN),
     "siamese-16px-frozen1": ("siamese", {"input_size": SMALL_INPUT, **FROZEN}),
+    "siamese-undistorted": ("siamese", UNDISTORTED),
+    "siamese-16px-undistorted": ("siamese", {"input_size": SMALL_INPUT, **UNDISTORTED}),
+    "siamese-16px-frozen1-undistorted": (
+        "siamese",
+        {"input_size": SMALL_INPUT, **FROZEN, **UNDISTORTED},
+    ),
+    "siamese-16px-frozen1-data75": ("siamese", {**SMALL_FROZEN, "data_fraction": 0.75}),
+    "siamese-16px-frozen1-data50": ("siamese", {**SMALL_FROZEN, "data_fraction": 0.5}),
     "siamese-16px-bf16": ("siamese", {"input_size": SMALL_INPUT, **BF16}),
     "siamese-16px-bf16-d128": (
         "siamese",
         {"input_size": SMALL_INPUT, **BF16, "embedding_dim": WIDE_EMBEDDING},
     ),
     "replay-frozen1": ("replay", FROZEN),
-    "replay-16px-frozen1": ("replay", {"input_size": SMALL_INPUT, **FROZEN}),
+    "replay-16px-frozen1": ("replay", SMALL_FROZEN),
+    "replay-16px-frozen1-data75": ("replay", {**SMALL_FROZEN, "data_fraction": 0.75}),
     "replay-bf16": ("replay", BF16),
     "replay-16px-bf16": ("replay", {"input_size": SMALL_INPUT, **BF16}),
     "er_ace-bf16": ("er_ace", BF16),
@@ -77,6 +95,11 @@ SIAMESE_METHODS = (
     "siamese-16px-bf16-d128",
     "siamese-frozen1",
     "siamese-16px-frozen1",
+    "siamese-undistorted",
+    "siamese-16px-undistorted",
+    "siamese-16px-frozen1-undistorted",
+    "siamese-16px-frozen1-data75",
+    "siamese-16px-frozen1-data50",
 )
 CIL_METHODS = (
     *SIAMESE_METHODS,
@@ -85,6 +108,7 @@ CIL_METHODS = (
     "er_ace-16px",
     "replay-frozen1",
     "replay-16px-frozen1",
+    "replay-16px-frozen1-data75",
     "replay-bf16",
     "replay-16px-bf16",
     "er_ace-bf16",
@@ -101,8 +125,16 @@ CIL_LABELS = {
     "siamese-16px-bf16-d128": "Siamese, 16x16 inputs, bf16, 128-d embeddings",
     "siamese-frozen1": "Siamese, first block frozen after the first task",
     "siamese-16px-frozen1": "Siamese, 16x16 inputs, first block frozen after the first task",
+    "siamese-undistorted": "Siamese, undistorted batches (distillation targets cached)",
+    "siamese-16px-undistorted": "Siamese, 16x16 inputs, undistorted batches",
+    "siamese-16px-frozen1-undistorted": (
+        "Siamese, 16x16 inputs, first block frozen, undistorted batches"
+    ),
+    "siamese-16px-frozen1-data75": "Siamese, 16x16 inputs, first block frozen, 75% of the data",
+    "siamese-16px-frozen1-data50": "Siamese, 16x16 inputs, first block frozen, 50% of the data",
     "replay-frozen1": "Replay, first block frozen after the first task",
     "replay-16px-frozen1": "Replay, 16x16 inputs, first block frozen after the first task",
+    "replay-16px-frozen1-data75": "Replay, 16x16 inputs, first block frozen, 75% of the data",
     "replay-bf16": "Replay, bf16 mixed precision",
     "replay-16px-bf16": "Replay, 16x16 inputs, bf16 mixed precision",
     "er_ace-bf16": "ER-ACE, bf16 mixed precision",
@@ -144,15 +176,17 @@ def run_cil(
     runs every method once, so a machine that slows down slows all of them) and the run of
     median energy stands for the rest (:func:`median_run`)."""
     base = {"tasks": len(tasks), "memory_per_class": args.memory, "batch_size": args.batch_size}
-    streams = {None: (tasks, test)}  # by input size: each resized once per seed
+    streams = {(None, 1.0): (tasks, test)}  # by input size and data share: each made once
     measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(args.cil_repeats):
         for name in methods:
             method, options = VARIANTS.get(name, (name, {}))
-            size = options.get("input_size") if method != "siamese" else None
-            if size not in streams:
-                streams[size] = resized(tasks, test, size)
-            stream, held_out = streams[size]
+            key = (None, 1.0)  # the Siamese learner resizes and selects rows itself (metered)
+            if method != "siamese":
+                key = (options.get("input_size"), options.get("data_fraction", 1.0))
+            if key not in streams:
+                streams[key] = baseline_stream(tasks, test, *key, seed=seed)
+            stream, held_out = streams[key]
             for budget in budgets_of(name, budgets):
                 runner = StreamRunner(args, stream, *held_out, seed, _settings(base, name, budget))
                 result = runner.run(method)
@@ -184,6 +218,24 @@ def median_run(
     chosen["repeat_energies_j"] = energies
     chosen["repeat_accuracies"] = [r["accuracy"] for r in results]
     return chosen
+
+
+def baseline_stream(
+    tasks: list[Task],
+    test: tuple[np.ndarray, np.ndarray],
+    size: tuple[int, int] | None,
+    fraction: float,
+    seed: int,
+) -> tuple[list[Task], tuple[np.ndarray, np.ndarray]]:
+    """The stream a baseline learns: resized to ``size`` (:func:`resized`) and each task cut
+    to ``fraction`` of every class, the rows a Siamese learner of ``seed`` with that
+    ``data_fraction`` trains on (stratified, :func:`siamcl.learners.task_data.task_rows`)."""
+    if size is not None:
+        tasks, test = resized(tasks, test, size)
+    if fraction < 1:
+        chosen = [select_rows(t.y, fraction, "stratified", seed * 1000 + t.index) for t in tasks]
+        tasks = [dataclasses.replace(t, X=t.X[r], y=t.y[r]) for t, r in zip(tasks, chosen)]
+    return tasks, test
 
 
 def resized(

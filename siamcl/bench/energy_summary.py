@@ -40,6 +40,13 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "siamese-16px-bf16-d128": "Siamese on 16x16 inputs in bf16 with 128-d embeddings",
     "siamese-frozen1": "Siamese with its first block frozen after the first task",
     "siamese-16px-frozen1": "Siamese on 16x16 inputs with its first block frozen",
+    "siamese-undistorted": "Siamese on undistorted batches",
+    "siamese-16px-undistorted": "Siamese on 16x16 inputs, undistorted batches",
+    "siamese-16px-frozen1-undistorted": (
+        "Siamese on 16x16 inputs with its first block frozen, undistorted batches"
+    ),
+    "siamese-16px-frozen1-data75": "Siamese on 16x16 inputs, first block frozen, 75% of the data",
+    "siamese-16px-frozen1-data50": "Siamese on 16x16 inputs, first block frozen, 50% of the data",
     "standard": "the standard network",
     "standard-bf16": "the standard network in bf16 mixed precision",
     "standard-16px": "the standard network on 16x16 inputs",
@@ -47,6 +54,7 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "replay-16px": "Replay on 16x16 inputs",
     "replay-frozen1": "Replay with its first block frozen after the first task",
     "replay-16px-frozen1": "Replay on 16x16 inputs with its first block frozen",
+    "replay-16px-frozen1-data75": "Replay on 16x16 inputs, first block frozen, 75% of the data",
     "replay-bf16": "Replay in bf16 mixed precision",
     "replay-16px-bf16": "Replay on 16x16 inputs in bf16 mixed precision",
 }
@@ -246,6 +254,17 @@ def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
         ("siamese-16px-frozen1", "replay"),
         ("siamese-16px-frozen1", "replay-16px"),
         ("siamese-16px-frozen1", "replay-16px-frozen1"),
+        ("siamese-undistorted", "replay"),
+        ("siamese-16px-undistorted", "replay"),
+        ("siamese-16px-undistorted", "replay-16px"),
+        ("siamese-16px-frozen1-undistorted", "replay"),
+        ("siamese-16px-frozen1-undistorted", "replay-16px"),
+        ("siamese-16px-frozen1-undistorted", "replay-16px-frozen1"),
+        ("siamese-16px-frozen1-data75", "replay"),
+        ("siamese-16px-frozen1-data75", "replay-16px-frozen1"),
+        ("siamese-16px-frozen1-data75", "replay-16px-frozen1-data75"),
+        ("siamese-16px-frozen1-data50", "replay"),
+        ("siamese-16px-frozen1-data50", "replay-16px-frozen1"),
     ):
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):
