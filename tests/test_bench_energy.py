@@ -394,3 +394,25 @@ def test_baselines_on_a_share_of_the_data_learn_the_rows_the_siamese_learner_sel
         np.testing.assert_array_equal(task.y, whole.y[rows])
         np.testing.assert_array_equal(task.X, whole.X[rows])
     assert small_test.shape[1:] == (1, 16, 16)
+
+
+def test_each_siamese_row_is_weighed_against_the_closest_replay_row_of_the_run():
+    from siamcl.bench.energy_cil import replay_references
+
+    everything = ["replay", "replay-16px", "replay-16px-frozen1", "replay-16px-frozen1-data75"]
+    assert replay_references("siamese", everything) == ["replay"]
+    assert replay_references("siamese-16px-frozen1", everything) == [
+        "replay",
+        "replay-16px-frozen1",
+    ]
+    assert replay_references("siamese-16px-frozen1", everything[:2]) == ["replay", "replay-16px"]
+    assert replay_references("siamese-16px-frozen1-data75", everything)[1:] == [
+        "replay-16px-frozen1-data75"
+    ]  # 50% of the data is not 75%: its closest is Replay frozen on all of it
+    assert replay_references("siamese-16px-frozen1-data50", everything)[1:] == [
+        "replay-16px-frozen1"
+    ]
+    assert replay_references("siamese-16px-bf16-d128", ["replay", "replay-bf16"]) == [
+        "replay",
+        "replay-bf16",
+    ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ __all__ = [
     "VARIANTS",
     "budgets_of",
     "median_run",
+    "replay_references",
     "run_cil",
     "summarise_cil",
 ]
@@ -140,6 +141,24 @@ CIL_LABELS = {
     "er_ace-bf16": "ER-ACE, bf16 mixed precision",
 }
 GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
+
+
+def replay_references(name: str, present: Collection[str]) -> list[str]:
+    """The Replay rows Siamese row ``name`` is weighed against: float32 Replay at 28x28, and
+    of the rows ``present`` in a run, the Replay variants given the most of ``name``'s
+    options (input size, precision, frozen layers, data share) and none it lacks: like for
+    like as far as the run allows (the Siamese learner's own options, such as whitening or
+    undistorted batches, have no Replay counterpart)."""
+    options = VARIANTS.get(name, ("siamese", {}))[1].items()
+    alike = [
+        other
+        for other in present
+        if other in VARIANTS
+        and VARIANTS[other][0] == "replay"
+        and VARIANTS[other][1].items() <= options
+    ]
+    most = max((len(VARIANTS[other][1]) for other in alike), default=0)
+    return ["replay", *sorted(other for other in alike if len(VARIANTS[other][1]) == most)]
 
 
 def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from siamcl.bench.energy_cil import SIAMESE_METHODS
+from siamcl.bench.energy_cil import SIAMESE_METHODS, replay_references
 from siamcl.bench.energy_multiclass import LABELS, PREDICTIONS, STUDENTS
 from siamcl.bench.energy_targets import (
     break_even_predictions,
@@ -231,41 +231,18 @@ def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[s
 
 def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Each Siamese row against Replay: to Replay's best at <= 0.5x its energy, and >= 0.95 at
-    <= 0.25x the energy of Replay's largest budget with no baseline cheaper and better; the
-    16x16, mixed-precision and frozen Siamese rows also against Replay given the same (like
-    for like)."""
+    <= 0.25x the energy of Replay's largest budget with no baseline cheaper and better; and
+    against the Replay rows of the run given the most of the same (like for like,
+    :func:`~siamcl.bench.energy_cil.replay_references`)."""
     checks: dict[str, Any] = {}
     points = {name: row["points"] for name, row in rows.items()}
-    for name, reference in (
-        ("siamese", "replay"),
-        ("siamese-16px", "replay"),
-        ("siamese-16px", "replay-16px"),
-        ("siamese-whitened", "replay"),
-        ("siamese-whitened-16px", "replay"),
-        ("siamese-whitened-16px", "replay-16px"),
-        ("siamese-bf16", "replay"),
-        ("siamese-bf16", "replay-bf16"),
-        ("siamese-16px-bf16", "replay"),
-        ("siamese-16px-bf16", "replay-16px-bf16"),
-        ("siamese-16px-bf16-d128", "replay"),
-        ("siamese-16px-bf16-d128", "replay-16px-bf16"),
-        ("siamese-frozen1", "replay"),
-        ("siamese-frozen1", "replay-frozen1"),
-        ("siamese-16px-frozen1", "replay"),
-        ("siamese-16px-frozen1", "replay-16px"),
-        ("siamese-16px-frozen1", "replay-16px-frozen1"),
-        ("siamese-undistorted", "replay"),
-        ("siamese-16px-undistorted", "replay"),
-        ("siamese-16px-undistorted", "replay-16px"),
-        ("siamese-16px-frozen1-undistorted", "replay"),
-        ("siamese-16px-frozen1-undistorted", "replay-16px"),
-        ("siamese-16px-frozen1-undistorted", "replay-16px-frozen1"),
-        ("siamese-16px-frozen1-data75", "replay"),
-        ("siamese-16px-frozen1-data75", "replay-16px-frozen1"),
-        ("siamese-16px-frozen1-data75", "replay-16px-frozen1-data75"),
-        ("siamese-16px-frozen1-data50", "replay"),
-        ("siamese-16px-frozen1-data50", "replay-16px-frozen1"),
-    ):
+    pairs = [
+        (name, reference)
+        for name in SIAMESE_METHODS
+        if name in rows
+        for reference in replay_references(name, rows)
+    ]
+    for name, reference in pairs:
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):
             continue
