@@ -46,14 +46,14 @@ __all__ = [
 # same through siamcl.integrations.avalanche_freezing, to compare like for like.
 # "-undistorted": no random affine distortions of training batches (the baselines get none
 # either), so the previous encoder's distillation targets are computed once per image before
-# the loop instead of once a step (teacher_targets="auto"); chosen on a holdout of the
-# training data (docs/energy.md).
+# the loop instead of once a step (teacher_targets="auto"). "-data75" / "-data50": each task
+# trained on that share of every class, drawn at random (data_fraction,
+# siamcl.training.selection); Replay's "-data75" row learns the same rows. Both were tried on
+# a holdout of the training data; what they saved and cost is in docs/energy.md.
 BF16 = {"precision": "bf16"}
 FROZEN = {"frozen_layers": 1}
-UNDISTORTED = {"augment": False}
-# "-data75" / "-data50": each task trained on that share of every class, drawn at random
-# (data_fraction, siamcl.training.selection); chosen on a holdout of the training data.
 SMALL_FROZEN = {"input_size": SMALL_INPUT, **FROZEN}
+UNDISTORTED = {"augment": False}
 VARIANTS = {
     "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
     "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
@@ -65,13 +65,10 @@ VARIANTS = {
     ),
     "siamese-bf16": ("siamese", BF16),
     "siamese-frozen1": ("siamese", FROZEN),
-    "siamese-16px-frozen1": ("siamese", {"input_size": SMALL_INPUT, **FROZEN}),
+    "siamese-16px-frozen1": ("siamese", SMALL_FROZEN),
     "siamese-undistorted": ("siamese", UNDISTORTED),
     "siamese-16px-undistorted": ("siamese", {"input_size": SMALL_INPUT, **UNDISTORTED}),
-    "siamese-16px-frozen1-undistorted": (
-        "siamese",
-        {"input_size": SMALL_INPUT, **FROZEN, **UNDISTORTED},
-    ),
+    "siamese-16px-frozen1-undistorted": ("siamese", {**SMALL_FROZEN, **UNDISTORTED}),
     "siamese-16px-frozen1-data75": ("siamese", {**SMALL_FROZEN, "data_fraction": 0.75}),
     "siamese-16px-frozen1-data50": ("siamese", {**SMALL_FROZEN, "data_fraction": 0.5}),
     "siamese-16px-bf16": ("siamese", {"input_size": SMALL_INPUT, **BF16}),
