@@ -416,3 +416,28 @@ def test_each_siamese_row_is_weighed_against_the_closest_replay_row_of_the_run()
         "replay",
         "replay-bf16",
     ]
+
+
+def test_class_incremental_methods_are_warmed_up_on_a_few_rows_before_any_run_counts(
+    tmp_path, monkeypatch
+):
+    from siamcl.bench import energy
+
+    calls = []
+    original = energy.run_cil
+
+    def recording(args, tasks, test, seed, methods, budgets, progress=None):
+        calls.append((sum(len(t.y) for t in tasks), list(methods), list(budgets), args))
+        return original(args, tasks, test, seed, methods, budgets, progress)
+
+    monkeypatch.setattr(energy, "run_cil", recording)
+    argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--parts", "cil"]
+    argv += ["--cil-methods", "siamese,replay", "--cil-repeats", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    (warm_rows, warm_methods, warm_budgets, warm_args), measured = calls[0], calls[1:]
+    assert warm_rows == 8 * 10 and warm_methods == ["siamese", "replay"] and warm_budgets == [1]
+    assert warm_args.cil_repeats == 1  # thrown away: once is enough
+    assert measured and all(rows > warm_rows for rows, *_ in measured)
+    results = json.loads((tmp_path / "energy_digits_cil.json").read_text())
+    assert {r["method"] for r in results["cil"]["runs"]} == {"siamese", "replay"}
+    assert all(len(r["repeat_energies_j"]) == 2 for r in results["cil"]["runs"])
