@@ -51,7 +51,7 @@ from siamcl.reporting.records import (
 )
 from siamcl.threads import cpu_threads
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "run", "warm_up_cil"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 PARTS = ("multiclass", "cil")
@@ -282,7 +282,7 @@ def _warm_up(data: tuple[np.ndarray, ...], settings: dict[str, Any]) -> None:
         runner.run(name)
 
 
-def _warm_up_cil(args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> None:
+def warm_up_cil(args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> None:
     """Every class-incremental method once, one epoch a task, on a two-task stream of a few
     rows, thrown away: the process's one-off costs (lazy imports such as the optimiser's,
     first-call kernel set-up) would otherwise be metered in the first measured run of each
@@ -299,7 +299,7 @@ def _cil(
 ) -> list[dict[str, Any]]:
     X, y, X_test, y_test = data
     args.checkpoint = None  # what StreamRunner reads of bench cl's options
-    _warm_up_cil(args, data)
+    warm_up_cil(args, data)
     total = len(seeds) * sum(len(budgets_of(m, budgets)) for m in args.cil_methods)
     total *= args.cil_repeats
     runs = []
