@@ -441,3 +441,14 @@ def test_class_incremental_methods_are_warmed_up_on_a_few_rows_before_any_run_co
     results = json.loads((tmp_path / "energy_digits_cil.json").read_text())
     assert {r["method"] for r in results["cil"]["runs"]} == {"siamese", "replay"}
     assert all(len(r["repeat_energies_j"]) == 2 for r in results["cil"]["runs"])
+
+
+def test_every_row_a_run_can_hold_is_described_in_the_energy_docs():
+    from siamcl.bench.energy_cil import CIL_METHODS
+    from siamcl.bench.energy_multiclass import METHODS
+
+    docs = (Path(__file__).parents[1] / "docs" / "energy.md").read_text()
+    section = docs.split("### The rows a run can hold", 1)[1].split("\n### ", 1)[0]
+    multiclass, cil = section.split("| class-incremental |", 1)
+    assert [m for m in METHODS if f"`{m}`" not in multiclass] == []
+    assert [m for m in CIL_METHODS if f"`{m}`" not in cil] == []
