@@ -22,7 +22,6 @@ from siamcl.bench.energy_multiclass import SMALL_INPUT, WHITENING_SHRINKAGE, WID
 from siamcl.bench.energy_targets import cheapest_reach
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
-from siamcl.training.selection import select_rows
 
 __all__ = [
     "CIL_METHODS",
@@ -245,11 +244,16 @@ def baseline_stream(
 ) -> tuple[list[Task], tuple[np.ndarray, np.ndarray]]:
     """The stream a baseline learns: resized to ``size`` (:func:`resized`) and each task cut
     to ``fraction`` of every class, the rows a Siamese learner of ``seed`` with that
-    ``data_fraction`` trains on (stratified, :func:`siamcl.learners.task_data.task_rows`)."""
+    ``data_fraction`` trains on (stratified), chosen by the learner's own rule
+    (:func:`siamcl.learners.task_data.task_rows`)."""
+    from siamcl.learners.incremental import IncrementalClassifier
+    from siamcl.learners.task_data import task_rows
+
     if size is not None:
         tasks, test = resized(tasks, test, size)
     if fraction < 1:
-        chosen = [select_rows(t.y, fraction, "stratified", seed * 1000 + t.index) for t in tasks]
+        learner = IncrementalClassifier(data_fraction=fraction, seed=seed)  # its parameters only
+        chosen = [task_rows(learner, None, t.y, t.index) for t in tasks]
         tasks = [dataclasses.replace(t, X=t.X[r], y=t.y[r]) for t, r in zip(tasks, chosen)]
     return tasks, test
 
