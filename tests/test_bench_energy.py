@@ -452,3 +452,35 @@ def test_every_row_a_run_can_hold_is_described_in_the_energy_docs():
     multiclass, cil = section.split("| class-incremental |", 1)
     assert [m for m in METHODS if f"`{m}`" not in multiclass] == []
     assert [m for m in CIL_METHODS if f"`{m}`" not in cil] == []
+
+
+def test_narrow_and_small_batch_rows_reach_the_learner_and_replay_alike(digits, monkeypatch):
+    import argparse
+
+    from siamcl.bench import cl_methods
+    from siamcl.bench.energy_cil import _settings, replay_references
+    from siamcl.data import class_incremental
+
+    X, y, X_test, y_test = digits
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    args = argparse.Namespace(batch_size=128, memory=5, device="cpu", checkpoint=None)
+    base = {"tasks": 2, "memory_per_class": 5, "batch_size": 128}
+    built = []
+    monkeypatch.setattr(
+        cl_methods, "evaluate_stream", lambda learner, *a, **k: built.append(learner) or {}
+    )
+    for name, batch in (("siamese-16px-half-b32", 32), ("siamese-16px-b64", 64)):
+        runner = cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, _settings(base, name, 2))
+        runner.run("siamese")
+        learner = built.pop()
+        assert (learner.batch_size, learner.epochs, learner.input_size) == (batch, 2, (16, 16))
+        assert learner.encoder == ("conv4-half" if "half" in name else "conv4")
+    settings = _settings(base, "replay-16px-half-b32", 2)
+    strategy = cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, settings)._strategy(
+        "replay", evaluator=None
+    )
+    widths = {m.out_channels for m in strategy.model.modules() if isinstance(m, nn.Conv2d)}
+    assert strategy.train_mb_size == 32 and widths == {32}
+    present = ["replay", "replay-16px", "replay-16px-b64", "replay-16px-half-b32"]
+    assert replay_references("siamese-16px-half-b32", present) == ["replay", "replay-16px-half-b32"]
+    assert replay_references("siamese-16px-b64", present) == ["replay", "replay-16px-b64"]

@@ -7,8 +7,8 @@ from siamcl.encoders import ENCODERS, build_encoder
 from siamcl.losses import LOSSES, MetricLoss, build_loss
 
 
-@pytest.mark.parametrize("name", ["conv4", "conv4-small", "koch"])
-@pytest.mark.parametrize("size", [28, 64])
+@pytest.mark.parametrize("name", ["conv4", "conv4-half", "conv4-small", "koch"])
+@pytest.mark.parametrize("size", [16, 28, 64])
 def test_image_encoders_give_unit_norm_embeddings(name, size):
     encoder = build_encoder(name, (1, size, size), embedding_dim=32).eval()
     out = encoder(torch.randn(3, 1, size, size))
@@ -30,6 +30,17 @@ def test_conv4_small_has_about_a_sixteenth_of_the_parameters():
     big = count(build_encoder("conv4", (1, 28, 28)))
     small = count(build_encoder("conv4-small", (1, 28, 28)))
     assert small < big / 8
+
+
+def test_conv4_half_has_half_the_channels_and_about_a_quarter_of_the_weights():
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    full, half = build_encoder("conv4", (1, 16, 16)), build_encoder("conv4-half", (1, 16, 16))
+    widths = [m.out_channels for m in half.modules() if isinstance(m, nn.Conv2d)]
+    assert widths == [32, 32, 32, 32]
+    assert full.body[-1].in_features == 64 and half.body[-1].in_features == 32
+    assert count(full) / 5 < count(half) < count(full) / 3
 
 
 def test_user_module_is_wrapped_and_normalised():

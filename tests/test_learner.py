@@ -91,6 +91,18 @@ def test_save_load_round_trip_predicts_identically(trained, digits4, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_half_width_encoder_learns_a_stream_and_is_rebuilt_by_name(digits4, tmp_path):
+    X_train, y_train, X_test, y_test = digits4
+    clf = small(encoder="conv4-half", input_size=(16, 16))
+    for task in class_incremental(X_train, y_train, n_tasks=2, class_order=[0, 1, 2, 3]):
+        clf.fit_task(task.X, task.y)
+    assert clf.score(X_test, y_test) > 0.7  # chance is 0.25
+    clf.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    assert loaded.encoder == "conv4-half"
+    assert np.array_equal(loaded.predict(X_test), clf.predict(X_test))
+
+
 def test_add_classes_learns_a_new_class_without_a_gradient_step(digits4):
     X_train, y_train, X_test, y_test = digits4
     clf = small()

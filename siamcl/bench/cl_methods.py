@@ -104,14 +104,13 @@ class StreamRunner:
     def _incremental_classifier(self, name: str, epochs: int) -> dict[str, Any]:
         from siamcl.learners.incremental import IncrementalClassifier
 
+        parameters = {"encoder": "conv4", "batch_size": self.args.batch_size}
         learner = IncrementalClassifier(
-            encoder="conv4",
             epochs=epochs,
-            batch_size=self.args.batch_size,
             memory_per_class=self.args.memory,
             device=self.args.device,
             seed=self.seed,
-            **self.settings.get("siamese_options", {}),
+            **{**parameters, **self.settings.get("siamese_options", {})},
         )
         checkpoint = (
             self.args.checkpoint and Path(self.args.checkpoint) / f"{name}-seed-{self.seed}"
@@ -178,8 +177,9 @@ class StreamRunner:
             n_experiences=len(self.tasks),
             epochs=self.settings["epochs"]["naive"],
             gdumb_epochs=self.settings["epochs"]["gdumb"],
-            batch_size=self.args.batch_size,
+            batch_size=self.settings.get("batch_size", self.args.batch_size),
             memory_total=self.args.memory * self.n_classes,
+            encoder=self.settings.get("encoder", "conv4"),
             device=self.args.device,
             seed=self.seed,
             precision=self.settings.get("precision", "fp32"),

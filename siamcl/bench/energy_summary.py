@@ -47,6 +47,8 @@ BAR_NAMES = {  # how a bar names the methods it compares
     ),
     "siamese-16px-frozen1-data75": "Siamese on 16x16 inputs, first block frozen, 75% of the data",
     "siamese-16px-frozen1-data50": "Siamese on 16x16 inputs, first block frozen, 50% of the data",
+    "siamese-16px-b64": "Siamese on 16x16 inputs in batches of 64",
+    "siamese-16px-half-b32": "Siamese on 16x16 inputs with conv4-half in batches of 32",
     "standard": "the standard network",
     "standard-bf16": "the standard network in bf16 mixed precision",
     "standard-16px": "the standard network on 16x16 inputs",
@@ -55,6 +57,8 @@ BAR_NAMES = {  # how a bar names the methods it compares
     "replay-frozen1": "Replay with its first block frozen after the first task",
     "replay-16px-frozen1": "Replay on 16x16 inputs with its first block frozen",
     "replay-16px-frozen1-data75": "Replay on 16x16 inputs, first block frozen, 75% of the data",
+    "replay-16px-b64": "Replay on 16x16 inputs in batches of 64",
+    "replay-16px-half-b32": "Replay on 16x16 inputs with conv4-half in batches of 32",
     "replay-bf16": "Replay in bf16 mixed precision",
     "replay-16px-bf16": "Replay on 16x16 inputs in bf16 mixed precision",
 }
