@@ -53,7 +53,7 @@ __all__ = [
 # batches of 128 an epoch), the second with conv4-half (32 channels), chosen on held-out
 # training data (benchmarks/width_holdout.py): conv4 in batches of 64 at 2 epochs and
 # conv4-half in batches of 32 at 3 as accurate as conv4 in batches of 128 at 3, for 0.64x /
-# 0.61x its CPU time; Replay's rows of the same names get the same to compare like for like.
+# 0.61x its CPU time; Replay's (and ER-ACE's) rows of the same names get the same, like for like.
 BF16 = {"precision": "bf16"}
 SMALL_B64 = {"input_size": SMALL_INPUT, "batch_size": 64}
 SMALL_HALF_B32 = {"input_size": SMALL_INPUT, "encoder": "conv4-half", "batch_size": 32}
@@ -89,6 +89,7 @@ VARIANTS = {
     "replay-16px-frozen1-data75": ("replay", {**SMALL_FROZEN, "data_fraction": 0.75}),
     "replay-16px-b64": ("replay", SMALL_B64),
     "replay-16px-half-b32": ("replay", SMALL_HALF_B32),
+    "er_ace-16px-half-b32": ("er_ace", SMALL_HALF_B32),
     "replay-bf16": ("replay", BF16),
     "replay-16px-bf16": ("replay", {"input_size": SMALL_INPUT, **BF16}),
     "er_ace-bf16": ("er_ace", BF16),
@@ -121,6 +122,7 @@ CIL_METHODS = (
     "replay-16px-frozen1-data75",
     "replay-16px-b64",
     "replay-16px-half-b32",
+    "er_ace-16px-half-b32",
     "replay-bf16",
     "replay-16px-bf16",
     "er_ace-bf16",
@@ -151,6 +153,7 @@ CIL_LABELS = {
     "replay-16px-frozen1-data75": "Replay, 16x16 inputs, first block frozen, 75% of the data",
     "replay-16px-b64": "Replay, 16x16 inputs, batches of 64",
     "replay-16px-half-b32": "Replay, 16x16 inputs, conv4-half, batches of 32",
+    "er_ace-16px-half-b32": "ER-ACE, 16x16 inputs, conv4-half, batches of 32",
     "replay-bf16": "Replay, bf16 mixed precision",
     "replay-16px-bf16": "Replay, 16x16 inputs, bf16 mixed precision",
     "er_ace-bf16": "ER-ACE, bf16 mixed precision",
