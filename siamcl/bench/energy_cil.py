@@ -49,7 +49,7 @@ __all__ = [
 # trained on that share of every class, drawn at random (data_fraction,
 # siamcl.training.selection); Replay's "-data75" row learns the same rows. Both were tried on
 # a holdout of the training data; what they saved and cost is in docs/energy.md.
-# "-b64" / "-half-b32": smaller batches (more updates for the same images: a task is ~10
+# "-b64" / "-half-b32": smaller batches (more updates for the same images: a task is under ten
 # batches of 128 an epoch), the second with conv4-half (32 channels), chosen on held-out
 # training data (benchmarks/width_holdout.py): conv4 in batches of 64 at 2 epochs and
 # conv4-half in batches of 32 at 3 as accurate as conv4 in batches of 128 at 3, for 0.64x /
