@@ -484,3 +484,18 @@ def test_narrow_and_small_batch_rows_reach_the_learner_and_replay_alike(digits, 
     present = ["replay", "replay-16px", "replay-16px-b64", "replay-16px-half-b32"]
     assert replay_references("siamese-16px-half-b32", present) == ["replay", "replay-16px-half-b32"]
     assert replay_references("siamese-16px-b64", present) == ["replay", "replay-16px-b64"]
+
+
+def test_every_baseline_variant_sets_only_what_a_baseline_takes(monkeypatch):
+    from siamcl.bench import energy_cil
+
+    base = {"tasks": 5, "memory_per_class": 20, "batch_size": 128}
+    for name, (method, _options) in energy_cil.VARIANTS.items():
+        settings = energy_cil._settings(base, name, 3)
+        if method != "siamese":
+            assert settings["epochs"][method] == 3
+    monkeypatch.setitem(energy_cil.VARIANTS, "replay-whitened", ("replay", {"whitening": 0.1}))
+    with pytest.raises(
+        ValueError, match=r"replay-whitened: a baseline takes no option \['whitening'\]"
+    ):
+        energy_cil._settings(base, "replay-whitened", 3)

@@ -184,10 +184,28 @@ def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:
     return [1] if name == "slda" else list(budgets)
 
 
+# What a baseline variant may set: its stream (input size, data share, made by
+# baseline_stream) and the BaselineSettings fields _settings hands on.
+BASELINE_OPTIONS = {
+    "input_size",
+    "data_fraction",
+    "precision",
+    "frozen_layers",
+    "encoder",
+    "batch_size",
+}
+
+
 def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     """The settings StreamRunner reads for method ``name`` (a variant runs as its method,
-    with its own options) at ``budget`` epochs a task."""
+    with its own options) at ``budget`` epochs a task. A baseline variant with an option no
+    baseline takes is refused, not run as if it had none."""
     method, options = VARIANTS.get(name, (name, {}))
+    unknown = sorted(set(options) - BASELINE_OPTIONS) if method != "siamese" else []
+    if unknown:
+        raise ValueError(
+            f"{name}: a baseline takes no option {unknown}; it takes {sorted(BASELINE_OPTIONS)}"
+        )
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
     return {
         **base,
