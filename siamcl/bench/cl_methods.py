@@ -8,6 +8,7 @@ stream turned into an Avalanche benchmark, its cost measured by ``TrainingCost``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -177,14 +178,13 @@ class StreamRunner:
             n_experiences=len(self.tasks),
             epochs=self.settings["epochs"]["naive"],
             gdumb_epochs=self.settings["epochs"]["gdumb"],
-            batch_size=self.settings.get("batch_size", self.args.batch_size),
+            batch_size=self.args.batch_size,
             memory_total=self.args.memory * self.n_classes,
-            encoder=self.settings.get("encoder", "conv4"),
             device=self.args.device,
             seed=self.seed,
-            precision=self.settings.get("precision", "fp32"),
-            frozen_layers=self.settings.get("frozen_layers", 0),
         )
+        # a bench energy variant's own fields (precision, frozen layers, encoder, batch size)
+        settings = dataclasses.replace(settings, **self.settings.get("baseline_options", {}))
         return build_baseline(name, settings, evaluator)
 
 

@@ -184,38 +184,32 @@ def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:
     return [1] if name == "slda" else list(budgets)
 
 
-# What a baseline variant may set: its stream (input size, data share, made by
-# baseline_stream) and the BaselineSettings fields _settings hands on.
-BASELINE_OPTIONS = {
-    "input_size",
-    "data_fraction",
-    "precision",
-    "frozen_layers",
-    "encoder",
-    "batch_size",
-}
+STREAM_OPTIONS = frozenset({"input_size", "data_fraction"})  # a baseline's, on its stream
 
 
 def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     """The settings StreamRunner reads for method ``name`` (a variant runs as its method,
-    with its own options) at ``budget`` epochs a task. A baseline variant with an option no
-    baseline takes is refused, not run as if it had none."""
+    with its own options) at ``budget`` epochs a task: the Siamese learner takes the options
+    as its parameters, a baseline as fields of its ``BaselineSettings``."""
     method, options = VARIANTS.get(name, (name, {}))
-    unknown = sorted(set(options) - BASELINE_OPTIONS) if method != "siamese" else []
-    if unknown:
-        raise ValueError(
-            f"{name}: a baseline takes no option {unknown}; it takes {sorted(BASELINE_OPTIONS)}"
-        )
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
-    return {
-        **base,
-        "epochs": epochs,
-        "siamese_options": options,
-        "precision": options.get("precision", "fp32"),
-        "frozen_layers": options.get("frozen_layers", 0),
-        "encoder": options.get("encoder", "conv4"),
-        "batch_size": options.get("batch_size", base["batch_size"]),
-    }
+    settings = {**base, "epochs": epochs, "siamese_options": options}
+    if method != "siamese":
+        settings["baseline_options"] = _baseline_options(name, options)
+    return settings
+
+
+def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A baseline variant's options that are ``BaselineSettings`` fields; its input size and
+    data share are its stream's (:func:`baseline_stream`). An option no baseline takes is
+    refused, not run as if it had none."""
+    from siamcl.integrations.avalanche_baselines import BaselineSettings
+
+    taken = {field.name for field in dataclasses.fields(BaselineSettings)} | STREAM_OPTIONS
+    unknown = sorted(set(options) - taken)
+    if unknown:
+        raise ValueError(f"{name}: a baseline takes no option {unknown}; it takes {sorted(taken)}")
+    return {key: value for key, value in options.items() if key not in STREAM_OPTIONS}
 
 
 def run_cil(
