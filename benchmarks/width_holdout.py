@@ -1,8 +1,7 @@
 """A narrower encoder for the class-incremental Siamese learner, chosen on held-out training data.
 
-conv4's convolutions are most of a class-incremental stream's training time on CPU (its
-backward passes above all). ``encoder="conv4-half"`` keeps conv4's shape with 32 channels
-instead of 64, about a quarter of the multiply-adds; ``"conv4-small"`` has 16. A narrower
+``encoder="conv4-half"`` keeps conv4's shape with 32 channels instead of 64, about a quarter
+of the multiply-adds; ``"conv4-small"`` has 16. A narrower
 network may need more epochs, or more (smaller) batches, to learn as much, so each setting
 is an encoder, a batch size and a number of epochs a task. As in ``frozen_layers_holdout.py``,
 each seed holds out a stratified 20% of mnist5k's *training* images, streams the other 80%
