@@ -365,14 +365,14 @@ def test_undistorted_rows_learn_without_distortions_and_are_weighed_like_for_lik
         row("replay-16px-frozen1", 0.85, 40.0),
     ]
     checks = bars({"cil": {"summary": summary}})
-    name = "Siamese on 16x16 inputs with its first block frozen, undistorted batches"
+    frozen = "on 16x16 inputs with its first block frozen after the first task"
+    name = f"Siamese {frozen} on undistorted batches"
     against_replay = checks[
         f"class-incremental: {name} >= 0.95 at <= 0.25x the energy of Replay, undominated"
     ]
     assert against_replay["ratio"] == pytest.approx(0.2) and against_replay["met"]
     like = checks[
-        f"class-incremental: {name} >= 0.95 at <= 0.25x the energy of Replay on 16x16 inputs "
-        "with its first block frozen, undominated"
+        f"class-incremental: {name} >= 0.95 at <= 0.25x the energy of Replay {frozen}, undominated"
     ]
     assert like["ratio"] == pytest.approx(0.5) and not like["met"]
 
@@ -486,16 +486,61 @@ def test_narrow_and_small_batch_rows_reach_the_learner_and_replay_alike(digits, 
     assert replay_references("siamese-16px-b64", present) == ["replay", "replay-16px-b64"]
 
 
-def test_every_baseline_variant_sets_only_what_a_baseline_takes(monkeypatch):
+def test_every_baseline_row_sets_only_what_a_baseline_takes():
     from siamcl.bench import energy_cil
 
     base = {"tasks": 5, "memory_per_class": 20, "batch_size": 128}
-    for name, (method, _options) in energy_cil.VARIANTS.items():
+    baselines = [n for n in energy_cil.CIL_METHODS if not n.startswith("siamese")]
+    energy_cil.check_baseline_rows(baselines)
+    for name in baselines:
+        method = name.split("-")[0]
         settings = energy_cil._settings(base, name, 3)
-        if method != "siamese":
-            assert settings["epochs"][method] == 3
-    monkeypatch.setitem(energy_cil.VARIANTS, "replay-whitened", ("replay", {"whitening": 0.1}))
+        assert settings["epochs"][method] == 3 * (10 if method == "gdumb" else 1)
     with pytest.raises(
         ValueError, match=r"replay-whitened: a baseline takes no option \['whitening'\]"
     ):
-        energy_cil._settings(base, "replay-whitened", 3)
+        energy_cil.check_baseline_rows(["replay", "replay-whitened"])
+
+
+def test_a_row_name_is_parsed_into_its_method_options_and_words():
+    from siamcl.bench.variants import parse_variant
+
+    row = parse_variant("replay-16px-half-b32")
+    assert row.method == "replay"
+    assert row.options == {"input_size": (16, 16), "encoder": "conv4-half", "batch_size": 32}
+    assert row.label == "Replay, 16x16 inputs, conv4-half, batches of 32"
+    assert row.bar_name == "Replay on 16x16 inputs with conv4-half in batches of 32"
+    frozen = parse_variant("siamese-frozen2-data50-d128-bf16")
+    assert frozen.options == {
+        "frozen_layers": 2,
+        "data_fraction": 0.5,
+        "embedding_dim": 128,
+        "precision": "bf16",
+    }
+    assert frozen.label.startswith("Siamese, first 2 blocks frozen after the first task, 50%")
+    assert parse_variant("er_ace").label == "ER-ACE" and parse_variant("slda").options == {}
+    for name, message in (
+        ("replay-16pix", r"unknown suffix -16pix; suffixes are -16px, -whitened"),
+        ("softmax-16px", r"unknown method 'softmax'"),
+        ("siamese-b64-b32", r"two suffixes set \['batch_size'\]"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse_variant(name)
+
+
+def test_any_composed_row_is_taken_and_a_bad_one_refused_before_anything_runs(tmp_path):
+    from siamcl.bench import energy
+    from siamcl.cli import build_parser
+
+    def parse(*rest: str):
+        argv = ["bench", "energy", "--parts", "cil", "--out", str(tmp_path), *rest]
+        return build_parser(argv).parse_args(argv)
+
+    args = parse("--cil-methods", "replay-16px-half-b32-bf16,siamese-32px-b16,replay")
+    assert args.cil_methods == ["replay-16px-half-b32-bf16", "siamese-32px-b16", "replay"]
+    with pytest.raises(SystemExit):
+        parse("--cil-methods", "replay-16pix")
+    bad = parse("--cil-methods", "siamese,replay-undistorted", "--seeds", "0")
+    with pytest.raises(ValueError, match=r"replay-undistorted: a baseline takes no option"):
+        energy.run(bad)
+    assert not list(tmp_path.iterdir())  # refused before any run or file

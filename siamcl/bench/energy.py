@@ -31,13 +31,14 @@ from tqdm.auto import tqdm
 from siamcl._extras import ensure_installed
 from siamcl.bench.energy_cil import (
     CIL_METHODS,
-    SIAMESE_METHODS,
     budgets_of,
+    check_baseline_rows,
     run_cil,
     summarise_cil,
 )
 from siamcl.bench.energy_multiclass import METHODS, STUDENTS, MulticlassRunner
 from siamcl.bench.energy_summary import bars, summarise_multiclass
+from siamcl.bench.variants import parse_variant
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.energy import plot_results, render_markdown
@@ -55,6 +56,20 @@ __all__ = ["configure", "run", "warm_up_cil"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 PARTS = ("multiclass", "cil")
+
+
+def _cil_rows(text: str) -> list[str]:
+    """``--cil-methods``: comma-separated row names (duplicates dropped, order kept), each a
+    method and suffixes (:func:`~siamcl.bench.variants.parse_variant`)."""
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError(f"no class-incremental rows in {text!r}")
+    for name in names:
+        try:
+            parse_variant(name)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return names
 
 
 def _floats(text: str) -> list[float]:
@@ -106,9 +121,10 @@ def _add_cil_options(add: Any) -> None:
     """The class-incremental part's options."""
     add(
         "--cil-methods",
-        type=choice_list(CIL_METHODS),
+        type=_cil_rows,
         default=list(CIL_METHODS),
-        help="class-incremental methods (all)",
+        help="class-incremental rows: a method and suffixes, such as replay-16px-half-b32 "
+        "(docs/energy.md lists them; default: every row there)",
     )
     add(
         "--cil-targets",
@@ -249,8 +265,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(
             f"{', '.join(sorted(students))} learn from the siamese run: add siamese to --methods"
         )
-    if "cil" in args.parts and set(args.cil_methods) - set(SIAMESE_METHODS):
+    baselines = [n for n in args.cil_methods if parse_variant(n).method != "siamese"]
+    if "cil" in args.parts and baselines:
         ensure_installed("avalanche", "siamcl bench energy (class-incremental baselines)")
+        check_baseline_rows(baselines)
 
 
 def _multiclass(

@@ -17,25 +17,27 @@ from typing import Any
 
 import numpy as np
 
-from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS, StreamRunner
-from siamcl.bench.energy_multiclass import SMALL_INPUT, WHITENING_SHRINKAGE, WIDE_EMBEDDING
+from siamcl.bench.cl_methods import BASELINE_ROWS, StreamRunner
 from siamcl.bench.energy_targets import cheapest_reach
+from siamcl.bench.variants import parse_variant
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
 
 __all__ = [
     "CIL_METHODS",
     "SIAMESE_METHODS",
-    "VARIANTS",
     "budgets_of",
+    "check_baseline_rows",
     "median_run",
     "replay_references",
     "run_cil",
     "summarise_cil",
 ]
 
-# Methods run again on 16x16 inputs: the Siamese learner resizes them itself (its
-# preprocessing is metered); the baselines get the stream resized once before they start.
+# The rows a run holds by default, and why each; a row's name is its method and suffixes
+# (siamcl.bench.variants), so other combinations run too. "-16px": 16x16 inputs, which the
+# Siamese learner resizes itself (its preprocessing is metered); the baselines get the stream
+# resized once before they start.
 # "-bf16": trained in mixed precision (siamcl.training.precision). "-d128": 128-dimensional
 # embeddings instead of 64, chosen on a holdout of the training data (docs/energy.md), never
 # on the test split: +0.7 points at the same cost, the last linear layer being a small share.
@@ -54,47 +56,7 @@ __all__ = [
 # training data (benchmarks/width_holdout.py): conv4 in batches of 64 at 2 epochs and
 # conv4-half in batches of 32 at 3 as accurate as conv4 in batches of 128 at 3, for 0.64x /
 # 0.61x its CPU time; Replay's (and ER-ACE's) rows of the same names get the same, like for like.
-BF16 = {"precision": "bf16"}
-SMALL_B64 = {"input_size": SMALL_INPUT, "batch_size": 64}
-SMALL_HALF_B32 = {"input_size": SMALL_INPUT, "encoder": "conv4-half", "batch_size": 32}
-FROZEN = {"frozen_layers": 1}
-SMALL_FROZEN = {"input_size": SMALL_INPUT, **FROZEN}
-UNDISTORTED = {"augment": False}
-VARIANTS = {
-    "siamese-16px": ("siamese", {"input_size": SMALL_INPUT}),
-    "replay-16px": ("replay", {"input_size": SMALL_INPUT}),
-    "er_ace-16px": ("er_ace", {"input_size": SMALL_INPUT}),
-    "siamese-whitened": ("siamese", {"whitening": WHITENING_SHRINKAGE}),
-    "siamese-whitened-16px": (
-        "siamese",
-        {"whitening": WHITENING_SHRINKAGE, "input_size": SMALL_INPUT},
-    ),
-    "siamese-bf16": ("siamese", BF16),
-    "siamese-frozen1": ("siamese", FROZEN),
-    "siamese-16px-frozen1": ("siamese", SMALL_FROZEN),
-    "siamese-undistorted": ("siamese", UNDISTORTED),
-    "siamese-16px-undistorted": ("siamese", {"input_size": SMALL_INPUT, **UNDISTORTED}),
-    "siamese-16px-frozen1-undistorted": ("siamese", {**SMALL_FROZEN, **UNDISTORTED}),
-    "siamese-16px-frozen1-data75": ("siamese", {**SMALL_FROZEN, "data_fraction": 0.75}),
-    "siamese-16px-frozen1-data50": ("siamese", {**SMALL_FROZEN, "data_fraction": 0.5}),
-    "siamese-16px-b64": ("siamese", SMALL_B64),
-    "siamese-16px-half-b32": ("siamese", SMALL_HALF_B32),
-    "siamese-16px-bf16": ("siamese", {"input_size": SMALL_INPUT, **BF16}),
-    "siamese-16px-bf16-d128": (
-        "siamese",
-        {"input_size": SMALL_INPUT, **BF16, "embedding_dim": WIDE_EMBEDDING},
-    ),
-    "replay-frozen1": ("replay", FROZEN),
-    "replay-16px-frozen1": ("replay", SMALL_FROZEN),
-    "replay-16px-frozen1-data75": ("replay", {**SMALL_FROZEN, "data_fraction": 0.75}),
-    "replay-16px-b64": ("replay", SMALL_B64),
-    "replay-16px-half-b32": ("replay", SMALL_HALF_B32),
-    "er_ace-16px-half-b32": ("er_ace", SMALL_HALF_B32),
-    "replay-bf16": ("replay", BF16),
-    "replay-16px-bf16": ("replay", {"input_size": SMALL_INPUT, **BF16}),
-    "er_ace-bf16": ("er_ace", BF16),
-}
-SIAMESE_METHODS = (
+SIAMESE_METHODS = (  # the Siamese rows a run holds by default (any suffixes parse)
     "siamese",
     "siamese-16px",
     "siamese-whitened",
@@ -127,37 +89,6 @@ CIL_METHODS = (
     "replay-16px-bf16",
     "er_ace-bf16",
 )
-CIL_LABELS = {
-    **LABELS,
-    "siamese-16px": "Siamese (IncrementalClassifier, 16x16 inputs)",
-    "replay-16px": "Replay, 16x16 inputs",
-    "er_ace-16px": "ER-ACE, 16x16 inputs",
-    "siamese-whitened": "Siamese, whitened after each task",
-    "siamese-whitened-16px": "Siamese, whitened after each task, 16x16 inputs",
-    "siamese-bf16": "Siamese, bf16 mixed precision",
-    "siamese-16px-bf16": "Siamese, 16x16 inputs, bf16 mixed precision",
-    "siamese-16px-bf16-d128": "Siamese, 16x16 inputs, bf16, 128-d embeddings",
-    "siamese-frozen1": "Siamese, first block frozen after the first task",
-    "siamese-16px-frozen1": "Siamese, 16x16 inputs, first block frozen after the first task",
-    "siamese-undistorted": "Siamese, undistorted batches (distillation targets cached)",
-    "siamese-16px-undistorted": "Siamese, 16x16 inputs, undistorted batches",
-    "siamese-16px-frozen1-undistorted": (
-        "Siamese, 16x16 inputs, first block frozen, undistorted batches"
-    ),
-    "siamese-16px-frozen1-data75": "Siamese, 16x16 inputs, first block frozen, 75% of the data",
-    "siamese-16px-frozen1-data50": "Siamese, 16x16 inputs, first block frozen, 50% of the data",
-    "siamese-16px-b64": "Siamese, 16x16 inputs, batches of 64",
-    "siamese-16px-half-b32": "Siamese, 16x16 inputs, conv4-half, batches of 32",
-    "replay-frozen1": "Replay, first block frozen after the first task",
-    "replay-16px-frozen1": "Replay, 16x16 inputs, first block frozen after the first task",
-    "replay-16px-frozen1-data75": "Replay, 16x16 inputs, first block frozen, 75% of the data",
-    "replay-16px-b64": "Replay, 16x16 inputs, batches of 64",
-    "replay-16px-half-b32": "Replay, 16x16 inputs, conv4-half, batches of 32",
-    "er_ace-16px-half-b32": "ER-ACE, 16x16 inputs, conv4-half, batches of 32",
-    "replay-bf16": "Replay, bf16 mixed precision",
-    "replay-16px-bf16": "Replay, 16x16 inputs, bf16 mixed precision",
-    "er_ace-bf16": "ER-ACE, bf16 mixed precision",
-}
 GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
 
 
@@ -167,21 +98,16 @@ def replay_references(name: str, present: Collection[str]) -> list[str]:
     options (input size, precision, frozen layers, data share) and none it lacks: like for
     like as far as the run allows (the Siamese learner's own options, such as whitening or
     undistorted batches, have no Replay counterpart)."""
-    options = VARIANTS.get(name, ("siamese", {}))[1].items()
-    alike = [
-        other
-        for other in present
-        if other in VARIANTS
-        and VARIANTS[other][0] == "replay"
-        and VARIANTS[other][1].items() <= options
-    ]
-    most = max((len(VARIANTS[other][1]) for other in alike), default=0)
-    return ["replay", *sorted(other for other in alike if len(VARIANTS[other][1]) == most)]
+    options = parse_variant(name).options.items()
+    replays = [parse_variant(other) for other in present if other != "replay"]
+    alike = [v for v in replays if v.method == "replay" and v.options.items() <= options]
+    most = max((len(v.options) for v in alike), default=0)
+    return ["replay", *sorted(v.name for v in alike if len(v.options) == most)]
 
 
 def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:
     """The epoch budgets ``name`` runs at: StreamingLDA learns in one pass, so one run."""
-    return [1] if name == "slda" else list(budgets)
+    return [1] if parse_variant(name).method == "slda" else list(budgets)
 
 
 STREAM_OPTIONS = frozenset({"input_size", "data_fraction"})  # a baseline's, on its stream
@@ -191,12 +117,20 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     """The settings StreamRunner reads for method ``name`` (a variant runs as its method,
     with its own options) at ``budget`` epochs a task: the Siamese learner takes the options
     as its parameters, a baseline as fields of its ``BaselineSettings``."""
-    method, options = VARIANTS.get(name, (name, {}))
+    variant = parse_variant(name)
+    method, options = variant.method, variant.options
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
     settings = {**base, "epochs": epochs, "siamese_options": options}
     if method != "siamese":
         settings["baseline_options"] = _baseline_options(name, options)
     return settings
+
+
+def check_baseline_rows(names: Sequence[str]) -> None:
+    """Refuse, before anything runs, a baseline row with an option no baseline takes."""
+    for name in names:
+        variant = parse_variant(name)
+        _baseline_options(name, variant.options)
 
 
 def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +165,8 @@ def run_cil(
     measured: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for _ in range(args.cil_repeats):
         for name in methods:
-            method, options = VARIANTS.get(name, (name, {}))
+            variant = parse_variant(name)
+            method, options = variant.method, variant.options
             key = (None, 1.0)  # the Siamese learner resizes and selects rows itself (metered)
             if method != "siamese":
                 key = (options.get("input_size"), options.get("data_fraction", 1.0))
@@ -344,7 +279,7 @@ def summarise_cil(
         summary.append(
             {
                 "method": name,
-                "label": CIL_LABELS[name],
+                "label": parse_variant(name).label,
                 "points": points,
                 "to_target": to_target,
                 "errors": errors,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from siamcl.bench.energy_cil import SIAMESE_METHODS, replay_references
+from siamcl.bench.energy_cil import replay_references
 from siamcl.bench.energy_multiclass import LABELS, PREDICTIONS, STUDENTS
 from siamcl.bench.energy_targets import (
     break_even_predictions,
@@ -22,45 +22,23 @@ from siamcl.bench.energy_targets import (
     lifecycle_energy_j,
     mean_curve,
 )
+from siamcl.bench.variants import parse_variant
 
 __all__ = ["LIFECYCLE_PREDICTIONS", "bars", "seed_ratios", "summarise_multiclass"]
 
 LIFECYCLE_PREDICTIONS = (10**4, 10**6, 10**8)
 REFERENCE = "siamese"  # compressed models are weighed against the fp32 Siamese learner
-BAR_NAMES = {  # how a bar names the methods it compares
+BAR_NAMES = {  # how a multi-class bar names the methods it compares (rows: Variant.bar_name)
     "siamese": "Siamese",
     "siamese-16px": "Siamese on 16x16 inputs",
     "siamese-nn": "Siamese with every training image a prototype",
     "siamese-whitened": "Siamese with whitened class means",
-    "siamese-whitened-16px": "Siamese with whitened class means on 16x16 inputs",
     "siamese-bf16": "Siamese in bf16 mixed precision",
     "siamese-whitened-bf16": "Siamese with whitened class means in bf16 mixed precision",
     "siamese-whitened-d128-bf16": "Siamese with whitened class means, 128-d, in bf16",
-    "siamese-16px-bf16": "Siamese on 16x16 inputs in bf16 mixed precision",
-    "siamese-16px-bf16-d128": "Siamese on 16x16 inputs in bf16 with 128-d embeddings",
-    "siamese-frozen1": "Siamese with its first block frozen after the first task",
-    "siamese-16px-frozen1": "Siamese on 16x16 inputs with its first block frozen",
-    "siamese-undistorted": "Siamese on undistorted batches",
-    "siamese-16px-undistorted": "Siamese on 16x16 inputs, undistorted batches",
-    "siamese-16px-frozen1-undistorted": (
-        "Siamese on 16x16 inputs with its first block frozen, undistorted batches"
-    ),
-    "siamese-16px-frozen1-data75": "Siamese on 16x16 inputs, first block frozen, 75% of the data",
-    "siamese-16px-frozen1-data50": "Siamese on 16x16 inputs, first block frozen, 50% of the data",
-    "siamese-16px-b64": "Siamese on 16x16 inputs in batches of 64",
-    "siamese-16px-half-b32": "Siamese on 16x16 inputs with conv4-half in batches of 32",
     "standard": "the standard network",
     "standard-bf16": "the standard network in bf16 mixed precision",
     "standard-16px": "the standard network on 16x16 inputs",
-    "replay": "Replay",
-    "replay-16px": "Replay on 16x16 inputs",
-    "replay-frozen1": "Replay with its first block frozen after the first task",
-    "replay-16px-frozen1": "Replay on 16x16 inputs with its first block frozen",
-    "replay-16px-frozen1-data75": "Replay on 16x16 inputs, first block frozen, 75% of the data",
-    "replay-16px-b64": "Replay on 16x16 inputs in batches of 64",
-    "replay-16px-half-b32": "Replay on 16x16 inputs with conv4-half in batches of 32",
-    "replay-bf16": "Replay in bf16 mixed precision",
-    "replay-16px-bf16": "Replay on 16x16 inputs in bf16 mixed precision",
 }
 
 
@@ -242,15 +220,15 @@ def _cil_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
     points = {name: row["points"] for name, row in rows.items()}
     pairs = [
         (name, reference)
-        for name in SIAMESE_METHODS
-        if name in rows
+        for name in rows
+        if parse_variant(name).method == "siamese"
         for reference in replay_references(name, rows)
     ]
     for name, reference in pairs:
         siamese, replay = rows.get(name), rows.get(reference)
         if not (siamese and siamese["points"] and replay and replay["points"]):
             continue
-        label, against = BAR_NAMES[name], BAR_NAMES[reference]
+        label, against = parse_variant(name).bar_name, parse_variant(reference).bar_name
         checks[f"class-incremental: {label} to the best of {against}, <= 0.5x its energy"] = (
             _to_best(runs, name, reference, points, 0.5)
         )
@@ -273,7 +251,7 @@ def _undominated(
     dominating = [
         f"{row['label']} ({p['epochs']} epochs): {p['accuracy']:.3f} at {p['energy_j']:.0f} J"
         for other, row in rows.items()
-        if other not in (*SIAMESE_METHODS, "joint")  # joint training is not continual
+        if parse_variant(other).method not in ("siamese", "joint")  # joint is not continual
         for p in row["points"]
         if p["accuracy"] > best["accuracy"] and p["energy_j"] < best["energy_j"]
     ]

@@ -1,0 +1,158 @@
+"""Class-incremental row names: a method, then suffixes that each set one option.
+
+``replay-16px-half-b32`` is Replay on 16x16 inputs with conv4-half in batches of 32. A name is
+parsed, not looked up, so any method takes any suffix (a baseline refuses, before it runs, an
+option its settings lack), and a row's table label and the words its bars name it with come
+from the same suffixes instead of hand-kept maps of every name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS
+from siamcl.bench.energy_multiclass import WHITENING_SHRINKAGE
+
+__all__ = ["SUFFIXES", "Variant", "parse_variant"]
+
+METHODS = ("siamese", *BASELINE_ROWS)
+
+
+@dataclass(frozen=True)
+class Suffix:
+    """``pattern`` (a full match of one ``-`` separated part) sets ``options(*groups)``; a
+    table label reads ``label`` and a bar ``phrase``, both formatted with the groups."""
+
+    pattern: str
+    options: Callable[..., dict[str, Any]]
+    label: str
+    phrase: str
+    example: str
+
+
+def _blocks(count: str) -> str:
+    return "first block" if count == "1" else f"first {count} blocks"
+
+
+SUFFIXES = (
+    Suffix(
+        r"(\d+)px",
+        lambda n: {"input_size": (int(n), int(n))},
+        "{0}x{0} inputs",
+        "on {0}x{0} inputs",
+        "16px",
+    ),
+    Suffix(
+        "whitened",
+        lambda: {"whitening": WHITENING_SHRINKAGE},
+        "whitened after each task",
+        "with whitened class means",
+        "whitened",
+    ),
+    Suffix(
+        "half",
+        lambda: {"encoder": "conv4-half"},
+        "conv4-half",
+        "with conv4-half",
+        "half",
+    ),
+    Suffix(
+        "bf16",
+        lambda: {"precision": "bf16"},
+        "bf16 mixed precision",
+        "in bf16 mixed precision",
+        "bf16",
+    ),
+    Suffix(
+        r"d(\d+)",
+        lambda n: {"embedding_dim": int(n)},
+        "{0}-d embeddings",
+        "with {0}-d embeddings",
+        "d128",
+    ),
+    Suffix(
+        r"frozen(\d+)",
+        lambda n: {"frozen_layers": int(n)},
+        "{blocks} frozen after the first task",
+        "with its {blocks} frozen after the first task",
+        "frozen1",
+    ),
+    Suffix(
+        "undistorted",
+        lambda: {"augment": False},
+        "undistorted batches",
+        "on undistorted batches",
+        "undistorted",
+    ),
+    Suffix(
+        r"data(\d+)",
+        lambda n: {"data_fraction": int(n) / 100},
+        "{0}% of the data",
+        "on {0}% of the data",
+        "data75",
+    ),
+    Suffix(
+        r"b(\d+)",
+        lambda n: {"batch_size": int(n)},
+        "batches of {0}",
+        "in batches of {0}",
+        "b64",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A parsed row name: its method, the options its suffixes set, and their words."""
+
+    name: str
+    method: str
+    options: dict[str, Any]
+    labels: tuple[str, ...]
+    phrases: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """The row's label in tables: "Replay, 16x16 inputs, batches of 32"."""
+        if not self.labels:
+            return LABELS[self.method]
+        return ", ".join((_short(self.method), *self.labels))
+
+    @property
+    def bar_name(self) -> str:
+        """How a bar names the row: "Replay on 16x16 inputs in batches of 32"."""
+        return " ".join((_short(self.method), *self.phrases))
+
+
+def _short(method: str) -> str:
+    return LABELS[method].split(" (")[0]  # "Siamese (siamcl IncrementalClassifier)": "Siamese"
+
+
+def parse_variant(name: str) -> Variant:
+    """``name``'s method and options; ValueError naming what is wrong for an unknown method,
+    an unknown suffix, or two suffixes setting the same option."""
+    method, *parts = name.split("-")
+    if method not in METHODS:
+        raise ValueError(f"{name!r}: unknown method {method!r}; methods are {list(METHODS)}")
+    options: dict[str, Any] = {}
+    labels, phrases = [], []
+    for part in parts:
+        suffix, match = next(
+            ((s, m) for s in SUFFIXES if (m := re.fullmatch(s.pattern, part))), (None, None)
+        )
+        if suffix is None or match is None:
+            known = ", ".join(f"-{s.example}" for s in SUFFIXES)
+            raise ValueError(f"{name!r}: unknown suffix -{part}; suffixes are {known}")
+        groups = match.groups()
+        chosen = suffix.options(*groups)
+        repeated = sorted(set(chosen) & set(options))
+        if repeated:
+            raise ValueError(f"{name!r}: two suffixes set {repeated}")
+        options.update(chosen)
+        words = {"blocks": _blocks(groups[0]) if groups else ""}
+        labels.append(suffix.label.format(*groups, **words))
+        phrases.append(suffix.phrase.format(*groups, **words))
+    return Variant(name, method, options, tuple(labels), tuple(phrases))
