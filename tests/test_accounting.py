@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,17 @@ def test_cpu_seconds_follow_busy_work() -> None:
     assert idle.report().wall_s >= 0.2
     assert idle.report().cpu_s < 0.1
     assert busy.report().cpu_s > 0.05
+
+
+def test_cpu_seconds_of_a_short_block_are_read_to_the_millisecond() -> None:
+    # an 8x8 digits epoch takes about 0.1 CPU s: a clock in 10 ms ticks would read this
+    # 3 ms block as 0 or 10 ms
+    meter = ResourceMeter(flops="off")
+    with meter:
+        start = time.process_time()
+        while time.process_time() - start < 0.003:
+            pass
+    assert 0.003 <= meter.report().cpu_s < 0.008
 
 
 # -- meter lifecycle -------------------------------------------------------------------
