@@ -262,7 +262,7 @@ def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_
         lambda module, inputs, output: seen.append(output.dtype)
     )
     try:
-        encoder = whitened.new_encoder(runner.preprocessors[None].input_shape)
+        encoder = whitened.new_encoder(runner.preprocessor(None).input_shape)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="bfloat16 is not native")
             runner._scorer("siamese-whitened-bf16", whitened)(encoder)
@@ -521,11 +521,49 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
     assert parse_variant("er_ace").label == "ER-ACE" and parse_variant("slda").options == {}
     for name, message in (
         ("replay-16pix", r"unknown suffix -16pix; suffixes are -16px, -whitened"),
-        ("softmax-16px", r"unknown method 'softmax'"),
+        ("softmax-16px", r"'softmax-16px': unknown method; methods are \['siamese', 'naive'"),
         ("siamese-b64-b32", r"two suffixes set \['batch_size'\]"),
     ):
         with pytest.raises(ValueError, match=message):
             parse_variant(name)
+
+
+def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
+    from siamcl.bench.energy_multiclass import check_rows, multiclass_row
+    from siamcl.bench.energy_summary import bars
+
+    runner = MulticlassRunner(digits, {"device": "cpu", "batch_size": 128, "epochs": 2}, seed=0)
+    standard, siamese = runner.learner("standard-b64"), runner.learner("siamese-whitened-half-b64")
+    assert (standard.batch_size, standard.encoder) == (64, "conv4")
+    assert (siamese.batch_size, siamese.encoder, siamese.whitening) == (64, "conv4-half", 0.1)
+    assert runner.learner("siamese-nn-16px").prototypes_per_class > 1
+    assert multiclass_row("siamese-nn-16px").bar_name == (
+        "Siamese with every training image a prototype on 16x16 inputs"
+    )
+    with pytest.raises(ValueError, match=r"standard-whitened: SoftmaxClassifier takes no option"):
+        check_rows(["standard", "standard-whitened"])
+
+    def row(name, accuracies, energies):
+        curve = [
+            {"epoch": i + 1, "accuracy": a, "energy_j": e}
+            for i, (a, e) in enumerate(zip(accuracies, energies))
+        ]
+        return {"method": name, "label": name, "curve": curve, "accuracy_mean": accuracies[-1]}
+
+    summary = [
+        row("standard", [0.90, 0.97], [10.0, 20.0]),
+        row("standard-b64", [0.95, 0.98], [12.0, 24.0]),
+        row("siamese-b64", [0.98, 0.99], [11.0, 22.0]),
+    ]
+    checks = bars({"multiclass": {"summary": summary}})
+    assert checks[
+        "multiclass: Siamese in batches of 64 to the best of the standard network, <= 0.5x its energy"
+    ]["ratio"] == pytest.approx(0.55)
+    like = checks[
+        "multiclass: Siamese in batches of 64 to the best of the standard network in batches of "
+        "64, <= 0.5x its energy"
+    ]
+    assert like["ratio"] == pytest.approx(11.0 / 24.0) and like["met"]
 
 
 def test_any_composed_row_is_taken_and_a_bad_one_refused_before_anything_runs(tmp_path):

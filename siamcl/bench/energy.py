@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,13 @@ from siamcl.bench.energy_cil import (
     run_cil,
     summarise_cil,
 )
-from siamcl.bench.energy_multiclass import METHODS, STUDENTS, MulticlassRunner
+from siamcl.bench.energy_multiclass import (
+    METHODS,
+    STUDENTS,
+    MulticlassRunner,
+    check_rows,
+    multiclass_row,
+)
 from siamcl.bench.energy_summary import bars, summarise_multiclass
 from siamcl.bench.variants import parse_variant
 from siamcl.data import class_incremental, load_dataset, subsample
@@ -58,17 +64,21 @@ DEFAULT_SEEDS = (0, 1, 2)
 PARTS = ("multiclass", "cil")
 
 
-def _cil_rows(text: str) -> list[str]:
-    """``--cil-methods``: comma-separated row names (duplicates dropped, order kept), each a
-    method and suffixes (:func:`~siamcl.bench.variants.parse_variant`)."""
-    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError(f"no class-incremental rows in {text!r}")
-    for name in names:
-        try:
-            parse_variant(name)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+def _row_names(parse: Callable[[str], Any]) -> Callable[[str], list[str]]:
+    """An argparse ``type`` reading comma-separated row names (duplicates dropped, order
+    kept), each a method and suffixes that ``parse`` reads (:mod:`siamcl.bench.variants`)."""
+
+    def names(text: str) -> list[str]:
+        rows = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        if not rows:
+            raise argparse.ArgumentTypeError(f"no rows in {text!r}")
+        for name in rows:
+            try:
+                parse(name)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return rows
+
     return names
 
 
@@ -88,9 +98,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--parts", type=choice_list(PARTS), default=list(PARTS), help="multiclass,cil (both)")
     add(
         "--methods",
-        type=choice_list(METHODS),
+        type=_row_names(multiclass_row),
         default=list(METHODS),
-        help="multi-class methods (all)",
+        help="multi-class rows: a method and suffixes, such as standard-b64 (docs/energy.md "
+        "lists them; default: every row there)",
     )
     add("--epochs", type=int, default=6, help="multi-class epochs of the fp32 and QAT networks (6)")
     add("--student-epochs", type=int, default=10, help="epochs of the conv4-small networks (10)")
@@ -121,7 +132,7 @@ def _add_cil_options(add: Any) -> None:
     """The class-incremental part's options."""
     add(
         "--cil-methods",
-        type=_cil_rows,
+        type=_row_names(parse_variant),
         default=list(CIL_METHODS),
         help="class-incremental rows: a method and suffixes, such as replay-16px-half-b32 "
         "(docs/energy.md lists them; default: every row there)",
@@ -260,6 +271,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--data-selection must be stratified or coreset, got {args.data_selection!r}"
         )
+    if "multiclass" in args.parts:
+        check_rows(args.methods)
     students = set(STUDENTS) & set(args.methods)
     if students and "siamese" not in args.methods:
         raise ValueError(

@@ -19,7 +19,7 @@ import numpy as np
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, StreamRunner
 from siamcl.bench.energy_targets import cheapest_reach
-from siamcl.bench.variants import parse_variant
+from siamcl.bench.variants import like_for_like, parse_variant
 from siamcl.data.streams import Task
 from siamcl.preprocess import Preprocessor
 
@@ -94,15 +94,8 @@ GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epoc
 
 def replay_references(name: str, present: Collection[str]) -> list[str]:
     """The Replay rows Siamese row ``name`` is weighed against: float32 Replay at 28x28, and
-    of the rows ``present`` in a run, the Replay variants given the most of ``name``'s
-    options (input size, precision, frozen layers, data share) and none it lacks: like for
-    like as far as the run allows (the Siamese learner's own options, such as whitening or
-    undistorted batches, have no Replay counterpart)."""
-    options = parse_variant(name).options.items()
-    replays = [parse_variant(other) for other in present if other != "replay"]
-    alike = [v for v in replays if v.method == "replay" and v.options.items() <= options]
-    most = max((len(v.options) for v in alike), default=0)
-    return ["replay", *sorted(v.name for v in alike if len(v.options) == most)]
+    the Replay rows ``present`` given the most of ``name``'s options (:func:`like_for_like`)."""
+    return like_for_like(name, present, "replay")
 
 
 def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:

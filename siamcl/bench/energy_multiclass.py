@@ -18,7 +18,8 @@ the means of (the work that turns an encoder into a classifier).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from siamcl.accounting import ResourceMeter
+from siamcl.bench.variants import Variant, parse_variant
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
@@ -34,31 +36,48 @@ from siamcl.training import embed_in_batches, forward_dtype
 from siamcl.training.stopping import Progress
 from siamcl.whitening import whiten_rows, within_class_whitening
 
-__all__ = ["LABELS", "METHODS", "AccuracyCurve", "MulticlassRunner"]
+__all__ = ["BASES", "METHODS", "AccuracyCurve", "MulticlassRunner", "check_rows", "multiclass_row"]
 
-LABELS = {
-    "standard": "Standard network (conv4 + softmax)",
-    "siamese": "Siamese learner (conv4)",
-    "standard-16px": "Standard network, 16x16 inputs",
-    "siamese-16px": "Siamese learner, 16x16 inputs",
-    "siamese-nn": "Siamese learner, every training image a prototype (1-NN)",
-    "siamese-whitened": "Siamese learner, class means after within-class whitening",
-    "standard-bf16": "Standard network, bf16 mixed precision",
-    "siamese-bf16": "Siamese learner, bf16 mixed precision",
-    "siamese-whitened-bf16": "Siamese learner, whitened class means, bf16 mixed precision",
-    "siamese-whitened-d128-bf16": "Siamese learner, whitened class means, 128-d, bf16",
-    "siamese-selected": "Siamese learner, selected data",
-    "qat-int8": "Siamese learner, int8 QAT",
-    "kd-student": "KD student (conv4-small, matching cached teacher outputs, no distortions)",
-    "qkd-student": "Quantized-KD student (conv4-small, int8 QAT, cached outputs)",
-    "small-alone": "conv4-small alone (no teacher: what distillation adds)",
+# a method: its label in tables and the words a bar names it with; a row is a method and
+# suffixes (siamcl.bench.variants): "siamese-whitened-d128-bf16", "standard-b64"
+BASES = {
+    "standard": ("Standard network (conv4 + softmax)", "the standard network"),
+    "siamese": ("Siamese learner (conv4)", "Siamese"),
+    "siamese-nn": (
+        "Siamese learner, every training image a prototype (1-NN)",
+        "Siamese with every training image a prototype",
+    ),
+    "siamese-selected": ("Siamese learner, selected data", "Siamese on selected data"),
+    "qat-int8": ("Siamese learner, int8 QAT", "Siamese with int8 QAT"),
+    "kd-student": (
+        "KD student (conv4-small, matching cached teacher outputs, no distortions)",
+        "the KD student",
+    ),
+    "qkd-student": (
+        "Quantized-KD student (conv4-small, int8 QAT, cached outputs)",
+        "the quantized-KD student",
+    ),
+    "small-alone": ("conv4-small alone (no teacher: what distillation adds)", "conv4-small alone"),
 }
-METHODS = tuple(LABELS)
+METHODS = (  # the rows a run holds by default
+    "standard",
+    "siamese",
+    "standard-16px",
+    "siamese-16px",
+    "siamese-nn",
+    "siamese-whitened",
+    "standard-bf16",
+    "siamese-bf16",
+    "siamese-whitened-bf16",
+    "siamese-whitened-d128-bf16",
+    "siamese-selected",
+    "qat-int8",
+    "kd-student",
+    "qkd-student",
+    "small-alone",
+)
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
-SMALL_INPUT = (16, 16)  # the input size of the "-16px" methods
-MIXED = "-bf16"  # the suffix of methods trained in mixed precision
-WIDE_EMBEDDING = 128  # of the "-d128" methods (64 otherwise)
-WHITENING_SHRINKAGE = 0.1  # of "siamese-whitened"
+PROTOTYPE_LEARNERS = ("siamese", "siamese-nn")  # weighed against the standard network
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 
 
@@ -190,8 +209,7 @@ class MulticlassRunner:
     def __init__(self, data: tuple[np.ndarray, ...], settings: dict[str, Any], seed: int):
         self.X, self.y, self.X_test, self.y_test = data
         self.settings, self.seed = settings, seed
-        # as the learners fit theirs: the "-16px" methods downsample
-        self.preprocessors = {size: Preprocessor(size).fit(self.X) for size in (None, SMALL_INPUT)}
+        self.preprocessors: dict[Any, Preprocessor] = {}  # by input size, as the learners fit
         self.teacher: IncrementalClassifier | None = None
 
     def run(self, name: str) -> dict[str, Any]:
@@ -220,35 +238,28 @@ class MulticlassRunner:
             "rows_trained": report.extra.get("rows_trained", len(self.X)),
         }
 
+    def preprocessor(self, size: Any) -> Preprocessor:
+        """The training data's preprocessing at input ``size``, as a learner fits it."""
+        if size not in self.preprocessors:
+            self.preprocessors[size] = Preprocessor(size).fit(self.X)
+        return self.preprocessors[size]
+
     def learner(self, name: str) -> Any:
-        """Method ``name``'s learner, unfitted, with the settings this runner trains it with."""
-        s = self.settings
+        """Row ``name``'s learner, unfitted: its method's settings, then its suffixes'."""
+        s, method, options = self.settings, *_parts(name)
         common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
-        if name.endswith(MIXED):  # the same method, its forward passes in bfloat16
-            name = name.removesuffix(MIXED)
-            common["precision"] = "bf16"
-        size = {"input_size": SMALL_INPUT} if name.endswith("-16px") else {}
-        if name.startswith("standard"):
-            return SoftmaxClassifier(
-                encoder="conv4", epochs=s["epochs"], memory_per_class=0, **common, **size
-            )
+        if method == "standard":
+            standard = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0}
+            return SoftmaxClassifier(**{**standard, **common, **options})
         siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
-        if name in ("siamese", "siamese-16px"):
-            return IncrementalClassifier(**siamese, **size)
-        if name == "siamese-whitened":
-            return IncrementalClassifier(**siamese, whitening=WHITENING_SHRINKAGE)
-        if name == "siamese-whitened-d128":  # the class-incremental rows' wider embedding
-            return IncrementalClassifier(
-                **siamese, whitening=WHITENING_SHRINKAGE, embedding_dim=WIDE_EMBEDDING
-            )
-        if name == "siamese-nn":  # as many prototypes per class as it has rows: k-means never runs
-            per_class = int(np.unique(self.y, return_counts=True)[1].max())
-            return IncrementalClassifier(**siamese, prototypes_per_class=per_class)
-        if name == "siamese-selected":
-            selection = {"data_fraction": s["data_fraction"], "data_selection": s["data_selection"]}
-            return IncrementalClassifier(**siamese, **selection)
-        if name == "qat-int8":
-            return IncrementalClassifier(**siamese, qat="int8")
+        if method == "siamese-nn":  # as many prototypes a class as it has rows: no k-means
+            siamese["prototypes_per_class"] = int(np.unique(self.y, return_counts=True)[1].max())
+        elif method == "siamese-selected":
+            siamese |= {"data_fraction": s["data_fraction"], "data_selection": s["data_selection"]}
+        elif method == "qat-int8":
+            siamese["qat"] = "int8"
+        if method not in ("small-alone", *STUDENTS):
+            return IncrementalClassifier(**{**siamese, **options})
         # undistorted batches: the cached teacher outputs are exactly the teacher's view of
         # each batch, and a short schedule converges faster without distortions
         small = {
@@ -256,29 +267,48 @@ class MulticlassRunner:
             "encoder": "conv4-small",
             "epochs": s["student_epochs"],
             "augment": False,
+            "lr": s["student_lr"],
         }
-        small["lr"] = s["student_lr"]
-        if name == "small-alone":
-            return IncrementalClassifier(**small)
-        qat = "int8" if name == "qkd-student" else None
-        teacher = {"teacher": self.teacher.encoder_, "teacher_targets": "cached"}
-        return IncrementalClassifier(**small, **teacher, qat=qat)
+        if method in STUDENTS:
+            small |= {"teacher": self.teacher.encoder_, "teacher_targets": "cached"}
+            small["qat"] = "int8" if method == "qkd-student" else None
+        return IncrementalClassifier(**{**small, **options})
 
     def _scorer(self, name: str, learner: Any) -> Callable[[nn.Module], tuple[float, Cost]]:
         test, device = (self.X_test, self.y_test), self.settings["device"]
         dtype = forward_dtype(learner.precision, learner.qat, device)  # as the learner embeds
-        name = name.removesuffix(MIXED)
-        preprocessor = self.preprocessors[SMALL_INPUT if name.endswith("-16px") else None]
-        if name.startswith("standard"):
+        method, options = _parts(name)
+        preprocessor = self.preprocessor(options.get("input_size"))
+        if method == "standard":
             return logit_scorer(preprocessor, np.unique(self.y), test, device, dtype)
         rows = None
-        if name == "siamese-selected":
+        if method == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        every_row = name == "siamese-nn"
+        every_row = method == "siamese-nn"
         return prototype_scorer(
             preprocessor, reference, test, device, every_row, learner.whitening, dtype
         )
+
+
+def multiclass_row(name: str) -> Variant:
+    """Multi-class row ``name`` parsed: its method, options, label and bar words."""
+    return parse_variant(name, BASES)
+
+
+def _parts(name: str) -> tuple[str, dict[str, Any]]:
+    parsed = multiclass_row(name)
+    return parsed.method, parsed.options
+
+
+def check_rows(names: Sequence[str]) -> None:
+    """Refuse, before anything runs, a row whose suffixes set an option its learner lacks."""
+    for name in names:
+        method, options = _parts(name)
+        learner = SoftmaxClassifier if method == "standard" else IncrementalClassifier
+        unknown = sorted(set(options) - set(inspect.signature(learner).parameters))
+        if unknown:
+            raise ValueError(f"{name}: {learner.__name__} takes no option {unknown}")
 
 
 def selected_rows(learner: Any, preprocessor: Preprocessor, X: np.ndarray, y: np.ndarray) -> Any:

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from siamcl.bench.energy_cil import replay_references
-from siamcl.bench.energy_multiclass import LABELS, PREDICTIONS, STUDENTS
+from siamcl.bench.energy_multiclass import (
+    BASES,
+    PREDICTIONS,
+    PROTOTYPE_LEARNERS,
+    STUDENTS,
+    multiclass_row,
+)
 from siamcl.bench.energy_targets import (
     break_even_predictions,
     cheapest_reach,
@@ -22,24 +28,12 @@ from siamcl.bench.energy_targets import (
     lifecycle_energy_j,
     mean_curve,
 )
-from siamcl.bench.variants import parse_variant
+from siamcl.bench.variants import like_for_like, parse_variant
 
 __all__ = ["LIFECYCLE_PREDICTIONS", "bars", "seed_ratios", "summarise_multiclass"]
 
 LIFECYCLE_PREDICTIONS = (10**4, 10**6, 10**8)
 REFERENCE = "siamese"  # compressed models are weighed against the fp32 Siamese learner
-BAR_NAMES = {  # how a multi-class bar names the methods it compares (rows: Variant.bar_name)
-    "siamese": "Siamese",
-    "siamese-16px": "Siamese on 16x16 inputs",
-    "siamese-nn": "Siamese with every training image a prototype",
-    "siamese-whitened": "Siamese with whitened class means",
-    "siamese-bf16": "Siamese in bf16 mixed precision",
-    "siamese-whitened-bf16": "Siamese with whitened class means in bf16 mixed precision",
-    "siamese-whitened-d128-bf16": "Siamese with whitened class means, 128-d, in bf16",
-    "standard": "the standard network",
-    "standard-bf16": "the standard network in bf16 mixed precision",
-    "standard-16px": "the standard network on 16x16 inputs",
-}
 
 
 def summarise_multiclass(
@@ -57,7 +51,7 @@ def summarise_multiclass(
         summary.append(
             {
                 "method": name,
-                "label": LABELS[name],
+                "label": multiclass_row(name).label,
                 "seeds": [r["seed"] for r in done],
                 "curve": curve,
                 "accuracy_mean": float(accuracy.mean()),
@@ -177,26 +171,20 @@ def _to_best(
 def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     curves = {name: row["curve"] for name, row in rows.items()}
-    # the Siamese learners against the standard network (the bar), and those with a cheaper
-    # input or precision also against the standard network given the same (like for like)
-    for name, reference in (
-        ("siamese", "standard"),
-        ("siamese-nn", "standard"),
-        ("siamese-whitened", "standard"),
-        ("siamese-16px", "standard"),
-        ("siamese-16px", "standard-16px"),
-        ("siamese-bf16", "standard"),
-        ("siamese-bf16", "standard-bf16"),
-        ("siamese-whitened-bf16", "standard"),
-        ("siamese-whitened-bf16", "standard-bf16"),
-        ("siamese-whitened-d128-bf16", "standard"),
-        ("siamese-whitened-d128-bf16", "standard-bf16"),
-    ):
-        if name in rows and reference in rows:
-            label, against = BAR_NAMES[name], BAR_NAMES[reference]
-            checks[f"multiclass: {label} to the best of {against}, <= 0.5x its energy"] = _to_best(
-                runs, name, reference, curves, 0.5
-            )
+    # the prototype learners against the standard network (the bar), and against the standard
+    # rows of the run given the most of the same suffixes (like for like)
+    pairs = [
+        (name, reference)
+        for name in rows
+        if multiclass_row(name).method in PROTOTYPE_LEARNERS
+        for reference in like_for_like(name, rows, "standard", BASES)
+        if reference in rows
+    ]
+    for name, reference in pairs:
+        label, against = multiclass_row(name).bar_name, multiclass_row(reference).bar_name
+        checks[f"multiclass: {label} to the best of {against}, <= 0.5x its energy"] = _to_best(
+            runs, name, reference, curves, 0.5
+        )
     teacher = rows.get(REFERENCE)
     for name, limit in (("kd-student", 0.5), ("qkd-student", 0.6)):
         if teacher is None or name not in rows:

@@ -1,24 +1,33 @@
-"""Class-incremental row names: a method, then suffixes that each set one option.
+"""Benchmark row names: a method, then suffixes that each set one option.
 
-``replay-16px-half-b32`` is Replay on 16x16 inputs with conv4-half in batches of 32. A name is
-parsed, not looked up, so any method takes any suffix (a baseline refuses, before it runs, an
-option its settings lack), and a row's table label and the words its bars name it with come
-from the same suffixes instead of hand-kept maps of every name.
+``replay-16px-half-b32`` is Replay on 16x16 inputs with conv4-half in batches of 32, and
+``standard-b64-bf16`` the standard network in batches of 64 in bf16. A name is parsed, not
+looked up, so any method takes any suffix (a method refuses, before anything runs, an option
+its learner lacks), and a row's table label and the words its bars name it with come from
+the same suffixes instead of hand-kept maps of every name.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS
-from siamcl.bench.energy_multiclass import WHITENING_SHRINKAGE
 
-__all__ = ["SUFFIXES", "Variant", "parse_variant"]
+__all__ = [
+    "CIL_BASES",
+    "SUFFIXES",
+    "WHITENING_SHRINKAGE",
+    "Variant",
+    "like_for_like",
+    "parse_variant",
+]
 
-METHODS = ("siamese", *BASELINE_ROWS)
+WHITENING_SHRINKAGE = 0.1  # of "-whitened" rows
+# a method: its label in tables and the words a bar names it with; suffixes add to both
+CIL_BASES = {m: (LABELS[m], LABELS[m].split(" (")[0]) for m in ("siamese", *BASELINE_ROWS)}
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ SUFFIXES = (
     Suffix(
         "whitened",
         lambda: {"whitening": WHITENING_SHRINKAGE},
-        "whitened after each task",
+        "whitened class means",
         "with whitened class means",
         "whitened",
     ),
@@ -113,30 +122,29 @@ class Variant:
     options: dict[str, Any]
     labels: tuple[str, ...]
     phrases: tuple[str, ...]
+    base: tuple[str, str]  # the method's label and bar words
 
     @property
     def label(self) -> str:
         """The row's label in tables: "Replay, 16x16 inputs, batches of 32"."""
         if not self.labels:
-            return LABELS[self.method]
-        return ", ".join((_short(self.method), *self.labels))
+            return self.base[0]
+        return ", ".join((self.base[0].split(" (")[0], *self.labels))
 
     @property
     def bar_name(self) -> str:
         """How a bar names the row: "Replay on 16x16 inputs in batches of 32"."""
-        return " ".join((_short(self.method), *self.phrases))
+        return " ".join((self.base[1], *self.phrases))
 
 
-def _short(method: str) -> str:
-    return LABELS[method].split(" (")[0]  # "Siamese (siamcl IncrementalClassifier)": "Siamese"
-
-
-def parse_variant(name: str) -> Variant:
-    """``name``'s method and options; ValueError naming what is wrong for an unknown method,
-    an unknown suffix, or two suffixes setting the same option."""
-    method, *parts = name.split("-")
-    if method not in METHODS:
-        raise ValueError(f"{name!r}: unknown method {method!r}; methods are {list(METHODS)}")
+def parse_variant(name: str, bases: Mapping[str, tuple[str, str]] = CIL_BASES) -> Variant:
+    """``name``'s method (the longest of ``bases`` it starts with) and its suffixes' options;
+    ValueError naming what is wrong for an unknown method, an unknown suffix, or two
+    suffixes setting the same option."""
+    method = max((m for m in bases if name == m or name.startswith(m + "-")), key=len, default="")
+    if not method:
+        raise ValueError(f"{name!r}: unknown method; methods are {list(bases)}")
+    parts = name.removeprefix(method).split("-")[1:]
     options: dict[str, Any] = {}
     labels, phrases = [], []
     for part in parts:
@@ -155,4 +163,21 @@ def parse_variant(name: str) -> Variant:
         words = {"blocks": _blocks(groups[0]) if groups else ""}
         labels.append(suffix.label.format(*groups, **words))
         phrases.append(suffix.phrase.format(*groups, **words))
-    return Variant(name, method, options, tuple(labels), tuple(phrases))
+    return Variant(name, method, options, tuple(labels), tuple(phrases), bases[method])
+
+
+def like_for_like(
+    name: str,
+    present: Collection[str],
+    reference: str,
+    bases: Mapping[str, tuple[str, str]] = CIL_BASES,
+) -> list[str]:
+    """The rows of method ``reference`` that ``name`` is weighed against: the plain one, and
+    of the rows ``present`` the ``reference`` rows given the most of ``name``'s options and
+    none it lacks (like for like as far as the run allows; ``name``'s own options, such as
+    whitening, may have no counterpart)."""
+    options = parse_variant(name, bases).options.items()
+    rows = [parse_variant(other, bases) for other in present if other != reference]
+    alike = [v for v in rows if v.method == reference and v.options.items() <= options]
+    most = max((len(v.options) for v in alike), default=0)
+    return [reference, *sorted(v.name for v in alike if len(v.options) == most)]
