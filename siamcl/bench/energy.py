@@ -38,9 +38,9 @@ from siamcl.bench.energy_cil import (
 )
 from siamcl.bench.energy_multiclass import (
     METHODS,
-    STUDENTS,
     MulticlassRunner,
     check_rows,
+    is_student,
     multiclass_row,
 )
 from siamcl.bench.energy_summary import bars, summarise_multiclass
@@ -273,7 +273,7 @@ def _check(args: argparse.Namespace) -> None:
         )
     if "multiclass" in args.parts:
         check_rows(args.methods)
-    students = set(STUDENTS) & set(args.methods)
+    students = {name for name in args.methods if is_student(name)}
     if students and "siamese" not in args.methods:
         raise ValueError(
             f"{', '.join(sorted(students))} learn from the siamese run: add siamese to --methods"
@@ -290,7 +290,7 @@ def _multiclass(
     settings: dict[str, Any],
     seeds: list[int],
 ) -> list[dict[str, Any]]:
-    order = sorted(args.methods, key=lambda m: m in STUDENTS)  # the teacher first
+    order = sorted(args.methods, key=is_student)  # the teacher first
     _warm_up(data, settings)
     runs = []
     with tqdm(total=len(seeds) * len(order), desc="multi-class", disable=args.quiet) as bar:

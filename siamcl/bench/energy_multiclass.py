@@ -36,7 +36,15 @@ from siamcl.training import embed_in_batches, forward_dtype
 from siamcl.training.stopping import Progress
 from siamcl.whitening import whiten_rows, within_class_whitening
 
-__all__ = ["BASES", "METHODS", "AccuracyCurve", "MulticlassRunner", "check_rows", "multiclass_row"]
+__all__ = [
+    "BASES",
+    "METHODS",
+    "AccuracyCurve",
+    "MulticlassRunner",
+    "check_rows",
+    "is_student",
+    "multiclass_row",
+]
 
 # a method: its label in tables and the words a bar names it with; a row is a method and
 # suffixes (siamcl.bench.variants): "siamese-whitened-d128-bf16", "standard-b64"
@@ -214,7 +222,7 @@ class MulticlassRunner:
 
     def run(self, name: str) -> dict[str, Any]:
         """Train method ``name``; its curve, final test accuracy, report and inference cost."""
-        if name in STUDENTS and self.teacher is None:
+        if is_student(name) and self.teacher is None:
             raise ValueError(f"{name} learns from the 'siamese' run: run that method first")
         learner = self.learner(name)
         curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"])
@@ -294,6 +302,11 @@ class MulticlassRunner:
 def multiclass_row(name: str) -> Variant:
     """Multi-class row ``name`` parsed: its method, options, label and bar words."""
     return parse_variant(name, BASES)
+
+
+def is_student(name: str) -> bool:
+    """Whether row ``name`` learns from the "siamese" run of its seed (a KD student)."""
+    return multiclass_row(name).method in STUDENTS
 
 
 def _parts(name: str) -> tuple[str, dict[str, Any]]:

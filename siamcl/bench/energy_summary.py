@@ -18,7 +18,7 @@ from siamcl.bench.energy_multiclass import (
     BASES,
     PREDICTIONS,
     PROTOTYPE_LEARNERS,
-    STUDENTS,
+    is_student,
     multiclass_row,
 )
 from siamcl.bench.energy_targets import (
@@ -33,6 +33,7 @@ from siamcl.bench.variants import like_for_like, parse_variant
 __all__ = ["LIFECYCLE_PREDICTIONS", "bars", "seed_ratios", "summarise_multiclass"]
 
 LIFECYCLE_PREDICTIONS = (10**4, 10**6, 10**8)
+STUDENT_LIMITS = {"kd-student": 0.5, "qkd-student": 0.6}  # of the teacher's energy
 REFERENCE = "siamese"  # compressed models are weighed against the fp32 Siamese learner
 
 
@@ -76,7 +77,7 @@ def _add_lifecycle(summary: list[dict[str, Any]]) -> None:
     reference = rows.get(REFERENCE)
     for row in summary:
         training = row["training_energy_j"]
-        if row["method"] in STUDENTS and reference is not None:
+        if is_student(row["method"]) and reference is not None:
             training += reference["training_energy_j"]
         per_prediction = row["inference_j"] / PREDICTIONS
         row["lifecycle_training_j"] = training
@@ -186,9 +187,9 @@ def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[s
             runs, name, reference, curves, 0.5
         )
     teacher = rows.get(REFERENCE)
-    for name, limit in (("kd-student", 0.5), ("qkd-student", 0.6)):
-        if teacher is None or name not in rows:
-            continue
+    students = [name for name in rows if is_student(name)] if teacher is not None else []
+    for name in students:
+        limit = STUDENT_LIMITS[multiclass_row(name).method]
         target = teacher["accuracy_mean"] - 0.01
         point = cheapest_reach(rows[name]["curve"], target)
         trained = teacher["curve"][-1]  # the teacher's whole training
