@@ -564,6 +564,11 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
         "64, <= 0.5x its energy"
     ]
     assert like["ratio"] == pytest.approx(11.0 / 24.0) and like["met"]
+    students = [row("siamese", [0.97, 0.99], [10.0, 20.0]), row("qkd-student-b64", [0.98], [8.0])]
+    student = bars({"multiclass": {"summary": students}})[
+        "multiclass: qkd-student-b64 within 1 point of its teacher, <= 0.6x its energy"
+    ]
+    assert student["ratio"] == pytest.approx(0.4) and student["met"]
 
 
 def test_any_composed_row_is_taken_and_a_bad_one_refused_before_anything_runs(tmp_path):
