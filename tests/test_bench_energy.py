@@ -523,6 +523,8 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
         ("replay-16pix", r"unknown suffix -16pix; suffixes are -16px, -whitened"),
         ("softmax-16px", r"'softmax-16px': unknown method; methods are \['siamese', 'naive'"),
         ("siamese-b64-b32", r"two suffixes set \['batch_size'\]"),
+        ("siamese-data150", r"unknown suffix -data150"),
+        ("replay-0px", r"unknown suffix -0px"),
     ):
         with pytest.raises(ValueError, match=message):
             parse_variant(name)

@@ -48,7 +48,7 @@ def _blocks(count: str) -> str:
 
 SUFFIXES = (
     Suffix(
-        r"(\d+)px",
+        r"([1-9]\d*)px",
         lambda n: {"input_size": (int(n), int(n))},
         "{0}x{0} inputs",
         "on {0}x{0} inputs",
@@ -76,14 +76,14 @@ SUFFIXES = (
         "bf16",
     ),
     Suffix(
-        r"d(\d+)",
+        r"d([1-9]\d*)",
         lambda n: {"embedding_dim": int(n)},
         "{0}-d embeddings",
         "with {0}-d embeddings",
         "d128",
     ),
     Suffix(
-        r"frozen(\d+)",
+        r"frozen([1-9]\d*)",
         lambda n: {"frozen_layers": int(n)},
         "{blocks} frozen after the first task",
         "with its {blocks} frozen after the first task",
@@ -97,14 +97,14 @@ SUFFIXES = (
         "undistorted",
     ),
     Suffix(
-        r"data(\d+)",
+        r"data([1-9]\d?)",
         lambda n: {"data_fraction": int(n) / 100},
         "{0}% of the data",
         "on {0}% of the data",
         "data75",
     ),
     Suffix(
-        r"b(\d+)",
+        r"b([1-9]\d*)",
         lambda n: {"batch_size": int(n)},
         "batches of {0}",
         "in batches of {0}",
