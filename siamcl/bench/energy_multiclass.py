@@ -32,6 +32,7 @@ from siamcl.bench.variants import Variant, parse_variant
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
+from siamcl.store import PrototypeStore
 from siamcl.training import embed_in_batches, forward_dtype
 from siamcl.training.stopping import Progress
 from siamcl.whitening import whiten_rows, within_class_whitening
@@ -154,40 +155,37 @@ def prototype_scorer(
     whitening: float | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """Accuracy of the nearest prototype (cosine): the class means of the ``reference`` rows,
-    or with ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store);
-    with ``whitening`` (a shrinkage), after the within-class whitening of the reference
-    rows, as ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the
-    reference rows (and the whitening estimate) is the finishing work, timed; embedding the
-    test rows is evaluation, not timed. Both embed in ``autocast_dtype``, as the learner
-    does (:func:`~siamcl.training.forward_dtype`)."""
+    """Accuracy of the nearest prototype in a :class:`~siamcl.store.PrototypeStore` (cosine,
+    FAISS) as the learner's own: the class means of the ``reference`` rows, or with
+    ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store); with
+    ``whitening`` (a shrinkage), after the within-class whitening of the reference rows, as
+    ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the reference rows,
+    the whitening estimate and filling the store are the finishing work, timed; embedding the
+    test rows is evaluation, not timed. Both embed in ``autocast_dtype``, as the learner does
+    (:func:`~siamcl.training.forward_dtype`)."""
     ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
-    classes = np.unique(ref_labels)
+    per_class = int(np.unique(ref_labels, return_counts=True)[1].max()) if every_row else 1
     standardise = preprocessor.standardise
 
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embed_in_batches(encoder, inputs, standardise, device, autocast_dtype=autocast_dtype)
 
-    def prototypes(encoder: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def prototypes(encoder: nn.Module) -> tuple[PrototypeStore, np.ndarray | None]:
         embedded = embed(encoder, ref_inputs)
         matrix = None
         if whitening is not None:
             matrix = within_class_whitening(embedded, ref_labels, whitening)
             embedded = whiten_rows(embedded, matrix)
-        if every_row:
-            return embedded, ref_labels, matrix
-        means = np.stack([embedded[ref_labels == c].mean(axis=0) for c in classes])
-        return means, classes, matrix
+        store = PrototypeStore(embedded.shape[1], prototypes_per_class=per_class)
+        return store.add(embedded, ref_labels), matrix
 
     def score(encoder: nn.Module) -> tuple[float, Cost]:
-        (points, labels, matrix), cost = _metered(lambda: prototypes(encoder), device)
-        points /= np.linalg.norm(points, axis=1, keepdims=True).clip(1e-12)
+        (store, matrix), cost = _metered(lambda: prototypes(encoder), device)
         queries = embed(encoder, test_inputs)
         if matrix is not None:
             queries = whiten_rows(queries, matrix)
-        predicted = labels[np.argmax(queries @ points.T, axis=1)]
-        return float(np.mean(predicted == test_labels)), cost
+        return float(np.mean(store.classify(queries) == test_labels)), cost
 
     return score
 
