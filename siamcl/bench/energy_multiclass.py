@@ -30,12 +30,12 @@ from torch import nn
 from siamcl.accounting import ResourceMeter
 from siamcl.bench.variants import Variant, parse_variant
 from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.learners.siamese_task import reference_store, store_accuracy
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
 from siamcl.store import PrototypeStore
 from siamcl.training import embed_in_batches, forward_dtype
 from siamcl.training.stopping import Progress
-from siamcl.whitening import whiten_rows, within_class_whitening
 
 __all__ = [
     "BASES",
@@ -171,21 +171,15 @@ def prototype_scorer(
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embed_in_batches(encoder, inputs, standardise, device, autocast_dtype=autocast_dtype)
 
-    def prototypes(encoder: nn.Module) -> tuple[PrototypeStore, np.ndarray | None]:
-        embedded = embed(encoder, ref_inputs)
-        matrix = None
-        if whitening is not None:
-            matrix = within_class_whitening(embedded, ref_labels, whitening)
-            embedded = whiten_rows(embedded, matrix)
-        store = PrototypeStore(embedded.shape[1], prototypes_per_class=per_class)
-        return store.add(embedded, ref_labels), matrix
+    def new_store(dim: int) -> PrototypeStore:
+        return PrototypeStore(dim, prototypes_per_class=per_class)
 
     def score(encoder: nn.Module) -> tuple[float, Cost]:
-        (store, matrix), cost = _metered(lambda: prototypes(encoder), device)
-        queries = embed(encoder, test_inputs)
-        if matrix is not None:
-            queries = whiten_rows(queries, matrix)
-        return float(np.mean(store.classify(queries) == test_labels)), cost
+        (store, matrix), cost = _metered(
+            lambda: reference_store(encoder, embed, (ref_inputs, ref_labels), new_store, whitening),
+            device,
+        )
+        return store_accuracy(store, matrix, embed(encoder, test_inputs), test_labels), cost
 
     return score
 

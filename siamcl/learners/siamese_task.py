@@ -56,8 +56,10 @@ __all__ = [
     "consolidate",
     "embedder",
     "prototype_score",
+    "reference_store",
     "shared_frozen_layers",
     "siamese_objective",
+    "store_accuracy",
     "task_random_state",
     "task_ranks",
     "task_validation",
@@ -282,6 +284,33 @@ def task_random_state(seed: int) -> Iterator[None]:
         yield
 
 
+def reference_store(
+    encoder: nn.Module,
+    embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
+    reference: tuple[torch.Tensor, np.ndarray],
+    new_store: Callable[[int], PrototypeStore],
+    whitening: float | None = None,
+) -> tuple[PrototypeStore, np.ndarray | None]:
+    """A store ``new_store(dim)`` filled with the ``reference`` rows' embeddings under
+    ``encoder`` (its prototypes class means, k-means centres or every row, as its rule says),
+    and with ``whitening`` (a shrinkage) first whitened by their within-class covariance, as
+    the learner's prototypes are after a task: the matrix, or None, comes back beside it."""
+    embedded, matrix = embed(encoder, reference[0]), None
+    if whitening is not None:
+        matrix = within_class_whitening(embedded, reference[1], whitening)
+        embedded = whiten_rows(embedded, matrix)
+    return new_store(embedded.shape[1]).add(embedded, reference[1]), matrix
+
+
+def store_accuracy(
+    store: PrototypeStore, matrix: np.ndarray | None, queries: np.ndarray, labels: np.ndarray
+) -> float:
+    """Accuracy of ``store`` on embedded ``queries``, whitened by ``matrix`` first if given."""
+    if matrix is not None:
+        queries = whiten_rows(queries, matrix)
+    return float(np.mean(store.classify(queries) == labels))
+
+
 def prototype_score(
     embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
     reference: tuple[torch.Tensor, np.ndarray],
@@ -290,18 +319,11 @@ def prototype_score(
     whitening: float | None = None,
 ) -> Callable[[nn.Module], float]:
     """A validation score: under the encoder being trained, the accuracy on the ``held_out``
-    rows of a store ``new_store(dim)`` filled with the ``reference`` rows (its prototypes
-    class means, k-means centres or every row, as its rule says). With ``whitening`` (a
-    shrinkage), both are whitened first by the within-class covariance of the reference
-    rows, as the learner's prototypes will be after the task."""
+    rows of the :func:`reference_store` of the ``reference`` rows."""
 
     def score(encoder: nn.Module) -> float:
-        ref, held = embed(encoder, reference[0]), embed(encoder, held_out[0])
-        if whitening is not None:
-            matrix = within_class_whitening(ref, reference[1], whitening)
-            ref, held = whiten_rows(ref, matrix), whiten_rows(held, matrix)
-        store = new_store(ref.shape[1]).add(ref, reference[1])
-        return float(np.mean(store.classify(held) == held_out[1]))
+        store, matrix = reference_store(encoder, embed, reference, new_store, whitening)
+        return store_accuracy(store, matrix, embed(encoder, held_out[0]), held_out[1])
 
     return score
 
