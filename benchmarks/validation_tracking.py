@@ -55,7 +55,7 @@ def trace(runner: MulticlassRunner, method: str) -> list[dict[str, float]]:
     """Train ``method`` with a fifth held out; its epochs' scores and accuracies."""
     learner = runner.learner(method)
     learner.validation_fraction = VALIDATION
-    preprocessor = runner.preprocessors[None]
+    preprocessor = runner.preprocessor(None)
     canonical, y = preprocessor.canonical(runner.X), np.asarray(runner.y)
     plain_learner = copy.copy(learner)
     plain_learner.whitening = None
