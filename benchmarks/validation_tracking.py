@@ -23,7 +23,7 @@ import numpy as np
 
 from siamcl.bench.energy_multiclass import MulticlassRunner, prototype_scorer
 from siamcl.data import load_dataset
-from siamcl.learners.siamese_task import task_validation
+from siamcl.learners.siamese_task import rule_store, task_validation
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, choice_list, parse_seeds, record_markdown
 from siamcl.threads import cpu_threads
@@ -66,7 +66,7 @@ def trace(runner: MulticlassRunner, method: str) -> list[dict[str, float]]:
         (runner.X[train], y[train]),
         (runner.X_test, runner.y_test),
         "cpu",
-        False,
+        rule_store(learner),
         learner.whitening,
         dtype,
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
 from siamcl.reporting import DEFAULT_OUT, markdown_table, run_record, write_results
+from siamcl.store import PrototypeStore
 
 MODES = ("cached", "per_step")
 
@@ -135,7 +137,10 @@ class NeighbourMonitor:
             self.rule = prototype_scorer(preprocessor, (X, y), (X_test, y_test))
         else:
             self.rule = logit_scorer(preprocessor, np.unique(y), (X_test, y_test))
-        self.nearest = prototype_scorer(preprocessor, (X, y), (X_test, y_test), every_row=True)
+        every_row = partial(
+            PrototypeStore, prototypes_per_class=int(np.unique(y, return_counts=True)[1].max())
+        )
+        self.nearest = prototype_scorer(preprocessor, (X, y), (X_test, y_test), new_store=every_row)
         self.family, self.seed, self.rows = family, seed, []
 
     def on_epoch_end(self, model: Any, progress: Any) -> None:

@@ -30,7 +30,7 @@ from torch import nn
 from siamcl.accounting import ResourceMeter
 from siamcl.bench.variants import Variant, parse_variant
 from siamcl.learners.incremental import IncrementalClassifier
-from siamcl.learners.siamese_task import reference_store, store_accuracy
+from siamcl.learners.siamese_task import reference_store, rule_store, store_accuracy
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
 from siamcl.store import PrototypeStore
@@ -151,13 +151,13 @@ def prototype_scorer(
     reference: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     device: str = "cpu",
-    every_row: bool = False,
+    new_store: Callable[[int], PrototypeStore] = PrototypeStore,
     whitening: float | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """Accuracy of the nearest prototype in a :class:`~siamcl.store.PrototypeStore` (cosine,
-    FAISS) as the learner's own: the class means of the ``reference`` rows, or with
-    ``every_row`` each reference row's own embedding (a 1-nearest-neighbour store); with
+    """Accuracy of the nearest prototype in a store ``new_store(dim)`` filled with the
+    ``reference`` rows: class means by default, the learner's own rule with
+    :func:`~siamcl.learners.siamese_task.rule_store` (every row for a 1-NN learner); with
     ``whitening`` (a shrinkage), after the within-class whitening of the reference rows, as
     ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the reference rows,
     the whitening estimate and filling the store are the finishing work, timed; embedding the
@@ -165,14 +165,10 @@ def prototype_scorer(
     (:func:`~siamcl.training.forward_dtype`)."""
     ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
     test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
-    per_class = int(np.unique(ref_labels, return_counts=True)[1].max()) if every_row else 1
     standardise = preprocessor.standardise
 
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embed_in_batches(encoder, inputs, standardise, device, autocast_dtype=autocast_dtype)
-
-    def new_store(dim: int) -> PrototypeStore:
-        return PrototypeStore(dim, prototypes_per_class=per_class)
 
     def score(encoder: nn.Module) -> tuple[float, Cost]:
         (store, matrix), cost = _metered(
@@ -285,9 +281,9 @@ class MulticlassRunner:
         if method == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
         reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        every_row = method == "siamese-nn"
+        rule = rule_store(learner)  # the learner's own: every row a prototype for "siamese-nn"
         return prototype_scorer(
-            preprocessor, reference, test, device, every_row, learner.whitening, dtype
+            preprocessor, reference, test, device, rule, learner.whitening, dtype
         )
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "embedder",
     "prototype_score",
     "reference_store",
+    "rule_store",
     "shared_frozen_layers",
     "siamese_objective",
     "store_accuracy",
@@ -302,6 +303,18 @@ def reference_store(
     return new_store(embedded.shape[1]).add(embedded, reference[1]), matrix
 
 
+def rule_store(clf: Any) -> Callable[[int], PrototypeStore]:
+    """New stores of a given size with the learner's prototype rule (prototypes a class,
+    metric, vote) over exact search: a sample may hold too few rows to train the learner's
+    own (approximate) index on."""
+
+    def new_store(dim: int) -> PrototypeStore:
+        per_class, vote_k = clf.prototypes_per_class, clf.vote_k
+        return PrototypeStore(dim, clf.metric, "Flat", per_class, vote_k, seed=clf.seed)
+
+    return new_store
+
+
 def store_accuracy(
     store: PrototypeStore, matrix: np.ndarray | None, queries: np.ndarray, labels: np.ndarray
 ) -> float:
@@ -348,17 +361,11 @@ def task_validation(
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embedder(clf, encoder, preprocessor)(inputs)
 
-    def new_store(dim: int) -> PrototypeStore:
-        """The learner's prototype rule over exact search: a sample may hold too few rows to
-        train its own (approximate) index on."""
-        per_class, vote_k = clf.prototypes_per_class, clf.vote_k
-        return PrototypeStore(dim, clf.metric, "Flat", per_class, vote_k, seed=clf.seed)
-
     score = prototype_score(
         embed,
         (canonical[reference], y[reference]),
         (canonical[held], y[held]),
-        new_store,
+        rule_store(clf),
         clf.whitening,
     )
     return train, score
