@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from siamcl.reporting.records import (
     choice_list,
     command_line,
     git_commit,
+    parsed_list,
     positive_int_list,
 )
 from siamcl.threads import cpu_threads
@@ -62,24 +63,6 @@ __all__ = ["configure", "run", "warm_up_cil"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 PARTS = ("multiclass", "cil")
-
-
-def _row_names(parse: Callable[[str], Any]) -> Callable[[str], list[str]]:
-    """An argparse ``type`` reading comma-separated row names (duplicates dropped, order
-    kept), each a method and suffixes that ``parse`` reads (:mod:`siamcl.bench.variants`)."""
-
-    def names(text: str) -> list[str]:
-        rows = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-        if not rows:
-            raise argparse.ArgumentTypeError(f"no rows in {text!r}")
-        for name in rows:
-            try:
-                parse(name)
-            except ValueError as error:
-                raise argparse.ArgumentTypeError(str(error)) from None
-        return rows
-
-    return names
 
 
 def _floats(text: str) -> list[float]:
@@ -98,7 +81,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--parts", type=choice_list(PARTS), default=list(PARTS), help="multiclass,cil (both)")
     add(
         "--methods",
-        type=_row_names(multiclass_row),
+        type=parsed_list(multiclass_row),
         default=list(METHODS),
         help="multi-class rows: a method and suffixes, such as standard-b64 (docs/energy.md "
         "lists them; default: every row there)",
@@ -132,7 +115,7 @@ def _add_cil_options(add: Any) -> None:
     """The class-incremental part's options."""
     add(
         "--cil-methods",
-        type=_row_names(parse_variant),
+        type=parsed_list(parse_variant),
         default=list(CIL_METHODS),
         help="class-incremental rows: a method and suffixes, such as replay-16px-half-b32 "
         "(docs/energy.md lists them; default: every row there)",

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "machine_info",
     "parse_one_seed",
     "parse_seeds",
+    "parsed_list",
     "positive_int",
     "positive_int_list",
     "record_markdown",
@@ -120,6 +121,24 @@ def positive_int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers: {text!r}")
     return values
+
+
+def parsed_list(parse: Callable[[str], Any]) -> Any:
+    """An argparse ``type`` reading a comma-separated list of names (duplicates dropped, order
+    kept), each accepted by ``parse`` (which raises ValueError naming what is wrong)."""
+
+    def names(text: str) -> list[str]:
+        rows = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        if not rows:
+            raise argparse.ArgumentTypeError(f"no names in {text!r}")
+        for name in rows:
+            try:
+                parse(name)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return rows
+
+    return names
 
 
 def choice_list(choices: Sequence[str]) -> Any:
