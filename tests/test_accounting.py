@@ -151,7 +151,7 @@ def test_cpu_seconds_follow_busy_work() -> None:
 
 
 def test_cpu_seconds_of_a_short_block_are_read_to_the_millisecond() -> None:
-    # an 8x8 digits epoch takes about 0.1 CPU s: a clock in 10 ms ticks would read this
+    # an 8x8 digits epoch takes 0.08-0.41 CPU s: a clock in 10 ms ticks would read this
     # 3 ms block as 0 or 10 ms
     meter = ResourceMeter(flops="off")
     with meter:
