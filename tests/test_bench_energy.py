@@ -491,7 +491,7 @@ def test_every_baseline_row_sets_only_what_a_baseline_takes():
 
     base = {"tasks": 5, "memory_per_class": 20, "batch_size": 128}
     baselines = [n for n in energy_cil.CIL_METHODS if not n.startswith("siamese")]
-    energy_cil.check_baseline_rows(baselines)
+    energy_cil.check_cil_rows(baselines)
     for name in baselines:
         method = name.split("-")[0]
         settings = energy_cil._settings(base, name, 3)
@@ -499,7 +499,9 @@ def test_every_baseline_row_sets_only_what_a_baseline_takes():
     with pytest.raises(
         ValueError, match=r"replay-whitened: a baseline takes no option \['whitening'\]"
     ):
-        energy_cil.check_baseline_rows(["replay", "replay-whitened"])
+        energy_cil.check_cil_rows(["replay", "replay-whitened"])
+    with pytest.raises(ValueError, match=r"siamese-e2: a class-incremental row takes no epoch"):
+        energy_cil.check_cil_rows(["siamese-e2"])  # --cil-epochs is every row's budget
 
 
 def test_a_row_name_is_parsed_into_its_method_options_and_words():
@@ -519,12 +521,17 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
     }
     assert frozen.label.startswith("Siamese, first 2 blocks frozen after the first task, 50%")
     assert parse_variant("er_ace").label == "ER-ACE" and parse_variant("slda").options == {}
+    budget = parse_variant("siamese-whitened-e2-lr0.003")
+    assert budget.options == {"whitening": 0.1, "epochs": 2, "lr": 0.003}
+    assert budget.bar_name == "Siamese with whitened class means in 2 epochs at learning rate 0.003"
     for name, message in (
         ("replay-16pix", r"unknown suffix -16pix; suffixes are -16px, -whitened"),
         ("softmax-16px", r"'softmax-16px': unknown method; methods are \['siamese', 'naive'"),
         ("siamese-b64-b32", r"two suffixes set \['batch_size'\]"),
         ("siamese-data150", r"unknown suffix -data150"),
         ("replay-0px", r"unknown suffix -0px"),
+        ("replay-lr0.0", r"unknown suffix -lr0.0"),
+        ("siamese-e0", r"unknown suffix -e0"),
     ):
         with pytest.raises(ValueError, match=message):
             parse_variant(name)
@@ -539,6 +546,8 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
     assert (standard.batch_size, standard.encoder) == (64, "conv4")
     assert (siamese.batch_size, siamese.encoder, siamese.whitening) == (64, "conv4-half", 0.1)
     assert runner.learner("siamese-nn-16px").prototypes_per_class > 1
+    budget = runner.learner("standard-e1-lr0.003")  # the run's 2 epochs and lr 1e-3 overridden
+    assert (budget.epochs, budget.lr) == (1, 0.003)
     assert multiclass_row("siamese-nn-16px").bar_name == (
         "Siamese with every training image a prototype on 16x16 inputs"
     )

@@ -32,7 +32,7 @@ from siamcl._extras import ensure_installed
 from siamcl.bench.energy_cil import (
     CIL_METHODS,
     budgets_of,
-    check_baseline_rows,
+    check_cil_rows,
     run_cil,
     summarise_cil,
 )
@@ -264,7 +264,8 @@ def _check(args: argparse.Namespace) -> None:
     baselines = [n for n in args.cil_methods if parse_variant(n).method != "siamese"]
     if "cil" in args.parts and baselines:
         ensure_installed("avalanche", "siamcl bench energy (class-incremental baselines)")
-        check_baseline_rows(baselines)
+    if "cil" in args.parts:
+        check_cil_rows(args.cil_methods)
 
 
 def _multiclass(

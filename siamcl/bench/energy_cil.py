@@ -27,7 +27,7 @@ __all__ = [
     "CIL_METHODS",
     "SIAMESE_METHODS",
     "budgets_of",
-    "check_baseline_rows",
+    "check_cil_rows",
     "median_run",
     "replay_references",
     "run_cil",
@@ -119,11 +119,19 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     return settings
 
 
-def check_baseline_rows(names: Sequence[str]) -> None:
-    """Refuse, before anything runs, a baseline row with an option no baseline takes."""
+def check_cil_rows(names: Sequence[str]) -> None:
+    """Refuse, before anything runs, a row setting its own epochs (a stream's budgets are
+    the run's ``--cil-epochs``, the same for every method) and a baseline row with an option
+    no baseline takes."""
     for name in names:
         variant = parse_variant(name)
-        _baseline_options(name, variant.options)
+        if "epochs" in variant.options:
+            raise ValueError(
+                f"{name}: a class-incremental row takes no epoch suffix; "
+                "--cil-epochs sets every row's epochs a task"
+            )
+        if variant.method != "siamese":
+            _baseline_options(name, variant.options)
 
 
 def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,20 @@ SUFFIXES = (
         "data75",
     ),
     Suffix(
+        r"e([1-9]\d*)",
+        lambda n: {"epochs": int(n)},
+        "{0} epochs",
+        "in {0} epochs",
+        "e3",
+    ),
+    Suffix(
+        r"lr(0\.\d*[1-9]\d*|[1-9]\d*(?:\.\d+)?)",
+        lambda x: {"lr": float(x)},
+        "learning rate {0}",
+        "at learning rate {0}",
+        "lr0.003",
+    ),
+    Suffix(
         r"b([1-9]\d*)",
         lambda n: {"batch_size": int(n)},
         "batches of {0}",
