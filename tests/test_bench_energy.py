@@ -548,11 +548,14 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
     assert runner.learner("siamese-nn-16px").prototypes_per_class > 1
     budget = runner.learner("standard-e1-lr0.003")  # the run's 2 epochs and lr 1e-3 overridden
     assert (budget.epochs, budget.lr) == (1, 0.003)
+    assert runner.learner("siamese-supcon").loss == "supcon"
     assert multiclass_row("siamese-nn-16px").bar_name == (
         "Siamese with every training image a prototype on 16x16 inputs"
     )
     with pytest.raises(ValueError, match=r"standard-whitened: SoftmaxClassifier takes no option"):
         check_rows(["standard", "standard-whitened"])
+    with pytest.raises(ValueError, match=r"standard-supcon: SoftmaxClassifier takes no option"):
+        check_rows(["standard-supcon"])  # a metric loss is the Siamese learner's alone
 
     def row(name, accuracies, energies):
         curve = [

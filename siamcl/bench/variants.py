@@ -104,6 +104,13 @@ SUFFIXES = (
         "data75",
     ),
     Suffix(
+        "(contrastive|triplet|supcon|ntxent)",
+        lambda loss: {"loss": loss},
+        "{0} loss",
+        "trained with the {0} loss",
+        "supcon",
+    ),
+    Suffix(
         r"e([1-9]\d*)",
         lambda n: {"epochs": int(n)},
         "{0} epochs",
