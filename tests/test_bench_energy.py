@@ -195,6 +195,13 @@ def test_bars_give_their_ratio_seed_by_seed_at_the_points_the_means_chose():
     assert at_target["ratio"] == pytest.approx(0.25) and at_target["met"]
     assert at_target["seed_ratios"] == pytest.approx([80 / 400, 70 / 200])
 
+    from siamcl.reporting.energy import _bars_section
+
+    short = {**at_target, "accuracy": 0.935, "energy_j": 43.0, "met": False}
+    table = "\n".join(_bars_section({"short of 0.95": short, "at 0.95": at_target}))
+    assert "| 43 (best 0.935: target not reached) |" in table  # never read as reached at 43 J
+    assert "| 75 |" in table
+
 
 def test_bench_energy_refuses_students_without_their_teacher(tmp_path, capsys):
     argv = ["bench", "energy", "--quick", "--methods", "kd-student", "--out", str(tmp_path)]
