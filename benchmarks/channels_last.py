@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.encoders import build_encoder
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, record_markdown
@@ -121,6 +122,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (5)")
     parser.add_argument("--steps", type=int, default=8, help="steps timed per round (8)")

@@ -23,6 +23,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from siamcl import IncrementalClassifier
+from siamcl.allocator import retain_unless_disabled
 from siamcl.data import class_incremental, load_dataset
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, record_markdown
@@ -98,6 +99,7 @@ def seed_range(text: str) -> list[int]:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="32,64,128,256", help="embedding sizes (with 64)")
     parser.add_argument("--seeds", type=seed_range, default=seed_range("10-17"), help="10-17")

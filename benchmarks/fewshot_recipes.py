@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.cli.help import HelpFormatter
 from siamcl.data import OmniglotData, load_omniglot
 from siamcl.fewshot import EpisodicTrainer, evaluate_runs, make_runs
@@ -121,6 +122,7 @@ def incremental_accuracy(classifier, held: OmniglotData, seed: int, reserve: int
 
 
 def main(argv: list[str] | None = None) -> dict:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=HelpFormatter
     )

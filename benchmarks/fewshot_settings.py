@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.augment import RandomAffine
 from siamcl.cli.help import HelpFormatter
 from siamcl.data import load_omniglot
@@ -69,6 +70,7 @@ def score(trainer: EpisodicTrainer, train, runs) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=HelpFormatter,

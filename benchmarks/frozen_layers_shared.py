@@ -27,6 +27,7 @@ import torch
 from embedding_size_holdout import seed_range
 
 from siamcl import IncrementalClassifier
+from siamcl.allocator import retain_unless_disabled
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners import siamese_task
 from siamcl.reporting import markdown_table, run_record, write_results
@@ -97,6 +98,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=seed_range, default=seed_range("0-2"), help="0-2")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pair (median)")

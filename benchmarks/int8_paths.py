@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.compress import convert_qat, model_bytes, prepare_qat, schedule_qat
 from siamcl.encoders import conv4
 from siamcl.reporting import markdown_table, run_record, write_results
@@ -187,6 +188,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (7)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")

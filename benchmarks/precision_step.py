@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.encoders import build_encoder
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, record_markdown
@@ -91,6 +92,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument("--steps", type=int, default=4, help="steps timed per round (4)")

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_cil import median_run
 from siamcl.bench.energy_multiclass import MulticlassRunner
 from siamcl.data import load_dataset
@@ -196,6 +197,7 @@ def _accuracies(text: str) -> list[float]:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--targets",

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_multiclass import MulticlassRunner, prototype_scorer
 from siamcl.data import load_dataset
 from siamcl.learners.siamese_task import rule_store, task_validation
@@ -139,6 +140,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, 
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--methods",

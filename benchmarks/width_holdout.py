@@ -23,6 +23,7 @@ import torch
 from embedding_size_holdout import holdout_stream, seed_range, summarise
 
 from siamcl import IncrementalClassifier
+from siamcl.allocator import retain_unless_disabled
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, record_markdown
 
@@ -92,6 +93,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--settings",

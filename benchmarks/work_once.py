@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from siamcl import IncrementalClassifier
+from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_multiclass import logit_scorer, prototype_scorer
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier
@@ -221,6 +222,7 @@ def _neighbour_summary(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", choices=sorted(STUDIES))
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (0)")
