@@ -113,10 +113,9 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     variant = parse_variant(name)
     method, options = variant.method, variant.options
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
-    settings = {**base, "epochs": epochs, "siamese_options": options}
-    if method != "siamese":
-        settings["baseline_options"] = _baseline_options(name, options)
-    return settings
+    if method == "siamese":
+        return {**base, "epochs": epochs, "siamese_options": options}
+    return {**base, "epochs": epochs, "baseline_options": _baseline_options(name, options)}
 
 
 def check_cil_rows(names: Sequence[str]) -> None:
