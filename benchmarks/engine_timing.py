@@ -20,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from siamcl.allocator import retain_unless_disabled
 from siamcl.reporting import markdown_table, run_record, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +62,6 @@ def run_tree(tree: Path) -> dict:
 
 
 def main() -> None:
-    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="git commit to compare against")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each tree")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS
+from siamcl.losses import LOSSES
 
 __all__ = [
     "CIL_BASES",
@@ -104,7 +105,7 @@ SUFFIXES = (
         "data75",
     ),
     Suffix(
-        "(contrastive|triplet|supcon|ntxent)",
+        f"({'|'.join(sorted(LOSSES))})",  # siamcl.losses' names, the learner's own loss= values
         lambda loss: {"loss": loss},
         "{0} loss",
         "trained with the {0} loss",
