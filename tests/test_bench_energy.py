@@ -37,6 +37,10 @@ def test_mean_curve_averages_checkpoints_and_cuts_to_the_shortest():
     assert "flops" not in mean[0]  # not counted: not made up
     assert mean[0]["accuracy_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert "accuracy_std" not in mean_curve([a])[0]  # one seed: no spread to draw
+    from siamcl.reporting.energy import _reach
+
+    half = mean_curve([[{**a[0], "epoch": 0.5}]] * 2)[0]  # a check inside the first epoch
+    assert _reach(half).endswith("; epoch 0.5)") and _reach(mean[1]).endswith("; epoch 2)")
 
 
 def test_break_even_covers_every_case():
@@ -91,6 +95,25 @@ def test_curves_record_every_epoch_and_students_learn_from_the_siamese_run(digit
     nearest = runner.run("siamese-nn")
     assert nearest["curve"][-1]["accuracy"] == pytest.approx(nearest["accuracy"], abs=0.005)
     assert nearest["accuracy"] > 0.5
+
+
+def test_checks_inside_epochs_add_curve_points_and_leave_the_model_as_it_was(digits):
+    settings = {"device": "cpu", "batch_size": 64, "epochs": 2}
+    runners = [
+        MulticlassRunner(digits, {**settings, "checks_per_epoch": n}, seed=0) for n in (1, 3)
+    ]
+    once, thrice = (runner.run("siamese") for runner in runners)
+    # 23 steps an epoch: checks after 8, 15 and 23
+    expected = [8 / 23, 15 / 23, 1, 31 / 23, 38 / 23, 2]
+    assert [p["epoch"] for p in thrice["curve"]] == pytest.approx(expected)
+    predictions = [runner.teacher.predict(digits[2]) for runner in runners]
+    assert np.array_equal(*predictions)  # the checks changed no training
+    ends = thrice["curve"][2::3]
+    assert [p["accuracy"] for p in ends] == [p["accuracy"] for p in once["curve"]]
+    energies = [p["training_j"] for p in thrice["curve"]]
+    assert energies == sorted(energies) and 0 < energies[0] < energies[2] / 2
+    accuracies = [p["accuracy"] for p in thrice["curve"]]
+    assert accuracies[0] > 0.5 and accuracies[0] < accuracies[-1]  # a third of an epoch in
 
 
 def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):
@@ -209,6 +232,8 @@ def test_bench_energy_refuses_students_without_their_teacher(tmp_path, capsys):
     assert "add siamese to --methods" in capsys.readouterr().err
     assert main(["bench", "energy", "--targets", "0.9,1.5", "--out", str(tmp_path)]) != 0
     assert "targets are accuracies in (0, 1]" in capsys.readouterr().err
+    assert main(["bench", "energy", "--checks-per-epoch", "0", "--out", str(tmp_path)]) != 0
+    assert "--checks-per-epoch must be at least 1" in capsys.readouterr().err
 
 
 def test_baselines_on_small_inputs_get_the_stream_resized_as_the_learner_resizes(digits):

@@ -131,6 +131,9 @@ def test_loop_trains_a_model_on_a_shuffled_source():
     inputs = torch.randn(200, 5, generator=generator)
     labels = (inputs[:, 0] > 0).long().numpy()
     model = torch.nn.Linear(5, 2)
+    with torch.no_grad():  # the same start every call
+        model.weight.copy_(torch.randn(2, 5, generator=torch.Generator().manual_seed(1)))
+        model.bias.zero_()
     objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
     result = TrainingLoop(epochs=20, optimizer=adam(0.05)).run(
         model, objective, ShuffledBatches(inputs, labels, 32), generator
@@ -157,6 +160,9 @@ def _tiny_loop(**options):
     inputs = torch.randn(64, 5, generator=generator)
     labels = (inputs[:, 0] > 0).long().numpy()
     model = torch.nn.Linear(5, 2)
+    with torch.no_grad():  # the same start every call
+        model.weight.copy_(torch.randn(2, 5, generator=torch.Generator().manual_seed(1)))
+        model.bias.zero_()
     objective = Objective([("cross_entropy", 1.0, CrossEntropyTerm())])
     loop = TrainingLoop(epochs=10, **options)
     return loop.run(model, objective, ShuffledBatches(inputs, labels, 16), generator)
@@ -227,6 +233,42 @@ def test_epoch_end_callbacks_see_progress_and_their_time_is_not_training():
     assert cpu == sorted(cpu)
     assert cpu[-1] < 0.2  # ten epochs of a linear model; the monitor burnt 2 s of CPU
     assert result.progress.energy_j == monitor.seen[-1][3] > 0
+
+
+class _CheckingMonitor(_BusyMonitor):
+    """Asks for checks inside each epoch; records checks and epoch ends in order, burns CPU
+    at each."""
+
+    def __init__(self, checks_per_epoch):
+        super().__init__()
+        self.checks_per_epoch, self.order = checks_per_epoch, []
+
+    def on_check(self, model, progress):
+        assert model.training  # handed over as it trains, every time:
+        model.eval()  # the loop puts it back
+        self.order.append(("check", progress.steps, progress.steps / progress.steps_per_epoch))
+        super().on_epoch_end(model, progress)
+
+    def on_epoch_end(self, model, progress):
+        self.order.append(("epoch end", progress.steps, progress.epochs))
+
+
+def test_checks_inside_an_epoch_see_progress_cost_nothing_and_change_no_training():
+    monitor = _CheckingMonitor(checks_per_epoch=3)  # 4 steps an epoch: checks at 1, 3, 4
+    with_checks = _tiny_loop(callbacks=[monitor])
+    assert monitor.order[:5] == [
+        ("check", 1, 0.25),
+        ("check", 3, 0.75),
+        ("check", 4, 1.0),
+        ("epoch end", 4, 1),
+        ("check", 5, 1.25),
+    ]
+    assert len(monitor.order) == 40
+    cpu = [seen[2] for seen in monitor.seen]
+    assert cpu == sorted(cpu) and cpu[-1] < 0.2  # the monitor burnt 6 s of CPU
+    plain = _tiny_loop()
+    assert with_checks.losses == plain.losses  # same batches, same steps, same model
+    assert _tiny_loop(callbacks=[_CheckingMonitor(99)]).progress.steps == 40  # at most a step
 
 
 def test_learners_pass_their_callbacks_to_the_loop(digits):

@@ -3,8 +3,9 @@ target accuracies, multi-class and class-incremental, measured in one run.
 
 Multi-class (one task holding every class): the standard network, the Siamese learner, the
 Siamese learner on selected data, int8 QAT, and KD / quantized-KD students learning from
-cached teacher outputs, each scored on the test split after every epoch (the scoring is not
-counted as training; the prototype pass that makes an encoder a classifier is). Also each
+cached teacher outputs, each scored on the test split after every epoch, or
+``--checks-per-epoch`` times an epoch (the scoring is not counted as training; the prototype
+pass that makes an encoder a classifier is). Also each
 model's inference energy per 10,000 predictions and its lifecycle energy (training plus N
 predictions), with the N at which a compressed model has paid for its extra training.
 Class-incremental (``--tasks`` tasks): the Siamese learner and Avalanche's baselines, each at
@@ -93,6 +94,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--data-selection", default="coreset", help="stratified or coreset (coreset)")
     add("--targets", type=_floats, default=[0.90, 0.95], help="multi-class targets (0.9,0.95)")
     add(
+        "--checks-per-epoch",
+        type=int,
+        default=1,
+        help="score each multi-class model this many times an epoch, evenly spaced, the last at "
+        "its end, so energy to target is read to a fraction of an epoch (1: at epoch ends)",
+    )
+    add(
         "--holdout",
         type=float,
         default=0.0,
@@ -174,6 +182,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "data_fraction": args.data_fraction,
         "data_selection": args.data_selection,
         "targets": args.targets,
+        "checks_per_epoch": args.checks_per_epoch,
         "cil_targets": args.cil_targets,
         "cil_epochs": budgets,
         "cil_repeats": args.cil_repeats,
@@ -243,7 +252,8 @@ def _report(results: dict[str, Any], out: str | Path, name: str, quiet: bool) ->
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name in ("epochs", "student_epochs", "tasks", "batch_size", "threads", "cil_repeats"):
+    at_least_one = ("epochs", "student_epochs", "checks_per_epoch", "tasks", "batch_size")
+    for name in (*at_least_one, "threads", "cil_repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.holdout < 1:

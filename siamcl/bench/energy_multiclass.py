@@ -1,5 +1,6 @@
 """Multi-class energy to target: each method trains once, scored on the test split after
-every epoch by a monitor whose own cost is not counted as training.
+every epoch (or at ``checks_per_epoch`` points of each) by a monitor whose own cost is not
+counted as training.
 
 Methods (one task holding every class): the standard network (conv4 + softmax head), the
 Siamese learner, both on images downsampled to 16x16 (a third of the pixels of mnist's
@@ -95,18 +96,20 @@ Cost = tuple[float, float]  # (joules, CPU seconds)
 
 @dataclass
 class AccuracyCurve:
-    """A training-loop callback: after each epoch, whose training cost the loop reads with the
-    learner's meter (measured where a counter is readable, estimated where not),
-    ``score(model)`` gives the test accuracy and the cost of the finishing work it did (a
-    prototype pass), and the rest of its time is not counted. :meth:`anchor` then adds the
-    learner's work outside the epochs (setup, such as caching teacher outputs)."""
+    """A training-loop callback: at ``checks_per_epoch`` evenly spaced checks of each epoch
+    (the last its end), whose training cost so far the loop reads with the learner's meter
+    (measured where a counter is readable, estimated where not), ``score(model)`` gives the
+    test accuracy and the cost of the finishing work it did (a prototype pass), and the rest
+    of its time is not counted. :meth:`anchor` then adds the learner's work outside the
+    epochs (setup, such as caching teacher outputs)."""
 
     score: Callable[[nn.Module], tuple[float, Cost]]
     device: str = "cpu"
+    checks_per_epoch: int = 1
     points: list[dict[str, Any]] = field(default_factory=list)
     monitoring: list[float] = field(default_factory=lambda: [0.0, 0.0])  # J, CPU s
 
-    def on_epoch_end(self, model: nn.Module, progress: Progress) -> None:
+    def on_check(self, model: nn.Module, progress: Progress) -> None:
         (accuracy, (finish_j, finish_cpu_s)), cost = _metered(
             lambda: self.score(model), self.device
         )
@@ -114,7 +117,7 @@ class AccuracyCurve:
         self.monitoring[1] += cost[1]
         self.points.append(
             {
-                "epoch": progress.epochs,
+                "epoch": progress.steps / progress.steps_per_epoch,
                 "steps": progress.steps,
                 "training_j": progress.energy_j,
                 "training_cpu_s": progress.cpu_s,
@@ -213,7 +216,8 @@ class MulticlassRunner:
         if is_student(name) and self.teacher is None:
             raise ValueError(f"{name} learns from the 'siamese' run: run that method first")
         learner = self.learner(name)
-        curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"])
+        checks = self.settings.get("checks_per_epoch", 1)
+        curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"], checks)
         learner.callbacks = [curve]
         report = learner.fit_task(self.X, self.y)
         learner.callbacks = None  # the monitor is not part of the model

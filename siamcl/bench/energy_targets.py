@@ -21,7 +21,7 @@ __all__ = [
     "mean_curve",
 ]
 
-CURVE_FIELDS = ("energy_j", "cpu_s", "flops", "accuracy")
+CURVE_FIELDS = ("epoch", "energy_j", "cpu_s", "flops", "accuracy")
 
 
 def mean_curve(curves: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -20,9 +20,10 @@ def _reach(point: dict[str, Any] | None) -> str:
     if point is None:
         return "not reached"
     flops = f", {point['flops'] / 1e9:,.0f} GFLOP" if point.get("flops") else ""
-    where = (
-        f"epoch {point['checkpoint']}" if "checkpoint" in point else f"{point['epochs']} ep/task"
-    )
+    if "checkpoint" in point:  # a multi-class curve's check: epochs in (older records: index)
+        where = f"epoch {point.get('epoch', point['checkpoint']):.3g}"
+    else:
+        where = f"{point['epochs']} ep/task"
     return f"{point['energy_j']:,.0f} J ({point['cpu_s']:.1f} CPU s{flops}; {where})"
 
 

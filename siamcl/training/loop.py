@@ -4,7 +4,8 @@ What differs between learners is what they give the loop, not flags inside it: a
 source (balanced task batches, few-shot episodes), a batch preparation (augmentation,
 standardisation), an :class:`~siamcl.losses.Objective` (metric loss, distillation,
 cross-entropy...), an optimizer factory, and callbacks for what happens between epochs
-(quantization-aware training's schedule, sharing BatchNorm statistics between processes).
+(quantization-aware training's schedule, sharing BatchNorm statistics between processes)
+and, for a monitor that asks for them, at checks inside an epoch.
 :func:`train_step` is the one place siamcl computes gradients; Avalanche's template calls it
 through :class:`StepHooks`.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,10 +63,18 @@ class Callback:
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
         """Before the first batch of ``epoch`` (0-based) of ``epochs``."""
 
+    checks_per_epoch: int = 1  # how often in an epoch :meth:`on_check` runs
+
+    def on_check(self, model: nn.Module, progress: Progress) -> None:
+        """At ``checks_per_epoch`` evenly spaced points of each epoch, the last its end
+        (before validation and :meth:`on_epoch_end` there). The time spent here is not
+        counted as training (``progress.cpu_s`` and ``energy_j`` are training's alone), so a
+        monitor can score the model on the way without inflating the cost it records; the
+        model is handed over in training mode and must be left so."""
+
     def on_epoch_end(self, model: nn.Module, progress: Progress) -> None:
-        """After each epoch, once validation has run; the time spent here is not counted as
-        training (``progress.cpu_s`` and ``energy_j`` are training's alone), so a monitor can
-        score the model on the way without inflating the cost it records."""
+        """After each epoch, once validation has run; its time, as :meth:`on_check`'s, is
+        not counted as training."""
 
     def on_train_end(self, model: nn.Module) -> None:
         """After the last step, before the model is put in eval mode."""
@@ -186,24 +196,27 @@ class TrainingLoop:
         with tqdm(
             total=steps, desc=self.description, leave=False, disable=not self.progress
         ) as bar:
+            checks = _check_steps(len(source), self.callbacks)
+            result.progress.steps_per_epoch = len(source)
+
+            def step(batch: Batch) -> torch.Tensor:
+                batch = self.prepare(batch)
+                return train_step(model, objective, optimizer, batch, autocast_dtype=dtype)
+
             for epoch in range(self.epochs):
-                loss = None
-                with _measured_epoch(self.meter, result.progress):
-                    _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
-                    for batch in source.epoch(generator):
-                        with self._metered(len(batch.labels)):  # frozen layers' FLOPs too
-                            batch = self.prepare(batch)
-                            loss = train_step(
-                                model, objective, optimizer, batch, autocast_dtype=dtype
-                            )
-                        if scheduler is not None:
-                            scheduler.step()
-                        result.progress.steps += 1
-                        bar.update(1)
-                        if self.progress:
-                            bar.set_postfix(loss=f"{loss.item():.3f}")
-                if loss is not None:
-                    result.losses.append(float(loss))
+                batches, losses = iter(source.epoch(generator)), []
+                for segment, length in enumerate(checks):
+                    last = segment == len(checks) - 1  # takes whatever the epoch has left
+                    with _measured_epoch(self.meter, result.progress):
+                        if segment == 0:
+                            _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
+                        count = None if last else length
+                        losses += self._steps(step, batches, count, scheduler, result, bar)
+                    if not last:  # the epoch's end has its own order, in _after_epoch
+                        _call(self.callbacks, "on_check", trained, result.progress)
+                        hold_frozen_norms(model.train())
+                if losses:
+                    result.losses.append(float(losses[-1]))
                 result.progress.epochs = epoch + 1
                 reason = self._after_epoch(trained, result)
                 if reason is not None:
@@ -214,10 +227,33 @@ class TrainingLoop:
         trained.eval()
         return result
 
+    def _steps(
+        self,
+        step: Callable[[Batch], torch.Tensor],
+        batches: Iterator[Batch],
+        count: int | None,
+        scheduler: Any,
+        result: LoopResult,
+        bar: Any,
+    ) -> list[torch.Tensor]:
+        """``count`` steps (None: every batch left), each metered; their (detached) losses."""
+        losses = []
+        for batch in itertools.islice(batches, count):
+            with self._metered(len(batch.labels)):  # frozen layers' FLOPs too
+                losses.append(step(batch))
+            if scheduler is not None:
+                scheduler.step()
+            result.progress.steps += 1
+            bar.update(1)
+            if self.progress:
+                bar.set_postfix(loss=f"{losses[-1].item():.3f}")
+        return losses
+
     def _after_epoch(self, model: nn.Module, result: LoopResult) -> str | None:
         """Validate (its CPU seconds kept apart) and run the callbacks' epoch ends, both
         outside the epochs' meter windows, then ask the stopping policies."""
         progress = result.progress
+        _call(self.callbacks, "on_check", model, progress)
         if self.validate is not None:
             start = time.process_time()
             progress.scores.append(float(self.validate(model)))
@@ -231,6 +267,15 @@ class TrainingLoop:
         if self.meter is None:
             return contextlib.nullcontext()
         return self.meter.batch(n_samples=n_samples)
+
+
+def _check_steps(steps_per_epoch: int, callbacks: Sequence[Any]) -> list[int]:
+    """An epoch's steps cut into as many near-equal segments as the most frequent
+    callback's ``checks_per_epoch`` asks (never more than its steps; one without any)."""
+    asked = max((int(getattr(c, "checks_per_epoch", 1)) for c in callbacks), default=1)
+    checks = max(1, min(asked, steps_per_epoch))
+    ends = [round(steps_per_epoch * (i + 1) / checks) for i in range(checks)]
+    return [end - start for start, end in zip([0, *ends[:-1]], ends)]
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:
