@@ -241,7 +241,8 @@ def test_learn_stops_early_when_told_and_the_model_keeps_its_policies(
         write_class(data / "first" / NAMES[digit], digits[digit][0][:30])
     write_class(data / "second" / NAMES[2], digits[2][0][:30])
     argv = ["learn", "--data", str(data / "first"), "--model", str(model), "--epochs", "40"]
-    status, out, err = run([*argv, "--target", "0.6", "--energy-budget", "1e6"], capsys)
+    given = ["--target", "0.6", "--energy-budget", "1e6", "--checks-per-epoch", "2"]
+    status, out, err = run([*argv, *given], capsys)
     assert status == 0, err
     assert "stopped by target score (0.6) reached after" in out and "validation accuracy" in out
     saved = ImageModel.load(model).classifier  # policies saved as data: no pickle to trust
@@ -250,7 +251,7 @@ def test_learn_stops_early_when_told_and_the_model_keeps_its_policies(
     assert report.extra["epochs_run"] < 40 and report.extra["validation_score"] >= 0.6
     assert report.extra["rows_trained"] == 48  # a fifth of each class held out
     assert saved.stopping == [TargetScore(0.6), EnergyBudget(1e6)]
-    assert saved.validation_fraction == 0.2
+    assert saved.validation_fraction == 0.2 and saved.checks_per_epoch == 2
 
     argv[2] = str(data / "second")
     status, out, err = run(argv, capsys)  # none given: the model keeps its own

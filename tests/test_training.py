@@ -271,6 +271,41 @@ def test_checks_inside_an_epoch_see_progress_cost_nothing_and_change_no_training
     assert _tiny_loop(callbacks=[_CheckingMonitor(99)]).progress.steps == 40  # at most a step
 
 
+def test_the_loop_validates_and_stops_inside_an_epoch_when_asked_to():
+    scores = iter([0.5, 0.6, 0.8])  # 4 steps an epoch, checked after 2 and 4
+    result = _tiny_loop(
+        checks_per_epoch=2, validate=lambda model: next(scores), stopping=[TargetScore(0.75)]
+    )
+    assert result.stopped_by == "target score (0.75) reached"
+    assert result.progress.steps == 6 and result.progress.epochs == 1  # half-way through two
+    assert result.progress.scores == [0.5, 0.6, 0.8] and len(result.losses) == 2
+    monitor = _CheckingMonitor(checks_per_epoch=4)  # its own checks: every step
+    scores = iter([0.6, 0.5, 0.5, 0.5, 0.5])
+    result = _tiny_loop(
+        checks_per_epoch=2,
+        callbacks=[monitor],
+        validate=lambda model: next(scores),
+        stopping=[Patience(2)],  # two epochs: four scores
+    )
+    assert result.stopped_by == "no improvement for 2 epochs" and result.progress.steps == 10
+    assert [steps for where, steps, _ in monitor.order if where == "check"] == list(range(1, 11))
+    assert _tiny_loop(checks_per_epoch=4, stopping=[StepBudget(5)]).progress.steps == 5
+
+
+def test_a_learner_stops_at_its_target_inside_an_epoch():
+    X, y, _, _ = load_dataset("digits")  # enough rows for checks a few steps apart
+    for learner in (IncrementalClassifier, SoftmaxClassifier):
+        options = {"validation_fraction": 0.2, "stopping": [TargetScore(0.5)], "epochs": 3}
+        quarter = learner(**{**FAST, **options}, checks_per_epoch=4).fit_task(X, y)
+        whole = learner(**{**FAST, **options}).fit_task(X, y)
+        assert quarter.stopped_by == whole.stopped_by == "target score (0.5) reached"
+        assert quarter.extra["epochs_run"] < whole.extra["epochs_run"]
+        assert quarter.extra["epochs_run"] % 1 != 0  # part of an epoch
+        assert quarter.extra["validation_score"] >= 0.5 and quarter.energy_j < whole.energy_j
+    with pytest.raises(ValueError, match="checks_per_epoch"):
+        IncrementalClassifier(checks_per_epoch=0).fit_task(X, y)
+
+
 def test_learners_pass_their_callbacks_to_the_loop(digits):
     X, y, _, _ = digits
     for learner in (IncrementalClassifier, SoftmaxClassifier):

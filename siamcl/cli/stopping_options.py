@@ -1,5 +1,5 @@
 """``siamcl learn``'s options for stopping a task's training early, turned into the
-classifier's ``stopping`` policies and ``validation_fraction`` (see
+classifier's ``stopping`` policies, ``validation_fraction`` and ``checks_per_epoch`` (see
 :mod:`siamcl.training.stopping`), and the line that says why training stopped."""
 
 from __future__ import annotations
@@ -61,9 +61,17 @@ def add_stopping_options(parser: argparse.ArgumentParser) -> None:
         "--validation",
         type=_number(0, 0.5, False, "a share in [0, 0.5)"),
         metavar="SHARE",
-        help="share of each class held out and scored after every epoch, not trained on "
+        help="share of each class held out and scored after every epoch (or at every check, "
+        "--checks-per-epoch), not trained on "
         f"(default {DEFAULT_VALIDATION} with --target or --patience, else a saved model's own "
         "or none)",
+    )
+    group.add_argument(
+        "--checks-per-epoch",
+        type=positive_int,
+        metavar="N",
+        help="validate and ask the policies N times an epoch, evenly spaced, so training can "
+        "stop inside an epoch (default 1, or a saved model's own: at epoch ends)",
     )
 
 
@@ -85,6 +93,8 @@ def stopping_params(classifier: Any, args: argparse.Namespace) -> dict[str, Any]
         validation = classifier.validation_fraction or DEFAULT_VALIDATION
     if validation is not None:
         params["validation_fraction"] = validation
+    if getattr(args, "checks_per_epoch", None) is not None:
+        params["checks_per_epoch"] = args.checks_per_epoch
     check_stopping(
         params.get("stopping", classifier.stopping),
         params.get("validation_fraction", classifier.validation_fraction),
@@ -98,8 +108,10 @@ def stop_note(report: Any) -> str:
     score, stopped_by = report.extra.get("validation_score"), report.stopped_by
     if score is None and (not stopped_by or stopped_by.startswith("epochs")):
         return ""
-    epochs = int(report.extra.get("epochs_run", 0))
-    note = f"; stopped by {stopped_by} after {epochs} epoch{'s' * (epochs != 1)}"
+    epochs = round(
+        float(report.extra.get("epochs_run", 0)), 2
+    )  # part of one after a mid-epoch stop
+    note = f"; stopped by {stopped_by} after {epochs:g} epoch{'s' * (epochs != 1)}"
     if score is not None:
         cpu_s = report.extra.get("validation_cpu_s", 0)
         note += f", validation accuracy {score:.3f} (scoring it took {cpu_s:.1f} of those CPU s)"

@@ -79,6 +79,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         (:mod:`siamcl.training.stopping`: step or energy budget, target validation score,
         patience), and the share of each class held out to score the encoder after each epoch
         (nearest class means; cost apart, in ``extra``). None and 0: ``epochs`` on all data.
+    checks_per_epoch: validations and stopping checks an epoch, evenly spaced, so training
+        can stop inside one (1: at epoch ends; ``Patience`` still counts epochs).
     callbacks: :class:`siamcl.training.Callback` objects called between epochs (not metered).
     teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
         embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
@@ -166,6 +168,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         whitening: float | None = None,
         precision: str = "fp32",
         frozen_layers: int = 0,
+        checks_per_epoch: int = 1,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})

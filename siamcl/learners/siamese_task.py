@@ -207,6 +207,7 @@ def train_task(
     loop = TrainingLoop(
         stopping=tuple(clf.stopping or ()),
         validate=validation,
+        checks_per_epoch=clf.checks_per_epoch,
         epochs=clf.epochs,
         optimizer=clf.optimizer or adam(clf.lr, clf.weight_decay),
         prepare=BatchPreparation(

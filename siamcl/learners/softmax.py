@@ -108,7 +108,8 @@ class SoftmaxClassifier:
     (bf16 where the hardware computes it natively; :mod:`siamcl.training.precision`).
     ``stopping`` / ``validation_fraction``: as for :class:`~siamcl.IncrementalClassifier`,
     policies that end a task's training early, the score being the head's accuracy on the
-    share of each class held out (:mod:`siamcl.training.stopping`).
+    share of each class held out (:mod:`siamcl.training.stopping`); ``checks_per_epoch``:
+    how often an epoch they are asked, as for :class:`~siamcl.IncrementalClassifier`.
     ``frozen_layers``: as for :class:`~siamcl.IncrementalClassifier`, from the second task on
     the backbone's first layers keep what the first task taught them; the rest trains on
     (:mod:`siamcl.training.freezing`); float backbones only (``qat=None``).
@@ -161,6 +162,7 @@ class SoftmaxClassifier:
         stopping: Any = None,
         validation_fraction: float = 0.0,
         frozen_layers: int = 0,
+        checks_per_epoch: int = 1,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -383,6 +385,7 @@ class SoftmaxClassifier:
             precision=precision_with_qat(self.precision, self.qat),
             validate=validate,
             stopping=tuple(self.stopping or ()),
+            checks_per_epoch=self.checks_per_epoch,
         )
         model.to(self.device)
         source = BalancedBatches(inputs, targets, self.batch_size, self.balance)

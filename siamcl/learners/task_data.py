@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from siamcl._checks import Options, Real
+from siamcl._checks import Integer, Options, Real
 from siamcl.losses import TEACHER_TARGETS
 from siamcl.preprocess import Preprocessor
 from siamcl.training import LoopResult
@@ -38,6 +38,7 @@ DATA_CONSTRAINTS: dict[str, list[Any]] = {
     "data_selection": [Options(DATA_SELECTIONS)],
     "teacher_targets": [Options(TEACHER_TARGETS)],
     "validation_fraction": [Real(0, 0.5, closed="left")],
+    "checks_per_epoch": [Integer(1)],
 }
 
 
@@ -86,10 +87,13 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
 
 
 def training_figures(result: LoopResult) -> dict[str, float]:
-    """What a task's report keeps of the loop: epochs and steps run and, with validation, the
+    """What a task's report keeps of the loop: epochs (fractional after a stop inside one)
+    and steps run and, with validation, the
     last score and the CPU seconds validating took (within the report's CPU time, outside
     the training energy that stopping policies see)."""
-    figures = {"epochs_run": float(result.progress.epochs), "steps": float(result.progress.steps)}
+    progress = result.progress  # a stop inside an epoch runs part of one
+    epochs = progress.steps / progress.steps_per_epoch if progress.steps_per_epoch else 0.0
+    figures = {"epochs_run": epochs, "steps": float(progress.steps)}
     if result.progress.scores:
         figures["validation_score"] = result.progress.scores[-1]
         figures["validation_cpu_s"] = result.validation_cpu_s

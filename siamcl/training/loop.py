@@ -155,8 +155,9 @@ class TrainingLoop:
     (:mod:`~siamcl.training.memory_format`) unless ``channels_last`` is False or the model
     is wrapped for distributed training. ``precision`` (``"fp32"``, ``"bf16"`` or ``"auto"``,
     :mod:`~siamcl.training.precision`) runs forward passes mixed-precision.
-    After each epoch, ``validate(model)`` (if given) scores the model on held-out data, timed
-    apart from training, and the ``stopping`` policies may end training early
+    After each epoch, or ``checks_per_epoch`` times an epoch (evenly spaced, the last at its
+    end), ``validate(model)`` (if given) scores the model on held-out data, timed apart from
+    training, and the ``stopping`` policies may end training early, mid-epoch too
     (:mod:`siamcl.training.stopping`). :meth:`run` returns the :class:`LoopResult`.
     """
 
@@ -172,6 +173,7 @@ class TrainingLoop:
     validate: Callable[[nn.Module], float] | None = None
     channels_last: bool = True
     precision: str = "fp32"
+    checks_per_epoch: int = 1
 
     def run(
         self,
@@ -196,29 +198,16 @@ class TrainingLoop:
         with tqdm(
             total=steps, desc=self.description, leave=False, disable=not self.progress
         ) as bar:
-            checks = _check_steps(len(source), self.callbacks)
-            result.progress.steps_per_epoch = len(source)
 
             def step(batch: Batch) -> torch.Tensor:
                 batch = self.prepare(batch)
                 return train_step(model, objective, optimizer, batch, autocast_dtype=dtype)
 
+            run = _Run(model, trained, step, scheduler, result, bar, self._plan(len(source)))
+            result.progress.steps_per_epoch = len(source)
+            result.progress.checks_per_epoch = len(run.plan.own)
             for epoch in range(self.epochs):
-                batches, losses = iter(source.epoch(generator)), []
-                for segment, length in enumerate(checks):
-                    last = segment == len(checks) - 1  # takes whatever the epoch has left
-                    with _measured_epoch(self.meter, result.progress):
-                        if segment == 0:
-                            _call(self.callbacks, "on_epoch_start", trained, epoch, self.epochs)
-                        count = None if last else length
-                        losses += self._steps(step, batches, count, scheduler, result, bar)
-                    if not last:  # the epoch's end has its own order, in _after_epoch
-                        _call(self.callbacks, "on_check", trained, result.progress)
-                        hold_frozen_norms(model.train())
-                if losses:
-                    result.losses.append(float(losses[-1]))
-                result.progress.epochs = epoch + 1
-                reason = self._after_epoch(trained, result)
+                reason = self._epoch(run, epoch, iter(source.epoch(generator)))
                 if reason is not None:
                     result.stopped_by = reason
                     break
@@ -227,41 +216,77 @@ class TrainingLoop:
         trained.eval()
         return result
 
-    def _steps(
-        self,
-        step: Callable[[Batch], torch.Tensor],
-        batches: Iterator[Batch],
-        count: int | None,
-        scheduler: Any,
-        result: LoopResult,
-        bar: Any,
-    ) -> list[torch.Tensor]:
+    def _epoch(self, run: _Run, epoch: int, batches: Iterator[Batch]) -> str | None:
+        """One epoch, metered in stretches between checks (which are not counted); why to
+        stop, if a policy says so at a check or at the epoch's end."""
+        progress, ends, losses, done, reason = run.result.progress, run.plan.ends, [], 0, None
+        for end in ends:
+            last = end == ends[-1]  # takes whatever the epoch has left
+            with _measured_epoch(self.meter, progress):
+                if done == 0:
+                    _call(self.callbacks, "on_epoch_start", run.trained, epoch, self.epochs)
+                losses += self._steps(run, batches, None if last else end - done)
+            done = end
+            if last:
+                break
+            _call(run.plan.callbacks_at(end), "on_check", run.trained, progress)
+            reason = self._validate(run.trained, run.result) if end in run.plan.own else None
+            hold_frozen_norms(run.model.train())
+            if reason is not None:
+                break
+        if losses:
+            run.result.losses.append(float(losses[-1]))
+        if reason is not None:
+            return reason
+        progress.epochs = epoch + 1
+        return self._after_epoch(run.trained, run.result)
+
+    def _steps(self, run: _Run, batches: Iterator[Batch], count: int | None) -> list[torch.Tensor]:
         """``count`` steps (None: every batch left), each metered; their (detached) losses."""
         losses = []
         for batch in itertools.islice(batches, count):
             with self._metered(len(batch.labels)):  # frozen layers' FLOPs too
-                losses.append(step(batch))
-            if scheduler is not None:
-                scheduler.step()
-            result.progress.steps += 1
-            bar.update(1)
+                losses.append(run.step(batch))
+            if run.scheduler is not None:
+                run.scheduler.step()
+            run.result.progress.steps += 1
+            run.bar.update(1)
             if self.progress:
-                bar.set_postfix(loss=f"{losses[-1].item():.3f}")
+                run.bar.set_postfix(loss=f"{losses[-1].item():.3f}")
         return losses
 
+    def _plan(self, steps_per_epoch: int) -> _CheckPlan:
+        """Where in an epoch the loop validates and asks its stopping policies (its own
+        ``checks_per_epoch`` points) and where each callback with ``on_check`` is called (at
+        the callback's ``checks_per_epoch``)."""
+        callbacks = [
+            (c, _check_steps(steps_per_epoch, getattr(c, "checks_per_epoch", 1)))
+            for c in self.callbacks
+            if hasattr(c, "on_check")
+        ]
+        return _CheckPlan(_check_steps(steps_per_epoch, self.checks_per_epoch), callbacks)
+
+    def _validate(self, model: nn.Module, result: LoopResult) -> str | None:
+        """Inside an epoch: validate, then ask the stopping policies."""
+        self._score(model, result)
+        return first_stop(self.stopping, result.progress)
+
     def _after_epoch(self, model: nn.Module, result: LoopResult) -> str | None:
-        """Validate (its CPU seconds kept apart) and run the callbacks' epoch ends, both
-        outside the epochs' meter windows, then ask the stopping policies."""
-        progress = result.progress
-        _call(self.callbacks, "on_check", model, progress)
+        """At an epoch's end, outside the meter's windows: every callback's check, validation,
+        the callbacks' epoch ends, then (unless it was the last) the stopping policies."""
+        _call(self.callbacks, "on_check", model, result.progress)
+        self._score(model, result)
+        _call(self.callbacks, "on_epoch_end", model, result.progress)
+        if result.progress.epochs >= self.epochs:
+            return None
+        return first_stop(self.stopping, result.progress)
+
+    def _score(self, model: nn.Module, result: LoopResult) -> None:
+        """The validation score, if the loop validates, its CPU seconds kept apart."""
         if self.validate is not None:
             start = time.process_time()
-            progress.scores.append(float(self.validate(model)))
+            result.progress.scores.append(float(self.validate(model)))
             result.validation_cpu_s += time.process_time() - start
-        _call(self.callbacks, "on_epoch_end", model, progress)
-        if progress.epochs >= self.epochs:
-            return None
-        return first_stop(self.stopping, progress)
 
     def _metered(self, n_samples: int):
         if self.meter is None:
@@ -269,13 +294,40 @@ class TrainingLoop:
         return self.meter.batch(n_samples=n_samples)
 
 
-def _check_steps(steps_per_epoch: int, callbacks: Sequence[Any]) -> list[int]:
-    """An epoch's steps cut into as many near-equal segments as the most frequent
-    callback's ``checks_per_epoch`` asks (never more than its steps; one without any)."""
-    asked = max((int(getattr(c, "checks_per_epoch", 1)) for c in callbacks), default=1)
-    checks = max(1, min(asked, steps_per_epoch))
-    ends = [round(steps_per_epoch * (i + 1) / checks) for i in range(checks)]
-    return [end - start for start, end in zip([0, *ends[:-1]], ends)]
+@dataclass
+class _CheckPlan:
+    """Checks within an epoch, as steps into it: the loop's own, and each callback's."""
+
+    own: set[int]
+    callbacks: list[tuple[Any, set[int]]]
+
+    @property
+    def ends(self) -> list[int]:
+        """Where the metered stretches of an epoch end: at every check (the last, its end)."""
+        return sorted(self.own.union(*(steps for _, steps in self.callbacks)))
+
+    def callbacks_at(self, step: int) -> list[Any]:
+        return [callback for callback, steps in self.callbacks if step in steps]
+
+
+@dataclass
+class _Run:
+    """What one :meth:`TrainingLoop.run` threads through its epochs."""
+
+    model: nn.Module
+    trained: nn.Module
+    step: Callable[[Batch], torch.Tensor]
+    scheduler: Any
+    result: LoopResult
+    bar: Any
+    plan: _CheckPlan
+
+
+def _check_steps(steps_per_epoch: int, checks: int) -> set[int]:
+    """The ends (steps into an epoch) of ``checks`` near-equal stretches of an epoch: never
+    more than its steps, at least its end."""
+    checks = max(1, min(int(checks), steps_per_epoch))
+    return {round(steps_per_epoch * (i + 1) / checks) for i in range(checks)}
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:

@@ -1,6 +1,7 @@
 """When training stops: a budget, a target, patience, or an energy budget.
 
-The loop asks its stopping policies after every epoch, given the :class:`Progress` so far;
+The loop asks its stopping policies after every epoch, or at each of its checks inside an
+epoch (``checks_per_epoch``), given the :class:`Progress` so far;
 the first to answer with a reason ends training, and the reason goes into the task's
 :class:`~siamcl.TaskReport` (``stopped_by``). A fixed number of epochs is the loop's own
 ``epochs``; these policies end training earlier. Validation scores come from a split the
@@ -33,7 +34,8 @@ __all__ = [
 class Progress:
     """What training has done so far: epochs and steps run (``steps_per_epoch`` an epoch, so
     a check inside one is ``steps / steps_per_epoch`` epochs in), validation scores after
-    each epoch (empty without validation), and the CPU seconds and joules spent training,
+    each epoch, or at each of the loop's ``checks_per_epoch`` checks of an epoch (empty
+    without validation), and the CPU seconds and joules spent training,
     validation and callbacks' checks and epoch ends left out. The joules are read as the learner's
     meter reads its task (``energy_method``: a counter such as ``"rapl"`` or ``"nvml"``
     where one is readable, else ``"estimate"``)."""
@@ -41,6 +43,7 @@ class Progress:
     epochs: int = 0
     steps: int = 0
     steps_per_epoch: int = 0
+    checks_per_epoch: int = 1
     scores: list[float] = field(default_factory=list)
     energy_j: float = 0.0
     cpu_s: float = 0.0
@@ -55,7 +58,7 @@ class StoppingPolicy(Protocol):
 
 @dataclass(frozen=True)
 class StepBudget:
-    """Stop once ``steps`` optimizer steps have run (checked after each epoch)."""
+    """Stop once ``steps`` optimizer steps have run (checked at the loop's checks)."""
 
     steps: int
 
@@ -79,25 +82,25 @@ class TargetScore:
 @dataclass(frozen=True)
 class Patience:
     """Stop when the validation score has not improved by ``min_delta`` for ``epochs``
-    epochs in a row."""
+    epochs in a row (as many scores as the loop checks in that many epochs)."""
 
     uses_scores: ClassVar[bool] = True
     epochs: int = 2
     min_delta: float = 0.0
 
     def reason(self, progress: Progress) -> str | None:
-        scores = progress.scores
-        if len(scores) <= self.epochs:
+        scores, window = progress.scores, self.epochs * progress.checks_per_epoch
+        if len(scores) <= window:
             return None
-        best_before = max(scores[: -self.epochs])
-        if max(scores[-self.epochs :]) <= best_before + self.min_delta:
+        best_before = max(scores[:-window])
+        if max(scores[-window:]) <= best_before + self.min_delta:
             return f"no improvement for {self.epochs} epochs"
         return None
 
 
 @dataclass(frozen=True)
 class EnergyBudget:
-    """Stop once a task's training has spent ``joules`` (checked after each epoch): measured
+    """Stop once a task's training has spent ``joules`` (checked at the loop's checks): measured
     by the learner's energy counter where one is readable (a GPU's through NVML, RAPL),
     otherwise the estimate its reports give."""
 
