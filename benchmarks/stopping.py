@@ -5,12 +5,14 @@ against the fixed epoch count, for the standard network and the Siamese learner 
 
 ``bench energy`` finds each method's energy to a target by scoring the test split after every
 epoch, an oracle no user has. Here each learner decides for itself: it trains on the rest of
-the data, scores the held-out share after every epoch, and stops at the first policy that says
-so. Its energy is its whole task (validation included), so the two rows of a method say what
-stopping early saves and what the held-out share costs in test accuracy.
+the data, scores the held-out share after every epoch (or ``--checks-per-epoch`` times an
+epoch), and stops at the first policy that says so. Its energy is its whole task (validation
+included), so the two rows of a method say what stopping early saves and what the held-out
+share costs in test accuracy.
 
     python benchmarks/stopping.py [--targets 0.97,0.98] [--patience 2] [--validation 0.2]
-        [--epochs 6] [--seeds 0,1,2] [--methods standard,siamese,...] [--out DIR]
+        [--epochs 6] [--checks-per-epoch 1] [--seeds 0,1,2] [--methods standard,siamese,...]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from siamcl.reporting.records import (
     command_line,
     git_commit,
     parse_seeds,
+    positive_int,
     record_markdown,
 )
 from siamcl.threads import cpu_threads
 from siamcl.training import Patience, TargetScore
 
-METHODS = ("standard", "standard-bf16", "siamese", "siamese-whitened-bf16")
+METHODS = ("standard", "standard-bf16", "siamese", "siamese-whitened", "siamese-whitened-bf16")
 
 
 def run_one(
@@ -52,6 +55,7 @@ def run_one(
     if target is not None:
         learner.validation_fraction = args.validation
         learner.stopping = [TargetScore(target), Patience(args.patience)]
+        learner.checks_per_epoch = args.checks_per_epoch
     report = learner.fit_task(runner.X, runner.y)
     return {
         "method": method,
@@ -120,7 +124,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['energy_j']:.0f}",
                 _ratio(r["vs_fixed"]),
                 _ratio(r.get("vs_standard")),
-                f"{r['epochs_run']:.1f}",
+                f"{r['epochs_run']:.2f}",
                 "; ".join(r["stopped_by"]),
                 f"{r['validation_cpu_s']:.1f}",
             ]
@@ -133,7 +137,7 @@ def render(results: dict[str, Any]) -> str:
         f"{_summarised_line(results.get('summarised'))}"
         f"Multi-class mnist5k, means over seeds {results['seeds']}; at most {s['epochs']} epochs. "
         f"A stopped run holds out {s['validation']:.0%} of each class, trains on the rest, scores "
-        f"the held-out share after every epoch and stops once it reaches the target or has not "
+        f"the held-out share {_checks(s)} and stops once it reaches the target or has not "
         f"improved for {s['patience']} epochs. {_repeats_note(results)}Every learner trains once on a few rows before "
         "anything is measured, so the process's one-off costs fall on none. Energy is the learner's whole task, validation "
         "included (its CPU seconds in the last column); it is estimated from CPU time where no "
@@ -142,6 +146,11 @@ def render(results: dict[str, Any]) -> str:
         "standard network in bf16, trained the same way.\n\n"
         f"{table}\n"
     )
+
+
+def _checks(settings: dict[str, Any]) -> str:
+    checks = settings.get("checks_per_epoch", 1)  # records made before the option: 1
+    return "after every epoch" if checks == 1 else f"{checks} times an epoch, evenly spaced,"
 
 
 def _summarised_line(summarised: dict[str, Any] | None) -> str:
@@ -208,6 +217,12 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=2, help="epochs without gain (2)")
     parser.add_argument("--validation", type=float, default=0.2, help="held-out share (0.2)")
     parser.add_argument("--epochs", type=int, default=6, help="at most, as bench energy (6)")
+    parser.add_argument(
+        "--checks-per-epoch",
+        type=positive_int,
+        default=1,
+        help="validations an epoch of a stopped run, evenly spaced (1: at epoch ends)",
+    )
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="seeds (0,1,2)")
     parser.add_argument(
         "--methods", type=choice_list(METHODS), default=list(METHODS), help=",".join(METHODS)
@@ -232,6 +247,7 @@ def main() -> None:
         "patience": args.patience,
         "validation": args.validation,
         "epochs": args.epochs,
+        "checks_per_epoch": args.checks_per_epoch,
         "batch_size": 128,
         "device": "cpu",
         "torch_threads": 1,
@@ -252,7 +268,7 @@ def main() -> None:
                         repeats.setdefault((method, target), []).append(r)
                         print(
                             f"seed {seed} {method} to {target}: {r['accuracy']:.3f}, "
-                            f"{r['energy_j']:.0f} J, {r['epochs_run']:.0f} epochs "
+                            f"{r['energy_j']:.0f} J, {r['epochs_run']:.2f} epochs "
                             f"({r['stopped_by']})",
                             flush=True,
                         )
