@@ -60,10 +60,10 @@ class Callback:
     """Things done between steps; override what you need (every method does nothing here).
     The loop accepts any object and calls the methods it has of these."""
 
+    checks_per_epoch: int = 1  # how often in an epoch :meth:`on_check` runs
+
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
         """Before the first batch of ``epoch`` (0-based) of ``epochs``."""
-
-    checks_per_epoch: int = 1  # how often in an epoch :meth:`on_check` runs
 
     def on_check(self, model: nn.Module, progress: Progress) -> None:
         """At ``checks_per_epoch`` evenly spaced points of each epoch, the last its end
