@@ -108,9 +108,8 @@ def stop_note(report: Any) -> str:
     score, stopped_by = report.extra.get("validation_score"), report.stopped_by
     if score is None and (not stopped_by or stopped_by.startswith("epochs")):
         return ""
-    epochs = round(
-        float(report.extra.get("epochs_run", 0)), 2
-    )  # part of one after a mid-epoch stop
+    # part of an epoch after a stop inside one
+    epochs = round(float(report.extra.get("epochs_run", 0)), 2)
     note = f"; stopped by {stopped_by} after {epochs:g} epoch{'s' * (epochs != 1)}"
     if score is not None:
         cpu_s = report.extra.get("validation_cpu_s", 0)

@@ -88,13 +88,12 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
 
 def training_figures(result: LoopResult) -> dict[str, float]:
     """What a task's report keeps of the loop: epochs (fractional after a stop inside one)
-    and steps run and, with validation, the
-    last score and the CPU seconds validating took (within the report's CPU time, outside
-    the training energy that stopping policies see)."""
-    progress = result.progress  # a stop inside an epoch runs part of one
+    and steps run and, with validation, the last score and the CPU seconds validating took
+    (within the report's CPU time, outside the training energy that stopping policies see)."""
+    progress = result.progress
     epochs = progress.steps / progress.steps_per_epoch if progress.steps_per_epoch else 0.0
     figures = {"epochs_run": epochs, "steps": float(progress.steps)}
-    if result.progress.scores:
+    if progress.scores:
         figures["validation_score"] = result.progress.scores[-1]
         figures["validation_cpu_s"] = result.validation_cpu_s
     return figures

@@ -33,12 +33,12 @@ __all__ = [
 @dataclass
 class Progress:
     """What training has done so far: epochs and steps run (``steps_per_epoch`` an epoch, so
-    a check inside one is ``steps / steps_per_epoch`` epochs in), validation scores after
-    each epoch, or at each of the loop's ``checks_per_epoch`` checks of an epoch (empty
-    without validation), and the CPU seconds and joules spent training,
-    validation and callbacks' checks and epoch ends left out. The joules are read as the learner's
-    meter reads its task (``energy_method``: a counter such as ``"rapl"`` or ``"nvml"``
-    where one is readable, else ``"estimate"``)."""
+    a check inside one is ``steps / steps_per_epoch`` epochs in), validation scores at each
+    of the loop's ``checks_per_epoch`` checks of an epoch (empty without validation), and
+    the CPU seconds and joules spent training, validation and callbacks' checks and epoch
+    ends left out. The joules are read as the learner's meter reads its task
+    (``energy_method``: a counter such as ``"rapl"`` or ``"nvml"`` where one is readable,
+    else ``"estimate"``)."""
 
     epochs: int = 0
     steps: int = 0
