@@ -252,8 +252,8 @@ def _report(results: dict[str, Any], out: str | Path, name: str, quiet: bool) ->
 
 
 def _check(args: argparse.Namespace) -> None:
-    at_least_one = ("epochs", "student_epochs", "checks_per_epoch", "tasks", "batch_size")
-    for name in (*at_least_one, "threads", "cil_repeats"):
+    counts = "epochs student_epochs checks_per_epoch tasks batch_size threads cil_repeats"
+    for name in counts.split():
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.holdout < 1:

@@ -94,6 +94,6 @@ def training_figures(result: LoopResult) -> dict[str, float]:
     epochs = progress.steps / progress.steps_per_epoch if progress.steps_per_epoch else 0.0
     figures = {"epochs_run": epochs, "steps": float(progress.steps)}
     if progress.scores:
-        figures["validation_score"] = result.progress.scores[-1]
+        figures["validation_score"] = progress.scores[-1]
         figures["validation_cpu_s"] = result.validation_cpu_s
     return figures
