@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from siamcl.reporting import (
@@ -110,19 +111,21 @@ def test_validation_tracking_lags_are_accuracy_less_score() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    def point(epoch, validation, plain, accuracy):
+    def point(epoch, validation, sample, accuracy, cpu_s=(0.1, 0.3)):
         return {
             "epoch": epoch,
             "validation": validation,
-            "plain_validation": plain,
+            "sample": sample,
             "accuracy": accuracy,
+            "validation_cpu_s": cpu_s[0],
+            "sample_cpu_s": cpu_s[1],
         }
 
     runs = [
         {
             "method": "m",
             "seed": 0,
-            "per_epoch": [point(1, 0.90, 0.80, 0.92), point(2, 0.95, 0.95, 0.96)],
+            "per_epoch": [point(1, 0.90, 0.80, 0.92), point(2, 0.95, 0.95, 0.96, (0.3, 0.5))],
         },
         {
             "method": "m",
@@ -132,7 +135,14 @@ def test_validation_tracking_lags_are_accuracy_less_score() -> None:
     ]
     (summary,) = module.summarise(runs, ["m"])
     assert summary["lag"] == pytest.approx((0.02 + 0.01 + 0.02 - 0.01) / 4)
-    assert summary["plain_lag"] == pytest.approx((0.12 + 0.01 + 0.04 + 0.03) / 4)
+    assert summary["sample_lag"] == pytest.approx((0.12 + 0.01 + 0.04 + 0.03) / 4)
+    assert summary["lag_sd"] == pytest.approx(np.std([0.02, 0.01, 0.02, -0.01]))
+    assert summary["cpu_s"] == pytest.approx(0.15) and summary["sample_cpu_s"] == pytest.approx(
+        0.35
+    )
+    results = {"settings": {"methods": ["m"], "epochs": 2}, "runs": runs, "summary": [summary]}
+    markdown = module.render({**results, "seeds": [0, 1], "command": "c", "date": "d"})
+    assert "takes 0.15 CPU s" in markdown and "0.35 CPU s (2.3x)" in markdown
     results = {"settings": {"methods": ["m"], "epochs": 2}, "runs": runs, "summary": [summary]}
     results.update(seeds=[0, 1], command="c", date="d")
     table = module.render(results)

@@ -317,7 +317,7 @@ def test_learners_pass_their_callbacks_to_the_loop(digits):
 def test_a_whitening_learners_validation_scores_whitened_class_means():
     """Two classes whose means differ along a direction each class barely varies in, with a
     wide spread along another: plain class means confuse them, whitened ones do not."""
-    from siamcl.learners.siamese_task import prototype_score
+    from siamcl.learners.validation import prototype_score
     from siamcl.store import PrototypeStore
 
     rng = np.random.default_rng(0)
@@ -342,7 +342,7 @@ def test_the_validation_score_classifies_by_the_learners_prototype_rule():
     misleads, two k-means prototypes a class (the learner's rule here) do not."""
     from functools import partial
 
-    from siamcl.learners.siamese_task import prototype_score
+    from siamcl.learners.validation import prototype_score
     from siamcl.store import PrototypeStore
 
     rng = np.random.default_rng(1)

@@ -31,8 +31,8 @@ from torch import nn
 from siamcl.accounting import ResourceMeter
 from siamcl.bench.variants import Variant, parse_variant
 from siamcl.learners.incremental import IncrementalClassifier
-from siamcl.learners.siamese_task import reference_store, rule_store, store_accuracy
 from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.learners.validation import reference_store, rule_store, store_accuracy
 from siamcl.preprocess import Preprocessor
 from siamcl.store import PrototypeStore
 from siamcl.training import embed_in_batches, forward_dtype
@@ -160,7 +160,7 @@ def prototype_scorer(
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
     """Accuracy of the nearest prototype in a store ``new_store(dim)`` filled with the
     ``reference`` rows: class means by default, the learner's own rule with
-    :func:`~siamcl.learners.siamese_task.rule_store` (every row for a 1-NN learner); with
+    :func:`~siamcl.learners.validation.rule_store` (every row for a 1-NN learner); with
     ``whitening`` (a shrinkage), after the within-class whitening of the reference rows, as
     ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the reference rows,
     the whitening estimate and filling the store are the finishing work, timed; embedding the

@@ -31,12 +31,12 @@ from siamcl.learners.siamese_task import (
     siamese_objective,
     task_random_state,
     task_ranks,
-    task_validation,
     train_task,
     with_replay,
 )
 from siamcl.learners.state import Learned
 from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows, training_figures
+from siamcl.learners.validation import task_validation
 from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
@@ -77,8 +77,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each task.
     stopping, validation_fraction: policies that may end a task's training early
         (:mod:`siamcl.training.stopping`: step or energy budget, target validation score,
-        patience), and the share of each class held out to score the encoder after each epoch
-        (nearest class means; cost apart, in ``extra``). None and 0: ``epochs`` on all data.
+        patience), and the share of each class held out to score the encoder (prototypes
+        cross-validated in it: :mod:`siamcl.learners.validation`; its cost in ``extra``).
     checks_per_epoch: validations and stopping checks an epoch, evenly spaced, so training
         can stop inside one (1: at epoch ends; ``Patience`` still counts epochs).
     callbacks: :class:`siamcl.training.Callback` objects called between epochs (not metered).

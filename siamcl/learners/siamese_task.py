@@ -31,7 +31,7 @@ from siamcl.compress import (
     training_scheme,
 )
 from siamcl.distributed import Ranks, distributed_objective_loss
-from siamcl.learners.task_data import distorts, validation_split
+from siamcl.learners.task_data import distorts
 from siamcl.losses import MetricLoss, MetricTerm, Objective, distillation_term
 from siamcl.preprocess import Preprocessor
 from siamcl.replay import ExemplarMemory
@@ -55,15 +55,10 @@ __all__ = [
     "check_views",
     "consolidate",
     "embedder",
-    "prototype_score",
-    "reference_store",
-    "rule_store",
     "shared_frozen_layers",
     "siamese_objective",
-    "store_accuracy",
     "task_random_state",
     "task_ranks",
-    "task_validation",
     "train_task",
     "with_replay",
 ]
@@ -284,89 +279,3 @@ def task_random_state(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
         yield
-
-
-def reference_store(
-    encoder: nn.Module,
-    embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
-    reference: tuple[torch.Tensor, np.ndarray],
-    new_store: Callable[[int], PrototypeStore],
-    whitening: float | None = None,
-) -> tuple[PrototypeStore, np.ndarray | None]:
-    """A store ``new_store(dim)`` filled with the ``reference`` rows' embeddings under
-    ``encoder`` (its prototypes class means, k-means centres or every row, as its rule says),
-    and with ``whitening`` (a shrinkage) first whitened by their within-class covariance, as
-    the learner's prototypes are after a task: the matrix, or None, comes back beside it."""
-    embedded, matrix = embed(encoder, reference[0]), None
-    if whitening is not None:
-        matrix = within_class_whitening(embedded, reference[1], whitening)
-        embedded = whiten_rows(embedded, matrix)
-    return new_store(embedded.shape[1]).add(embedded, reference[1]), matrix
-
-
-def rule_store(clf: Any) -> Callable[[int], PrototypeStore]:
-    """New stores of a given size with the learner's prototype rule (prototypes a class,
-    metric, vote) over exact search: a sample may hold too few rows to train the learner's
-    own (approximate) index on."""
-
-    def new_store(dim: int) -> PrototypeStore:
-        per_class, vote_k = clf.prototypes_per_class, clf.vote_k
-        return PrototypeStore(dim, clf.metric, "Flat", per_class, vote_k, seed=clf.seed)
-
-    return new_store
-
-
-def store_accuracy(
-    store: PrototypeStore, matrix: np.ndarray | None, queries: np.ndarray, labels: np.ndarray
-) -> float:
-    """Accuracy of ``store`` on embedded ``queries``, whitened by ``matrix`` first if given."""
-    if matrix is not None:
-        queries = whiten_rows(queries, matrix)
-    return float(np.mean(store.classify(queries) == labels))
-
-
-def prototype_score(
-    embed: Callable[[nn.Module, torch.Tensor], np.ndarray],
-    reference: tuple[torch.Tensor, np.ndarray],
-    held_out: tuple[torch.Tensor, np.ndarray],
-    new_store: Callable[[int], PrototypeStore],
-    whitening: float | None = None,
-) -> Callable[[nn.Module], float]:
-    """A validation score: under the encoder being trained, the accuracy on the ``held_out``
-    rows of the :func:`reference_store` of the ``reference`` rows."""
-
-    def score(encoder: nn.Module) -> float:
-        store, matrix = reference_store(encoder, embed, reference, new_store, whitening)
-        return store_accuracy(store, matrix, embed(encoder, held_out[0]), held_out[1])
-
-    return score
-
-
-def task_validation(
-    clf: Any, preprocessor: Preprocessor, canonical: torch.Tensor, y: np.ndarray, task: int
-) -> tuple[Any, Callable[[nn.Module], float] | None]:
-    """The task's rows to train on and the validation score the loop computes after each
-    epoch: ``validation_fraction`` of each class held out, classified by the learner's
-    prototype rule (class means, k-means centres or every row; its metric and vote) over as
-    many of each class's training rows, whitened as its prototypes will be when it whitens
-    (all rows and no score when the fraction is 0).
-    Means of a sample, not of every training row: each epoch's score then embeds twice the
-    held-out rows instead of all of the task's (2.5x less at a fifth held out)."""
-    if not clf.validation_fraction:
-        return slice(None), None
-    seed, fraction = clf.seed * 1000 + task, clf.validation_fraction
-    train, held = validation_split(y, fraction, seed)
-    _, sample = validation_split(y[train], fraction / (1 - fraction), seed + 1)
-    reference = train[sample]
-
-    def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
-        return embedder(clf, encoder, preprocessor)(inputs)
-
-    score = prototype_score(
-        embed,
-        (canonical[reference], y[reference]),
-        (canonical[held], y[held]),
-        rule_store(clf),
-        clf.whitening,
-    )
-    return train, score

@@ -1,0 +1,86 @@
+"""The Siamese learner's validation score: its prototype rule cross-validated within the
+held-out rows, which are embedded once a check."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from siamcl import IncrementalClassifier
+from siamcl.learners.validation import cross_validated_score, stratified_folds
+from siamcl.store import PrototypeStore
+
+
+def _identity(encoder, inputs):
+    return inputs.numpy().astype(np.float32)
+
+
+def _clusters(n_per_class: int, classes: int, seed: int, spread: float = 0.1):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, 8))
+    y = np.repeat(np.arange(classes), n_per_class)
+    X = centres[y] + rng.normal(scale=spread, size=(len(y), 8))
+    return torch.from_numpy(X), y
+
+
+def test_separable_classes_score_high_and_random_labels_near_chance():
+    """Every row a prototype (a 1-NN rule): were a row among its own fold's prototypes it
+    would find itself and random labels would score 1.0; cross-validated they score chance."""
+    every_row = functools.partial(PrototypeStore, prototypes_per_class=1000)
+    X, y = _clusters(40, 4, seed=0)
+    assert cross_validated_score(_identity, (X, y), every_row)(None) > 0.95
+    shuffled = np.random.default_rng(1).permutation(y)
+    assert cross_validated_score(_identity, (X, shuffled), every_row)(None) < 0.45
+
+
+def test_a_whitened_score_estimates_the_whitening_from_the_other_folds():
+    """Two classes whose means differ along a direction each class barely varies in, with a
+    wide spread along another: plain class means confuse them, whitened ones do not."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    spread = rng.normal(size=(200, 3)) * [1.5, 0.05, 0.0]
+    X = np.array([0.0, 0.0, 1.0]) + spread + np.where(y[:, None] == 0, 0.1, -0.1) * [0, 1, 0]
+    held = (torch.from_numpy(X / np.linalg.norm(X, axis=1, keepdims=True)), y)
+    plain = cross_validated_score(_identity, held, PrototypeStore)(None)
+    whitened = cross_validated_score(_identity, held, PrototypeStore, whitening=0.1)(None)
+    assert whitened > 0.85 and plain < whitened - 0.2
+
+
+def test_a_score_embeds_the_held_out_rows_once():
+    embedded = []
+
+    def counting(encoder, inputs):
+        embedded.append(len(inputs))
+        return _identity(encoder, inputs)
+
+    X, y = _clusters(30, 3, seed=2)
+    cross_validated_score(counting, (X, y), PrototypeStore)(None)
+    assert embedded == [len(y)]
+
+
+def test_folds_split_each_class_evenly_and_leave_a_single_row_unscored():
+    y = np.array([0] * 12 + [1] * 7 + [2])
+    fold = stratified_folds(y, folds=5, seed=3)
+    for label, expected in ((0, [3, 3, 2, 2, 2]), (1, [2, 2, 1, 1, 1])):
+        assert sorted(np.bincount(fold[y == label], minlength=5).tolist(), reverse=True) == expected
+    assert fold[y == 2].tolist() == [-1]
+    assert np.array_equal(fold, stratified_folds(y, folds=5, seed=3))
+    assert not np.array_equal(fold, stratified_folds(y, folds=5, seed=4))
+
+
+def test_a_class_with_one_held_out_row_is_a_prototype_but_never_scored():
+    X, y = _clusters(20, 3, seed=4)
+    lone = np.concatenate([np.flatnonzero(y < 2), [np.flatnonzero(y == 2)[0]]])
+    score = cross_validated_score(_identity, (X[lone], y[lone]), PrototypeStore)(None)
+    assert score == 1.0  # class 2's row, which no fold could classify, is not counted
+
+
+def test_a_share_holding_one_row_of_every_class_is_refused_before_training():
+    X, y = _clusters(3, 4, seed=5)  # a fifth of 3 rows: one row of each class held out
+    clf = IncrementalClassifier(encoder="mlp", epochs=1, validation_fraction=0.2, flops="off")
+    with pytest.raises(ValueError, match="one of each class: scoring class prototypes needs two"):
+        clf.fit_task(X.numpy().astype(np.float32), y)
+    assert not clf.is_fitted
