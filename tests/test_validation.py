@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from siamcl import IncrementalClassifier
+from siamcl.data import load_dataset
 from siamcl.learners.validation import cross_validated_score, stratified_folds
 from siamcl.store import PrototypeStore
 
@@ -84,3 +85,16 @@ def test_a_share_holding_one_row_of_every_class_is_refused_before_training():
     with pytest.raises(ValueError, match="one of each class: scoring class prototypes needs two"):
         clf.fit_task(X.numpy().astype(np.float32), y)
     assert not clf.is_fitted
+
+
+def test_a_small_whitened_share_is_whitened_by_every_held_out_row():
+    """Two held-out rows a class: the other folds hold one of each, too few to whiten by, so
+    every held-out row's covariance whitens them, and the learner trains and stops."""
+    X, y = _clusters(2, 4, seed=6)
+    score = cross_validated_score(_identity, (X, y), PrototypeStore, whitening=0.5)(None)
+    assert score == 1.0
+    digits = load_dataset("digits")
+    rows = np.concatenate([np.flatnonzero(digits[1] == c)[:8] for c in range(10)])
+    clf = IncrementalClassifier(epochs=1, whitening=0.1, validation_fraction=0.25, flops="off")
+    report = clf.fit_task(digits[0][rows], digits[1][rows])
+    assert 0.0 <= report.extra["validation_score"] <= 1.0

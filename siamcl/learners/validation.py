@@ -112,12 +112,13 @@ def cross_validated_score(
     folds: int = VALIDATION_FOLDS,
 ) -> Callable[[nn.Module], float]:
     """A validation score from the ``held_out`` rows alone, embedded once under the encoder
-    being trained: each of ``folds`` stratified folds is classified by the
-    :func:`embedded_store` of the other folds (whitened by their covariance), so no row meets
-    its own embedding. One pass over the held-out rows, as the standard network's score
-    needs, where prototypes of training rows would take a second. A class with a single
-    held-out row is a prototype in every fold and is never scored; ValueError if no class
-    has two."""
+    being trained: each of ``folds`` stratified folds is classified by a store
+    ``new_store(dim)`` of the other folds, whitened by their within-class covariance (by
+    every held-out row's where the other folds hold no two rows of a class), so no row meets
+    its own embedding among the prototypes. One pass over the held-out rows, as the standard
+    network's score needs, where prototypes of training rows would take a second. A class
+    with a single held-out row is a prototype in every fold and is never scored; ValueError
+    if no class has two."""
     inputs, labels = held_out
     fold = stratified_folds(labels, folds, seed)
     if not (fold >= 0).any():
@@ -125,16 +126,25 @@ def cross_validated_score(
             f"the validation share holds {len(labels)} rows, one of each class: scoring "
             "class prototypes needs two of a class; raise validation_fraction or set it to 0"
         )
+    codes = np.unique(labels, return_inverse=True)[1]
+    per_fold = all(np.bincount(codes[fold != i]).max() > 1 for i in range(folds))
 
     def score(encoder: nn.Module) -> float:
         embedded, right = embed(encoder, inputs), 0.0
+        shared = None
+        if whitening is not None and not per_fold:
+            shared = within_class_whitening(embedded, labels, whitening)
         for scored in (fold == i for i in range(folds)):
-            if scored.any():
-                reference = (embedded[~scored], labels[~scored])
-                store, matrix = embedded_store(*reference, new_store, whitening)
-                right += (
-                    store_accuracy(store, matrix, embedded[scored], labels[scored]) * scored.sum()
-                )
+            if not scored.any():
+                continue
+            reference, matrix = embedded[~scored], shared
+            if whitening is not None and matrix is None:
+                matrix = within_class_whitening(reference, labels[~scored], whitening)
+            if matrix is not None:
+                reference = whiten_rows(reference, matrix)
+            store = new_store(reference.shape[1]).add(reference, labels[~scored])
+            accuracy = store_accuracy(store, matrix, embedded[scored], labels[scored])
+            right += accuracy * np.count_nonzero(scored)
         return float(right / np.count_nonzero(fold >= 0))
 
     return score
