@@ -50,14 +50,15 @@ def embedded_store(
     labels: np.ndarray,
     new_store: Callable[[int], PrototypeStore],
     whitening: float | None = None,
+    matrix: np.ndarray | None = None,
 ) -> tuple[PrototypeStore, np.ndarray | None]:
     """A store ``new_store(dim)`` of the ``embedded`` rows (its prototypes class means,
     k-means centres or every row, as its rule says), with ``whitening`` (a shrinkage) first
-    whitened by their within-class covariance, as the learner's prototypes are after a task:
-    the matrix, or None, comes back beside it."""
-    matrix = None
-    if whitening is not None:
+    whitened by their within-class covariance, or by ``matrix`` if given, as the learner's
+    prototypes are after a task: the matrix, or None, comes back beside it."""
+    if whitening is not None and matrix is None:
         matrix = within_class_whitening(embedded, labels, whitening)
+    if matrix is not None:
         embedded = whiten_rows(embedded, matrix)
     return new_store(embedded.shape[1]).add(embedded, labels), matrix
 
@@ -127,22 +128,18 @@ def cross_validated_score(
             "class prototypes needs two of a class; raise validation_fraction or set it to 0"
         )
     codes = np.unique(labels, return_inverse=True)[1]
-    per_fold = all(np.bincount(codes[fold != i]).max() > 1 for i in range(folds))
+    each_fold_whitens = all(np.bincount(codes[fold != i]).max() > 1 for i in range(folds))
 
     def score(encoder: nn.Module) -> float:
         embedded, right = embed(encoder, inputs), 0.0
         shared = None
-        if whitening is not None and not per_fold:
+        if whitening is not None and not each_fold_whitens:
             shared = within_class_whitening(embedded, labels, whitening)
         for scored in (fold == i for i in range(folds)):
             if not scored.any():
                 continue
-            reference, matrix = embedded[~scored], shared
-            if whitening is not None and matrix is None:
-                matrix = within_class_whitening(reference, labels[~scored], whitening)
-            if matrix is not None:
-                reference = whiten_rows(reference, matrix)
-            store = new_store(reference.shape[1]).add(reference, labels[~scored])
+            reference = (embedded[~scored], labels[~scored])
+            store, matrix = embedded_store(*reference, new_store, whitening, shared)
             accuracy = store_accuracy(store, matrix, embedded[scored], labels[scored])
             right += accuracy * np.count_nonzero(scored)
         return float(right / np.count_nonzero(fold >= 0))
