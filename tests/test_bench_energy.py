@@ -581,6 +581,10 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
     budget = runner.learner("standard-e1-lr0.003")  # the run's 2 epochs and lr 1e-3 overridden
     assert (budget.epochs, budget.lr) == (1, 0.003)
     assert runner.learner("siamese-supcon").loss == "supcon"
+    assert multiclass_row("kd-student-metric0").options == {"metric_weight": 0.0}
+    assert multiclass_row("kd-student-metric0").bar_name == (
+        "the KD student with the metric loss weighted 0"
+    )
     assert multiclass_row("siamese-nn-16px").bar_name == (
         "Siamese with every training image a prototype on 16x16 inputs"
     )

@@ -23,6 +23,7 @@ from siamcl.compress import (
     teacher_distillation,
 )
 from siamcl.encoders import EmbeddingNetwork, build_encoder
+from siamcl.losses import MetricLoss
 from siamcl.preprocess import Preprocessor
 
 
@@ -219,6 +220,24 @@ def test_distilled_student_moves_toward_its_teacher_and_learns(digits_40, siames
     distilled = embedding_distillation_loss(torch.from_numpy(student.embed(X_test)), target)
     undistilled = embedding_distillation_loss(torch.from_numpy(alone.embed(X_test)), target)
     assert distilled < 0.9 * undistilled
+
+
+def test_a_student_learns_from_its_teacher_alone_without_mining_pairs(
+    digits_40, siamese_teacher, monkeypatch
+):
+    X_train, y_train, X_test, y_test = digits_40
+
+    def metric_loss_ran(*args, **kwargs):
+        raise AssertionError("metric_weight=0, yet the metric loss ran")
+
+    monkeypatch.setattr(MetricLoss, "forward", metric_loss_ran)
+    student = IncrementalClassifier(
+        encoder="conv4-small", teacher=siamese_teacher, metric_weight=0.0, **FAST
+    )
+    student.fit_task(X_train, y_train)
+    assert student.score(X_test, y_test) > 0.5  # chance is 0.1
+    with pytest.raises(ValueError, match="metric_weight=0 trains on a teacher alone"):
+        IncrementalClassifier(metric_weight=0.0, **FAST).fit_task(X_train, y_train)
 
 
 # ------------------------------------------------------------- wiring into the learners

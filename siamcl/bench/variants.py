@@ -112,6 +112,13 @@ SUFFIXES = (
         "supcon",
     ),
     Suffix(
+        r"metric(0|0\.\d+|[1-9]\d*(?:\.\d+)?)",
+        lambda w: {"metric_weight": float(w)},
+        "metric loss weight {0}",
+        "with the metric loss weighted {0}",
+        "metric0",
+    ),
+    Suffix(
         r"e([1-9]\d*)",
         lambda n: {"epochs": int(n)},
         "{0} epochs",

@@ -25,6 +25,7 @@ from siamcl.learners.components import ComponentFactories
 from siamcl.learners.prediction import NotFittedError, PrototypePredictions
 from siamcl.learners.siamese_task import (
     check_encoder_options,
+    check_objective_weights,
     check_views,
     consolidate,
     embedder,
@@ -37,11 +38,11 @@ from siamcl.learners.siamese_task import (
 from siamcl.learners.state import Learned
 from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows, training_figures
 from siamcl.learners.validation import task_validation
-from siamcl.losses import Objective, build_loss
+from siamcl.losses import build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import PRECISIONS, LoopResult, check_stopping, precision_with_qat
+from siamcl.training import PRECISIONS, check_stopping, precision_with_qat
 from siamcl.training.freezing import freeze_leading_layers
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
@@ -82,10 +83,10 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     checks_per_epoch: validations and stopping checks an epoch, evenly spaced, so training
         can stop inside one (1: at epoch ends; ``Patience`` still counts epochs).
     callbacks: :class:`siamcl.training.Callback` objects called between epochs (not metered).
-    teacher, teacher_weight: a fitted IncrementalClassifier or an encoder module whose
-        embeddings the encoder is distilled toward, weighted by ``teacher_weight`` (see
-        :class:`siamcl.compress.EmbeddingDistillation`); not saved with the model; ``clone``
-        unfits a classifier teacher (pass ``teacher.encoder_`` to keep it).
+    teacher, teacher_weight, metric_weight: a fitted IncrementalClassifier or an encoder
+        module whose embeddings the encoder is distilled toward (not saved with the model;
+        ``clone`` unfits a classifier teacher: pass ``teacher.encoder_``), weighted by
+        ``teacher_weight`` against the metric loss's ``metric_weight`` (0: no pairs mined).
     teacher_loss: ``"match"`` (cosine distance to the teacher's embeddings), ``"relational"``
         (their distances and angles; any size), both, or ``"auto"``: match where the sizes
         agree (see :func:`siamcl.compress.teacher_distillation`).
@@ -116,6 +117,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         "weight_decay": [Real(0)],
         "distill_weight": [Real(0)],
         "teacher_weight": [Real(0)],
+        "metric_weight": [Real(0)],
         "teacher_loss": [Options(tuple(TEACHER_LOSSES))],
         "balance": [Real(0, 1)],
         "optimizer": OPTIMIZER_FACTORY,
@@ -169,6 +171,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         precision: str = "fp32",
         frozen_layers: int = 0,
         checks_per_epoch: int = 1,
+        metric_weight: float = 1.0,
     ):
         # scikit-learn's habit: the constructor only stores its parameters, as given
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
@@ -205,7 +208,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             with task_random_state(self.seed * 1000 + task_index):
                 objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
-                result = self._train(trainable, objective, *args)
+                result = train_task(self, trainable, objective, *args)
             encoder = scheme.convert(trainable)
             store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
         figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
@@ -373,10 +376,6 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
 
     # ------------------------------------------------------------------ training
 
-    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
-        """Train ``encoder`` on one task (:func:`~siamcl.learners.siamese_task.train_task`)."""
-        return train_task(self, encoder, objective, *args)
-
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
         check_views(self, preprocessor)
@@ -395,6 +394,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         training_scheme(self.qat, self.device)
         precision_with_qat(self.precision, self.qat)
         check_stopping(self.stopping, self.validation_fraction)
+        check_objective_weights(self)
         build_loss(self.loss, self.miner)  # unknown names fail before any work, not after it
         self._new_memory()
         self._new_store(dim=self.store_.dim if self.is_fitted else int(self.embedding_dim))

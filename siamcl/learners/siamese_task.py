@@ -52,6 +52,7 @@ from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_
 
 __all__ = [
     "check_encoder_options",
+    "check_objective_weights",
     "check_views",
     "consolidate",
     "embedder",
@@ -76,7 +77,7 @@ def siamese_objective(
     step, as ``teacher_targets`` says (:func:`~siamcl.losses.distillation_term`)."""
     if ranks.active:
         metric_loss = distributed_objective_loss(metric_loss)
-    terms = [("metric", 1.0, MetricTerm(metric_loss))]
+    terms = [("metric", clf.metric_weight, MetricTerm(metric_loss))]  # dropped at weight 0
     targets = (clf.teacher_targets, inputs, preprocessor.standardise, distorts(clf, preprocessor))
     dtype = forward_dtype(clf.precision, clf.qat, clf.device)  # teachers run as the student
     if clf.is_fitted and clf.distill_weight:
@@ -137,6 +138,16 @@ def consolidate(
     return rebuild_prototypes(
         store, embed, embeddings, y, memory, previous, kept_transform=kept_transform
     )
+
+
+def check_objective_weights(clf: Any) -> None:
+    """Refuse ``metric_weight=0`` without a teacher to learn from: nothing would teach the
+    encoder a new class."""
+    if not clf.metric_weight and (clf.teacher is None or not clf.teacher_weight):
+        raise ValueError(
+            "metric_weight=0 trains on a teacher alone: pass teacher= (with teacher_weight "
+            "above 0) or a metric_weight above 0"
+        )
 
 
 def check_views(clf: Any, preprocessor: Preprocessor) -> None:
