@@ -38,11 +38,11 @@ from siamcl.learners.siamese_task import (
 from siamcl.learners.state import Learned
 from siamcl.learners.task_data import DATA_CONSTRAINTS, row_figures, task_rows, training_figures
 from siamcl.learners.validation import task_validation
-from siamcl.losses import build_loss
+from siamcl.losses import Objective, build_loss
 from siamcl.preprocess import Preprocessor, as_array, as_labels
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training import PRECISIONS, check_stopping, precision_with_qat
+from siamcl.training import PRECISIONS, LoopResult, check_stopping, precision_with_qat
 from siamcl.training.freezing import freeze_leading_layers
 
 __all__ = ["IncrementalClassifier", "NotFittedError"]
@@ -59,8 +59,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     loss, miner: a name from :data:`siamcl.losses.LOSSES` or a pytorch-metric-learning loss.
     epochs, batch_size, lr, weight_decay: the optimiser's budget per task (Adam).
     memory_per_class / memory_total: exemplar budget (set one; ``memory_total`` wins if set).
-    selection: ``"herding"`` or ``"random"`` exemplar selection.
-    distill_weight: weight of the embedding distillation term against the previous encoder.
+    selection, distill_weight: ``"herding"`` or ``"random"``; distillation toward the last encoder.
     balance: batches draw each class with weight ``count ** -balance`` (0: as the data comes,
         1: classes equally often), so a few exemplars of old classes are not drowned out.
     index, metric, prototypes_per_class, vote_k: passed to :class:`PrototypeStore`.
@@ -88,16 +87,13 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         ``clone`` unfits a classifier teacher: pass ``teacher.encoder_``), weighted by
         ``teacher_weight`` against the metric loss's ``metric_weight`` (0: no pairs mined).
     teacher_loss: ``"match"`` (cosine distance to the teacher's embeddings), ``"relational"``
-        (their distances and angles; any size), both, or ``"auto"``: match where the sizes
-        agree (see :func:`siamcl.compress.teacher_distillation`).
-    teacher_targets: ``"cached"``: the previous encoder's and the teacher's outputs once per
-        (undistorted) row before the loop; ``"per_step"``: on every (distorted) batch;
-        ``"auto"``: cached unless batches are distorted (:class:`DistillationTerm`).
+        (distances and angles; any size), both, or ``"auto"``: match where the sizes agree.
+    teacher_targets: the previous encoder's and the teacher's outputs ``"cached"`` once per
+        (undistorted) row, ``"per_step"`` on every batch, or ``"auto"``: cached unless distorted.
     data_fraction, data_selection: train each task on that fraction of each class, chosen
-        ``"stratified"`` (at random) or ``"coreset"`` (spread out, k-center greedy in the
-        current encoder's space); only those rows are trained on, kept as exemplars and
-        averaged into prototypes (:mod:`siamcl.training.selection`). The report's ``extra``
-        holds ``rows_trained`` and ``rows_offered``.
+        ``"stratified"`` (at random) or ``"coreset"`` (k-center greedy in the current
+        encoder's space); only those rows are trained on, kept and averaged into prototypes
+        (:mod:`siamcl.training.selection`); ``extra`` holds ``rows_trained``, ``rows_offered``.
     whitening: None, or a shrinkage in [0, 1]: after each task, whiten embeddings by their
         within-class covariance, folded into the last projection (:mod:`siamcl.whitening`);
         it helped one many-class task and hurt two-class tasks in a stream (docs/energy.md).
@@ -208,7 +204,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
             with task_random_state(self.seed * 1000 + task_index):
                 objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
-                result = train_task(self, trainable, objective, *args)
+                result = self._train(trainable, objective, *args)
             encoder = scheme.convert(trainable)
             store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
         figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
@@ -375,6 +371,10 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         return clf
 
     # ------------------------------------------------------------------ training
+
+    def _train(self, encoder: nn.Module, objective: Objective, *args: Any) -> LoopResult:
+        """Train ``encoder`` on one task (:func:`~siamcl.learners.siamese_task.train_task`)."""
+        return train_task(self, encoder, objective, *args)
 
     def _embedder(self, encoder: nn.Module, preprocessor: Preprocessor):
         """A function mapping canonical inputs (tensor or float16 array) to embeddings."""
