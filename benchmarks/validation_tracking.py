@@ -1,5 +1,4 @@
-"""How closely a Siamese learner's validation score follows the accuracy it will have, and
-what each score costs.
+"""How closely a Siamese learner's validation score follows its accuracy, at what cost.
 
 A stopping target (``TargetScore``) is only as good as the score it reads, and a check is
 paid for in every epoch it runs. After every epoch of multi-class mnist5k (trained as
