@@ -98,3 +98,17 @@ def test_a_small_whitened_share_is_whitened_by_every_held_out_row():
     clf = IncrementalClassifier(epochs=1, whitening=0.1, validation_fraction=0.25, flops="off")
     report = clf.fit_task(digits[0][rows], digits[1][rows])
     assert 0.0 <= report.extra["validation_score"] <= 1.0
+
+
+def test_the_cross_validated_score_classifies_by_the_learners_prototype_rule():
+    """Each class two clusters on opposite sides: one mean a class sits near the middle and
+    misleads, two k-means prototypes a class (the learner's rule here) do not."""
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 80)
+    angles = np.concatenate([np.repeat([0.0, np.pi], 40), np.repeat([np.pi / 2, 1.5 * np.pi], 40)])
+    X = np.stack([np.cos(angles), np.sin(angles), np.full(160, 0.3)], axis=1)
+    held = (torch.from_numpy(X + rng.normal(scale=0.05, size=X.shape)), y)
+    one = cross_validated_score(_identity, held, PrototypeStore)(None)
+    two_a_class = functools.partial(PrototypeStore, prototypes_per_class=2)
+    two = cross_validated_score(_identity, held, two_a_class)(None)
+    assert two > 0.95 and one < 0.8
