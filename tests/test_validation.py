@@ -11,12 +11,30 @@ import torch
 
 from siamcl import IncrementalClassifier
 from siamcl.data import load_dataset
-from siamcl.learners.validation import cross_validated_score, stratified_folds
+from siamcl.learners.validation import cross_validated_score, prototype_score, stratified_folds
 from siamcl.store import PrototypeStore
 
 
 def _identity(encoder, inputs):
     return inputs.numpy().astype(np.float32)
+
+
+def _narrow_gap(rng: np.random.Generator, n: int):
+    """Two classes whose means differ along a direction each class barely varies in, with a
+    wide spread along another: plain class means confuse them, whitened ones do not."""
+    y = np.repeat([0, 1], n)
+    spread = rng.normal(size=(2 * n, 3)) * [1.5, 0.05, 0.0]
+    X = np.array([0.0, 0.0, 1.0]) + spread + np.where(y[:, None] == 0, 0.1, -0.1) * [0, 1, 0]
+    return torch.from_numpy(X / np.linalg.norm(X, axis=1, keepdims=True)), y
+
+
+def _opposite_clusters(rng: np.random.Generator, n: int):
+    """Each class two clusters on opposite sides: one mean a class sits near the middle and
+    misleads, two k-means prototypes a class do not."""
+    y = np.repeat([0, 1], 2 * n)
+    angles = np.concatenate([np.repeat([0.0, np.pi], n), np.repeat([np.pi / 2, 1.5 * np.pi], n)])
+    X = np.stack([np.cos(angles), np.sin(angles), np.full(4 * n, 0.3)], axis=1)
+    return torch.from_numpy(X + rng.normal(scale=0.05, size=X.shape)), y
 
 
 def _clusters(n_per_class: int, classes: int, seed: int, spread: float = 0.1):
@@ -38,16 +56,18 @@ def test_separable_classes_score_high_and_random_labels_near_chance():
 
 
 def test_a_whitened_score_estimates_the_whitening_from_the_other_folds():
-    """Two classes whose means differ along a direction each class barely varies in, with a
-    wide spread along another: plain class means confuse them, whitened ones do not."""
-    rng = np.random.default_rng(0)
-    y = np.repeat([0, 1], 100)
-    spread = rng.normal(size=(200, 3)) * [1.5, 0.05, 0.0]
-    X = np.array([0.0, 0.0, 1.0]) + spread + np.where(y[:, None] == 0, 0.1, -0.1) * [0, 1, 0]
-    held = (torch.from_numpy(X / np.linalg.norm(X, axis=1, keepdims=True)), y)
+    held = _narrow_gap(np.random.default_rng(0), 100)
     plain = cross_validated_score(_identity, held, PrototypeStore)(None)
     whitened = cross_validated_score(_identity, held, PrototypeStore, whitening=0.1)(None)
     assert whitened > 0.85 and plain < whitened - 0.2
+
+
+def test_prototypes_of_other_rows_are_whitened_when_the_learner_whitens():
+    rng = np.random.default_rng(0)
+    reference, held = _narrow_gap(rng, 100), _narrow_gap(rng, 100)
+    plain = prototype_score(_identity, reference, held, PrototypeStore)(None)
+    whitened = prototype_score(_identity, reference, held, PrototypeStore, whitening=0.1)(None)
+    assert whitened > 0.95 and plain < whitened - 0.1
 
 
 def test_a_score_embeds_the_held_out_rows_once():
@@ -100,15 +120,16 @@ def test_a_small_whitened_share_is_whitened_by_every_held_out_row():
     assert 0.0 <= report.extra["validation_score"] <= 1.0
 
 
-def test_the_cross_validated_score_classifies_by_the_learners_prototype_rule():
-    """Each class two clusters on opposite sides: one mean a class sits near the middle and
-    misleads, two k-means prototypes a class (the learner's rule here) do not."""
-    rng = np.random.default_rng(1)
-    y = np.repeat([0, 1], 80)
-    angles = np.concatenate([np.repeat([0.0, np.pi], 40), np.repeat([np.pi / 2, 1.5 * np.pi], 40)])
-    X = np.stack([np.cos(angles), np.sin(angles), np.full(160, 0.3)], axis=1)
-    held = (torch.from_numpy(X + rng.normal(scale=0.05, size=X.shape)), y)
-    one = cross_validated_score(_identity, held, PrototypeStore)(None)
+def test_the_scores_classify_by_the_learners_prototype_rule():
+    """Two k-means prototypes a class (the learner's rule here) separate what one mean a class
+    confuses, scored against other rows and cross-validated alike."""
     two_a_class = functools.partial(PrototypeStore, prototypes_per_class=2)
+    rng = np.random.default_rng(1)
+    reference, held = _opposite_clusters(rng, 40), _opposite_clusters(rng, 40)
+    one = prototype_score(_identity, reference, held, PrototypeStore)(None)
+    two = prototype_score(_identity, reference, held, two_a_class)(None)
+    assert two > 0.95 and one < 0.8
+    held = _opposite_clusters(np.random.default_rng(1), 40)
+    one = cross_validated_score(_identity, held, PrototypeStore)(None)
     two = cross_validated_score(_identity, held, two_a_class)(None)
     assert two > 0.95 and one < 0.8
