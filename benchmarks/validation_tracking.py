@@ -27,9 +27,13 @@ import numpy as np
 from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_multiclass import MulticlassRunner, prototype_scorer
 from siamcl.data import load_dataset
-from siamcl.learners.siamese_task import embedder
 from siamcl.learners.task_data import validation_split
-from siamcl.learners.validation import prototype_score, rule_store, task_validation
+from siamcl.learners.validation import (
+    learner_embed,
+    prototype_score,
+    rule_store,
+    task_validation,
+)
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, choice_list, parse_seeds, record_markdown
 from siamcl.threads import cpu_threads
@@ -66,12 +70,8 @@ def trace(runner: MulticlassRunner, method: str) -> list[dict[str, float]]:
     held = np.setdiff1d(np.arange(len(y)), train)
     _, sample = validation_split(y[train], VALIDATION / (1 - VALIDATION), learner.seed * 1000 + 1)
     reference = train[sample]  # as many training rows of each class as are held out
-
-    def embed(encoder: Any, inputs: Any) -> np.ndarray:
-        return embedder(learner, encoder, preprocessor)(inputs)
-
     sampled = prototype_score(
-        embed,
+        learner_embed(learner, preprocessor),
         (canonical[reference], y[reference]),
         (canonical[held], y[held]),
         rule_store(learner),

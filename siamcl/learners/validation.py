@@ -24,6 +24,7 @@ __all__ = [
     "VALIDATION_FOLDS",
     "cross_validated_score",
     "embedded_store",
+    "learner_embed",
     "prototype_score",
     "reference_store",
     "rule_store",
@@ -171,10 +172,18 @@ def task_validation(
         return slice(None), None
     seed = clf.seed * 1000 + task
     train, held = validation_split(y, clf.validation_fraction, seed)
+    embed, held_out = learner_embed(clf, preprocessor), (canonical[held], y[held])
+    score = cross_validated_score(embed, held_out, rule_store(clf), clf.whitening, seed + 1)
+    return train, score
+
+
+def learner_embed(
+    clf: Any, preprocessor: Preprocessor
+) -> Callable[[nn.Module, torch.Tensor], np.ndarray]:
+    """``embed(encoder, inputs)`` as the scores here take it: the learner's embedding
+    (:func:`~siamcl.learners.siamese_task.embedder`) under the encoder being trained."""
 
     def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         return embedder(clf, encoder, preprocessor)(inputs)
 
-    held_out = (canonical[held], y[held])
-    score = cross_validated_score(embed, held_out, rule_store(clf), clf.whitening, seed + 1)
-    return train, score
+    return embed
