@@ -18,15 +18,37 @@ from siamcl.training.batch import Batch
 __all__ = ["BalancedBatches", "EpisodeBatches", "ShuffledBatches", "balanced_epoch"]
 
 
-def balanced_epoch(labels: np.ndarray, balance: float, generator: torch.Generator) -> torch.Tensor:
-    """Row indices for one epoch, each class drawn with weight ``count ** -balance``.
+def balanced_epoch(
+    labels: np.ndarray, balance: float, generator: torch.Generator, replacement: bool = False
+) -> torch.Tensor:
+    """Row indices for one epoch, as many as ``labels``, each class drawn with weight
+    ``count ** -balance`` a row.
 
     ``balance=0`` samples rows as they come; ``balance=1`` draws every class equally often, so
-    a handful of replayed exemplars is not drowned by a new task's hundreds of samples.
+    a handful of replayed exemplars is not drowned by a new task's hundreds of samples. By
+    default each class gets its share of the epoch (rounded by largest remainder) and is drawn
+    without replacement, through a fresh permutation of its rows each time they run out: an
+    epoch of classes of equal size is a permutation of every row, as a shuffled epoch is,
+    where draws with replacement (``replacement=True``, multinomial) leave about a third of
+    the rows unseen and repeat others.
     """
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    weights = torch.from_numpy(counts[inverse].astype(np.float64) ** -balance)
-    return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+    if replacement:
+        weights = torch.from_numpy(counts[inverse].astype(np.float64) ** -balance)
+        return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
+    share = counts.astype(np.float64) ** (1.0 - balance)
+    quota = share / share.sum() * len(labels)
+    draws = np.floor(quota).astype(np.int64)
+    remainder = len(labels) - int(draws.sum())
+    draws[np.argsort(draws - quota, kind="stable")[:remainder]] += 1
+    parts = []
+    for code, wanted in enumerate(draws):
+        members = torch.from_numpy(np.flatnonzero(inverse == code))
+        rounds = -(-int(wanted) // len(members))
+        cycled = [members[torch.randperm(len(members), generator=generator)] for _ in range(rounds)]
+        parts.append(torch.cat(cycled)[:wanted] if cycled else members[:0])
+    rows = torch.cat(parts)
+    return rows[torch.randperm(len(rows), generator=generator)]
 
 
 class _RowBatches:
@@ -65,17 +87,20 @@ class _RowBatches:
 
 
 class BalancedBatches(_RowBatches):
-    """Epochs drawn by :func:`balanced_epoch` (with replacement), cut into batches.
+    """Epochs drawn by :func:`balanced_epoch`, cut into batches.
 
     ``share`` picks this process's part of each batch in a distributed job.
     """
 
-    def __init__(self, inputs, labels, batch_size, balance=0.5, min_size=1, share=None):
+    def __init__(
+        self, inputs, labels, batch_size, balance=0.5, min_size=1, share=None, replacement=False
+    ):
         super().__init__(inputs, labels, batch_size, min_size, share)
         self.balance = balance
+        self.replacement = replacement
 
     def order(self, generator: torch.Generator) -> torch.Tensor:
-        return balanced_epoch(self.labels, self.balance, generator)
+        return balanced_epoch(self.labels, self.balance, generator, self.replacement)
 
 
 class ShuffledBatches(_RowBatches):
