@@ -564,6 +564,7 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
         ("replay-0px", r"unknown suffix -0px"),
         ("replay-lr0.0", r"unknown suffix -lr0.0"),
         ("siamese-e0", r"unknown suffix -e0"),
+        ("siamese-k0", r"unknown suffix -k0"),
     ):
         with pytest.raises(ValueError, match=message):
             parse_variant(name)
@@ -581,6 +582,10 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
     budget = runner.learner("standard-e1-lr0.003")  # the run's 2 epochs and lr 1e-3 overridden
     assert (budget.epochs, budget.lr) == (1, 0.003)
     assert runner.learner("siamese-supcon").loss == "supcon"
+    assert runner.learner("siamese-whitened-k5").prototypes_per_class == 5
+    assert multiclass_row("siamese-whitened-k5").bar_name == (
+        "Siamese with whitened class means with 5 k-means prototypes a class"
+    )
     assert multiclass_row("kd-student-metric0").options == {"metric_weight": 0.0}
     assert multiclass_row("kd-student-metric0").bar_name == (
         "the KD student with the metric loss weighted 0"

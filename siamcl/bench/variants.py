@@ -63,6 +63,13 @@ SUFFIXES = (
         "whitened",
     ),
     Suffix(
+        r"k([1-9]\d*)",
+        lambda n: {"prototypes_per_class": int(n)},
+        "{0} prototypes a class (k-means)",
+        "with {0} k-means prototypes a class",
+        "k5",
+    ),
+    Suffix(
         "half",
         lambda: {"encoder": "conv4-half"},
         "conv4-half",
