@@ -28,12 +28,11 @@ import numpy as np
 
 from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_cil import median_run
-from siamcl.bench.energy_multiclass import MulticlassRunner
+from siamcl.bench.energy_multiclass import MulticlassRunner, check_rows, is_student
 from siamcl.data import load_dataset
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import (
     DEFAULT_OUT,
-    choice_list,
     command_line,
     git_commit,
     parse_seeds,
@@ -44,6 +43,25 @@ from siamcl.threads import cpu_threads
 from siamcl.training import Patience, TargetScore
 
 METHODS = ("standard", "standard-bf16", "siamese", "siamese-whitened", "siamese-whitened-bf16")
+
+
+def row_list(text: str) -> list[str]:
+    """An argparse ``type``: comma-separated rows of ``siamcl bench energy`` (a method and
+    suffixes, ``siamese-whitened-k5``), each refused before anything runs if its learner
+    lacks an option or it is a student (it would need its teacher's run)."""
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    try:
+        check_rows(names)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not names:
+        raise argparse.ArgumentTypeError(f"no rows in {text!r}")
+    students = [name for name in names if is_student(name)]
+    if students:
+        raise argparse.ArgumentTypeError(
+            f"{students}: a student learns from its teacher's run, which is not trained here"
+        )
+    return names
 
 
 def run_one(
@@ -225,7 +243,10 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="seeds (0,1,2)")
     parser.add_argument(
-        "--methods", type=choice_list(METHODS), default=list(METHODS), help=",".join(METHODS)
+        "--methods",
+        type=row_list,
+        default=list(METHODS),
+        help=f"{','.join(METHODS)}, or any row of bench energy but a student's",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs of each, interleaved; median energy (1)"

@@ -148,3 +148,22 @@ def test_validation_tracking_lags_are_accuracy_less_score() -> None:
     table = module.render(results)
     assert "| m | 1 | 0.9100 | 0.8900 | +0.0200 | 0.8300 | +0.0800 |" in table
     assert "| m | 2 | 0.9600 | 0.9600 | +0.0000 | 0.9400 | +0.0200 |" in table
+
+
+def test_stopping_benchmark_takes_any_bench_row_but_a_student() -> None:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "stopping.py"
+    spec = importlib.util.spec_from_file_location("benchmark_stopping", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.row_list("standard, siamese-whitened-k5,standard") == [
+        "standard",
+        "siamese-whitened-k5",
+    ]
+    for text, message in (
+        ("standard-whitened", r"SoftmaxClassifier takes no option \['whitening'\]"),
+        ("siamese,kd-student", r"\['kd-student'\]: a student learns from its teacher's run"),
+        ("siamese-k0", r"unknown suffix -k0"),
+        (" , ", r"no rows in"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            module.row_list(text)
