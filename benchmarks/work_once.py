@@ -15,8 +15,9 @@ The two target modes swap order on odd seeds, so neither always pays a process's
 - ``selection``: one task holding all 10 classes, the Siamese learner at ``data_fraction``
   1, 0.5 and 0.25, stratified and coreset, epochs fixed.
 - ``neighbours``: the Siamese learner and the standard network (6 epochs, one task of all
-  classes), each epoch scored by the learner's own rule and by 1-nearest-neighbour search
-  over every training image's features: whether a 1-NN store helps only metric training.
+  classes), each epoch scored by the learner's own rule and by stores over every training
+  image's features (whitened class means, whitened k-means centres, 1-nearest-neighbour
+  search): whether a richer store helps only metric training.
 - ``teacher_loss``: the conv4-small student of ``siamcl bench energy`` (10 epochs, cached
   targets, undistorted batches) distilled from a 6-epoch Siamese conv4 teacher with each
   ``teacher_loss``, and the same network trained alone.
@@ -39,6 +40,7 @@ import torch
 from siamcl import IncrementalClassifier
 from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_multiclass import logit_scorer, prototype_scorer
+from siamcl.bench.variants import WHITENING_SHRINKAGE
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.preprocess import Preprocessor
@@ -125,11 +127,15 @@ def study_teacher_loss(data: tuple, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+KMEANS_PER_CLASS = 5  # the "-k5" rows of siamcl bench energy
+
+
 class NeighbourMonitor:
-    """After every epoch, test accuracy of the learner's own rule and of 1-nearest-neighbour
-    search over every training image's features (the Siamese encoder's embedding, the softmax
-    network's backbone output), scored as ``siamcl bench energy``'s monitor scores them; time
-    spent here is not training."""
+    """After every epoch, test accuracy of the learner's own rule and of stores over every
+    training image's features (the Siamese encoder's embedding, the softmax network's
+    backbone output): whitened class means, whitened k-means centres (5 a class) and
+    1-nearest-neighbour search, scored as ``siamcl bench energy``'s monitor scores them;
+    time spent here is not training."""
 
     def __init__(self, family: str, data: tuple, seed: int):
         X, y, X_test, y_test = data
@@ -138,22 +144,29 @@ class NeighbourMonitor:
             self.rule = prototype_scorer(preprocessor, (X, y), (X_test, y_test))
         else:
             self.rule = logit_scorer(preprocessor, np.unique(y), (X_test, y_test))
-        every_row = partial(
-            PrototypeStore, prototypes_per_class=int(np.unique(y, return_counts=True)[1].max())
-        )
-        self.nearest = prototype_scorer(preprocessor, (X, y), (X_test, y_test), new_store=every_row)
+        per_class = int(np.unique(y, return_counts=True)[1].max())
+        stores = {
+            "whitened": (PrototypeStore, WHITENING_SHRINKAGE),
+            "kmeans": (partial(PrototypeStore, prototypes_per_class=KMEANS_PER_CLASS, seed=seed),
+                       WHITENING_SHRINKAGE),
+            "nearest": (partial(PrototypeStore, prototypes_per_class=per_class), None),
+        }  # fmt: skip
+        self.stores = {
+            name: prototype_scorer(preprocessor, (X, y), (X_test, y_test), "cpu", store, white)
+            for name, (store, white) in stores.items()
+        }
         self.family, self.seed, self.rows = family, seed, []
 
     def on_epoch_end(self, model: Any, progress: Any) -> None:
         features = model if self.family == "siamese" else model.backbone
+        scores = {name: score(features)[0] for name, score in self.stores.items()}
         self.rows.append({"study": "neighbours", "seed": self.seed, "family": self.family,
-                          "epoch": progress.epochs, "rule": self.rule(model)[0],
-                          "nearest": self.nearest(features)[0]})  # fmt: skip
+                          "epoch": progress.epochs, "rule": self.rule(model)[0], **scores})  # fmt: skip
 
 
 def study_neighbours(data: tuple, seed: int) -> list[dict[str, Any]]:
     """The Siamese learner and the standard network, 6 epochs on all of mnist5k: each
-    epoch's accuracy by its own rule and by 1-NN over every training image's features."""
+    epoch's accuracy by its own rule and by each store of :class:`NeighbourMonitor`."""
     X, y = data[0], data[1]
     rows = []
     for family, make in (("siamese", IncrementalClassifier), ("softmax", SoftmaxClassifier)):
@@ -214,10 +227,13 @@ def _neighbour_summary(rows: list[dict[str, Any]]) -> str:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["family"], row["epoch"]), []).append(row)
-    table = [[family, epoch, *(f"{statistics.fmean(r[m] for r in group):.4f}"
-                               for m in ("rule", "nearest")), len(group)]
+    scores = [m for m in ("rule", "whitened", "kmeans", "nearest") if m in rows[0]]
+    table = [[family, epoch, *(f"{statistics.fmean(r[m] for r in group):.4f}" for m in scores),
+              len(group)]
              for (family, epoch), group in groups.items()]  # fmt: skip
-    headers = ["family", "epoch", "own rule (class means / logits)", "1-NN", "seeds"]
+    names = {"rule": "own rule (class means / logits)", "whitened": "whitened class means",
+             "kmeans": f"whitened, {KMEANS_PER_CLASS} k-means a class", "nearest": "1-NN"}  # fmt: skip
+    headers = ["family", "epoch", *(names[m] for m in scores), "seeds"]
     return "## neighbours\n\n" + markdown_table(headers, table)
 
 
