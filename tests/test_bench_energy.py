@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from siamcl.bench.energy_multiclass import MulticlassRunner
+from siamcl.bench.energy_multiclass import BASES, MulticlassRunner
 from siamcl.bench.energy_targets import break_even_predictions, first_reach, mean_curve
 from siamcl.cli import main
 from siamcl.data import load_dataset
+from siamcl.learners.softmax import SoftmaxClassifier
 
 
 def test_first_reach_is_the_first_point_at_or_above_the_target():
@@ -593,8 +594,9 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
     assert multiclass_row("siamese-nn-16px").bar_name == (
         "Siamese with every training image a prototype on 16x16 inputs"
     )
-    with pytest.raises(ValueError, match=r"standard-whitened: SoftmaxClassifier takes no option"):
-        check_rows(["standard", "standard-whitened"])
+    check_rows(["standard", "standard-whitened", "standard-whitened-k5"])  # scored, not trained
+    with pytest.raises(ValueError, match=r"standard-whitened-undistorted-lr0.1-d32: Softmax"):
+        check_rows(["standard-whitened-undistorted-lr0.1-d32"])  # no embedding_dim
     with pytest.raises(ValueError, match=r"standard-supcon: SoftmaxClassifier takes no option"):
         check_rows(["standard-supcon"])  # a metric loss is the Siamese learner's alone
 
@@ -642,3 +644,26 @@ def test_any_composed_row_is_taken_and_a_bad_one_refused_before_anything_runs(tm
     with pytest.raises(ValueError, match=r"replay-undistorted: a baseline takes no option"):
         energy.run(bad)
     assert not list(tmp_path.iterdir())  # refused before any run or file
+
+
+def test_the_standard_network_read_out_by_prototypes_of_its_features(digits):
+    from siamcl.bench.energy_multiclass import is_readout
+    from siamcl.bench.variants import like_for_like
+
+    settings = {"device": "cpu", "batch_size": 64, "epochs": 2}
+    runner = MulticlassRunner(digits, settings, seed=0)
+    assert is_readout("standard-whitened") and not is_readout("standard-b64")
+    learner = runner.learner("standard-whitened-k5")
+    assert isinstance(learner, SoftmaxClassifier) and not hasattr(learner, "whitening")
+    plain, readout = runner.run("standard"), runner.run("standard-whitened")
+    # the same network trained the same way, batch for batch: only the scoring differs
+    assert [p["steps"] for p in plain["curve"]] == [p["steps"] for p in readout["curve"]]
+    assert all(p["finish_j"] == 0 for p in plain["curve"])
+    assert all(p["finish_j"] > 0 and p["finish_cpu_s"] > 0 for p in readout["curve"])
+    assert readout["accuracy"] == readout["curve"][-1]["accuracy"] > 0.5  # 10 classes
+    assert readout["accuracy"] != plain["accuracy"]  # prototypes, not the softmax head
+    present = ["standard", "standard-whitened", "siamese-whitened"]
+    assert like_for_like("siamese-whitened", present, "standard", BASES) == [
+        "standard",
+        "standard-whitened",
+    ]

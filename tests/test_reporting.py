@@ -160,7 +160,7 @@ def test_stopping_benchmark_takes_any_bench_row_but_a_student() -> None:
         "siamese-whitened-k5",
     ]
     for text, message in (
-        ("standard-whitened", r"SoftmaxClassifier takes no option \['whitening'\]"),
+        ("standard-supcon", r"SoftmaxClassifier takes no option \['loss'\]"),
         ("siamese,kd-student", r"\['kd-student'\]: a student learns from its teacher's run"),
         ("siamese-k0", r"unknown suffix -k0"),
         (" , ", r"no rows in"),

@@ -12,7 +12,10 @@ machine without native bfloat16 they say so and run slower), the Siamese learner
 selected fraction of the data,
 the Siamese learner with int8 QAT, ``conv4-small`` students distilled from the Siamese
 learner of the same seed (KD, and KD with int8 QAT), and the same small network trained
-alone. A point of a curve is the energy to a *usable* model at that epoch:
+alone; and, like for like with the Siamese learner's rule, the standard network read out by
+(whitened) class means of its backbone's features (``standard-whitened``: trained as the
+standard network, scored and timed as a prototype learner; its inference figure is its
+head's). A point of a curve is the energy to a *usable* model at that epoch:
 training so far plus, for a prototype learner, one pass embedding the rows its prototypes are
 the means of (the work that turns an encoder into a classifier).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,6 +48,7 @@ __all__ = [
     "AccuracyCurve",
     "MulticlassRunner",
     "check_rows",
+    "is_readout",
     "is_student",
     "multiclass_row",
 ]
@@ -89,6 +94,10 @@ METHODS = (  # the rows a run holds by default
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
 PROTOTYPE_LEARNERS = ("siamese", "siamese-nn")  # weighed against the standard network
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
+# options a "standard" row takes for scoring, not training: "standard-whitened" is the standard
+# network read out by whitened class means of its backbone's features (like for like with
+# the Siamese learner's rule), "standard-whitened-k5" by five k-means centres a class
+READOUT = ("whitening", "prototypes_per_class")
 
 
 Cost = tuple[float, float]  # (joules, CPU seconds)
@@ -224,6 +233,8 @@ class MulticlassRunner:
         if name == "siamese":
             self.teacher = learner
         accuracy = float(np.mean(learner.predict(self.X_test) == self.y_test))
+        if is_readout(name):  # the learner predicts with its head; the row, with prototypes
+            accuracy = curve.points[-1]["accuracy"]
         curve.anchor(report.energy_j, report.cpu_s)
         report.energy_j -= curve.monitoring[0]  # what the learner cost without the monitor
         report.cpu_s -= curve.monitoring[1]
@@ -250,7 +261,8 @@ class MulticlassRunner:
         common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
         if method == "standard":
             standard = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0}
-            return SoftmaxClassifier(**{**standard, **common, **options})
+            trained = {k: v for k, v in options.items() if k not in READOUT}
+            return SoftmaxClassifier(**{**standard, **common, **trained})
         siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
         if method == "siamese-nn":  # as many prototypes a class as it has rows: no k-means
             siamese["prototypes_per_class"] = int(np.unique(self.y, return_counts=True)[1].max())
@@ -279,8 +291,16 @@ class MulticlassRunner:
         dtype = forward_dtype(learner.precision, learner.qat, device)  # as the learner embeds
         method, options = _parts(name)
         preprocessor = self.preprocessor(options.get("input_size"))
-        if method == "standard":
+        if method == "standard" and not set(READOUT) & set(options):
             return logit_scorer(preprocessor, np.unique(self.y), test, device, dtype)
+        if method == "standard":  # its backbone's features as prototypes, timed as a learner's
+            per_class = options.get("prototypes_per_class", 1)
+            rule = partial(PrototypeStore, prototypes_per_class=per_class, seed=self.seed)
+            whitening = options.get("whitening")
+            score = prototype_scorer(
+                preprocessor, (self.X, self.y), test, device, rule, whitening, dtype
+            )
+            return lambda model: score(model.backbone)
         rows = None
         if method == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
@@ -301,6 +321,12 @@ def is_student(name: str) -> bool:
     return multiclass_row(name).method in STUDENTS
 
 
+def is_readout(name: str) -> bool:
+    """Whether row ``name`` is the standard network scored by prototypes of its features."""
+    method, options = _parts(name)
+    return method == "standard" and bool(set(READOUT) & set(options))
+
+
 def _parts(name: str) -> tuple[str, dict[str, Any]]:
     parsed = multiclass_row(name)
     return parsed.method, parsed.options
@@ -311,7 +337,8 @@ def check_rows(names: Sequence[str]) -> None:
     for name in names:
         method, options = _parts(name)
         learner = SoftmaxClassifier if method == "standard" else IncrementalClassifier
-        unknown = sorted(set(options) - set(inspect.signature(learner).parameters))
+        scoring = READOUT if method == "standard" else ()
+        unknown = sorted(set(options) - set(inspect.signature(learner).parameters) - set(scoring))
         if unknown:
             raise ValueError(f"{name}: {learner.__name__} takes no option {unknown}")
 
