@@ -28,7 +28,7 @@ import numpy as np
 
 from siamcl.allocator import retain_unless_disabled
 from siamcl.bench.energy_cil import median_run
-from siamcl.bench.energy_multiclass import MulticlassRunner, check_rows, is_student
+from siamcl.bench.energy_multiclass import MulticlassRunner, check_rows, is_readout, is_student
 from siamcl.data import load_dataset
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import (
@@ -48,7 +48,8 @@ METHODS = ("standard", "standard-bf16", "siamese", "siamese-whitened", "siamese-
 def row_list(text: str) -> list[str]:
     """An argparse ``type``: comma-separated rows of ``siamcl bench energy`` (a method and
     suffixes, ``siamese-whitened-k5``), each refused before anything runs if its learner
-    lacks an option or it is a student (it would need its teacher's run)."""
+    lacks an option, it is a student (it would need its teacher's run) or the standard
+    network read out by prototypes (its learner validates with its head)."""
     names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     try:
         check_rows(names)
@@ -60,6 +61,12 @@ def row_list(text: str) -> list[str]:
     if students:
         raise argparse.ArgumentTypeError(
             f"{students}: a student learns from its teacher's run, which is not trained here"
+        )
+    readouts = [name for name in names if is_readout(name)]
+    if readouts:
+        raise argparse.ArgumentTypeError(
+            f"{readouts}: the bench reads the standard network out by prototypes; the learner "
+            "validates and predicts with its head, so it cannot stop on that rule"
         )
     return names
 

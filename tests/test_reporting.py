@@ -163,6 +163,7 @@ def test_stopping_benchmark_takes_any_bench_row_but_a_student() -> None:
         ("standard-supcon", r"SoftmaxClassifier takes no option \['loss'\]"),
         ("siamese,kd-student", r"\['kd-student'\]: a student learns from its teacher's run"),
         ("siamese-k0", r"unknown suffix -k0"),
+        ("standard-whitened", r"\['standard-whitened'\]: the bench reads the standard network"),
         (" , ", r"no rows in"),
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
