@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,16 +73,22 @@ def test_result_record_names_the_code_and_every_file_states_it(tmp_path: Path) -
     assert "Code: commit" in (tmp_path / "bare.md").read_text()
 
 
+def _benchmark(script: str) -> Any:
+    """benchmarks/<script>.py imported as a module (the folder is not a package)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize(
     "script", ["accounting", "distributed", "fewshot_settings", "fewshot_recipes"]
 )
 def test_benchmark_scripts_take_seeds_like_the_command(
     script: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{script}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{script}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark(script)
     with pytest.raises(SystemExit) as stop:
         module.main(["--seeds", "0,x", "--data-root", "unused"])
     assert stop.value.code == 2
@@ -92,10 +99,7 @@ def test_benchmark_scripts_take_seeds_like_the_command(
 
 
 def test_episodic_step_profile_names_every_encoder_and_where_its_time_goes(tmp_path: Path) -> None:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "episodic_step.py"
-    spec = importlib.util.spec_from_file_location("benchmark_episodic_step", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark("episodic_step")
     results = module.main(["--rounds", "1", "--steps", "1", "--out", str(tmp_path)])
     assert [r["encoder"] for r in results["rows"]] == list(module.ENCODERS)
     assert results["rows"][0]["ratio"] == 1.0
@@ -106,10 +110,7 @@ def test_episodic_step_profile_names_every_encoder_and_where_its_time_goes(tmp_p
 
 
 def test_validation_tracking_lags_are_accuracy_less_score() -> None:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "validation_tracking.py"
-    spec = importlib.util.spec_from_file_location("benchmark_validation_tracking", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark("validation_tracking")
 
     def point(epoch, validation, sample, accuracy, cpu_s=(0.1, 0.3)):
         return {
@@ -151,10 +152,7 @@ def test_validation_tracking_lags_are_accuracy_less_score() -> None:
 
 
 def test_stopping_benchmark_takes_any_bench_row_but_a_student() -> None:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "stopping.py"
-    spec = importlib.util.spec_from_file_location("benchmark_stopping", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark("stopping")
     assert module.row_list("standard, siamese-whitened-k5,standard") == [
         "standard",
         "siamese-whitened-k5",

@@ -232,9 +232,10 @@ class MulticlassRunner:
         learner.callbacks = None  # the monitor is not part of the model
         if name == "siamese":
             self.teacher = learner
-        accuracy = float(np.mean(learner.predict(self.X_test) == self.y_test))
         if is_readout(name):  # the learner predicts with its head; the row, with prototypes
             accuracy = curve.points[-1]["accuracy"]
+        else:
+            accuracy = float(np.mean(learner.predict(self.X_test) == self.y_test))
         curve.anchor(report.energy_j, report.cpu_s)
         report.energy_j -= curve.monitoring[0]  # what the learner cost without the monitor
         report.cpu_s -= curve.monitoring[1]
@@ -291,7 +292,7 @@ class MulticlassRunner:
         dtype = forward_dtype(learner.precision, learner.qat, device)  # as the learner embeds
         method, options = _parts(name)
         preprocessor = self.preprocessor(options.get("input_size"))
-        if method == "standard" and not set(READOUT) & set(options):
+        if method == "standard" and not is_readout(name):
             return logit_scorer(preprocessor, np.unique(self.y), test, device, dtype)
         if method == "standard":  # its backbone's features as prototypes, timed as a learner's
             per_class = options.get("prototypes_per_class", 1)
