@@ -559,7 +559,10 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
     assert budget.bar_name == "Siamese with whitened class means in 2 epochs at learning rate 0.003"
     for name, message in (
         ("replay-16pix", r"unknown suffix -16pix; suffixes are -16px, -whitened"),
-        ("softmax-16px", r"'softmax-16px': unknown method; methods are \['siamese', 'naive'"),
+        (
+            "softmax-16px",
+            r"'softmax-16px': unknown method; methods are \['siamese', 'standard', 'naive'",
+        ),
         ("siamese-b64-b32", r"two suffixes set \['batch_size'\]"),
         ("siamese-data150", r"unknown suffix -data150"),
         ("replay-0px", r"unknown suffix -0px"),
@@ -667,3 +670,44 @@ def test_the_standard_network_read_out_by_prototypes_of_its_features(digits):
         "standard",
         "standard-whitened",
     ]
+
+
+def test_standard_rows_train_siamcl_s_softmax_network_and_read_it_out(digits, monkeypatch):
+    import argparse
+
+    from siamcl.bench import cl_methods, energy_cil
+    from siamcl.data import class_incremental
+    from siamcl.learners import SoftmaxClassifier
+    from siamcl.learners.readout import PrototypeReadout
+
+    X, y, X_test, y_test = digits
+    tasks = class_incremental(X, y, n_tasks=2, seed=0)
+    args = argparse.Namespace(batch_size=128, memory=5, device="cpu", checkpoint=None)
+    base = {"tasks": 2, "memory_per_class": 5, "batch_size": 128}
+    built = []
+    monkeypatch.setattr(
+        cl_methods, "evaluate_stream", lambda learner, *a, **k: built.append(learner) or {}
+    )
+    for name in ("standard-16px-b64", "standard-whitened-k3"):
+        settings = energy_cil._settings(base, name, 2)
+        cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, settings).run("standard")
+    head, readout = built
+    assert isinstance(head, SoftmaxClassifier)
+    assert (head.batch_size, head.epochs, head.input_size) == (64, 2, (16, 16))
+    assert head.memory_per_class == 5
+    assert isinstance(readout, PrototypeReadout) and readout.model.memory_per_class == 5
+    assert readout.readout == {"memory_per_class": 5, "whitening": 0.1, "prototypes_per_class": 3}
+    energy_cil.check_cil_rows(["standard-whitened-half-b32", "standard-bf16"])
+    with pytest.raises(ValueError, match=r"standard-metric0: SoftmaxClassifier takes no option"):
+        energy_cil.check_cil_rows(["standard-metric0"])
+
+
+def test_the_standard_network_read_out_by_prototypes_runs_in_the_stream(tmp_path: Path):
+    argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--parts", "cil"]
+    argv += ["--cil-methods", "standard,standard-whitened", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    runs = json.loads((tmp_path / "energy_digits_cil.json").read_text())["cil"]["runs"]
+    accuracy = {run["method"]: run["accuracy"] for run in runs}
+    assert accuracy["standard-whitened"] > accuracy["standard"] + 0.1  # a short run's head is poor
+    readout = next(run for run in runs if run["method"] == "standard-whitened")["report"]
+    assert 0 < readout["extra"]["readout_cpu_s"] < readout["cpu_s"]

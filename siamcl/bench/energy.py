@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from siamcl._extras import ensure_installed
 from siamcl.bench.energy_cil import (
     CIL_METHODS,
+    LEARNS_RAW_STREAM,
     budgets_of,
     check_cil_rows,
     run_cil,
@@ -272,7 +273,7 @@ def _check(args: argparse.Namespace) -> None:
             f"{', '.join(sorted(students))} learn from the siamese run: add siamese to --methods"
         )
     if "cil" in args.parts:
-        if any(parse_variant(n).method != "siamese" for n in args.cil_methods):
+        if any(parse_variant(n).method not in LEARNS_RAW_STREAM for n in args.cil_methods):
             ensure_installed("avalanche", "siamcl bench energy (class-incremental baselines)")
         check_cil_rows(args.cil_methods)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from siamcl.preprocess import Preprocessor
 
 __all__ = [
     "CIL_METHODS",
+    "LEARNS_RAW_STREAM",
     "SIAMESE_METHODS",
     "budgets_of",
     "check_cil_rows",
@@ -88,6 +90,8 @@ CIL_METHODS = (
     "replay-bf16",
     "replay-16px-bf16",
     "er_ace-bf16",
+    "standard",
+    "standard-whitened",
 )
 GDUMB_EPOCHS_PER_BUDGET = 10  # GDumb retrains on its small memory: 10x the epochs
 
@@ -104,6 +108,8 @@ def budgets_of(name: str, budgets: Sequence[int]) -> list[int]:
 
 
 STREAM_OPTIONS = frozenset({"input_size", "data_fraction"})  # a baseline's, on its stream
+# siamcl's learners resize and select rows themselves (metered), so they take the stream as is
+LEARNS_RAW_STREAM = ("siamese", "standard")
 
 
 def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
@@ -113,8 +119,8 @@ def _settings(base: dict[str, Any], name: str, budget: int) -> dict[str, Any]:
     variant = parse_variant(name)
     method, options = variant.method, variant.options
     epochs = {method: budget, "naive": budget, "gdumb": GDUMB_EPOCHS_PER_BUDGET * budget}
-    if method == "siamese":
-        return {**base, "epochs": epochs, "siamese_options": options}
+    if method in LEARNS_RAW_STREAM:
+        return {**base, "epochs": epochs, f"{method}_options": options}
     return {**base, "epochs": epochs, "baseline_options": _baseline_options(name, options)}
 
 
@@ -129,7 +135,9 @@ def check_cil_rows(names: Sequence[str]) -> None:
                 f"{name}: a class-incremental row takes no epoch suffix; "
                 "--cil-epochs sets every row's epochs a task"
             )
-        if variant.method != "siamese":
+        if variant.method == "standard":
+            _standard_options(name, variant.options)
+        elif variant.method != "siamese":
             _baseline_options(name, variant.options)
 
 
@@ -144,6 +152,17 @@ def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{name}: a baseline takes no option {unknown}; it takes {sorted(taken)}")
     return {key: value for key, value in options.items() if key not in STREAM_OPTIONS}
+
+
+def _standard_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse an option siamcl's standard network neither trains with nor reads out by."""
+    from siamcl.learners.readout import READOUT_PARAMS
+    from siamcl.learners.softmax import SoftmaxClassifier
+
+    taken = set(inspect.signature(SoftmaxClassifier).parameters) | set(READOUT_PARAMS)
+    unknown = sorted(set(options) - taken)
+    if unknown:
+        raise ValueError(f"{name}: SoftmaxClassifier takes no option {unknown}")
 
 
 def run_cil(
@@ -167,8 +186,8 @@ def run_cil(
         for name in methods:
             variant = parse_variant(name)
             method, options = variant.method, variant.options
-            key = (None, 1.0)  # the Siamese learner resizes and selects rows itself (metered)
-            if method != "siamese":
+            key = (None, 1.0)
+            if method not in LEARNS_RAW_STREAM:
                 key = (options.get("input_size"), options.get("data_fraction", 1.0))
             if key not in streams:
                 streams[key] = baseline_stream(tasks, test, *key, seed=seed)

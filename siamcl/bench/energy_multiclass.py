@@ -34,7 +34,9 @@ from torch import nn
 
 from siamcl.accounting import ResourceMeter
 from siamcl.bench.variants import Variant, parse_variant
+from siamcl.encoders import EmbeddingNetwork
 from siamcl.learners.incremental import IncrementalClassifier
+from siamcl.learners.readout import READOUT_PARAMS, split_readout
 from siamcl.learners.softmax import SoftmaxClassifier
 from siamcl.learners.validation import reference_store, rule_store, store_accuracy
 from siamcl.preprocess import Preprocessor
@@ -94,10 +96,10 @@ METHODS = (  # the rows a run holds by default
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed
 PROTOTYPE_LEARNERS = ("siamese", "siamese-nn")  # weighed against the standard network
 PREDICTIONS = 10_000  # inference energy is reported per this many predictions
-# options a "standard" row takes for scoring, not training: "standard-whitened" is the standard
-# network read out by whitened class means of its backbone's features (like for like with
-# the Siamese learner's rule), "standard-whitened-k5" by five k-means centres a class
-READOUT = ("whitening", "prototypes_per_class")
+# options a "standard" row takes for scoring, not training (READOUT_PARAMS):
+# "standard-whitened" is the standard network read out by whitened class means of its
+# backbone's normalised features, the rule of siamcl.learners.readout.prototype_readout (like
+# for like with the Siamese learner's), "standard-whitened-k5" by five k-means centres a class
 
 
 Cost = tuple[float, float]  # (joules, CPU seconds)
@@ -262,7 +264,7 @@ class MulticlassRunner:
         common = {"seed": self.seed, "device": s["device"], "batch_size": s["batch_size"]}
         if method == "standard":
             standard = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0}
-            trained = {k: v for k, v in options.items() if k not in READOUT}
+            trained, _ = split_readout(options)
             return SoftmaxClassifier(**{**standard, **common, **trained})
         siamese = {"encoder": "conv4", "epochs": s["epochs"], "memory_per_class": 0, **common}
         if method == "siamese-nn":  # as many prototypes a class as it has rows: no k-means
@@ -301,7 +303,7 @@ class MulticlassRunner:
             score = prototype_scorer(
                 preprocessor, (self.X, self.y), test, device, rule, whitening, dtype
             )
-            return lambda model: score(model.backbone)
+            return lambda model: score(EmbeddingNetwork(model.backbone))
         rows = None
         if method == "siamese-selected":
             rows = selected_rows(learner, preprocessor, self.X, self.y)
@@ -325,7 +327,7 @@ def is_student(name: str) -> bool:
 def is_readout(name: str) -> bool:
     """Whether row ``name`` is the standard network scored by prototypes of its features."""
     method, options = _parts(name)
-    return method == "standard" and bool(set(READOUT) & set(options))
+    return method == "standard" and bool(split_readout(options)[1])
 
 
 def _parts(name: str) -> tuple[str, dict[str, Any]]:
@@ -338,7 +340,7 @@ def check_rows(names: Sequence[str]) -> None:
     for name in names:
         method, options = _parts(name)
         learner = SoftmaxClassifier if method == "standard" else IncrementalClassifier
-        scoring = READOUT if method == "standard" else ()
+        scoring = READOUT_PARAMS if method == "standard" else ()
         unknown = sorted(set(options) - set(inspect.signature(learner).parameters) - set(scoring))
         if unknown:
             raise ValueError(f"{name}: {learner.__name__} takes no option {unknown}")

@@ -28,7 +28,9 @@ __all__ = [
 
 WHITENING_SHRINKAGE = 0.1  # of "-whitened" rows
 # a method: its label in tables and the words a bar names it with; suffixes add to both
-CIL_BASES = {m: (LABELS[m], LABELS[m].split(" (")[0]) for m in ("siamese", *BASELINE_ROWS)}
+CIL_BASES = {
+    m: (LABELS[m], LABELS[m].split(" (")[0]) for m in ("siamese", "standard", *BASELINE_ROWS)
+}
 
 
 @dataclass(frozen=True)
