@@ -266,3 +266,38 @@ def test_learn_stops_early_when_told_and_the_model_keeps_its_policies(
     assert status == 0, err
     assert out.splitlines()[0].endswith("; stopped by energy budget (1e-06 J) after 1 epoch")
     assert ImageModel.load(tmp_path / "budgeted").classifier.validation_fraction == 0.0
+
+
+def test_learn_with_cross_entropy_reads_a_softmax_network_out_by_prototypes(
+    tmp_path: Path, digits, capsys
+) -> None:
+    from siamcl.cli.image_model import ImageModel
+
+    data, model, _ = _two_task_folders(tmp_path, digits)
+    argv = ["learn", "--data", str(data), "--task", "first", "second", "--model", str(model)]
+    argv += ["--epochs", "2", "--objective", "cross-entropy"]
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert "task 0" in out and "task 1" in out and f"saved to {model}" in out
+    classifier = ImageModel.load(model).classifier
+    assert classifier.whitening == 0.1 and classifier.epochs == 2
+    assert [r.method for r in classifier.reports][-1] == "prototype_readout"
+    held_out = tmp_path / "held-out"
+    for digit in range(3):
+        write_class(held_out / NAMES[digit], digits[digit][1][:30])
+    status, out, err = run(["predict", "--model", str(model), str(held_out)], capsys)
+    assert status == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    truth = [Path(row["path"]).parent.name for row in rows]
+    accuracy = np.mean([row["label"] == true for row, true in zip(rows, truth)])
+    assert accuracy > 0.8, accuracy  # chance is 1/3
+
+    status, out, err = run(argv, capsys)  # a saved model continues with the metric loss
+    assert status == 2 and "trains a new model" in err and "omit --objective" in err
+    more = ["learn", "--data", str(data / "second"), "--model", str(model), "--epochs", "1"]
+    status, _, err = run(more, capsys)
+    assert status == 0, err
+    fresh = ["--model", str(tmp_path / "m2"), "--objective", "cross-entropy", "--qat", "int8"]
+    status, _, err = run(["learn", "--data", str(data / "first"), *fresh], capsys)
+    assert status == 2 and "takes no --qat int8" in err
+    assert not (tmp_path / "m2").exists()

@@ -30,6 +30,8 @@ __all__ = [
     "run_predict",
 ]
 
+OBJECTIVES = ("metric", "cross-entropy")
+
 LEARN = """\
 Train a classifier on a folder of images, one sub-folder per class (DIR/<class>/<images>),
 and save it to MODEL. If MODEL holds a model already, the folder is its next task: new
@@ -40,7 +42,8 @@ sub-folder of DIR (itself a folder of class folders) is one task, learned in ord
   siamcl learn --data more-photos --model my-model          # the next task
   siamcl learn --data stream --task day1 day2 --model my-model
   siamcl learn --data photos --model my-model --epochs 30 --target 0.95 --patience 3
-  siamcl learn --data photos --model small-model --qat int8   # int8, for siamcl export"""
+  siamcl learn --data photos --model small-model --qat int8   # int8, for siamcl export
+  siamcl learn --data stream --task day1 day2 --model my-model --objective cross-entropy"""
 
 ADD = """\
 Add classes to a saved model from a few images each (DIR/<class>/<images>), with no training
@@ -98,6 +101,16 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         "first task; a saved model keeps its own)",
     )
     _add_training_options(parser)
+    parser.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="metric",
+        help="metric (default): the Siamese learner, its encoder trained with a metric loss; "
+        "cross-entropy: a softmax network trained on the tasks given, then its backbone read "
+        "out by whitened class means (siamcl.learners.PrototypeReadout: on mnist5k as "
+        "accurate early as the metric loss, for less energy a step); a new model only, "
+        "saved as a prototype model that later tasks train with the metric loss",
+    )
     add_stopping_options(parser)
 
 
@@ -161,14 +174,16 @@ def run_learn(args: argparse.Namespace) -> dict[str, Any]:
     model = ImageModel.load(model_dir) if existing else ImageModel(_new_classifier(args))
     if existing:
         _check_same_qat(model.classifier, args.qat, model_dir)
-    _set_options(model.classifier, args)
+    learner = _learner(model, args, existing)
     tasks = _read_tasks(model, folders, None if existing else args.size)
     reports = []
     for folder, (X, y, names) in zip(folders, tasks):
         labels = model.labels(y, names)
-        report = model.classifier.fit_task(X, labels)
+        report = learner.fit_task(X, labels)
         reports.append(report.to_dict())
         _say(args, _report_line(f"task {report.task} ({folder})", names, report))
+    if learner is not model.classifier:  # the softmax network's readout is what is kept
+        model.classifier = learner.classifier_
     model.save(model_dir)
     _say(args, _saved_line(model, model_dir))
     return {"model": str(model_dir), "classes": model.class_names, "reports": reports}
@@ -204,8 +219,35 @@ def _new_classifier(args: argparse.Namespace) -> Any:
     return IncrementalClassifier(seed=0 if args.seed is None else args.seed)
 
 
+def _learner(model: ImageModel, args: argparse.Namespace, existing: bool) -> Any:
+    """What trains on the tasks: the model's classifier with the command line's options, or
+    for ``--objective cross-entropy`` a softmax network read out after every task."""
+    if getattr(args, "objective", "metric") == "metric":
+        _set_options(model.classifier, args)
+        return model.classifier
+    if existing:
+        raise ValueError(
+            f"--objective {args.objective} trains a new model: {args.model} holds one already "
+            "(its later tasks train with the metric loss: omit --objective)"
+        )
+    if args.qat is not None:
+        raise ValueError(
+            f"--objective {args.objective} reads a float backbone out by prototypes: "
+            f"it takes no --qat {args.qat}"
+        )
+    from siamcl.learners import PrototypeReadout, SoftmaxClassifier
+
+    params = _options(SoftmaxClassifier(), args)
+    return PrototypeReadout(SoftmaxClassifier(**params))
+
+
 def _set_options(classifier: Any, args: argparse.Namespace) -> None:
     """Apply the options given on the command line to a new or loaded classifier."""
+    classifier.set_params(**_options(classifier, args))
+
+
+def _options(classifier: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters the command line's options set on a new or loaded ``classifier``."""
     params: dict[str, Any] = {"device": args.device}
     if getattr(args, "epochs", None) is not None:
         params["epochs"] = args.epochs
@@ -218,7 +260,7 @@ def _set_options(classifier: Any, args: argparse.Namespace) -> None:
     if getattr(args, "frozen_layers", None) is not None:
         params["frozen_layers"] = args.frozen_layers
     params.update(stopping_params(classifier, args))
-    classifier.set_params(**params)
+    return params
 
 
 def _read_tasks(model: ImageModel, folders: list[Path], size: int | None) -> list[tuple]:
