@@ -47,12 +47,17 @@ def test_bench_quick_smoke_writes_table_and_results(
     assert trained and recorded["commit"] == "after 0 tasks"
     printed = capsys.readouterr().out
     assert "| siamese |" in printed and "| softmax |" in printed
+    assert "| softmax-class-means |" in printed  # the softmax network read out by prototypes
     assert f"results written to {tmp_path}" in printed
     results = json.loads((tmp_path / "quick_mnist5k.json").read_text())
     assert results["suite"] == "quick"
     assert results["settings"]["quick"] is True
     assert results["settings"]["epochs"] == 1
-    assert {run["method"] for run in results["runs"]} == {"siamese", "softmax"}
+    assert {run["method"] for run in results["runs"]} == {
+        "siamese",
+        "softmax",
+        "softmax-class-means",
+    }
     for run in results["runs"]:
         assert 0.0 <= run["accuracy"] <= 1.0
         assert len(run["accuracy_matrix"]) == 2

@@ -697,6 +697,9 @@ def test_standard_rows_train_siamcl_s_softmax_network_and_read_it_out(digits, mo
     assert head.memory_per_class == 5
     assert isinstance(readout, PrototypeReadout) and readout.model.memory_per_class == 5
     assert readout.readout == {"memory_per_class": 5, "whitening": 0.1, "prototypes_per_class": 3}
+    settings = energy_cil._settings(base, "standard-k1", 2)
+    cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, settings).run("standard")
+    assert built[-1].readout["whitening"] is None  # class means, as the multi-class row
     energy_cil.check_cil_rows(["standard-whitened-half-b32", "standard-bf16"])
     with pytest.raises(ValueError, match=r"standard-metric0: SoftmaxClassifier takes no option"):
         energy_cil.check_cil_rows(["standard-metric0"])

@@ -83,7 +83,8 @@ def test_readout_after_each_task_keeps_earlier_classes_from_the_memory(digits_40
     assert learner.score(X_test, y_test) > 0.8
     assert report.extra["readout_cpu_s"] > 0 and report.cpu_s > report.extra["readout_cpu_s"]
     assert report.method == "fit_task" and report.task == 1
-    assert report.flops and report.flops == model.reports[-1].flops  # training steps only
+    assert report.flops and report.flops == learner.model_.reports[-1].flops  # steps only
+    assert not hasattr(model, "model_")  # the network given is a parameter, left untrained
     assert len(learner.reports) == 2
     assert sorted(learner.classifier_.memory_.classes) == list(range(10))
 
@@ -94,6 +95,10 @@ def test_readout_refuses_what_it_cannot_read(digits_40):
         prototype_readout(SoftmaxClassifier(), X, y)
     with pytest.raises(NotFittedError, match="call fit_task before predict"):
         PrototypeReadout().predict(X)
+    learner = PrototypeReadout(SoftmaxClassifier(epochs=1), {"whitening": 2.0})
+    with pytest.raises(ValueError, match="whitening"):
+        learner.fit_task(X, y)
+    assert not hasattr(learner, "model_")  # refused before any training
     quantized = SoftmaxClassifier(epochs=1, memory_per_class=0, qat="int8", seed=0)
     quantized.fit_task(X[:100], y[:100])
     with pytest.raises(ValueError, match="train the softmax network with qat=None"):

@@ -144,7 +144,9 @@ class StreamRunner:
             seed=self.seed,
             **{**parameters, **trained},
         )
-        learner = PrototypeReadout(model, {**memory, **readout}) if readout else model
+        # as the multi-class rows: whitened only with "-whitened" ("-k1": plain class means)
+        readout = {**memory, "whitening": None, **readout} if readout else {}
+        learner = PrototypeReadout(model, readout) if readout else model
         result = evaluate_stream(learner, self.tasks, self.X_test, self.y_test)
         tasks = result.pop("task_reports", [])
         if readout:  # the readouts' share of the stream's cost, which the sum cannot keep

@@ -163,8 +163,9 @@ class PrototypeReadout:
     """A :class:`SoftmaxClassifier` trained task after task that predicts by prototypes of
     its backbone's features: :func:`prototype_readout` after every task.
 
-    ``model``: the softmax network (a new default one if None); ``readout``: parameters of
-    the prototype classifier, as :func:`prototype_readout` takes them. Each ``fit_task``
+    ``model``: the softmax network (a new default one if None; a copy of it is trained, as
+    ``model_``); ``readout``: parameters of the prototype classifier, as
+    :func:`prototype_readout` takes them, checked before any training. Each ``fit_task``
     returns one report for the training and the readout together, the readout's share in
     its ``extra`` (``readout_energy_j``, ``readout_cpu_s``); its FLOPs are the training
     steps', as every learner's are.
@@ -189,7 +190,9 @@ class PrototypeReadout:
         """Train the softmax network on one task (plus its replay), then read it out."""
         X = as_array(X)
         y = as_labels(y, len(X))
-        self.model_ = SoftmaxClassifier() if self.model is None else self.model
+        if not hasattr(self, "model_"):
+            IncrementalClassifier(**(self.readout or {}))._check_params()  # fail before work
+            self.model_ = SoftmaxClassifier() if self.model is None else copy.deepcopy(self.model)
         trained = self.model_.fit_task(X, y)
         self.classifier_ = prototype_readout(self.model_, X, y, **(self.readout or {}))
         readout = self.classifier_.reports[-1]
