@@ -530,9 +530,14 @@ def test_every_baseline_row_sets_only_what_a_baseline_takes():
         settings = energy_cil._settings(base, name, 3)
         assert settings["epochs"][method] == 3 * (10 if method == "gdumb" else 1)
     with pytest.raises(
-        ValueError, match=r"replay-whitened: a baseline takes no option \['whitening'\]"
+        ValueError, match=r"replay-metric0: a baseline takes no option \['metric_weight'\]"
     ):
-        energy_cil.check_cil_rows(["replay", "replay-whitened"])
+        energy_cil.check_cil_rows(["replay", "replay-metric0"])
+    energy_cil.check_cil_rows(["replay-whitened", "er_ace-k1", "der-whitened-16px"])
+    with pytest.raises(ValueError, match=r"icarl-whitened: a prototype readout replaces the"):
+        energy_cil.check_cil_rows(["icarl-whitened"])
+    with pytest.raises(ValueError, match=r"replay-k3: a baseline is read out by one class mean"):
+        energy_cil.check_cil_rows(["replay-k3"])
     with pytest.raises(ValueError, match=r"siamese-e2: a class-incremental row takes no epoch"):
         energy_cil.check_cil_rows(["siamese-e2"])  # --cil-epochs is every row's budget
 

@@ -139,6 +139,7 @@ def check_cil_rows(names: Sequence[str]) -> None:
             _standard_options(name, variant.options)
         elif variant.method != "siamese":
             _baseline_options(name, variant.options)
+            _check_readout(name, variant.method, variant.options)
 
 
 def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +153,19 @@ def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{name}: a baseline takes no option {unknown}; it takes {sorted(taken)}")
     return {key: value for key, value in options.items() if key not in STREAM_OPTIONS}
+
+
+def _check_readout(name: str, method: str, options: dict[str, Any]) -> None:
+    """Refuse a prototype readout (``-whitened``, ``-k1``) of a baseline without a head to
+    replace, or with more than one prototype a class."""
+    from siamcl.integrations.avalanche_baselines import READABLE
+
+    if not {"whitening", "prototypes_per_class"} & set(options):
+        return
+    if method not in READABLE:
+        raise ValueError(f"{name}: a prototype readout replaces the head of {list(READABLE)}")
+    if options.get("prototypes_per_class", 1) != 1:
+        raise ValueError(f"{name}: a baseline is read out by one class mean a class (-k1)")
 
 
 def _standard_options(name: str, options: dict[str, Any]) -> None:

@@ -21,11 +21,14 @@ pieces live in :mod:`~siamcl.integrations.avalanche_strategy` (with
 :mod:`~siamcl.integrations.avalanche_model` and :mod:`~siamcl.integrations.avalanche_replay`),
 :mod:`~siamcl.integrations.avalanche_metrics` and :mod:`~siamcl.integrations.avalanche_streams`;
 :class:`FrozenLeadingLayers` (:mod:`~siamcl.integrations.avalanche_freezing`) trains any
-strategy's later experiences above its backbone's first layers.
+strategy's later experiences above its backbone's first layers, and
+:class:`PrototypeReadoutPlugin` (:mod:`~siamcl.integrations.avalanche_readout`) reads any
+strategy's backbone out by (whitened) class means when it evaluates.
 """
 
 from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers
 from siamcl.integrations.avalanche_metrics import TrainingCost, energy_metrics, retained_bytes
+from siamcl.integrations.avalanche_readout import PrototypeReadoutPlugin
 from siamcl.integrations.avalanche_strategy import (
     BalancedSampler,
     PrototypeModel,
@@ -44,6 +47,7 @@ __all__ = [
     "LabelledTensors",
     "PreprocessTransform",
     "PrototypeModel",
+    "PrototypeReadoutPlugin",
     "SiameseStrategy",
     "TrainingCost",
     "energy_metrics",

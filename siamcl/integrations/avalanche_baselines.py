@@ -32,6 +32,10 @@ forward passes in mixed precision (:class:`~siamcl.integrations.avalanche_precis
 ``frozen_layers`` ``k`` > 0 trains every experience after the first above the backbone's
 first ``k`` layers, as ``IncrementalClassifier(frozen_layers=k)`` does
 (:class:`~siamcl.integrations.avalanche_freezing.FrozenLeadingLayers`).
+``whitening`` (a shrinkage) or ``prototypes_per_class=1`` reads a baseline that trains a
+backbone and a head (:data:`READABLE`) out by class means of its backbone's features when it
+evaluates, whitened or not, its training unchanged
+(:class:`~siamcl.integrations.avalanche_readout.PrototypeReadoutPlugin`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from siamcl._extras import needs_extra
 from siamcl.encoders import build_encoder
 from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers
 from siamcl.integrations.avalanche_precision import MixedPrecision
+from siamcl.integrations.avalanche_readout import PrototypeReadoutPlugin
 from siamcl.learners.softmax import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
 from siamcl.training import (
@@ -75,13 +80,16 @@ with needs_extra("the Avalanche baselines"):
     )
     from avalanche.training.templates import SupervisedTemplate
 
-__all__ = ["BASELINES", "FREEZABLE", "BaselineSettings", "build_baseline"]
+__all__ = ["BASELINES", "FREEZABLE", "READABLE", "BaselineSettings", "build_baseline"]
 
 BASELINES = ("naive", "replay", "der", "er_ace", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
 # Those whose one backbone trains through every experience: GDumb starts again from scratch,
 # StreamingLDA's backbone is frozen anyway, joint training has one experience, and iCaRL's
 # model is Avalanche's own feature extractor (FrozenLeadingLayers finds no backbone there).
 FREEZABLE = ("naive", "replay", "der", "er_ace", "ewc", "lwf")
+# Those a prototype readout can replace the head of: iCaRL reads out by class means already,
+# StreamingLDA's classifier is its own.
+READABLE = (*FREEZABLE, "gdumb", "joint")
 EWC_LAMBDA = 0.4
 LWF_TEMPERATURE = 1.0
 DER_ALPHA = 0.1
@@ -106,6 +114,13 @@ class BaselineSettings:
     seed: int = 0
     precision: str = "fp32"
     frozen_layers: int = 0
+    whitening: float | None = None
+    prototypes_per_class: int | None = None
+
+    @property
+    def read_out(self) -> bool:
+        """Whether the baseline is read out by prototypes instead of its head."""
+        return self.whitening is not None or self.prototypes_per_class is not None
 
     def epochs_of(self, name: str) -> int:
         """Training epochs per experience of a baseline (StreamingLDA: one pass)."""
@@ -121,7 +136,16 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
             f"frozen_layers applies to baselines that train one backbone through the stream "
             f"{FREEZABLE}; not to {name!r}"
         )
+    if settings.read_out and name not in READABLE:
+        raise ValueError(f"a prototype readout replaces the head of {READABLE}; not of {name!r}")
+    if settings.prototypes_per_class not in (None, 1):
+        raise ValueError(
+            f"a baseline is read out by one class mean a class, not "
+            f"prototypes_per_class={settings.prototypes_per_class}"
+        )
     strategy = _strategy(name, settings, evaluator)
+    if settings.read_out:  # first: before the evaluator's meter closes and the buffer updates
+        strategy.plugins.insert(0, PrototypeReadoutPlugin(settings.whitening))
     dtype = resolve_precision(settings.precision, settings.device)
     if dtype is not None:
         strategy.plugins.append(MixedPrecision(dtype, settings.device))
