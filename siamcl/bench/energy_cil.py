@@ -156,16 +156,14 @@ def _baseline_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_readout(name: str, method: str, options: dict[str, Any]) -> None:
-    """Refuse a prototype readout (``-whitened``, ``-k1``) of a baseline without a head to
-    replace, or with more than one prototype a class."""
-    from siamcl.integrations.avalanche_baselines import READABLE
+    """Refuse, before anything runs, a prototype readout (``-whitened``, ``-k1``) a baseline
+    cannot take (:func:`~siamcl.integrations.avalanche_baselines.check_readout`)."""
+    from siamcl.integrations.avalanche_baselines import check_readout
 
-    if not {"whitening", "prototypes_per_class"} & set(options):
-        return
-    if method not in READABLE:
-        raise ValueError(f"{name}: a prototype readout replaces the head of {list(READABLE)}")
-    if options.get("prototypes_per_class", 1) != 1:
-        raise ValueError(f"{name}: a baseline is read out by one class mean a class (-k1)")
+    try:
+        check_readout(method, options.get("whitening"), options.get("prototypes_per_class"))
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
 def _standard_options(name: str, options: dict[str, Any]) -> None:

@@ -80,7 +80,14 @@ with needs_extra("the Avalanche baselines"):
     )
     from avalanche.training.templates import SupervisedTemplate
 
-__all__ = ["BASELINES", "FREEZABLE", "READABLE", "BaselineSettings", "build_baseline"]
+__all__ = [
+    "BASELINES",
+    "FREEZABLE",
+    "READABLE",
+    "BaselineSettings",
+    "build_baseline",
+    "check_readout",
+]
 
 BASELINES = ("naive", "replay", "der", "er_ace", "ewc", "lwf", "icarl", "gdumb", "slda", "joint")
 # Those whose one backbone trains through every experience: GDumb starts again from scratch,
@@ -136,13 +143,7 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
             f"frozen_layers applies to baselines that train one backbone through the stream "
             f"{FREEZABLE}; not to {name!r}"
         )
-    if settings.read_out and name not in READABLE:
-        raise ValueError(f"a prototype readout replaces the head of {READABLE}; not of {name!r}")
-    if settings.prototypes_per_class not in (None, 1):
-        raise ValueError(
-            f"a baseline is read out by one class mean a class, not "
-            f"prototypes_per_class={settings.prototypes_per_class}"
-        )
+    check_readout(name, settings.whitening, settings.prototypes_per_class)
     strategy = _strategy(name, settings, evaluator)
     if settings.read_out:  # first: before the evaluator's meter closes and the buffer updates
         strategy.plugins.insert(0, PrototypeReadoutPlugin(settings.whitening))
@@ -152,6 +153,21 @@ def build_baseline(name: str, settings: BaselineSettings, evaluator: Any) -> Sup
     if settings.frozen_layers:
         strategy.plugins.append(FrozenLeadingLayers(settings.frozen_layers))
     return strategy
+
+
+def check_readout(name: str, whitening: float | None, prototypes_per_class: int | None) -> None:
+    """Refuse a prototype readout of a baseline without a head to replace, or with more than
+    one prototype a class (the plugin keeps one class mean a class)."""
+    if whitening is None and prototypes_per_class is None:
+        return
+    if name not in READABLE:
+        raise ValueError(
+            f"a prototype readout replaces the head of {list(READABLE)}, not {name!r}'s"
+        )
+    if prototypes_per_class not in (None, 1):
+        raise ValueError(
+            f"a baseline is read out by one class mean a class, not {prototypes_per_class}"
+        )
 
 
 def _strategy(name: str, settings: BaselineSettings, evaluator: Any) -> SupervisedTemplate:
