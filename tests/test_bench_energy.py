@@ -487,11 +487,14 @@ def test_every_row_a_run_can_hold_is_described_in_the_energy_docs():
     assert [m for m in CIL_METHODS if f"`{m}`" not in cil] == []
 
 
-def test_narrow_and_small_batch_rows_reach_the_learner_and_replay_alike(digits, monkeypatch):
+def stream_rows(digits, monkeypatch):
+    """A function giving the ``StreamRunner`` of a row on a two-task digits stream (5
+    exemplars a class, 2 epochs), whose ``run`` records the learner it builds in the list
+    returned beside it instead of training it."""
     import argparse
 
     from siamcl.bench import cl_methods
-    from siamcl.bench.energy_cil import _settings, replay_references
+    from siamcl.bench.energy_cil import _settings
     from siamcl.data import class_incremental
 
     X, y, X_test, y_test = digits
@@ -502,16 +505,23 @@ def test_narrow_and_small_batch_rows_reach_the_learner_and_replay_alike(digits, 
     monkeypatch.setattr(
         cl_methods, "evaluate_stream", lambda learner, *a, **k: built.append(learner) or {}
     )
+
+    def runner(name: str):
+        return cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, _settings(base, name, 2))
+
+    return runner, built
+
+
+def test_narrow_and_small_batch_rows_reach_the_learner_and_replay_alike(digits, monkeypatch):
+    from siamcl.bench.energy_cil import replay_references
+
+    runner, built = stream_rows(digits, monkeypatch)
     for name, batch in (("siamese-16px-half-b32", 32), ("siamese-16px-b64", 64)):
-        runner = cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, _settings(base, name, 2))
-        runner.run("siamese")
+        runner(name).run("siamese")
         learner = built.pop()
         assert (learner.batch_size, learner.epochs, learner.input_size) == (batch, 2, (16, 16))
         assert learner.encoder == ("conv4-half" if "half" in name else "conv4")
-    settings = _settings(base, "replay-16px-half-b32", 2)
-    strategy = cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, settings)._strategy(
-        "replay", evaluator=None
-    )
+    strategy = runner("replay-16px-half-b32")._strategy("replay", evaluator=None)
     widths = {m.out_channels for m in strategy.model.modules() if isinstance(m, nn.Conv2d)}
     assert strategy.train_mb_size == 32 and widths == {32}
     present = ["replay", "replay-16px", "replay-16px-b64", "replay-16px-half-b32"]
@@ -678,32 +688,20 @@ def test_the_standard_network_read_out_by_prototypes_of_its_features(digits):
 
 
 def test_standard_rows_train_siamcl_s_softmax_network_and_read_it_out(digits, monkeypatch):
-    import argparse
-
-    from siamcl.bench import cl_methods, energy_cil
-    from siamcl.data import class_incremental
+    from siamcl.bench import energy_cil
     from siamcl.learners import SoftmaxClassifier
     from siamcl.learners.readout import PrototypeReadout
 
-    X, y, X_test, y_test = digits
-    tasks = class_incremental(X, y, n_tasks=2, seed=0)
-    args = argparse.Namespace(batch_size=128, memory=5, device="cpu", checkpoint=None)
-    base = {"tasks": 2, "memory_per_class": 5, "batch_size": 128}
-    built = []
-    monkeypatch.setattr(
-        cl_methods, "evaluate_stream", lambda learner, *a, **k: built.append(learner) or {}
-    )
+    runner, built = stream_rows(digits, monkeypatch)
     for name in ("standard-16px-b64", "standard-whitened-k3"):
-        settings = energy_cil._settings(base, name, 2)
-        cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, settings).run("standard")
+        runner(name).run("standard")
     head, readout = built
     assert isinstance(head, SoftmaxClassifier)
     assert (head.batch_size, head.epochs, head.input_size) == (64, 2, (16, 16))
     assert head.memory_per_class == 5
     assert isinstance(readout, PrototypeReadout) and readout.model.memory_per_class == 5
     assert readout.readout == {"memory_per_class": 5, "whitening": 0.1, "prototypes_per_class": 3}
-    settings = energy_cil._settings(base, "standard-k1", 2)
-    cl_methods.StreamRunner(args, tasks, X_test, y_test, 0, settings).run("standard")
+    runner("standard-k1").run("standard")
     assert built[-1].readout["whitening"] is None  # class means, as the multi-class row
     energy_cil.check_cil_rows(["standard-whitened-half-b32", "standard-bf16"])
     with pytest.raises(ValueError, match=r"standard-metric0: SoftmaxClassifier takes no option"):
