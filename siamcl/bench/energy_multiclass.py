@@ -83,6 +83,7 @@ METHODS = (  # the rows a run holds by default
     "siamese-16px",
     "siamese-nn",
     "siamese-whitened",
+    "standard-whitened",
     "standard-bf16",
     "siamese-bf16",
     "siamese-whitened-bf16",
