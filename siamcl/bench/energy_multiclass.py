@@ -230,10 +230,9 @@ class MulticlassRunner:
         learner = self.learner(name)
         checks = self.settings.get("checks_per_epoch", 1)
         curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"], checks)
-        own = learner.callbacks  # a row's own (progressive resizing), then the monitor
-        learner.callbacks = [*(own or ()), curve]
+        learner.callbacks = [curve]
         report = learner.fit_task(self.X, self.y)
-        learner.callbacks = own  # the monitor is not part of the model
+        learner.callbacks = None  # the monitor is not part of the model
         if name == "siamese":
             self.teacher = learner
         if is_readout(name):  # the learner predicts with its head; the row, with prototypes

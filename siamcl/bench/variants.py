@@ -16,7 +16,6 @@ from typing import Any
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS
 from siamcl.losses import LOSSES
-from siamcl.training.resizing import ProgressiveResizing
 
 __all__ = [
     "CIL_BASES",
@@ -141,13 +140,6 @@ SUFFIXES = (
         "learning rate {0}",
         "at learning rate {0}",
         "lr0.003",
-    ),
-    Suffix(
-        r"prog([1-9]\d*)",  # a tuple: options are compared, and a callback is used once per run
-        lambda n: {"callbacks": (ProgressiveResizing((int(n), int(n))),)},
-        "first half of the epochs at {0}x{0}",
-        "with the first half of its epochs at {0}x{0}",
-        "prog16",
     ),
     Suffix(
         r"b([1-9]\d*)",

@@ -7,7 +7,6 @@
 - :mod:`siamcl.training.stopping`: budgets, target scores and patience that end training.
 - :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`rebuild_prototypes`.
 - :mod:`siamcl.training.precision`: mixed-precision (bfloat16) forward passes, where native.
-- :mod:`siamcl.training.resizing`: :class:`ProgressiveResizing`, early epochs on smaller images.
 - :mod:`siamcl.training.selection`: :func:`~siamcl.training.selection.select_rows`, the rows
   of a task to train on (``data_fraction``: stratified or coreset).
 """
@@ -33,7 +32,6 @@ from siamcl.training.precision import (
     precision_with_qat,
     resolve_precision,
 )
-from siamcl.training.resizing import ProgressiveResizing
 from siamcl.training.sampling import (
     BalancedBatches,
     EpisodeBatches,
@@ -61,7 +59,6 @@ __all__ = [
     "LoopResult",
     "Patience",
     "Progress",
-    "ProgressiveResizing",
     "ShuffledBatches",
     "StepBudget",
     "StepHooks",
