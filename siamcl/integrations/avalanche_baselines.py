@@ -162,7 +162,7 @@ def check_readout(name: str, whitening: float | None, prototypes_per_class: int 
         return
     if name not in READABLE:
         raise ValueError(
-            f"a prototype readout replaces the head of {list(READABLE)}, not {name!r}'s"
+            f"a prototype readout replaces the head of {list(READABLE)}; {name!r} has none"
         )
     if prototypes_per_class not in (None, 1):
         raise ValueError(
