@@ -107,8 +107,8 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
         default="metric",
         help="metric (default): the Siamese learner, its encoder trained with a metric loss; "
         "cross-entropy: a softmax network trained on the tasks given, then its backbone read "
-        "out by whitened class means (siamcl.learners.PrototypeReadout: on mnist5k as "
-        "accurate early as the metric loss, for less energy a step); a new model only, "
+        "out by whitened class means (siamcl.learners.PrototypeReadout: on mnist5k within "
+        "about a point of the metric loss early, for less energy a step); a new model only, "
         "saved as a prototype model that later tasks train with the metric loss",
     )
     add_stopping_options(parser)
