@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -136,7 +135,7 @@ def check_cil_rows(names: Sequence[str]) -> None:
                 "--cil-epochs sets every row's epochs a task"
             )
         if variant.method == "standard":
-            _standard_options(name, variant.options)
+            _standard_options(name)
         elif variant.method != "siamese":
             _baseline_options(name, variant.options)
             _check_readout(name, variant.method, variant.options)
@@ -166,15 +165,13 @@ def _check_readout(name: str, method: str, options: dict[str, Any]) -> None:
         raise ValueError(f"{name}: {error}") from None
 
 
-def _standard_options(name: str, options: dict[str, Any]) -> None:
-    """Refuse an option siamcl's standard network neither trains with nor reads out by."""
-    from siamcl.learners.readout import READOUT_PARAMS
-    from siamcl.learners.softmax import SoftmaxClassifier
+def _standard_options(name: str) -> None:
+    """Refuse an option siamcl's standard network neither trains with nor reads out by, as
+    the multi-class rows of the same name are refused
+    (:func:`~siamcl.bench.energy_multiclass.check_rows`)."""
+    from siamcl.bench.energy_multiclass import check_rows
 
-    taken = set(inspect.signature(SoftmaxClassifier).parameters) | set(READOUT_PARAMS)
-    unknown = sorted(set(options) - taken)
-    if unknown:
-        raise ValueError(f"{name}: SoftmaxClassifier takes no option {unknown}")
+    check_rows([name])
 
 
 def run_cil(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siamcl.bench.cl_methods import BASELINE_ROWS, LABELS
+from siamcl.learners.readout import READOUT_WHITENING
 from siamcl.losses import LOSSES
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "parse_variant",
 ]
 
-WHITENING_SHRINKAGE = 0.1  # of "-whitened" rows
+WHITENING_SHRINKAGE = READOUT_WHITENING  # of "-whitened" rows: the library's readout default
 # a method: its label in tables and the words a bar names it with; suffixes add to both
 CIL_BASES = {
     m: (LABELS[m], LABELS[m].split(" (")[0]) for m in ("siamese", "standard", *BASELINE_ROWS)

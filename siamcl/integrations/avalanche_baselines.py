@@ -43,16 +43,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from siamcl._extras import needs_extra
 from siamcl.encoders import build_encoder
 from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers
 from siamcl.integrations.avalanche_precision import MixedPrecision
 from siamcl.integrations.avalanche_readout import PrototypeReadoutPlugin
+from siamcl.integrations.avalanche_streams import dataset_arrays
 from siamcl.learners.softmax import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
 from siamcl.training import (
@@ -285,7 +284,7 @@ class BaseInitialisation(BasePlugin):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.settings.seed)
             model = HeadClassifier(body, self.features, self.n_classes).to(strategy.device)
-        inputs, labels = _dataset_tensors(strategy.adapted_dataset)
+        inputs, labels = dataset_arrays(strategy.adapted_dataset)
         loop = TrainingLoop(
             epochs=self.settings.epochs,
             optimizer=adam(self.settings.lr),
@@ -298,16 +297,6 @@ class BaseInitialisation(BasePlugin):
         loop.run(model, objective, source, torch.Generator().manual_seed(self.settings.seed))
         body.eval().requires_grad_(False)
         self.done = True
-
-
-def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, np.ndarray]:
-    """Every sample of an Avalanche dataset (its current transforms applied), in order."""
-    loader = DataLoader(dataset, batch_size=512, collate_fn=dataset.collate_fn)
-    inputs, labels = [], []
-    for batch in loader:
-        inputs.append(batch[0])
-        labels.append(torch.as_tensor(batch[1]))
-    return torch.cat(inputs), torch.cat(labels).numpy().astype(np.int64)
 
 
 def _backbone(settings: BaselineSettings) -> nn.Module:

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from siamcl._extras import needs_extra
+from siamcl.integrations.avalanche_streams import dataset_arrays
+from siamcl.training import embed_in_batches
 from siamcl.whitening import within_class_whitening
 
 with needs_extra("the Avalanche plugin"):
@@ -138,20 +139,10 @@ def _replay_buffer(strategy: Any) -> Any:
     return None
 
 
-@torch.no_grad()
 def _embedded(backbone: nn.Module, dataset: Any, strategy: Any) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised backbone features and labels of every sample of ``dataset``."""
-    was_training = backbone.training
-    backbone.eval()
-    # a generator of its own: a loader draws a seed from torch's global one otherwise, which
-    # would shift the strategy's own randomness (its batches, its buffer) after a readout
-    loader = DataLoader(
-        dataset, batch_size=EMBED_BATCH, collate_fn=dataset.collate_fn, generator=torch.Generator()
-    )
-    features, labels = [], []
-    for batch in loader:
-        rows = backbone(batch[0].to(strategy.device)).float()
-        features.append(F.normalize(rows, dim=1).cpu())
-        labels.append(torch.as_tensor(batch[1]))
-    backbone.train(was_training)
-    return torch.cat(features).numpy().astype(np.float64), torch.cat(labels).numpy()
+    """L2-normalised backbone features and labels of every sample of ``dataset``; its loader
+    has a generator of its own, so a readout leaves the strategy's random draws (its batches,
+    its buffer) as they would have been without it."""
+    inputs, labels = dataset_arrays(dataset, EMBED_BATCH, torch.Generator())
+    features = embed_in_batches(backbone, inputs, device=strategy.device)
+    return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12), labels

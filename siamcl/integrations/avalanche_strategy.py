@@ -44,6 +44,7 @@ from siamcl.integrations.avalanche_model import (
     build_encoder_for,
 )
 from siamcl.integrations.avalanche_replay import with_exemplars
+from siamcl.integrations.avalanche_streams import dataset_arrays
 from siamcl.losses import DistillationTerm, MetricTerm, Objective, build_loss
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
@@ -322,10 +323,4 @@ class _TemplateHooks(StepHooks):
 
 def _experience_arrays(strategy: SiameseStrategy) -> tuple[torch.Tensor, np.ndarray]:
     """The current experience's inputs (eval transforms, so no augmentation) and labels."""
-    dataset = strategy.experience.dataset.eval()
-    loader = DataLoader(dataset, batch_size=strategy.eval_mb_size, collate_fn=dataset.collate_fn)
-    inputs, labels = [], []
-    for batch in loader:
-        inputs.append(batch[0].float())
-        labels.append(torch.as_tensor(batch[1]))
-    return torch.cat(inputs), torch.cat(labels).numpy().astype(np.int64)
+    return dataset_arrays(strategy.experience.dataset.eval(), strategy.eval_mb_size)

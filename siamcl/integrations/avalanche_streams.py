@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from siamcl._extras import needs_extra
 from siamcl.data.streams import Task, classes_mask
@@ -25,7 +25,13 @@ from siamcl.preprocess import Preprocessor, as_array, as_labels
 with needs_extra("the Avalanche plugin"):
     from avalanche.benchmarks import nc_benchmark
 
-__all__ = ["LabelledTensors", "PreprocessTransform", "from_avalanche", "to_avalanche"]
+__all__ = [
+    "LabelledTensors",
+    "PreprocessTransform",
+    "dataset_arrays",
+    "from_avalanche",
+    "to_avalanche",
+]
 
 
 class LabelledTensors(Dataset):
@@ -192,3 +198,19 @@ def _raw_samples(dataset: Any, original: np.ndarray | None) -> tuple[np.ndarray,
     if original is not None:
         y = original[y]
     return np.stack(samples), y
+
+
+def dataset_arrays(
+    dataset: Any, batch_size: int = 512, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Every sample of an Avalanche dataset (its current transforms applied) as one float
+    tensor, in order, and the labels. A loader draws a seed from ``generator``, torch's global
+    one when None: a caller that must leave the global random state alone passes its own."""
+    loader = DataLoader(
+        dataset, batch_size=batch_size, collate_fn=dataset.collate_fn, generator=generator
+    )
+    inputs, labels = [], []
+    for batch in loader:
+        inputs.append(batch[0].float())
+        labels.append(torch.as_tensor(batch[1]))
+    return torch.cat(inputs), torch.cat(labels).numpy().astype(np.int64)

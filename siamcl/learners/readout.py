@@ -45,7 +45,7 @@ __all__ = [
     "split_readout",
 ]
 
-READOUT_WHITENING = 0.1  # the shrinkage of siamcl's "-whitened" benchmark rows
+READOUT_WHITENING = 0.1  # the within-class whitening's shrinkage, also the benchmarks' "-whitened"
 # the prototype classifier's parameters that say how classes are read out; a benchmark row
 # of the standard network setting one of them is read out by prototypes
 READOUT_PARAMS = ("whitening", "prototypes_per_class")
