@@ -25,6 +25,7 @@ from siamcl.compress import (
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.losses import MetricLoss
 from siamcl.preprocess import Preprocessor
+from siamcl.training import embed_in_batches
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +298,54 @@ def test_bad_compression_settings_fail_before_training(digits_40):
             FAST, preprocessor=wide, trainable_encoder=nn.Flatten()
         )
         embedding_teacher(fitted, Preprocessor().fit(X_train))
+
+
+def _ranges(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The fake quantizers' observed ranges and scales of a prepared model."""
+    keys = ("min_val", "max_val", "scale", "zero_point")
+    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(keys)}
+
+
+def test_embedding_a_qat_network_mid_training_leaves_its_ranges_alone():
+    prepared = prepare_qat(
+        build_encoder("conv4-small", (1, 8, 8), 16), "int8", torch.zeros(2, 1, 8, 8)
+    )
+    prepared.train()
+    prepared(torch.randn(32, 1, 8, 8))  # a training step's forward: the observers see a batch
+    before = _ranges(prepared)
+    shifted = 5 * torch.randn(64, 1, 8, 8)  # rows far outside the ranges seen so far
+
+    embed_in_batches(prepared, shifted)
+
+    after = _ranges(prepared)
+    assert before.keys() == after.keys() and len(before) >= 10
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert prepared.training  # handed back as it came, observing
+    observers = [m for m in prepared.modules() if isinstance(m, FakeQuantizeBase)]
+    assert observers and all(int(m.observer_enabled[0]) == 1 for m in observers)
+    # eval() alone would have moved them: what embed_in_batches guards against
+    prepared.eval()
+    with torch.no_grad():
+        prepared(shifted)
+    assert any(not torch.equal(before[k], v) for k, v in _ranges(prepared).items())
+
+
+def test_scoring_a_qat_learner_on_the_way_does_not_change_what_it_learns(digits_40):
+    X_train, y_train, X_test, _ = digits_40
+    rows = torch.from_numpy(5 * X_test.astype(np.float32)).unsqueeze(1)  # foreign rows
+
+    class Monitor:
+        checks_per_epoch = 2
+
+        def on_check(self, model: nn.Module, progress) -> None:
+            embed_in_batches(model, rows)
+
+    plain = IncrementalClassifier(encoder="conv4-small", qat="int8", **FAST)
+    plain.fit_task(X_train, y_train)
+    watched = IncrementalClassifier(
+        encoder="conv4-small", qat="int8", callbacks=[Monitor()], **FAST
+    )
+    watched.fit_task(X_train, y_train)
+
+    assert FAST["epochs"] < 4  # observers stay on through every epoch
+    np.testing.assert_array_equal(watched.embed(X_test), plain.embed(X_test))

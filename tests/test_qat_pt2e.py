@@ -24,9 +24,10 @@ from siamcl.compress import (
     schedule_qat,
     training_scheme,
 )
-from siamcl.compress.pt2e import is_pt2e_model
+from siamcl.compress.pt2e import is_pt2e_model, set_pt2e_quantizers
 from siamcl.encoders import EmbeddingNetwork, build_encoder
 from siamcl.preprocess import Preprocessor
+from siamcl.training import embed_in_batches
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,21 @@ def test_prepared_copies_keep_switching_between_train_and_eval(trained):
     with torch.no_grad():
         torch.testing.assert_close(copied(X_test[:5]), prepared(X_test[:5]))
     copied.train()
+    assert copied.training
+
+
+def test_embedding_a_prepared_model_leaves_torchaos_observed_ranges_alone(trained):
+    _, prepared, _, X_test = trained
+    copied = copy.deepcopy(prepared).train()
+    set_pt2e_quantizers(copied, fake=True, observe=True)  # as in a training epoch
+    ranges = {
+        k: v.clone() for k, v in copied.state_dict().items() if k.endswith(("min_val", "max_val"))
+    }
+    assert ranges
+
+    embed_in_batches(copied, 5 * X_test)
+
+    assert all(torch.equal(v, copied.state_dict()[k]) for k, v in ranges.items())
     assert copied.training
 
 

@@ -7,7 +7,8 @@ the encoder changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
 from siamcl.training.precision import autocast
 
-__all__ = ["embed_in_batches", "rebuild_prototypes"]
+__all__ = ["embed_in_batches", "evaluating", "rebuild_prototypes"]
 
 # the training batch: conv4's first activation at 28x28 is 25 MiB for 128 images (100 MiB for
 # 512), small enough for malloc to reuse freed blocks (siamcl.allocator), for less peak memory
@@ -43,10 +44,8 @@ def embed_in_batches(
     With ``views``, each input's embedding is the L2-normalised mean of the embeddings of its
     views (the input and fixed affine warps of it, :class:`~siamcl.augment.AffineViews`).
     """
-    was_training = encoder.training
-    encoder.eval()
     outputs = []
-    with torch.no_grad(), autocast(autocast_dtype, device):
+    with evaluating(encoder), torch.no_grad(), autocast(autocast_dtype, device):
         for start in range(0, len(inputs), EMBED_BATCH):
             batch = inputs[start : start + EMBED_BATCH].float()
             if views is None:
@@ -54,8 +53,33 @@ def embed_in_batches(
                 continue
             total = sum(encoder(standardise(view(batch)).to(device)).float() for view in views)
             outputs.append(F.normalize(total, dim=1).cpu())
-    encoder.train(was_training)
     return torch.cat(outputs).numpy()
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode with the range observers of its fake quantizers paused, both
+    restored after. ``eval()`` alone leaves torch.ao's and torchao's observers recording, so
+    scoring a quantization-aware network mid-training (a validation share, a benchmark's test
+    rows) would move the quantization ranges it goes on training with toward the rows scored."""
+    observing = [m for m in model.modules() if _observes(m)]
+    was_training = model.training
+    for module in observing:
+        module.enable_observer(False)
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module in observing:
+            module.enable_observer(True)
+        model.train(was_training)
+
+
+def _observes(module: nn.Module) -> bool:
+    """Whether ``module`` is a fake quantizer (torch.ao's or torchao's ``FakeQuantizeBase``:
+    an ``observer_enabled`` flag and ``enable_observer``) whose observer is on."""
+    flag = getattr(module, "observer_enabled", None)
+    return isinstance(flag, torch.Tensor) and bool(flag[0]) and hasattr(module, "enable_observer")
 
 
 def rebuild_prototypes(
