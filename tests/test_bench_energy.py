@@ -117,6 +117,15 @@ def test_checks_inside_epochs_add_curve_points_and_leave_the_model_as_it_was(dig
     assert accuracies[0] > 0.5 and accuracies[0] < accuracies[-1]  # a third of an epoch in
 
 
+def test_a_quantization_aware_row_is_scored_as_it_would_be_deployed(digits):
+    runner = MulticlassRunner(digits, {"device": "cpu", "batch_size": 64, "epochs": 2}, seed=0)
+    run = runner.run("qat-int8")
+    # the last check scores the int8 conversion with every row's class mean: the model the
+    # learner deploys, so its accuracy is the row's final one to the image
+    assert run["curve"][-1]["accuracy"] == run["accuracy"]
+    assert run["accuracy"] > 0.5
+
+
 def test_bench_energy_quick_writes_curves_bars_and_figure(tmp_path: Path):
     argv = ["bench", "energy", "--quick", "--quiet", "--dataset", "digits", "--out", str(tmp_path)]
     argv += ["--methods", "standard,siamese,kd-student", "--cil-methods", "siamese,siamese-16px"]

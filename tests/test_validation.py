@@ -11,7 +11,15 @@ import torch
 
 from siamcl import IncrementalClassifier
 from siamcl.data import load_dataset
-from siamcl.learners.validation import cross_validated_score, prototype_score, stratified_folds
+from siamcl.learners.softmax import SoftmaxClassifier
+from siamcl.learners.task_data import validation_split
+from siamcl.learners.validation import (
+    cross_validated_score,
+    learner_embed,
+    prototype_score,
+    rule_store,
+    stratified_folds,
+)
 from siamcl.store import PrototypeStore
 
 
@@ -133,3 +141,27 @@ def test_the_scores_classify_by_the_learners_prototype_rule():
     one = cross_validated_score(_identity, held, PrototypeStore)(None)
     two = cross_validated_score(_identity, held, two_a_class)(None)
     assert two > 0.95 and one < 0.8
+
+
+def test_a_quantization_aware_learner_validates_the_int8_network_it_deploys():
+    X, y, _, _ = load_dataset("digits")
+    params = {"epochs": 2, "batch_size": 64, "memory_per_class": 0, "flops": "off", "seed": 0}
+    clf = IncrementalClassifier(qat="int8", validation_fraction=0.4, **params)
+    report = clf.fit_task(X, y)
+    # the held-out rows of task 0, scored as the loop scores them, under the int8 encoder it
+    # deploys (here its fake-quantised form scores a few held-out rows differently)
+    _, held = validation_split(y, 0.4, seed=0)
+    canonical = clf.preprocessor_.canonical(X)
+    score = cross_validated_score(
+        learner_embed(clf, clf.preprocessor_), (canonical[held], y[held]), rule_store(clf), seed=1
+    )
+    assert report.extra["validation_score"] == score(clf.encoder_)
+
+
+def test_a_quantization_aware_softmax_network_validates_its_int8_form():
+    X, y, _, _ = load_dataset("digits")
+    params = {"epochs": 2, "batch_size": 64, "memory_per_class": 0, "flops": "off", "seed": 0}
+    clf = SoftmaxClassifier(qat="int8", validation_fraction=0.3, **params)
+    report = clf.fit_task(X, y)
+    _, held = validation_split(y, 0.3, seed=0)
+    assert report.extra["validation_score"] == clf.score(X[held], y[held])

@@ -296,23 +296,26 @@ class MulticlassRunner:
         method, options = _parts(name)
         preprocessor = self.preprocessor(options.get("input_size"))
         if method == "standard" and not is_readout(name):
-            return logit_scorer(preprocessor, np.unique(self.y), test, device, dtype)
-        if method == "standard":  # its backbone's features as prototypes, timed as a learner's
+            score = logit_scorer(preprocessor, np.unique(self.y), test, device, dtype)
+        elif method == "standard":  # its backbone's features as prototypes, timed as a learner's
             per_class = options.get("prototypes_per_class", 1)
             rule = partial(PrototypeStore, prototypes_per_class=per_class, seed=self.seed)
             whitening = options.get("whitening")
-            score = prototype_scorer(
+            features = prototype_scorer(
                 preprocessor, (self.X, self.y), test, device, rule, whitening, dtype
             )
-            return lambda model: score(EmbeddingNetwork(model.backbone))
-        rows = None
-        if method == "siamese-selected":
-            rows = selected_rows(learner, preprocessor, self.X, self.y)
-        reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
-        rule = rule_store(learner)  # the learner's own: every row a prototype for "siamese-nn"
-        return prototype_scorer(
-            preprocessor, reference, test, device, rule, learner.whitening, dtype
-        )
+            score = lambda model: features(EmbeddingNetwork(model.backbone))
+        else:
+            rows = None
+            if method == "siamese-selected":
+                rows = selected_rows(learner, preprocessor, self.X, self.y)
+            reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+            rule = rule_store(learner)  # the learner's own: every row a prototype for "siamese-nn"
+            score = prototype_scorer(
+                preprocessor, reference, test, device, rule, learner.whitening, dtype
+            )
+        # what stopping here would deploy: a quantization-aware network's int8 conversion
+        return lambda model: score(learner.deployed(model))
 
 
 def multiclass_row(name: str) -> Variant:

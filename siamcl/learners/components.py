@@ -56,6 +56,12 @@ class ComponentFactories:
             raise ValueError(f"the saved weights do not fit the encoder: {error}") from error
         return prefer_channels_last(encoder)
 
+    def deployed(self, trainable: nn.Module) -> nn.Module:
+        """The encoder this classifier predicts with, made from ``trainable`` (the encoder as
+        trained): itself in float, its quantized conversion under ``qat``. Validation and a
+        benchmark's checks score this form mid-training, since stopping there deploys it."""
+        return training_scheme(self.qat).convert(trainable)
+
     def _new_store(self, dim: int) -> PrototypeStore:
         return PrototypeStore(
             dim=dim,

@@ -205,7 +205,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
                 objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
                 result = self._train(trainable, objective, *args)
-            encoder = scheme.convert(trainable)
+            encoder = self.deployed(trainable)
             store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
         figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
         retained = {"replay": memory.nbytes, "store": store.nbytes}
@@ -361,7 +361,7 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
         memory = clf._new_memory() if memory is None else memory
         clf._set_learned(
             preprocessor=preprocessor,
-            encoder=training_scheme(clf.qat).convert(trainable_encoder),
+            encoder=clf.deployed(trainable_encoder),
             trainable_encoder=trainable_encoder,
             metric_loss=clf._new_loss(),
             memory=memory,

@@ -106,13 +106,9 @@ class SoftmaxClassifier:
     those rows are trained on and kept as exemplars (see :mod:`siamcl.training.selection`).
     ``precision``: ``"fp32"``, ``"bf16"`` (mixed-precision forward passes) or ``"auto"``
     (bf16 where the hardware computes it natively; :mod:`siamcl.training.precision`).
-    ``stopping`` / ``validation_fraction``: as for :class:`~siamcl.IncrementalClassifier`,
-    policies that end a task's training early, the score being the head's accuracy on the
-    share of each class held out (:mod:`siamcl.training.stopping`); ``checks_per_epoch``:
-    how often an epoch they are asked, as for :class:`~siamcl.IncrementalClassifier`.
-    ``frozen_layers``: as for :class:`~siamcl.IncrementalClassifier`, from the second task on
-    the backbone's first layers keep what the first task taught them; the rest trains on
-    (:mod:`siamcl.training.freezing`); float backbones only (``qat=None``).
+    ``stopping``, ``validation_fraction``, ``checks_per_epoch`` and ``frozen_layers`` (float
+    backbones only) as for :class:`~siamcl.IncrementalClassifier`, the validation score being
+    the deployed network's accuracy on the share of each class held out.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -206,7 +202,7 @@ class SoftmaxClassifier:
             objective = self._objective(preprocessor, classes, inputs)
             args = (preprocessor, inputs, targets, task_index, meter, scheme, validate)
             result = self._train(model, objective, *args)
-            deployed = model.with_backbone(scheme.convert(model.backbone))
+            deployed = self.deployed(model)
             memory.add(canonical.numpy().astype(np.float16), y)
         report = meter.report(
             task=task_index,
@@ -239,6 +235,11 @@ class SoftmaxClassifier:
         clf.model_ = clf.trainable_model_ = model
         clf.qat_, clf.classes_list_ = None, []
         return clf
+
+    def deployed(self, model: HeadClassifier) -> HeadClassifier:
+        """The network it predicts with, from ``model`` as trained (under ``qat``, the backbone
+        converted): what validation and a benchmark's checks score mid-training."""
+        return model.with_backbone(training_scheme(self.qat, self.device).convert(model.backbone))
 
     def reset_memory(self) -> None:
         """Drop every replayed exemplar (the head and what it learned stay)."""
@@ -344,9 +345,8 @@ class SoftmaxClassifier:
         classes: list[int],
         task_index: int,
     ) -> tuple[Any, Callable[[nn.Module], float] | None]:
-        """The task's rows to train on and the validation score the loop computes after
-        each epoch: the head's accuracy on ``validation_fraction`` of each class held out
-        (all rows and no score when the fraction is 0)."""
+        """The task's rows to train on and the loop's validation score: the deployed network's
+        accuracy on ``validation_fraction`` of each class held out (none at a fraction of 0)."""
         if not self.validation_fraction:
             return slice(None), None
         train, held = validation_split(y, self.validation_fraction, self.seed * 1000 + task_index)
@@ -355,7 +355,10 @@ class SoftmaxClassifier:
         standardise, dtype = preprocessor.standardise, self._dtype()
 
         def score(model: nn.Module) -> float:
-            logits = embed_in_batches(model, canonical[held], standardise, self.device, None, dtype)
+            deployed = self.deployed(model)
+            logits = embed_in_batches(
+                deployed, canonical[held], standardise, self.device, None, dtype
+            )
             return float(np.mean(logits.argmax(axis=1) == truth))
 
         return train, score

@@ -167,14 +167,15 @@ def task_validation(
     ``validation_fraction`` of each class held out and classified, by
     :func:`cross_validated_score`, with the learner's prototype rule (class means, k-means
     centres or every row; its metric and vote), whitened as its prototypes will be when it
-    whitens (all rows and no score when the fraction is 0)."""
+    whitens, under the encoder it would deploy (``clf.deployed``: quantized under ``qat``);
+    all rows and no score when the fraction is 0."""
     if not clf.validation_fraction:
         return slice(None), None
     seed = clf.seed * 1000 + task
     train, held = validation_split(y, clf.validation_fraction, seed)
     embed, held_out = learner_embed(clf, preprocessor), (canonical[held], y[held])
     score = cross_validated_score(embed, held_out, rule_store(clf), clf.whitening, seed + 1)
-    return train, score
+    return train, lambda encoder: score(clf.deployed(encoder))
 
 
 def learner_embed(
