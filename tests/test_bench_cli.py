@@ -37,7 +37,9 @@ def test_bench_quick_smoke_writes_table_and_results(
 
     trained, fit_task = [], IncrementalClassifier.fit_task
     monkeypatch.setattr(
-        IncrementalClassifier, "fit_task", lambda self, *a: trained.append(1) or fit_task(self, *a)
+        IncrementalClassifier,
+        "fit_task",
+        lambda self, *a: trained.append(len(a[1])) or fit_task(self, *a),
     )
     fake = lambda: {"commit": f"after {len(trained)} tasks", "dirty": False}
     monkeypatch.setattr(records, "git_commit", fake)
@@ -45,6 +47,9 @@ def test_bench_quick_smoke_writes_table_and_results(
     assert status == 0
     recorded = json.loads((tmp_path / "quick_mnist5k.json").read_text())["git"]
     assert trained and recorded["commit"] == "after 0 tasks"
+    # a warm-up first, on 8 rows of each of a task's 5 digits, so no measured row pays the
+    # process's one-off costs; then the measured stream (a tenth of mnist5k, 2 tasks)
+    assert trained[:2] == [40, 40] and trained[2:] and min(trained[2:]) > 40
     printed = capsys.readouterr().out
     assert "| siamese |" in printed and "| softmax |" in printed
     assert "| softmax-class-means |" in printed  # the softmax network read out by prototypes
@@ -65,10 +70,20 @@ def test_bench_quick_smoke_writes_table_and_results(
     assert "Siamese vs softmax" in (tmp_path / "quick_mnist5k.md").read_text()
 
 
-def test_bench_data_efficiency_smoke(tmp_path: Path) -> None:
+def test_bench_data_efficiency_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluated, evaluate = [], data_efficiency.evaluate_stream
+
+    def recording(learner, tasks, *args, **kwargs):
+        evaluated.append((type(learner).__name__, sum(len(task.y) for task in tasks)))
+        return evaluate(learner, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(data_efficiency, "evaluate_stream", recording)
     argv = ["bench", "data-efficiency", "--quick", "--quiet", "--out", str(tmp_path)]
     argv += ["--fractions", "2,5", "--tasks", "2", "--min-steps", "2"]
     assert main(argv) == 0
+    # each method warmed up on 8 rows a digit before the first measured run
+    assert evaluated[:2] == [("IncrementalClassifier", 80), ("SoftmaxClassifier", 80)]
+    assert len(evaluated) == 2 + 2 * 2 * 2
     results = json.loads((tmp_path / "data_efficiency_mnist5k.json").read_text())
     assert results["seeds"] == [0]
     assert results["settings"]["fractions"] == [0.02, 0.05]
@@ -100,12 +115,23 @@ def test_every_measuring_suite_refuses_a_thread_count_that_is_not_positive(
 
 
 def test_bench_compress_smoke_students_learn_from_cached_outputs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from siamcl.bench import compress
     from siamcl.bench.compress import VARIANTS
 
+    families, train_family = [], compress._train_family
+    monkeypatch.setattr(
+        compress,
+        "_train_family",
+        lambda args, family, seed, data, *rest: (
+            families.append((family, len(data[0]))) or train_family(args, family, seed, data, *rest)
+        ),
+    )
     argv = ["bench", "compress", "--quick", "--quiet", "--threads", "1", "--out", str(tmp_path)]
     assert main(argv) == 0
+    # both families warmed up on 8 rows a digit, then measured on the quick run's 200 rows
+    assert families == [("siamese", 80), ("softmax", 80), ("siamese", 200), ("softmax", 200)]
     results = json.loads((tmp_path / "compress_mnist5k_quick.json").read_text())
     assert results["settings"]["torch_threads"] == 1
     rows = results["rows"]
@@ -324,6 +350,29 @@ def test_bench_cl_checkpoint_resumes_the_siamese_stream(tmp_path: Path) -> None:
     assert (tmp_path / "ckpt" / "siamese-seed-0" / "rows.json").is_file()
     assert second["accuracy_matrix"] == first["accuracy_matrix"]
     assert second["report"]["wall_s"] == first["report"]["wall_s"]  # restored, not retrained
+
+
+def test_bench_cl_warms_every_method_up_on_a_few_rows_saving_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siamcl.bench import cl
+
+    calls, run = [], cl.StreamRunner.run
+
+    def recording(self, name):
+        calls.append((name, sum(len(task.y) for task in self.tasks), self.args.checkpoint))
+        return run(self, name)
+
+    monkeypatch.setattr(cl.StreamRunner, "run", recording)
+    argv = ["bench", "cl", "--quick", "--quiet", "--dataset", "digits", "--tasks", "2"]
+    argv += ["--methods", "siamese,slda", "--threads", "1", "--out", str(tmp_path)]
+    assert main([*argv, "--checkpoint", str(tmp_path / "ckpt")]) == 0
+    # first every method once on 8 rows of each digit, never checkpointed (nothing to resume
+    # from), then the measured runs on the quick run's rows
+    assert calls[:2] == [("siamese", 80, None), ("slda", 80, None)]
+    measured = calls[2:]
+    assert [name for name, *_ in measured] == ["siamese", "slda"]
+    assert all(rows > 80 and saved == str(tmp_path / "ckpt") for _, rows, saved in measured)
 
 
 def test_bench_cl_runs_the_der_and_er_ace_rows(tmp_path: Path) -> None:

@@ -143,14 +143,22 @@ def test_the_scores_classify_by_the_learners_prototype_rule():
     assert two > 0.95 and one < 0.8
 
 
-def test_a_quantization_aware_learner_validates_the_int8_network_it_deploys():
+QAT_PARAMS = {"qat": "int8", "epochs": 2, "batch_size": 64, "memory_per_class": 0, "seed": 0}
+
+
+def _validated_on_digits(learner_class, fraction: float):
+    """A quantization-aware learner fitted on digits with ``fraction`` held out; its report,
+    the rows it held out, and the data."""
     X, y, _, _ = load_dataset("digits")
-    params = {"epochs": 2, "batch_size": 64, "memory_per_class": 0, "flops": "off", "seed": 0}
-    clf = IncrementalClassifier(qat="int8", validation_fraction=0.4, **params)
+    clf = learner_class(validation_fraction=fraction, flops="off", **QAT_PARAMS)
     report = clf.fit_task(X, y)
+    return clf, report, validation_split(y, fraction, seed=0)[1], (X, y)
+
+
+def test_a_quantization_aware_learner_validates_the_int8_network_it_deploys():
+    clf, report, held, (X, y) = _validated_on_digits(IncrementalClassifier, 0.4)
     # the held-out rows of task 0, scored as the loop scores them, under the int8 encoder it
     # deploys (here its fake-quantised form scores a few held-out rows differently)
-    _, held = validation_split(y, 0.4, seed=0)
     canonical = clf.preprocessor_.canonical(X)
     score = cross_validated_score(
         learner_embed(clf, clf.preprocessor_), (canonical[held], y[held]), rule_store(clf), seed=1
@@ -159,9 +167,5 @@ def test_a_quantization_aware_learner_validates_the_int8_network_it_deploys():
 
 
 def test_a_quantization_aware_softmax_network_validates_its_int8_form():
-    X, y, _, _ = load_dataset("digits")
-    params = {"epochs": 2, "batch_size": 64, "memory_per_class": 0, "flops": "off", "seed": 0}
-    clf = SoftmaxClassifier(qat="int8", validation_fraction=0.3, **params)
-    report = clf.fit_task(X, y)
-    _, held = validation_split(y, 0.3, seed=0)
+    clf, report, held, (X, y) = _validated_on_digits(SoftmaxClassifier, 0.3)
     assert report.extra["validation_score"] == clf.score(X[held], y[held])

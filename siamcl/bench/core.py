@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from siamcl.bench.warm_up import warm_up_on_a_small_stream
 from siamcl.data import Task, class_incremental, load_dataset
 from siamcl.evaluation import evaluate_stream
 from siamcl.learners.incremental import IncrementalClassifier
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tasks=args.tasks,
         **params,
         learner=repr(IncrementalClassifier(**params)),
+    )
+    quiet = {**params, "progress": False}  # the process's one-off costs fall on no seed's run
+    warm_up_on_a_small_stream(
+        X_train, y_train, lambda *run: evaluate_stream(IncrementalClassifier(**quiet), *run)
     )
     runs = []
     for seed in seeds:

@@ -47,6 +47,7 @@ from siamcl.bench.data_efficiency_analysis import (
     smallest_fractions,
     summarise,
 )
+from siamcl.bench.warm_up import warm_up_on_a_small_stream
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.evaluation import evaluate_stream
 from siamcl.learners.incremental import IncrementalClassifier
@@ -198,6 +199,13 @@ def run_grid(
         else full_data_steps(y_train, n, settings["epochs"], settings["batch_size"])
         for setting, n in n_tasks.items()
     }
+    warm_up_on_a_small_stream(  # the process's one-off costs fall on no measured run
+        X_train,
+        y_train,
+        lambda *run: [
+            evaluate_stream(make_learner(m, 0, 1, settings, device), *run) for m in METHODS
+        ],
+    )
     rows = []
     bar = tqdm(grid, desc="data-efficiency", disable=quiet)
     for seed, setting, fraction, method in bar:

@@ -47,6 +47,7 @@ from siamcl.bench.energy_multiclass import (
 )
 from siamcl.bench.energy_summary import bars, summarise_multiclass
 from siamcl.bench.variants import parse_variant
+from siamcl.bench.warm_up import few_rows, warm_up_on_a_small_stream
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.reporting import run_record, write_results
 from siamcl.reporting.energy import plot_results, render_markdown
@@ -300,7 +301,7 @@ def _warm_up(data: tuple[np.ndarray, ...], settings: dict[str, Any]) -> None:
     """One throwaway epoch of each kind of learner on a few rows, so the process's one-off
     costs (library imports, first-call kernel set-up) fall on no measured method."""
     X, y = data[0], data[1]
-    rows = np.concatenate([np.flatnonzero(y == c)[:8] for c in np.unique(y)])
+    rows = few_rows(y)
     few = (X[rows], y[rows], X[rows], y[rows])
     runner = MulticlassRunner(few, {**settings, "epochs": 1, "student_epochs": 1}, seed=0)
     for name in ("standard", "siamese", "qat-int8", "kd-student"):
@@ -312,11 +313,10 @@ def warm_up_cil(args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> None:
     rows, thrown away: the process's one-off costs (lazy imports such as the optimiser's,
     first-call kernel set-up) would otherwise be metered in the first measured run of each
     method, the multi-class part's warm-up (:func:`_warm_up`) covering only its own."""
-    X, y = data[0], data[1]
-    rows = np.concatenate([np.flatnonzero(y == c)[:8] for c in np.unique(y)])
-    tasks = class_incremental(X[rows], y[rows], n_tasks=2, seed=0)
     once = argparse.Namespace(**{**vars(args), "cil_repeats": 1})
-    run_cil(once, tasks, (X[rows], y[rows]), 0, args.cil_methods, [1])
+    warm_up_on_a_small_stream(
+        data[0], data[1], lambda tasks, *test: run_cil(once, tasks, test, 0, args.cil_methods, [1])
+    )
 
 
 def _cil(
