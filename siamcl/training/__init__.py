@@ -5,14 +5,15 @@
 - :mod:`siamcl.training.batch`: :class:`Batch` and :class:`BatchPreparation`.
 - :mod:`siamcl.training.sampling`: balanced, shuffled and episodic batch sources.
 - :mod:`siamcl.training.stopping`: budgets, target scores and patience that end training.
-- :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`rebuild_prototypes`.
+- :mod:`siamcl.training.embedding`: :func:`embed_in_batches`, :func:`evaluating`,
+  :func:`rebuild_prototypes`.
 - :mod:`siamcl.training.precision`: mixed-precision (bfloat16) forward passes, where native.
 - :mod:`siamcl.training.selection`: :func:`~siamcl.training.selection.select_rows`, the rows
   of a task to train on (``data_fraction``: stratified or coreset).
 """
 
 from siamcl.training.batch import Batch, BatchPreparation, device_of
-from siamcl.training.embedding import embed_in_batches, rebuild_prototypes
+from siamcl.training.embedding import embed_in_batches, evaluating, rebuild_prototypes
 from siamcl.training.loop import (
     BatchSource,
     Callback,
@@ -70,6 +71,7 @@ __all__ = [
     "cosine_schedule",
     "device_of",
     "embed_in_batches",
+    "evaluating",
     "forward_dtype",
     "native_bf16",
     "parameter_groups",
