@@ -166,3 +166,15 @@ def test_stopping_benchmark_takes_any_bench_row_but_a_student() -> None:
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             module.row_list(text)
+
+
+def test_qat_step_times_every_phase_against_the_float_network(tmp_path: Path) -> None:
+    module = _benchmark("qat_step")
+    results = module.main(["--rounds", "1", "--steps", "1", "--out", str(tmp_path)])
+    rows = results["rows"]
+    assert [(r["input"], r["phase"]) for r in rows] == [
+        (size, phase) for size in module.SHAPES for phase in module.PHASES
+    ]
+    assert all(r["ms"] > 0 for r in rows)
+    assert [r["ratio"] for r in rows if r["phase"] == "float network"] == [1.0, 1.0]
+    assert "| 28x28 | QAT, float epoch |" in (tmp_path / "qat_step.md").read_text()

@@ -1,0 +1,126 @@
+"""What quantization-aware training costs a training step, phase by phase: conv4 in float
+against the same network prepared for int8 QAT (PyTorch's FX flow, as ``qat="int8"`` trains)
+in each phase of :func:`siamcl.compress.schedule_qat` (the float epochs, observers on; the
+fake-quantised epochs; the last one, observers and BatchNorm statistics frozen). One torch
+thread, channels-last weights, siamcl's ``train_step``, interleaved rounds, median CPU time.
+
+A prepared network runs its fused, observed graph in the float epochs too, so the question is
+how much of QAT's extra training energy those epochs carry.
+
+    python benchmarks/qat_step.py [--rounds 3] [--steps 4] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from siamcl.allocator import retain_unless_disabled
+from siamcl.compress import prepare_qat, schedule_qat
+from siamcl.encoders import build_encoder
+from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.reporting.records import DEFAULT_OUT, record_markdown
+from siamcl.training import Batch, prefer_channels_last, train_step
+
+SHAPES = {"8x8": (1, 8, 8), "28x28": (1, 28, 28)}
+EPOCHS = 9  # schedule_qat: epochs 0-5 float, 6-7 fake-quantised, 8 frozen
+PHASES = {  # name: (epoch scheduled, None for the float network; observers left as scheduled)
+    "float network": (None, True),
+    "QAT, float epoch": (0, True),
+    "QAT, float epoch, observers off": (0, False),
+    "QAT, fake-quantised epoch": (6, True),
+    "QAT, last epoch (frozen)": (EPOCHS - 1, True),
+}
+BATCH = 128
+
+
+def _network(shape: tuple[int, ...], epoch: int | None, observe: bool) -> nn.Module:
+    """conv4 with seed-0 weights, float (``epoch`` None) or prepared and scheduled for
+    ``epoch``, its observers then turned off unless ``observe``."""
+    torch.manual_seed(0)
+    network = build_encoder("conv4", shape, 64)
+    if epoch is not None:
+        network = prepare_qat(network, "int8", torch.zeros(2, *shape))
+        network.train()
+        schedule_qat(network, epoch, EPOCHS)
+        if not observe:
+            network.apply(torch.ao.quantization.disable_observer)
+    return prefer_channels_last(network)
+
+
+def _step_s(shape: tuple[int, ...], phase: tuple[int | None, bool], steps: int) -> float:
+    """Mean CPU seconds of one training step (forward, loss, backward, Adam)."""
+    network = _network(shape, *phase)
+    optimizer = torch.optim.Adam(network.parameters())
+    data = Batch(torch.randn(BATCH, *shape), torch.arange(BATCH) % 10)
+
+    def objective(outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return nn.functional.cross_entropy(outputs[:, :10], batch.labels)
+
+    for _ in range(2):  # warm-up: first-call allocations, oneDNN's kernel choice
+        train_step(network, objective, optimizer, data)
+    start = time.process_time()
+    for _ in range(steps):
+        train_step(network, objective, optimizer, data)
+    return (time.process_time() - start) / steps
+
+
+def measure(rounds: int, steps: int) -> list[dict[str, Any]]:
+    """Median step times per input size and phase, the phases interleaved in every round."""
+    rows = []
+    for name, shape in SHAPES.items():
+        samples: dict[str, list[float]] = {phase: [] for phase in PHASES}
+        for _ in range(rounds):
+            for phase, setting in PHASES.items():
+                samples[phase].append(_step_s(shape, setting, steps))
+        medians = {phase: statistics.median(values) * 1e3 for phase, values in samples.items()}
+        base = medians["float network"]
+        rows += [
+            {"input": name, "phase": phase, "ms": ms, "ratio": ms / base}
+            for phase, ms in medians.items()
+        ]
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    cells = [
+        [r["input"], r["phase"], f"{r['ms']:.1f}", f"{r['ratio']:.2f}x"] for r in results["rows"]
+    ]
+    settings = results["settings"]
+    return (
+        "# A training step of int8 quantization-aware training, phase by phase\n\n"
+        f"{record_markdown(results)}\n\n"
+        f"CPU time (process) of one conv4 training step, batch {BATCH}, 1 torch thread, "
+        f"channels-last weights, median of {settings['rounds']} interleaved rounds of "
+        f"{settings['steps']} steps. The phases are those `siamcl.compress.schedule_qat` sets "
+        f"in a {EPOCHS}-epoch run; the ratio is against the float network. Absolute times hold "
+        "for this machine only.\n\n"
+        f"{markdown_table(['input', 'network', 'ms a step', 'vs float'], cells)}\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--steps", type=int, default=4, help="steps timed per round")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    settings = {"rounds": args.rounds, "steps": args.steps, "torch_threads": 1, "batch": BATCH}
+    results = {**run_record("qat_step", [0], **settings)}
+    results["rows"] = measure(args.rounds, args.steps)
+    print(write_results(args.out, "qat_step", results, render(results)))
+    return results
+
+
+if __name__ == "__main__":
+    main()
