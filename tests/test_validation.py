@@ -113,6 +113,10 @@ def test_a_share_holding_one_row_of_every_class_is_refused_before_training():
     with pytest.raises(ValueError, match="one of each class: scoring class prototypes needs two"):
         clf.fit_task(X.numpy().astype(np.float32), y)
     assert not clf.is_fitted
+    with pytest.raises(
+        ValueError, match=r"raise validation_fraction \(siamcl learn: --validation\)"
+    ):
+        clf.fit_task(X.numpy().astype(np.float32), y)  # the option named as a user set it
 
 
 def test_a_small_whitened_share_is_whitened_by_every_held_out_row():

@@ -126,7 +126,8 @@ def cross_validated_score(
     if not (fold >= 0).any():
         raise ValueError(
             f"the validation share holds {len(labels)} rows, one of each class: scoring "
-            "class prototypes needs two of a class; raise validation_fraction or set it to 0"
+            "class prototypes needs two of a class; raise validation_fraction (siamcl learn: "
+            "--validation) or set it to 0"
         )
     codes = np.unique(labels, return_inverse=True)[1]
     each_fold_whitens = all(np.bincount(codes[fold != i]).max() > 1 for i in range(folds))
