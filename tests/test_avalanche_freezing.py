@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.evaluation.metrics import accuracy_metrics
-from avalanche.training.plugins import EvaluationPlugin
+from avalanche_settings import STREAM_ACC, evaluator, small_settings
 from torch import nn
 
 from siamcl.data import class_incremental
 from siamcl.integrations.avalanche import SiameseStrategy, to_avalanche
 from siamcl.integrations.avalanche_baselines import (
     FREEZABLE,
-    BaselineSettings,
     build_baseline,
 )
 from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers, strategy_backbone
 from siamcl.training.freezing import leading_layers
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-STREAM_ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
-
-
-def settings(**overrides) -> BaselineSettings:
-    values = {"input_shape": (1, 28, 28), "n_classes": 4, "n_experiences": 2, "epochs": 2}
-    return BaselineSettings(**{**values, "batch_size": 16, "memory_total": 20, **overrides})
-
-
-def evaluator() -> EvaluationPlugin:
-    return EvaluationPlugin(accuracy_metrics(stream=True), loggers=[])
+settings = functools.partial(small_settings, epochs=2)
 
 
 def state_of(module: nn.Module) -> dict[str, torch.Tensor]:

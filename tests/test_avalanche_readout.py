@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import Naive
-from avalanche.training.plugins import EvaluationPlugin
+from avalanche_settings import STREAM_ACC, evaluator, small_settings
 from torch import nn
 
-from siamcl.integrations.avalanche_baselines import BaselineSettings, build_baseline
+from siamcl.integrations.avalanche_baselines import build_baseline
 from siamcl.integrations.avalanche_readout import PrototypeHead, PrototypeReadoutPlugin
 
-STREAM_ACC = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
-
-
-def settings(**overrides) -> BaselineSettings:
-    values = {"input_shape": (1, 28, 28), "n_classes": 4, "n_experiences": 2, "epochs": 1}
-    return BaselineSettings(**{**values, "batch_size": 16, "memory_total": 20, **overrides})
-
-
-def evaluator() -> EvaluationPlugin:
-    return EvaluationPlugin(accuracy_metrics(stream=True), loggers=[])
+settings = small_settings
 
 
 def test_the_head_scores_known_classes_by_the_cosine_of_whitened_features():

@@ -44,6 +44,21 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return status, captured.out, captured.err
 
 
+def _predict_held_out(
+    tmp_path: Path, model: Path, digits, n_classes: int, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, list[dict[str, str]], float]:
+    """``siamcl predict`` on 30 held-out images of each of the first ``n_classes`` digits,
+    written as class folders: the folder, the CSV rows and the share labelled right."""
+    held_out = tmp_path / "held-out"
+    for digit in range(n_classes):
+        write_class(held_out / NAMES[digit], digits[digit][1][:30])
+    status, out, err = run(["predict", "--model", str(model), str(held_out)], capsys)
+    assert status == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    truth = [Path(row["path"]).parent.name for row in rows]
+    return held_out, rows, float(np.mean([row["label"] == true for row, true in zip(rows, truth)]))
+
+
 def test_load_image_folder_mixes_formats_sizes_and_modes(tmp_path: Path, digits) -> None:
     write_class(tmp_path / "b", digits[1][0][:4], jpeg_every=99)
     write_class(tmp_path / "a", digits[0][0][:3], jpeg_every=1)
@@ -97,16 +112,9 @@ def test_learn_add_predict_end_to_end(tmp_path: Path, digits, capsys) -> None:
     assert status == 0, err
     assert "added" in out and "5 samples seen" in out
 
-    held_out = tmp_path / "held-out"
-    for digit in range(5):
-        write_class(held_out / NAMES[digit], digits[digit][1][:30])
-    status, out, err = run(["predict", "--model", str(model), str(held_out)], capsys)
-    assert status == 0, err
-    rows = list(csv.DictReader(io.StringIO(out)))
+    held_out, rows, accuracy = _predict_held_out(tmp_path, model, digits, 5, capsys)
     assert len(rows) == 150 and set(rows[0]) >= {"path", "label", "score", "label_3", "score_3"}
     assert {row["label"] for row in rows} <= set(NAMES)
-    truth = [Path(row["path"]).parent.name for row in rows]
-    accuracy = np.mean([row["label"] == true for row, true in zip(rows, truth)])
     assert accuracy > 0.6, accuracy  # chance is 0.2
     assert all(0 <= float(row["score"]) <= 1 for row in rows)
 
@@ -282,14 +290,7 @@ def test_learn_with_cross_entropy_reads_a_softmax_network_out_by_prototypes(
     classifier = ImageModel.load(model).classifier
     assert classifier.whitening == 0.1 and classifier.epochs == 2
     assert [r.method for r in classifier.reports][-1] == "prototype_readout"
-    held_out = tmp_path / "held-out"
-    for digit in range(3):
-        write_class(held_out / NAMES[digit], digits[digit][1][:30])
-    status, out, err = run(["predict", "--model", str(model), str(held_out)], capsys)
-    assert status == 0, err
-    rows = list(csv.DictReader(io.StringIO(out)))
-    truth = [Path(row["path"]).parent.name for row in rows]
-    accuracy = np.mean([row["label"] == true for row, true in zip(rows, truth)])
+    _, _, accuracy = _predict_held_out(tmp_path, model, digits, 3, capsys)
     assert accuracy > 0.8, accuracy  # chance is 1/3
 
     status, out, err = run(argv, capsys)  # a saved model continues with the metric loss

@@ -1,9 +1,9 @@
 """A throwaway run of every method on a few rows, before any measured run.
 
 A process's first training pays one-off costs no later one does: the first optimiser
-imports ``torch._dynamo`` (1.0 CPU s on a 2-core AVX-512 machine), first calls set kernels
-up, Zeus and scikit-learn load lazily (``python benchmarks/first_run.py``: a 5-task stream
-metered 4.8 CPU s in a fresh process, 3.3-4.0 s after). Unwarmed, a suite charges it to
+imports ``torch._dynamo``, first calls set kernels up, Zeus and scikit-learn load lazily
+(``python benchmarks/first_run.py``: a 5-task stream metered 4.8 CPU s in a fresh process,
+3.3-4.0 s after). Unwarmed, a suite charges it to
 whichever method runs first, and a comparison within one run is off by that much.
 """
 

@@ -27,14 +27,12 @@ from torch import nn
 from siamcl._extras import needs_extra
 from siamcl.integrations.avalanche_streams import dataset_arrays
 from siamcl.training import embed_in_batches
-from siamcl.whitening import within_class_whitening
+from siamcl.whitening import whiten_rows, within_class_whitening
 
 with needs_extra("the Avalanche plugin"):
     from avalanche.core import SupervisedPlugin
 
 __all__ = ["PrototypeHead", "PrototypeReadoutPlugin"]
-
-EMBED_BATCH = 512
 
 
 class PrototypeHead(nn.Module):
@@ -96,7 +94,7 @@ class PrototypeReadoutPlugin(SupervisedPlugin):
         matrix = np.eye(dim)
         if self.whitening is not None:
             matrix = within_class_whitening(features, labels, self.whitening)
-        whitened = F.normalize(torch.from_numpy(features @ matrix.T).float(), dim=1)
+        whitened = torch.from_numpy(whiten_rows(features, matrix))
         classes = np.unique(labels)
         means = torch.stack([whitened[torch.from_numpy(labels == c)].mean(0) for c in classes])
         n_outputs = getattr(model, self.head).out_features
@@ -143,6 +141,6 @@ def _embedded(backbone: nn.Module, dataset: Any, strategy: Any) -> tuple[np.ndar
     """L2-normalised backbone features and labels of every sample of ``dataset``; its loader
     has a generator of its own, so a readout leaves the strategy's random draws (its batches,
     its buffer) as they would have been without it."""
-    inputs, labels = dataset_arrays(dataset, EMBED_BATCH, torch.Generator())
+    inputs, labels = dataset_arrays(dataset, generator=torch.Generator())
     features = embed_in_batches(backbone, inputs, device=strategy.device)
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12), labels
