@@ -1,11 +1,10 @@
 """What quantization-aware training costs a training step, phase by phase: conv4 in float
 against the same network prepared for int8 QAT (PyTorch's FX flow, as ``qat="int8"`` trains)
-in each phase of :func:`siamcl.compress.schedule_qat` (the float epochs, observers on; the
-fake-quantised epochs; the last one, observers and BatchNorm statistics frozen). One torch
-thread, channels-last weights, siamcl's ``train_step``, interleaved rounds, median CPU time.
-
-A prepared network runs its fused, observed graph in the float epochs too, so the question is
-how much of QAT's extra training energy those epochs carry.
+in each phase of :func:`siamcl.compress.schedule_qat` (the float epochs, which run the float
+network the graph was prepared from, :mod:`siamcl.compress.float_phase`; the same epochs run
+through the prepared graph, observers on, as siamcl trained them before; the fake-quantised
+epochs; the last one, observers and BatchNorm statistics frozen). One torch thread,
+channels-last weights, siamcl's ``train_step``, interleaved rounds, median CPU time.
 
     python benchmarks/qat_step.py [--rounds 3] [--steps 4] [--out DIR]
 """
@@ -23,6 +22,7 @@ from torch import nn
 
 from siamcl.allocator import retain_unless_disabled
 from siamcl.compress import prepare_qat, schedule_qat
+from siamcl.compress.float_phase import run_float
 from siamcl.encoders import build_encoder
 from siamcl.reporting import markdown_table, run_record, write_results
 from siamcl.reporting.records import DEFAULT_OUT, record_markdown
@@ -30,27 +30,27 @@ from siamcl.training import Batch, prefer_channels_last, train_step
 
 SHAPES = {"8x8": (1, 8, 8), "28x28": (1, 28, 28)}
 EPOCHS = 9  # schedule_qat: epochs 0-5 float, 6-7 fake-quantised, 8 frozen
-PHASES = {  # name: (epoch scheduled, None for the float network; observers left as scheduled)
-    "float network": (None, True),
-    "QAT, float epoch": (0, True),
-    "QAT, float epoch, observers off": (0, False),
-    "QAT, fake-quantised epoch": (6, True),
-    "QAT, last epoch (frozen)": (EPOCHS - 1, True),
+PHASES = {  # name: (epoch scheduled, None for the float network; forced through the graph)
+    "float network": (None, False),
+    "QAT, float epoch": (0, False),
+    "QAT, float epoch through the prepared graph": (0, True),
+    "QAT, fake-quantised epoch": (6, False),
+    "QAT, last epoch (frozen)": (EPOCHS - 1, False),
 }
 BATCH = 128
 
 
-def _network(shape: tuple[int, ...], epoch: int | None, observe: bool) -> nn.Module:
+def _network(shape: tuple[int, ...], epoch: int | None, through_graph: bool) -> nn.Module:
     """conv4 with seed-0 weights, float (``epoch`` None) or prepared and scheduled for
-    ``epoch``, its observers then turned off unless ``observe``."""
+    ``epoch``, then run through its prepared graph (observers on) if ``through_graph``."""
     torch.manual_seed(0)
     network = build_encoder("conv4", shape, 64)
     if epoch is not None:
         network = prepare_qat(network, "int8", torch.zeros(2, *shape))
         network.train()
         schedule_qat(network, epoch, EPOCHS)
-        if not observe:
-            network.apply(torch.ao.quantization.disable_observer)
+        if through_graph:
+            run_float(network, False)
     return prefer_channels_last(network)
 
 

@@ -272,3 +272,20 @@ def test_a_torchao_without_the_private_helpers_is_left_alone(caplog) -> None:
     assert utils._get_aten_graph_module_for_pattern is export
     assert qat_utils._get_aten_graph_module_for_pattern is export
     assert "fake_qat_utils._fuse_conv_bn_qat_helper" in caplog.text
+
+
+def test_fake_quantization_restarts_ranges_observed_in_float_epochs(trained):
+    prepared = copy.deepcopy(trained[1]).train()
+    schedule_qat(prepared, 0, 3)  # float epochs observe a network still learning
+    prepared(torch.randn(32, 1, 8, 8))
+    schedule_qat(prepared, 2, 3)
+    batch = 3 + torch.rand(32, 1, 8, 8)  # in [3, 4): far from the rows seen before
+    prepared(batch)
+
+    ranges = [
+        (float(m.activation_post_process.min_val), float(m.activation_post_process.max_val))
+        for m in prepared.modules()
+        if hasattr(m, "fake_quant_enabled") and m.activation_post_process.min_val.numel() == 1
+    ]
+    # the input's range is this batch's alone: nothing of the float epochs' is averaged in
+    assert (pytest.approx(float(batch.min())), pytest.approx(float(batch.max()))) in ranges

@@ -17,7 +17,8 @@ alone; and, like for like with the Siamese learner's rule, the standard network 
 standard network, scored and timed as a prototype learner; its inference figure is its
 head's). A point of a curve is the energy to a *usable* model at that epoch:
 training so far plus, for a prototype learner, one pass embedding the rows its prototypes are
-the means of (the work that turns an encoder into a classifier).
+the means of (the work that turns an encoder into a classifier), and for a quantization-aware
+network its int8 conversion (calibrated on training rows after float epochs).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import nn
 
 from siamcl.accounting import ResourceMeter
 from siamcl.bench.variants import Variant, parse_variant
+from siamcl.compress import calibration_rows
 from siamcl.encoders import EmbeddingNetwork
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.readout import READOUT_PARAMS, split_readout
@@ -314,8 +316,27 @@ class MulticlassRunner:
             score = prototype_scorer(
                 preprocessor, reference, test, device, rule, learner.whitening, dtype
             )
-        # what stopping here would deploy: a quantization-aware network's int8 conversion
-        return lambda model: score(learner.deployed(model))
+        rows = calibration_rows(preprocessor.canonical(self.X), preprocessor.standardise)
+        return _deployed_score(learner, score, rows, device)
+
+
+def _deployed_score(
+    learner: Any, score: Callable[[nn.Module], tuple[float, Cost]], calibration: Any, device: str
+) -> Callable[[nn.Module], tuple[float, Cost]]:
+    """``score`` of what stopping here would deploy (a quantization-aware network's int8
+    conversion, calibrated on training rows after float epochs), the conversion counted as
+    finishing work. A float network is deployed as it is: nothing to count."""
+    if learner.qat is None:
+        return score
+
+    def scored(model: nn.Module) -> tuple[float, Cost]:
+        deployed, (convert_j, convert_cpu_s) = _metered(
+            lambda: learner.deployed(model, calibration), device
+        )
+        accuracy, (finish_j, finish_cpu_s) = score(deployed)
+        return accuracy, (convert_j + finish_j, convert_cpu_s + finish_cpu_s)
+
+    return scored
 
 
 def multiclass_row(name: str) -> Variant:

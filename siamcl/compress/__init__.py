@@ -2,6 +2,8 @@
 
 - :mod:`siamcl.compress.qat`: fake-quantised training and conversion to int8 (conv and linear)
   or int4 weight-only (linear) models, and their size in bytes.
+- :mod:`siamcl.compress.float_phase`: int8 QAT's float epochs run the float network, and a
+  conversion after them calibrates its ranges on training rows.
 - :mod:`siamcl.compress.distill`: embedding, relational and logit distillation losses.
 - :mod:`siamcl.compress.teachers`: a fitted classifier or module as a frozen teacher.
 
@@ -18,6 +20,7 @@ from siamcl.compress.distill import (
     relational_distillation_loss,
     teacher_distillation,
 )
+from siamcl.compress.float_phase import calibration_rows
 from siamcl.compress.qat import (
     SCHEMES,
     FloatTraining,
@@ -54,6 +57,7 @@ __all__ = [
     "FloatTraining",
     "FrozenTeacher",
     "QuantizationAwareTraining",
+    "calibration_rows",
     "check_scheme",
     "convert_qat",
     "embedding_distillation_loss",

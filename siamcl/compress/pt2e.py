@@ -44,6 +44,7 @@ __all__ = [
 
 _BATCH = "batch"
 _MARK = "siamcl_pt2e"  # in GraphModule.meta, which deep copies keep
+_FAKE = "siamcl_pt2e_fake_quant"  # whether the last scheduled epoch fake-quantised
 _TRAINING = "siamcl_pt2e_training"
 
 
@@ -87,8 +88,22 @@ def set_pt2e_quantizers(model: nn.Module, fake: bool, observe: bool) -> None:
         enable_observer,
     )
 
+    for graph in model.modules():
+        if is_pt2e_model(graph):
+            if fake and graph.meta.get(_FAKE) is False:  # ranges seen in float: start afresh
+                _forget_ranges(graph)
+            graph.meta[_FAKE] = fake
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
+
+
+def _forget_ranges(model: nn.Module) -> None:
+    """Reset every observed range, so the next observed batch sets them: ranges observed
+    through float epochs lag a network that was still learning."""
+    for module in model.modules():
+        observer = getattr(module, "activation_post_process", None)
+        if observer is not None and hasattr(observer, "reset_min_max_vals"):
+            observer.reset_min_max_vals()
 
 
 class LoweredInt8(nn.Module):

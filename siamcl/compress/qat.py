@@ -46,6 +46,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from siamcl.compress.float_phase import (
+    attach_float_network,
+    calibrate,
+    needs_calibration,
+    run_float,
+)
 from siamcl.compress.pt2e import (
     convert_pt2e_int8,
     is_pt2e_model,
@@ -92,7 +98,10 @@ class FloatTraining:
     def on_train_end(self, model: nn.Module) -> None:
         """Nothing to do after float training."""
 
-    def convert(self, model: nn.Module) -> nn.Module:
+    def settle(self, model: nn.Module, calibration: torch.Tensor) -> None:
+        """Nothing to settle in a float network."""
+
+    def convert(self, model: nn.Module, calibration: torch.Tensor | None = None) -> nn.Module:
         return model
 
 
@@ -102,6 +111,9 @@ class QuantizationAwareTraining(FloatTraining):
     :meth:`prepare` inserts fake quantization (:func:`prepare_qat`), :meth:`on_epoch_start`
     (a training-loop callback) sets it for each epoch (:func:`schedule_qat`), and
     :meth:`convert` gives the real quantized model (:func:`convert_qat`) used to predict.
+    Float epochs of the ``"int8"`` scheme run the float network the graph was prepared from
+    (:mod:`siamcl.compress.float_phase`), so a conversion after them calibrates on rows of
+    training data first, and :meth:`settle` does so in place when training ends in one.
     """
 
     def __init__(self, scheme: str):
@@ -113,8 +125,14 @@ class QuantizationAwareTraining(FloatTraining):
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
         schedule_qat(model, epoch, epochs)
 
-    def convert(self, model: nn.Module) -> nn.Module:
-        return convert_qat(model, self.scheme)
+    def settle(self, model: nn.Module, calibration: torch.Tensor) -> None:
+        """After training: a network that ended in float epochs gets its ranges from
+        ``calibration`` rows (in place), so it converts, now and once saved, as deployed."""
+        if needs_calibration(model):
+            calibrate(model, calibration)
+
+    def convert(self, model: nn.Module, calibration: torch.Tensor | None = None) -> nn.Module:
+        return convert_qat(model, self.scheme, calibration)
 
 
 def training_scheme(scheme: str | None, device: str = "cpu") -> FloatTraining:
@@ -138,7 +156,9 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
     """A copy of ``model`` with fake quantization inserted, in training mode.
 
     ``example_inputs`` is one batch the model accepts (used to trace it). Raises ValueError
-    when the scheme is unknown or the model has no layer the scheme quantizes.
+    when the scheme is unknown or the model has no layer the scheme quantizes. An ``"int8"``
+    graph keeps the float copy it was prepared from, sharing its weights, to run in float
+    epochs (:mod:`siamcl.compress.float_phase`).
     """
     scheme = _require_scheme(scheme)
     if isinstance(model, EmbeddingNetwork):
@@ -158,12 +178,14 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
 
     with _quiet_torch_ao():
         try:
-            return prepare_qat_fx(model, _int8_qconfig_mapping(), (example_inputs[:2].cpu(),))
+            prepared = prepare_qat_fx(model, _int8_qconfig_mapping(), (example_inputs[:2].cpu(),))
         except Exception as error:  # torch.fx cannot trace data-dependent control flow
             raise ValueError(
                 f"cannot prepare {type(model).__name__} for int8 QAT: torch.fx failed to trace "
                 f"it ({error})"
             ) from error
+    attach_float_network(prepared, model)  # prepared in place: they share every weight
+    return prepared
 
 
 def freeze_qat(model: nn.Module) -> nn.Module:
@@ -191,7 +213,8 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     estimated on an untrained network clip what it later produces. With four or more epochs
     the last one also freezes the observers and BatchNorm statistics, so the network settles
     on the ranges it will be converted with. Every setting is made explicitly, so a model can
-    be scheduled again for the next task.
+    be scheduled again for the next task. An ``"int8"`` graph runs its float network in float
+    epochs, and its ranges restart with fake quantization (:mod:`siamcl.compress.float_phase`).
     """
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats, update_bn_stats
     from torch.ao.quantization import (
@@ -206,6 +229,7 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
     model.apply(update_bn_stats if observe else freeze_bn_stats)
+    run_float(model, not fake)
     if any(is_pt2e_model(m) for m in model.modules()):  # torchao's int8 fake quantizers
         set_pt2e_quantizers(model, fake, observe)
     for module in model.modules():  # torchao's int4 fake quantizers
@@ -214,12 +238,23 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
             quantizer.enabled = fake
 
 
-def convert_qat(model: nn.Module, scheme: str) -> nn.Module:
-    """A copy of a model from :func:`prepare_qat`, converted to real quantized layers (CPU, eval)."""
+def convert_qat(
+    model: nn.Module, scheme: str, calibration: torch.Tensor | None = None
+) -> nn.Module:
+    """A copy of a model from :func:`prepare_qat`, converted to real quantized layers (CPU,
+    eval). A model that trained in float since its ranges were observed is calibrated on
+    ``calibration`` (rows of standardised inputs) first; without them it is refused."""
     scheme = _require_scheme(scheme)
     if isinstance(model, EmbeddingNetwork):
-        return EmbeddingNetwork(convert_qat(model.body, scheme)).eval()
+        return EmbeddingNetwork(convert_qat(model.body, scheme, calibration)).eval()
     model = copy.deepcopy(model).cpu().eval()
+    if needs_calibration(model):
+        if calibration is None:
+            raise ValueError(
+                "the network trained in float epochs since its quantization ranges were "
+                "observed: pass calibration rows (siamcl.compress.calibration_rows) to convert it"
+            )
+        calibrate(model, calibration)
     if scheme == "int4":
         from torchao.quantization import quantize_
         from torchao.quantization.qat import QATConfig

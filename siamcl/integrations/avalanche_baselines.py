@@ -52,7 +52,7 @@ from siamcl.integrations.avalanche_freezing import FrozenLeadingLayers
 from siamcl.integrations.avalanche_precision import MixedPrecision
 from siamcl.integrations.avalanche_readout import PrototypeReadoutPlugin
 from siamcl.integrations.avalanche_streams import dataset_arrays
-from siamcl.learners.softmax import HeadClassifier
+from siamcl.learners.head import HeadClassifier
 from siamcl.losses import CrossEntropyTerm, Objective
 from siamcl.training import (
     BatchPreparation,

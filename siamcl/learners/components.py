@@ -56,11 +56,13 @@ class ComponentFactories:
             raise ValueError(f"the saved weights do not fit the encoder: {error}") from error
         return prefer_channels_last(encoder)
 
-    def deployed(self, trainable: nn.Module) -> nn.Module:
+    def deployed(self, trainable: nn.Module, calibration: torch.Tensor | None = None) -> nn.Module:
         """The encoder this classifier predicts with, made from ``trainable`` (the encoder as
-        trained): itself in float, its quantized conversion under ``qat``. Validation and a
-        benchmark's checks score this form mid-training, since stopping there deploys it."""
-        return training_scheme(self.qat).convert(trainable)
+        trained): itself in float, its quantized conversion under ``qat`` (calibrated on
+        ``calibration`` rows after float epochs, :mod:`siamcl.compress.float_phase`).
+        Validation and a benchmark's checks score this form mid-training, since stopping
+        there deploys it."""
+        return training_scheme(self.qat).convert(trainable, calibration)
 
     def _new_store(self, dim: int) -> PrototypeStore:
         return PrototypeStore(

@@ -25,6 +25,7 @@ from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
     FloatTraining,
     FrozenTeacher,
+    calibration_rows,
     embedding_distillation_loss,
     embedding_teacher,
     teacher_distillation,
@@ -226,7 +227,9 @@ def train_task(
         precision=precision_with_qat(clf.precision, clf.qat),
     )
     encoder.to(device)
-    return loop.run(ranks.wrap(model, device), objective, source, generator, trained=encoder)
+    result = loop.run(ranks.wrap(model, device), objective, source, generator, trained=encoder)
+    scheme.settle(encoder, calibration_rows(inputs, preprocessor.standardise))
+    return result
 
 
 def task_ranks(clf: Any, device: torch.device, X: np.ndarray, y: np.ndarray) -> Ranks:

@@ -19,8 +19,9 @@ from torch import nn
 from siamcl._checks import OPTIMIZER_FACTORY, Integer, Options, Real, check_params
 from siamcl.accounting import ResourceMeter, TaskReport
 from siamcl.augment import RandomAffine
-from siamcl.compress import FloatTraining, logit_teacher, training_scheme
+from siamcl.compress import FloatTraining, calibration_rows, logit_teacher, training_scheme
 from siamcl.encoders import build_encoder
+from siamcl.learners.head import HeadClassifier
 from siamcl.learners.task_data import (
     DATA_CONSTRAINTS,
     distorts,
@@ -49,39 +50,6 @@ from siamcl.training.freezing import (
 from siamcl.training.precision import PRECISIONS, forward_dtype, precision_with_qat
 
 __all__ = ["HeadClassifier", "SoftmaxClassifier"]
-
-
-class HeadClassifier(nn.Module):
-    """A backbone producing features followed by a linear layer producing class logits
-    (``head``, or a new ``features`` x ``n_classes`` layer)."""
-
-    def __init__(
-        self, backbone: nn.Module, features: int, n_classes: int, head: nn.Linear | None = None
-    ):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(features, n_classes) if head is None else head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-    def with_backbone(self, backbone: nn.Module) -> HeadClassifier:
-        """This classifier with another backbone (a converted, quantized one) and a copy of
-        the head, on the CPU; itself when ``backbone`` is its own."""
-        if backbone is self.backbone:
-            return self
-        head = copy.deepcopy(self.head).cpu()
-        return HeadClassifier(backbone, head.in_features, head.out_features, head).eval()
-
-    def grow(self, n_classes: int) -> None:
-        """Widen the head to ``n_classes`` outputs, keeping the weights of existing ones."""
-        old = self.head
-        if n_classes <= old.out_features:
-            return
-        self.head = nn.Linear(old.in_features, n_classes).to(old.weight.device)
-        with torch.no_grad():
-            self.head.weight[: old.out_features] = old.weight
-            self.head.bias[: old.out_features] = old.bias
 
 
 class SoftmaxClassifier:
@@ -236,10 +204,14 @@ class SoftmaxClassifier:
         clf.qat_, clf.classes_list_ = None, []
         return clf
 
-    def deployed(self, model: HeadClassifier) -> HeadClassifier:
+    def deployed(
+        self, model: HeadClassifier, calibration: torch.Tensor | None = None
+    ) -> HeadClassifier:
         """The network it predicts with, from ``model`` as trained (under ``qat``, the backbone
-        converted): what validation and a benchmark's checks score mid-training."""
-        return model.with_backbone(training_scheme(self.qat, self.device).convert(model.backbone))
+        converted, calibrated on ``calibration`` rows after float epochs): what validation
+        and a benchmark's checks score mid-training."""
+        scheme = training_scheme(self.qat, self.device)
+        return model.with_backbone(scheme.convert(model.backbone, calibration))
 
     def reset_memory(self) -> None:
         """Drop every replayed exemplar (the head and what it learned stay)."""
@@ -265,8 +237,11 @@ class SoftmaxClassifier:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             body = build_encoder(self.encoder, input_shape, self.features).body
-            body = scheme.prepare(body, torch.zeros((2, *input_shape)))
-            return HeadClassifier(body, self.features, n_classes)
+            model = HeadClassifier(body, self.features, n_classes)
+        # after the head is drawn: preparing for QAT draws random numbers of its own, and a
+        # QAT network starts from the float network's weights
+        model.backbone = scheme.prepare(body, torch.zeros((2, *input_shape)))
+        return model
 
     def _task_model(
         self,
@@ -353,9 +328,10 @@ class SoftmaxClassifier:
         position = {label: i for i, label in enumerate(classes)}
         truth = np.array([position[label] for label in y[held].tolist()])
         standardise, dtype = preprocessor.standardise, self._dtype()
+        calibration = calibration_rows(canonical[train], standardise)
 
         def score(model: nn.Module) -> float:
-            deployed = self.deployed(model)
+            deployed = self.deployed(model, calibration)
             logits = embed_in_batches(
                 deployed, canonical[held], standardise, self.device, None, dtype
             )
@@ -392,7 +368,9 @@ class SoftmaxClassifier:
         )
         model.to(self.device)
         source = BalancedBatches(inputs, targets, self.batch_size, self.balance)
-        return loop.run(model, objective, source, generator)
+        result = loop.run(model, objective, source, generator)
+        scheme.settle(model.backbone, calibration_rows(inputs, preprocessor.standardise))
+        return result
 
     def _new_memory(self) -> ExemplarMemory:
         return ExemplarMemory.with_budget(

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from siamcl.compress import calibration_rows
 from siamcl.learners.siamese_task import embedder
 from siamcl.learners.task_data import validation_split
 from siamcl.preprocess import Preprocessor
@@ -176,7 +177,8 @@ def task_validation(
     train, held = validation_split(y, clf.validation_fraction, seed)
     embed, held_out = learner_embed(clf, preprocessor), (canonical[held], y[held])
     score = cross_validated_score(embed, held_out, rule_store(clf), clf.whitening, seed + 1)
-    return train, lambda encoder: score(clf.deployed(encoder))
+    calibration = calibration_rows(canonical[train], preprocessor.standardise)  # as it trains
+    return train, lambda encoder: score(clf.deployed(encoder, calibration))
 
 
 def learner_embed(
