@@ -46,12 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from siamcl.compress.float_phase import (
-    attach_float_network,
-    calibrate,
-    needs_calibration,
-    run_float,
-)
+from siamcl.compress import float_phase
 from siamcl.compress.pt2e import (
     convert_pt2e_int8,
     is_pt2e_model,
@@ -128,8 +123,8 @@ class QuantizationAwareTraining(FloatTraining):
     def settle(self, model: nn.Module, calibration: torch.Tensor) -> None:
         """After training: a network that ended in float epochs gets its ranges from
         ``calibration`` rows (in place), so it converts, now and once saved, as deployed."""
-        if needs_calibration(model):
-            calibrate(model, calibration)
+        if float_phase.needs_calibration(model):
+            float_phase.calibrate(model, calibration)
 
     def convert(self, model: nn.Module, calibration: torch.Tensor | None = None) -> nn.Module:
         return convert_qat(model, self.scheme, calibration)
@@ -184,7 +179,7 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
                 f"cannot prepare {type(model).__name__} for int8 QAT: torch.fx failed to trace "
                 f"it ({error})"
             ) from error
-    attach_float_network(prepared, model)  # prepared in place: they share every weight
+    float_phase.attach_float_network(prepared, model)  # prepared in place: weights shared
     return prepared
 
 
@@ -207,14 +202,15 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     """Set a prepared model's fake quantization for ``epoch`` (0-based) of ``epochs`` (in place).
 
     QAT works best as fine-tuning of a network that has already learned in float, so when
-    training from scratch the first two thirds of the epochs run in float while the observers
-    learn activation ranges, and the last third trains with fake quantization (with a single
-    epoch, all of it does). Fake quantization from the first step slows learning: ranges
-    estimated on an untrained network clip what it later produces. With four or more epochs
+    training from scratch the first two thirds of the epochs run in float and the last third
+    trains with fake quantization (with a single epoch, all of it does), its ranges observed
+    afresh from its first batch: ranges averaged over float epochs lag a network still
+    learning, and fake quantization from the first step slows learning (ranges estimated on
+    an untrained network clip what it later produces). An ``"int8"`` graph runs its float
+    network in float epochs (:mod:`siamcl.compress.float_phase`). With four or more epochs
     the last one also freezes the observers and BatchNorm statistics, so the network settles
     on the ranges it will be converted with. Every setting is made explicitly, so a model can
-    be scheduled again for the next task. An ``"int8"`` graph runs its float network in float
-    epochs, and its ranges restart with fake quantization (:mod:`siamcl.compress.float_phase`).
+    be scheduled again for the next task.
     """
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats, update_bn_stats
     from torch.ao.quantization import (
@@ -229,7 +225,7 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
     model.apply(update_bn_stats if observe else freeze_bn_stats)
-    run_float(model, not fake)
+    float_phase.run_float(model, not fake)
     if any(is_pt2e_model(m) for m in model.modules()):  # torchao's int8 fake quantizers
         set_pt2e_quantizers(model, fake, observe)
     for module in model.modules():  # torchao's int4 fake quantizers
@@ -248,13 +244,13 @@ def convert_qat(
     if isinstance(model, EmbeddingNetwork):
         return EmbeddingNetwork(convert_qat(model.body, scheme, calibration)).eval()
     model = copy.deepcopy(model).cpu().eval()
-    if needs_calibration(model):
+    if float_phase.needs_calibration(model):
         if calibration is None:
             raise ValueError(
                 "the network trained in float epochs since its quantization ranges were "
                 "observed: pass calibration rows (siamcl.compress.calibration_rows) to convert it"
             )
-        calibrate(model, calibration)
+        float_phase.calibrate(model, calibration)
     if scheme == "int4":
         from torchao.quantization import quantize_
         from torchao.quantization.qat import QATConfig
