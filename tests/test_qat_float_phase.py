@@ -1,6 +1,7 @@
 """int8 QAT's float epochs run the float network (siamcl.compress.float_phase)."""
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -144,3 +145,31 @@ def test_a_learner_stopped_in_a_float_epoch_saves_and_loads_its_int8_network(dig
     loaded = IncrementalClassifier.load(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict(X_test), learner.predict(X_test))
     np.testing.assert_array_equal(loaded.embed(X_test), learner.embed(X_test))
+
+
+def test_a_qat_stream_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(
+    digits_40, tmp_path
+):
+    X_train, y_train, X_test, _ = digits_40
+    tasks = [
+        SimpleNamespace(X=X_train[np.isin(y_train, classes)], y=y_train[np.isin(y_train, classes)])
+        for classes in ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))
+    ]
+
+    def learner() -> IncrementalClassifier:
+        return IncrementalClassifier(encoder="conv4-small", qat="int8", **FAST)
+
+    def first_task_only():
+        yield tasks[0]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learner().fit_stream(first_task_only(), checkpoint_dir=tmp_path / "ck")
+    resumed = learner()  # rebuilt from the saved state: its float network shares the weights
+    resumed.fit_stream(tasks, checkpoint_dir=tmp_path / "ck")
+    uninterrupted = learner()
+    uninterrupted.fit_stream(tasks)
+
+    assert FAST["epochs"] == 3  # the second task's first two epochs run the float network
+    np.testing.assert_array_equal(resumed.embed(X_test), uninterrupted.embed(X_test))
+    np.testing.assert_array_equal(resumed.predict(X_test), uninterrupted.predict(X_test))
