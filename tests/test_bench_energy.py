@@ -300,8 +300,10 @@ def test_mixed_precision_methods_are_their_method_in_bf16_and_are_compared_like_
     assert runner.learner("standard-bf16").precision == "bf16"
     assert runner.learner("standard").precision == "fp32"
     seen = []  # the monitor's prototype pass embeds as the learner does
-    hook = nn.modules.module.register_module_forward_hook(
-        lambda module, inputs, output: seen.append(output.dtype)
+    hook = nn.modules.module.register_module_forward_hook(  # tensors, not torch.fx's proxies
+        lambda module, inputs, output: (
+            isinstance(output, torch.Tensor) and seen.append(output.dtype)
+        )
     )
     try:
         encoder = whitened.new_encoder(runner.preprocessor(None).input_shape)

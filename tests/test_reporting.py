@@ -168,6 +168,16 @@ def test_stopping_benchmark_takes_any_bench_row_but_a_student() -> None:
             module.row_list(text)
 
 
+def test_folding_times_an_inference_pass_folded_against_unfolded(tmp_path: Path) -> None:
+    module = _benchmark("folding")
+    results = module.main(["--rounds", "1", "--rows", "256", "--out", str(tmp_path)])
+    assert [r["input"] for r in results["rows"]] == list(module.SHAPES)
+    assert all(
+        r["unfolded_s"] > 0 and r["folded_s"] > 0 and r["fold_s"] > 0 for r in results["rows"]
+    )
+    assert "| 28x28 |" in (tmp_path / "folding.md").read_text()
+
+
 def test_qat_step_times_every_phase_against_the_float_network(tmp_path: Path) -> None:
     module = _benchmark("qat_step")
     results = module.main(["--rounds", "1", "--steps", "1", "--out", str(tmp_path)])

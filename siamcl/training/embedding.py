@@ -19,6 +19,7 @@ from siamcl.augment import AffineViews
 from siamcl.distributed import Ranks
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
+from siamcl.training.folding import FOLD_MIN_ROWS, folded
 from siamcl.training.precision import autocast
 
 __all__ = ["embed_in_batches", "evaluating", "rebuild_prototypes"]
@@ -36,7 +37,9 @@ def embed_in_batches(
     views: AffineViews | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array.
+    """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array; over
+    :data:`~siamcl.training.folding.FOLD_MIN_ROWS` rows or more, by a copy of ``encoder``
+    with its BatchNorm layers folded into the convolutions before them.
 
     With ``autocast_dtype`` (the learner's :func:`~siamcl.training.precision.forward_dtype`)
     the forward passes run under autocast, as training's do.
@@ -46,6 +49,8 @@ def embed_in_batches(
     """
     outputs = []
     with evaluating(encoder), torch.no_grad(), autocast(autocast_dtype, device):
+        if len(inputs) >= FOLD_MIN_ROWS:  # BatchNorm folded into a copy (siamcl.training.folding)
+            encoder = folded(encoder)
         for start in range(0, len(inputs), EMBED_BATCH):
             batch = inputs[start : start + EMBED_BATCH].float()
             if views is None:

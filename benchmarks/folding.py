@@ -1,0 +1,110 @@
+"""What folding BatchNorm into the convolutions saves an inference pass: conv4 embedding
+rows in siamcl's batches (128), unfolded against :func:`siamcl.training.folding.folded`,
+channels-last weights both, at 8x8 (digits) and 28x28 (mnist). One torch thread,
+interleaved rounds, median CPU time. The folding itself (a torch.fx trace and copy) is
+timed on its own.
+
+    python benchmarks/folding.py [--rounds 3] [--rows 4000] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from siamcl.allocator import retain_unless_disabled
+from siamcl.encoders import build_encoder
+from siamcl.reporting import markdown_table, run_record, write_results
+from siamcl.reporting.records import DEFAULT_OUT, record_markdown
+from siamcl.training import prefer_channels_last
+from siamcl.training.embedding import EMBED_BATCH
+from siamcl.training.folding import folded
+
+SHAPES = {"8x8": (1, 8, 8), "28x28": (1, 28, 28)}
+
+
+def _pass_s(model: torch.nn.Module, images: torch.Tensor) -> float:
+    """CPU seconds of one pass over ``images`` in siamcl's embedding batches."""
+    start = time.process_time()
+    with torch.no_grad():
+        for first in range(0, len(images), EMBED_BATCH):
+            model(images[first : first + EMBED_BATCH])
+    return time.process_time() - start
+
+
+def measure(rounds: int, rows: int) -> list[dict[str, Any]]:
+    """Median pass times per input size, unfolded and folded interleaved in every round."""
+    results = []
+    for name, shape in SHAPES.items():
+        torch.manual_seed(0)
+        model = prefer_channels_last(build_encoder("conv4", shape, 64)).eval()
+        images = torch.randn(rows, *shape)
+        start = time.process_time()
+        fused = folded(model)
+        fold_s = time.process_time() - start
+        samples: dict[str, list[float]] = {"unfolded": [], "folded": []}
+        _pass_s(model, images[:EMBED_BATCH]), _pass_s(fused, images[:EMBED_BATCH])  # warm-up
+        for _ in range(rounds):
+            samples["unfolded"].append(_pass_s(model, images))
+            samples["folded"].append(_pass_s(fused, images))
+        unfolded, folded_s = (statistics.median(samples[k]) for k in ("unfolded", "folded"))
+        results.append(
+            {
+                "input": name,
+                "unfolded_s": unfolded,
+                "folded_s": folded_s,
+                "ratio": folded_s / unfolded,
+                "fold_s": fold_s,
+            }
+        )
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    cells = [
+        [
+            r["input"],
+            f"{r['unfolded_s']:.3f}",
+            f"{r['folded_s']:.3f}",
+            f"{r['ratio']:.2f}x",
+            f"{r['fold_s'] * 1e3:.0f}",
+        ]
+        for r in results["rows"]
+    ]
+    settings = results["settings"]
+    header = ["input", "unfolded CPU s", "folded CPU s", "folded / unfolded", "folding ms"]
+    return (
+        "# An inference pass with BatchNorm folded into the convolutions\n\n"
+        f"{record_markdown(results)}\n\n"
+        f"CPU time (process) of one conv4 pass over {settings['rows']} rows in batches of "
+        f"{EMBED_BATCH}, eval mode, no gradients, 1 torch thread, channels-last weights, median "
+        f"of {settings['rounds']} interleaved rounds; the folding (a torch.fx trace and copy) "
+        "timed once. Absolute times hold for this machine only.\n\n"
+        f"{markdown_table(header, cells)}\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--rows", type=int, default=4000, help="rows a pass embeds")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    settings = {"rounds": args.rounds, "rows": args.rows, "torch_threads": 1}
+    results = {**run_record("folding", [0], **settings)}
+    results["rows"] = measure(args.rounds, args.rows)
+    print(write_results(args.out, "folding", results, render(results)))
+    return results
+
+
+if __name__ == "__main__":
+    main()

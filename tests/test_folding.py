@@ -1,0 +1,48 @@
+"""Inference passes fold BatchNorm into the convolutions before it (siamcl.training.folding)."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from siamcl.encoders import build_encoder
+from siamcl.training import embed_in_batches
+from siamcl.training.folding import FOLD_MIN_ROWS, folded
+
+
+def test_a_folded_copy_embeds_as_the_model_and_leaves_it_training():
+    torch.manual_seed(0)
+    encoder = build_encoder("conv4", (1, 28, 28), 32)
+    encoder.train()
+    encoder(torch.randn(64, 1, 28, 28))  # running statistics away from their start
+    images = torch.randn(FOLD_MIN_ROWS, 1, 28, 28)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+
+    embedded = embed_in_batches(encoder, images)
+    with torch.no_grad():
+        exact = encoder.eval()(images).numpy()
+    np.testing.assert_allclose(embedded, exact, atol=1e-5)
+
+    copy = folded(encoder)
+    assert copy is not encoder
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in copy.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in encoder.modules())
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+
+
+def test_models_it_cannot_fold_embed_as_they_are():
+    class Branching(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.norm(self.conv(x)).flatten(1)
+            return y if y.sum() > 0 else -y
+
+    branching = Branching().eval()
+    assert folded(branching) is branching
+    assert folded(branching.train()) is branching  # a training model is never folded
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 4)).eval()
+    assert folded(plain) is plain  # nothing to fold
+    rows = torch.randn(FOLD_MIN_ROWS, 1, 8, 8)
+    assert embed_in_batches(branching, rows).shape == (FOLD_MIN_ROWS, 144)
