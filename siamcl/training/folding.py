@@ -2,11 +2,11 @@
 
 In eval mode a BatchNorm after a convolution is a fixed affine map of its output, so it can
 be folded into the convolution's weights and bias, sparing a pass over every activation:
-a conv4 embedding pass over 4,000 rows took 0.85-0.87x the CPU time folded, at 8x8 and 28x28
-(``python benchmarks/folding.py``, one thread). Every prototype pass, exemplar selection and prediction
-runs through :func:`~siamcl.training.embed_in_batches`, which folds a copy of the model
-(torch.fx's ``fuse``) for passes long enough to repay the copy; the model itself, which
-may go on training, is never changed.
+a conv4 embedding pass over 4,000 rows took 0.85-0.87x the CPU time folded, at 8x8 and
+28x28 (``python benchmarks/folding.py``, one thread). Every prototype pass, exemplar
+selection and prediction runs through :func:`~siamcl.training.embed_in_batches`, which
+folds a copy of the model (torch.fx's ``fuse``) for passes long enough to repay the copy;
+the model itself, which may go on training, is never changed.
 """
 
 from __future__ import annotations
