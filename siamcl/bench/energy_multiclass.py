@@ -316,18 +316,23 @@ class MulticlassRunner:
             score = prototype_scorer(
                 preprocessor, reference, test, device, rule, learner.whitening, dtype
             )
-        rows = calibration_rows(preprocessor.canonical(self.X), preprocessor.standardise)
-        return _deployed_score(learner, score, rows, device)
+        return _deployed_score(learner, score, (preprocessor, self.X), device)
 
 
 def _deployed_score(
-    learner: Any, score: Callable[[nn.Module], tuple[float, Cost]], calibration: Any, device: str
+    learner: Any,
+    score: Callable[[nn.Module], tuple[float, Cost]],
+    training: tuple[Preprocessor, np.ndarray],
+    device: str,
 ) -> Callable[[nn.Module], tuple[float, Cost]]:
     """``score`` of what stopping here would deploy (a quantization-aware network's int8
-    conversion, calibrated on training rows after float epochs), the conversion counted as
-    finishing work. A float network is deployed as it is: nothing to count."""
+    conversion, calibrated on rows of the ``training`` data after float epochs), the
+    conversion counted as finishing work. A float network is deployed as it is: nothing to
+    count."""
     if learner.qat is None:
         return score
+    preprocessor, X = training
+    calibration = calibration_rows(preprocessor.canonical(X), preprocessor.standardise)
 
     def scored(model: nn.Module) -> tuple[float, Cost]:
         deployed, (convert_j, convert_cpu_s) = _metered(

@@ -12,8 +12,8 @@ Its range observers see nothing in float epochs, so they are stale by the end of
 fake quantization restarts them (the first fake-quantised batch sets the ranges, as QAT
 started from a trained float network does), and a conversion after float epochs first
 calibrates the ranges on rows of the task's training data in eval mode (post-training
-quantization of the network as it stands). :func:`settle` does that in place when training
-ends in a float epoch, so a saved network converts as it was deployed.
+quantization of the network as it stands); ``QuantizationAwareTraining.settle`` does that in
+place when training ends in a float epoch, so a saved network converts as it was deployed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "attach_float_network",
     "calibrate",
     "calibration_rows",
+    "forget_ranges",
     "needs_calibration",
     "run_float",
 ]
@@ -115,7 +116,14 @@ def _through_graph(graph: torch.fx.GraphModule) -> None:
     next observed batch sets them afresh."""
     vars(graph).pop("forward", None)
     graph.meta[_STALE] = False
-    for module in graph.modules():
+    forget_ranges(graph)
+
+
+def forget_ranges(model: nn.Module) -> None:
+    """Reset every range ``model``'s fake quantizers observed (torch.ao's and torchao's), so
+    the next observed batch sets them: ranges averaged over float epochs lag a network that
+    was still learning."""
+    for module in model.modules():
         observer = getattr(module, "activation_post_process", None)
         if _flag(module, "observer_enabled") is not None and observer is not None:
             observer.reset_min_max_vals()

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from siamcl.compress.float_phase import forget_ranges
 from siamcl.compress.pt2e_patterns import cache_pattern_exports
 from siamcl.training.precision import has_vnni
 
@@ -91,19 +92,10 @@ def set_pt2e_quantizers(model: nn.Module, fake: bool, observe: bool) -> None:
     for graph in model.modules():
         if is_pt2e_model(graph):
             if fake and graph.meta.get(_FAKE) is False:  # ranges seen in float: start afresh
-                _forget_ranges(graph)
+                forget_ranges(graph)
             graph.meta[_FAKE] = fake
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
-
-
-def _forget_ranges(model: nn.Module) -> None:
-    """Reset every observed range, so the next observed batch sets them: ranges observed
-    through float epochs lag a network that was still learning."""
-    for module in model.modules():
-        observer = getattr(module, "activation_post_process", None)
-        if observer is not None and hasattr(observer, "reset_min_max_vals"):
-            observer.reset_min_max_vals()
 
 
 class LoweredInt8(nn.Module):

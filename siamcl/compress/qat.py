@@ -93,7 +93,7 @@ class FloatTraining:
     def on_train_end(self, model: nn.Module) -> None:
         """Nothing to do after float training."""
 
-    def settle(self, model: nn.Module, calibration: torch.Tensor) -> None:
+    def settle(self, model: nn.Module, inputs: torch.Tensor, standardise: Any) -> None:
         """Nothing to settle in a float network."""
 
     def convert(self, model: nn.Module, calibration: torch.Tensor | None = None) -> nn.Module:
@@ -120,11 +120,12 @@ class QuantizationAwareTraining(FloatTraining):
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
         schedule_qat(model, epoch, epochs)
 
-    def settle(self, model: nn.Module, calibration: torch.Tensor) -> None:
-        """After training: a network that ended in float epochs gets its ranges from
-        ``calibration`` rows (in place), so it converts, now and once saved, as deployed."""
+    def settle(self, model: nn.Module, inputs: torch.Tensor, standardise: Any) -> None:
+        """After training: a network that ended in float epochs gets its ranges from rows of
+        its training ``inputs`` (:func:`~siamcl.compress.calibration_rows`, in place), so it
+        converts, now and once saved, as deployed."""
         if float_phase.needs_calibration(model):
-            float_phase.calibrate(model, calibration)
+            float_phase.calibrate(model, float_phase.calibration_rows(inputs, standardise))
 
     def convert(self, model: nn.Module, calibration: torch.Tensor | None = None) -> nn.Module:
         return convert_qat(model, self.scheme, calibration)

@@ -25,7 +25,6 @@ from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
     FloatTraining,
     FrozenTeacher,
-    calibration_rows,
     embedding_distillation_loss,
     embedding_teacher,
     teacher_distillation,
@@ -228,7 +227,7 @@ def train_task(
     )
     encoder.to(device)
     result = loop.run(ranks.wrap(model, device), objective, source, generator, trained=encoder)
-    scheme.settle(encoder, calibration_rows(inputs, preprocessor.standardise))
+    scheme.settle(encoder, inputs, preprocessor.standardise)
     return result
 
 

@@ -369,7 +369,7 @@ class SoftmaxClassifier:
         model.to(self.device)
         source = BalancedBatches(inputs, targets, self.batch_size, self.balance)
         result = loop.run(model, objective, source, generator)
-        scheme.settle(model.backbone, calibration_rows(inputs, preprocessor.standardise))
+        scheme.settle(model.backbone, inputs, preprocessor.standardise)
         return result
 
     def _new_memory(self) -> ExemplarMemory:
