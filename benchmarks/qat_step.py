@@ -1,6 +1,6 @@
 """What quantization-aware training costs a training step, phase by phase: conv4 in float
-against the same network prepared for int8 QAT (PyTorch's FX flow, as ``qat="int8"`` trains)
-in each phase of :func:`siamcl.compress.schedule_qat` (the float epochs, which run the float
+against the same network prepared for int8 QAT (PyTorch's FX flow, as ``qat="int8"`` trains,
+and torchao's PT2E flow, as ``qat="int8-pt2e"`` does) in each phase of :func:`siamcl.compress.schedule_qat` (the float epochs, which run the float
 network the graph was prepared from, :mod:`siamcl.compress.float_phase`; the same epochs run
 through the prepared graph, observers on, as siamcl trained them before; the fake-quantised
 epochs; the last one, observers and BatchNorm statistics frozen). One torch thread,
@@ -30,23 +30,30 @@ from siamcl.training import Batch, prefer_channels_last, train_step
 
 SHAPES = {"8x8": (1, 8, 8), "28x28": (1, 28, 28)}
 EPOCHS = 9  # schedule_qat: epochs 0-5 float, 6-7 fake-quantised, 8 frozen
-PHASES = {  # name: (epoch scheduled, None for the float network; forced through the graph)
-    "float network": (None, False),
-    "QAT, float epoch": (0, False),
-    "QAT, float epoch through the prepared graph": (0, True),
-    "QAT, fake-quantised epoch": (6, False),
-    "QAT, last epoch (frozen)": (EPOCHS - 1, False),
+_QAT_PHASES = {  # name: (epoch scheduled; forced through the prepared graph)
+    "float epoch": (0, False),
+    "float epoch through the prepared graph": (0, True),
+    "fake-quantised epoch": (6, False),
+    "last epoch (frozen)": (EPOCHS - 1, False),
+}
+PHASES = {  # name: (scheme, None for the float network; epoch; through the graph)
+    "float network": (None, None, False),
+    **{f"QAT, {name}": ("int8", *setting) for name, setting in _QAT_PHASES.items()},
+    **{f"PT2E QAT, {name}": ("int8-pt2e", *setting) for name, setting in _QAT_PHASES.items()},
 }
 BATCH = 128
 
 
-def _network(shape: tuple[int, ...], epoch: int | None, through_graph: bool) -> nn.Module:
-    """conv4 with seed-0 weights, float (``epoch`` None) or prepared and scheduled for
-    ``epoch``, then run through its prepared graph (observers on) if ``through_graph``."""
+def _network(
+    shape: tuple[int, ...], scheme: str | None, epoch: int | None, through_graph: bool
+) -> nn.Module:
+    """conv4 with seed-0 weights, float (``scheme`` None) or prepared for ``scheme`` and
+    scheduled for ``epoch``, then run through its prepared graph (observers on) if
+    ``through_graph``."""
     torch.manual_seed(0)
     network = build_encoder("conv4", shape, 64)
-    if epoch is not None:
-        network = prepare_qat(network, "int8", torch.zeros(2, *shape))
+    if scheme is not None:
+        network = prepare_qat(network, scheme, torch.zeros(2, *shape))
         network.train()
         schedule_qat(network, epoch, EPOCHS)
         if through_graph:
@@ -54,7 +61,9 @@ def _network(shape: tuple[int, ...], epoch: int | None, through_graph: bool) -> 
     return prefer_channels_last(network)
 
 
-def _step_s(shape: tuple[int, ...], phase: tuple[int | None, bool], steps: int) -> float:
+def _step_s(
+    shape: tuple[int, ...], phase: tuple[str | None, int | None, bool], steps: int
+) -> float:
     """Mean CPU seconds of one training step (forward, loss, backward, Adam)."""
     network = _network(shape, *phase)
     optimizer = torch.optim.Adam(network.parameters())
@@ -99,8 +108,9 @@ def render(results: dict[str, Any]) -> str:
         f"CPU time (process) of one conv4 training step, batch {BATCH}, 1 torch thread, "
         f"channels-last weights, median of {settings['rounds']} interleaved rounds of "
         f"{settings['steps']} steps. The phases are those `siamcl.compress.schedule_qat` sets "
-        f"in a {EPOCHS}-epoch run; the ratio is against the float network. Absolute times hold "
-        "for this machine only.\n\n"
+        f"in a {EPOCHS}-epoch run, for PyTorch's FX flow (`QAT`, `qat=\"int8\"`) and torchao's "
+        'PT2E flow (`PT2E QAT`, `qat="int8-pt2e"`); the ratio is against the float network. '
+        "Absolute times hold for this machine only.\n\n"
         f"{markdown_table(['input', 'network', 'ms a step', 'vs float'], cells)}\n"
     )
 

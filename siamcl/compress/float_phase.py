@@ -1,11 +1,12 @@
 """The float epochs of int8 QAT run the float network, not the prepared graph.
 
 :func:`~siamcl.compress.qat.schedule_qat` trains the first two thirds of a task's epochs in
-float and fake-quantises only the rest. Through torch.ao's prepared graph a float step still
-costs 1.5x a float network's (``python benchmarks/qat_step.py``: BatchNorm folding,
-disabled fake quantizers and the graph's overhead), so the prepared graph keeps the float
-network it was made from, which shares every parameter and BatchNorm buffer with it, and in
-float epochs its ``forward`` is that network's. The optimiser, the state dict and every
+float and fake-quantises only the rest. Through a prepared graph (torch.ao's FX graph or
+torchao's PT2E one) a float step still costs 1.5x a float network's
+(``python benchmarks/qat_step.py``: BatchNorm folding, disabled fake quantizers and the
+graph's overhead), so the prepared graph keeps the float network it was made from, which
+shares every parameter and BatchNorm buffer with it, and in float epochs its ``forward`` is
+that network's. The optimiser, the state dict and every
 caller see the prepared graph throughout.
 
 Its range observers see nothing in float epochs, so they are stale by the end of one:
@@ -68,21 +69,22 @@ def needs_calibration(model: nn.Module) -> bool:
 def calibrate(model: nn.Module, rows: torch.Tensor) -> nn.Module:
     """Set ``model``'s quantization ranges (in place) from one eval-mode pass over ``rows``
     (standardised inputs), its weights' from the weights as they are; routed through its
-    graphs after. Fake quantization and train/eval mode are restored."""
-    from torch.ao.quantization import disable_fake_quant, enable_observer
+    graphs after. Fake quantization and train/eval mode are restored.
 
+    The switches are set through the flags torch.ao's and torchao's fake quantizers both
+    keep (``fake_quant_enabled``, ``observer_enabled``), so either flow's graph calibrates."""
     for graph in _graphs(model):
         _through_graph(graph)
-    fake = [_flag(m, "fake_quant_enabled") for m in model.modules()]
-    observe = [_flag(m, "observer_enabled") for m in model.modules()]
+    quantizers = [m for m in model.modules() if _flag(m, "fake_quant_enabled") is not None]
+    saved = [(int(m.fake_quant_enabled[0]), int(m.observer_enabled[0])) for m in quantizers]
     was_training = model.training
-    model.apply(disable_fake_quant).apply(enable_observer).eval()
+    for module in quantizers:
+        module.fake_quant_enabled[0], module.observer_enabled[0] = 0, 1
+    model.eval()
     with torch.no_grad():
         model(rows.cpu())
-    for module, fake_on, observe_on in zip(model.modules(), fake, observe):
-        if fake_on is not None:
-            module.fake_quant_enabled[0] = int(fake_on)
-            module.observer_enabled[0] = int(observe_on)
+    for module, (fake_on, observe_on) in zip(quantizers, saved):
+        module.fake_quant_enabled[0], module.observer_enabled[0] = fake_on, observe_on
     return model.train(was_training)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from siamcl.compress.float_phase import forget_ranges
+from siamcl.compress.float_phase import attach_float_network
 from siamcl.compress.pt2e_patterns import cache_pattern_exports
 from siamcl.training.precision import has_vnni
 
@@ -45,7 +45,6 @@ __all__ = [
 
 _BATCH = "batch"
 _MARK = "siamcl_pt2e"  # in GraphModule.meta, which deep copies keep
-_FAKE = "siamcl_pt2e_fake_quant"  # whether the last scheduled epoch fake-quantised
 _TRAINING = "siamcl_pt2e_training"
 
 
@@ -53,8 +52,10 @@ def prepare_pt2e_int8(model: nn.Module, example_inputs: torch.Tensor) -> torch.f
     """An exported copy of ``model`` with int8 fake quantization inserted, in training mode.
 
     ``model.train()`` and ``model.eval()`` work on the result (they switch its BatchNorm
-    between batch and running statistics). Raises ValueError when ``torch.export`` cannot
-    capture the model.
+    between batch and running statistics). ``torch.export`` keeps the module's own parameter
+    and buffer objects, so the copy it was exported from shares all of them with the result
+    and runs in its float epochs (:mod:`siamcl.compress.float_phase`). Raises ValueError when
+    ``torch.export`` cannot capture the model.
     """
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
@@ -71,6 +72,7 @@ def prepare_pt2e_int8(model: nn.Module, example_inputs: torch.Tensor) -> torch.f
         ) from error
     prepared = prepare_qat_pt2e(exported, _quantizer())
     prepared.meta[_MARK] = "prepared"
+    attach_float_network(prepared, model)
     _install_mode_methods(prepared)
     return prepared.train()
 
@@ -89,11 +91,6 @@ def set_pt2e_quantizers(model: nn.Module, fake: bool, observe: bool) -> None:
         enable_observer,
     )
 
-    for graph in model.modules():
-        if is_pt2e_model(graph):
-            if fake and graph.meta.get(_FAKE) is False:  # ranges seen in float: start afresh
-                forget_ranges(graph)
-            graph.meta[_FAKE] = fake
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
 

@@ -152,9 +152,9 @@ def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> 
     """A copy of ``model`` with fake quantization inserted, in training mode.
 
     ``example_inputs`` is one batch the model accepts (used to trace it). Raises ValueError
-    when the scheme is unknown or the model has no layer the scheme quantizes. An ``"int8"``
-    graph keeps the float copy it was prepared from, sharing its weights, to run in float
-    epochs (:mod:`siamcl.compress.float_phase`).
+    when the scheme is unknown or the model has no layer the scheme quantizes. An int8 graph
+    (either flow) keeps the float copy it was prepared from, sharing its weights, to run in
+    float epochs (:mod:`siamcl.compress.float_phase`).
     """
     scheme = _require_scheme(scheme)
     if isinstance(model, EmbeddingNetwork):
@@ -207,8 +207,8 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     trains with fake quantization (with a single epoch, all of it does), its ranges observed
     afresh from its first batch: ranges averaged over float epochs lag a network still
     learning, and fake quantization from the first step slows learning (ranges estimated on
-    an untrained network clip what it later produces). An ``"int8"`` graph runs its float
-    network in float epochs (:mod:`siamcl.compress.float_phase`). With four or more epochs
+    an untrained network clip what it later produces). An int8 graph (either flow) runs its
+    float network in float epochs (:mod:`siamcl.compress.float_phase`). With four or more epochs
     the last one also freezes the observers and BatchNorm statistics, so the network settles
     on the ranges it will be converted with. Every setting is made explicitly, so a model can
     be scheduled again for the next task.
