@@ -117,9 +117,11 @@ def test_checks_inside_epochs_add_curve_points_and_leave_the_model_as_it_was(dig
     assert accuracies[0] > 0.5 and accuracies[0] < accuracies[-1]  # a third of an epoch in
 
 
-def test_a_quantization_aware_row_is_scored_as_it_would_be_deployed(digits):
+@pytest.mark.parametrize("row", ["qat-int8", "siamese-ptq"])
+def test_a_quantized_row_is_scored_as_it_would_be_deployed(digits, row):
     runner = MulticlassRunner(digits, {"device": "cpu", "batch_size": 64, "epochs": 2}, seed=0)
-    run = runner.run("qat-int8")
+    run = runner.run(row)
+    assert all(p["finish_j"] > 0 for p in run["curve"])  # each check converts, counted
     # the last check scores the int8 conversion with every row's class mean: the model the
     # learner deploys, so its accuracy is the row's final one to the image
     assert run["curve"][-1]["accuracy"] == run["accuracy"]
@@ -655,6 +657,11 @@ def test_multiclass_rows_compose_too_and_are_weighed_like_for_like(digits):
         "multiclass: qkd-student-b64 within 1 point of its teacher, <= 0.6x its energy"
     ]
     assert student["ratio"] == pytest.approx(0.4) and student["met"]
+    students.append(row("kd-student-ptq", [0.98], [11.0]))  # quantized: the quantized limit
+    student = bars({"multiclass": {"summary": students}})[
+        "multiclass: kd-student-ptq within 1 point of its teacher, <= 0.6x its energy"
+    ]
+    assert student["ratio"] == pytest.approx(0.55) and student["met"]
 
 
 def test_any_composed_row_is_taken_and_a_bad_one_refused_before_anything_runs(tmp_path):

@@ -38,13 +38,19 @@ VARIANTS = {  # name: (encoder, qat scheme, distilled from the teacher)
     "fp32 teacher": ("conv4", None, False),
     "QAT int8": ("conv4", "int8", False),
     "QAT int8 (PT2E)": ("conv4", "int8-pt2e", False),
+    "PTQ int8": ("conv4", "int8-ptq", False),
     "KD student": ("conv4-small", None, True),
     "quantized-KD student": ("conv4-small", "int8", True),
+    "KD student, PTQ int8": ("conv4-small", "int8-ptq", True),
 }
 FAMILIES = {"siamese": IncrementalClassifier, "softmax": SoftmaxClassifier}
+_INT8 = {"bytes_ratio": 0.27, "latency_256_ratio": 0.7, "accuracy_drop_points": 1.0}
+_INT8_STUDENT = {"bytes_ratio": 0.1, "accuracy_drop_points": 2.0}
 BARS = {
-    "QAT int8": {"bytes_ratio": 0.27, "latency_256_ratio": 0.7, "accuracy_drop_points": 1.0},
-    "quantized-KD student": {"bytes_ratio": 0.1, "accuracy_drop_points": 2.0},
+    "QAT int8": _INT8,
+    "PTQ int8": _INT8,
+    "quantized-KD student": _INT8_STUDENT,
+    "KD student, PTQ int8": _INT8_STUDENT,
 }
 
 

@@ -3,22 +3,19 @@ every epoch (or at ``checks_per_epoch`` points of each) by a monitor whose own c
 counted as training.
 
 Methods (one task holding every class): the standard network (conv4 + softmax head), the
-Siamese learner, both on images downsampled to 16x16 (a third of the pixels of mnist's
-28x28, the like-for-like comparison for the cheaper input), the Siamese learner whose store
-keeps every training image's embedding as a prototype (a 1-nearest-neighbour classifier in
-FAISS instead of one class mean), the standard network and the Siamese learners trained in
-mixed precision (``-bf16``: bfloat16 forward passes, :mod:`siamcl.training.precision`; on a
-machine without native bfloat16 they say so and run slower), the Siamese learner on a
-selected fraction of the data,
-the Siamese learner with int8 QAT, ``conv4-small`` students distilled from the Siamese
-learner of the same seed (KD, and KD with int8 QAT), and the same small network trained
-alone; and, like for like with the Siamese learner's rule, the standard network read out by
-(whitened) class means of its backbone's features (``standard-whitened``: trained as the
-standard network, scored and timed as a prototype learner; its inference figure is its
-head's). A point of a curve is the energy to a *usable* model at that epoch:
-training so far plus, for a prototype learner, one pass embedding the rows its prototypes are
-the means of (the work that turns an encoder into a classifier), and for a quantization-aware
-network its int8 conversion (calibrated on training rows after float epochs).
+Siamese learner, both on images downsampled to 16x16 (the like-for-like comparison for the
+cheaper input), the Siamese learner keeping every training image as a prototype (1-NN in
+FAISS), the standard network and the Siamese learners in mixed precision (``-bf16``,
+:mod:`siamcl.training.precision`; slower where bfloat16 is emulated), the Siamese learner on
+a selected fraction of the data, with int8 QAT, or quantized to int8 after float training
+(``-ptq``), ``conv4-small`` students distilled from the Siamese learner of the same seed
+(KD, with int8 QAT, or ``-ptq``), and the same small network alone; and, like for like with
+the Siamese learner's rule, the standard network read out by (whitened) class means of its
+backbone's features (``standard-whitened``: scored and timed as a prototype learner; its
+inference figure is its head's). A point of a curve is the energy to a *usable* model at
+that epoch: training so far plus, for a prototype learner, one pass embedding the rows its
+prototypes are the means of (the work that turns an encoder into a classifier), and for a
+quantized network its int8 conversion (calibrated on training rows after float epochs).
 """
 
 from __future__ import annotations
@@ -92,8 +89,10 @@ METHODS = (  # the rows a run holds by default
     "siamese-whitened-d128-bf16",
     "siamese-selected",
     "qat-int8",
+    "siamese-ptq",
     "kd-student",
     "qkd-student",
+    "kd-student-ptq",
     "small-alone",
 )
 STUDENTS = ("kd-student", "qkd-student")  # trained from the "siamese" run of their seed

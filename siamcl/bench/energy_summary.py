@@ -189,7 +189,8 @@ def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[s
     teacher = rows.get(REFERENCE)
     students = [name for name in rows if is_student(name)] if teacher is not None else []
     for name in students:
-        limit = STUDENT_LIMITS[multiclass_row(name).method]
+        row = multiclass_row(name)  # a quantized student is held to the quantized limit
+        limit = STUDENT_LIMITS["qkd-student" if row.options.get("qat") else row.method]
         target = teacher["accuracy_mean"] - 0.01
         point = cheapest_reach(rows[name]["curve"], target)
         trained = teacher["curve"][-1]  # the teacher's whole training

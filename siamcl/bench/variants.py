@@ -143,6 +143,13 @@ SUFFIXES = (
         "lr0.003",
     ),
     Suffix(
+        "ptq",
+        lambda: {"qat": "int8-ptq"},
+        "int8 after training (PTQ)",
+        "quantized to int8 after training",
+        "ptq",
+    ),
+    Suffix(
         r"b([1-9]\d*)",
         lambda n: {"batch_size": int(n)},
         "batches of {0}",

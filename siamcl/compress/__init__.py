@@ -22,18 +22,18 @@ from siamcl.compress.distill import (
 )
 from siamcl.compress.float_phase import calibration_rows
 from siamcl.compress.qat import (
+    POST_TRAINING,
     SCHEMES,
     FloatTraining,
     QuantizationAwareTraining,
     check_scheme,
     convert_qat,
     freeze_qat,
-    model_bytes,
     prepare_qat,
     schedule_qat,
-    serialized_bytes,
     training_scheme,
 )
+from siamcl.compress.sizes import model_bytes, serialized_bytes
 from siamcl.compress.teachers import FrozenTeacher, embedding_teacher, logit_teacher
 
 
@@ -51,6 +51,7 @@ logging.getLogger("torch.utils._pytree").addFilter(_TorchaoRegistrationNote())
 
 
 __all__ = [
+    "POST_TRAINING",
     "SCHEMES",
     "TEACHER_LOSSES",
     "EmbeddingDistillation",

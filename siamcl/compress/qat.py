@@ -30,6 +30,15 @@ Two schemes:
     group of 32 inputs, or per output channel where the input size is not a multiple of 32).
     On the CPU torchao keeps each int4 value in its own byte, so the saving is that of int8.
 
+Post-training quantization, ``"int8-ptq"`` and ``"int8-pt2e-ptq"`` (:data:`POST_TRAINING`):
+the same formats, trained in float throughout (every epoch runs the float network the graph
+was prepared from, :mod:`siamcl.compress.float_phase`) and quantized after training, its
+ranges calibrated on rows of the task's training data. Training costs what float training
+costs; QAT's fake-quantised epochs cost 1.8-2.0x a float step
+(``benchmarks/results/qat_step``). Which loses less accuracy depends on the network: for
+conv4 on mnist5k the calibrated conversion after float epochs scores as the float network does
+(``siamcl bench energy --parts multiclass``).
+
 In an :class:`~siamcl.encoders.EmbeddingNetwork` only the body is quantized; the final L2
 normalisation stays float so that embeddings keep unit length exactly.
 """
@@ -38,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -57,20 +65,21 @@ from siamcl.encoders import EmbeddingNetwork
 from siamcl.training.precision import has_vnni
 
 __all__ = [
+    "POST_TRAINING",
     "SCHEMES",
     "FloatTraining",
     "QuantizationAwareTraining",
     "check_scheme",
     "convert_qat",
     "freeze_qat",
-    "model_bytes",
     "prepare_qat",
     "schedule_qat",
-    "serialized_bytes",
     "training_scheme",
 ]
 
-SCHEMES = ("int8", "int8-pt2e", "int4")
+SCHEMES = ("int8", "int8-pt2e", "int4")  # the formats a network is prepared for and converted to
+POST_TRAINING = ("int8-ptq", "int8-pt2e-ptq")  # int8 formats quantized after float training
+_PTQ = "-ptq"
 INT4_GROUP_SIZE = 32
 _INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -106,19 +115,23 @@ class QuantizationAwareTraining(FloatTraining):
     :meth:`prepare` inserts fake quantization (:func:`prepare_qat`), :meth:`on_epoch_start`
     (a training-loop callback) sets it for each epoch (:func:`schedule_qat`), and
     :meth:`convert` gives the real quantized model (:func:`convert_qat`) used to predict.
-    Float epochs of the ``"int8"`` scheme run the float network the graph was prepared from
+    Float epochs of the int8 schemes run the float network the graph was prepared from
     (:mod:`siamcl.compress.float_phase`), so a conversion after them calibrates on rows of
     training data first, and :meth:`settle` does so in place when training ends in one.
+    ``post_training`` makes every epoch a float epoch: post-training quantization.
     """
 
-    def __init__(self, scheme: str):
+    def __init__(self, scheme: str, post_training: bool = False):
         self.scheme = _require_scheme(scheme)
+        self.post_training = post_training
+        if post_training and scheme == "int4":
+            raise ValueError("int4 has no post-training form here: use qat='int4'")
 
     def prepare(self, model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
         return prepare_qat(model, self.scheme, example_inputs)
 
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
-        schedule_qat(model, epoch, epochs)
+        schedule_qat(model, epoch, epochs, post_training=self.post_training)
 
     def settle(self, model: nn.Module, inputs: torch.Tensor, standardise: Any) -> None:
         """After training: a network that ended in float epochs gets its ranges from rows of
@@ -133,19 +146,24 @@ class QuantizationAwareTraining(FloatTraining):
 
 def training_scheme(scheme: str | None, device: str = "cpu") -> FloatTraining:
     """The training steps for a ``qat`` parameter: None for float, else a scheme in
-    :data:`SCHEMES` (quantized models run on the CPU, so ``device`` must be one)."""
+    :data:`SCHEMES` or :data:`POST_TRAINING` (quantized models run on the CPU, so ``device``
+    must be one). The result's ``scheme`` is the format, ``"int8"`` for ``"int8-ptq"``."""
     if check_scheme(scheme) is None:
         return FloatTraining()
     if torch.device(device).type != "cpu":
         raise ValueError(f"quantized models run on the CPU: use device='cpu' with qat={scheme!r}")
+    if scheme in POST_TRAINING:
+        return QuantizationAwareTraining(scheme.removesuffix(_PTQ), post_training=True)
     return QuantizationAwareTraining(scheme)
 
 
 def check_scheme(scheme: str | None) -> str | None:
-    """Return ``scheme`` if it is ``None`` or one of :data:`SCHEMES`, else raise ValueError."""
-    if scheme is None or (isinstance(scheme, str) and scheme in SCHEMES):
+    """Return ``scheme`` if it is ``None`` or one of :data:`SCHEMES` or :data:`POST_TRAINING`,
+    else raise ValueError."""
+    if scheme is None or (isinstance(scheme, str) and scheme in (*SCHEMES, *POST_TRAINING)):
         return scheme
-    raise ValueError(f"unknown quantization scheme {scheme!r}; choose one of {SCHEMES} or None")
+    choices = (*SCHEMES, *POST_TRAINING)
+    raise ValueError(f"unknown quantization scheme {scheme!r}; choose one of {choices} or None")
 
 
 def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> nn.Module:
@@ -199,7 +217,7 @@ def freeze_qat(model: nn.Module) -> nn.Module:
     return model
 
 
-def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
+def schedule_qat(model: nn.Module, epoch: int, epochs: int, post_training: bool = False) -> None:
     """Set a prepared model's fake quantization for ``epoch`` (0-based) of ``epochs`` (in place).
 
     QAT works best as fine-tuning of a network that has already learned in float, so when
@@ -211,7 +229,8 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
     float network in float epochs (:mod:`siamcl.compress.float_phase`). With four or more epochs
     the last one also freezes the observers and BatchNorm statistics, so the network settles
     on the ranges it will be converted with. Every setting is made explicitly, so a model can
-    be scheduled again for the next task.
+    be scheduled again for the next task. With ``post_training`` every epoch is a float
+    epoch: the network is quantized after training (an int8 graph only).
     """
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats, update_bn_stats
     from torch.ao.quantization import (
@@ -221,7 +240,7 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int) -> None:
         enable_observer,
     )
 
-    fake = epoch >= (2 * epochs) // 3
+    fake = not post_training and epoch >= (2 * epochs) // 3
     observe = not (epochs >= 4 and epoch == epochs - 1)
     model.apply(enable_fake_quant if fake else disable_fake_quant)
     model.apply(enable_observer if observe else disable_observer)
@@ -269,37 +288,16 @@ def convert_qat(
         return convert_fx(freeze_qat(model)).eval()
 
 
-def model_bytes(model: nn.Module) -> int:
-    """Bytes of the numbers a model holds: its state dict at each tensor's storage width.
-
-    Quantized weights count at their integer width plus their scales and zero points, so the
-    figure compares float and quantized models fairly (serialisation overhead is left out; see
-    :func:`serialized_bytes` for the size on disk).
-    """
-    return sum(_value_bytes(value) for value in model.state_dict().values())
-
-
-def serialized_bytes(model: nn.Module) -> int:
-    """Size of ``torch.save(model.state_dict())``: the model's size on disk.
-
-    Pre-packed oneDNN weights (``qat="int8-pt2e"``), which ``torch.save`` cannot write, count
-    as dense tensors of their shape and dtype.
-    """
-    state = {
-        key: torch.empty(value.shape, dtype=value.dtype)
-        if isinstance(value, torch.Tensor) and value.layout == torch._mkldnn
-        else value
-        for key, value in model.state_dict().items()
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getbuffer().nbytes
-
-
 # ---------------------------------------------------------------------------------- helpers
 
 
 def _require_scheme(scheme: Any) -> str:
+    """A format in :data:`SCHEMES`: what a network is prepared for and converted to."""
+    if scheme in POST_TRAINING:
+        raise ValueError(
+            f"{scheme!r} is how a network trains; it is prepared and converted as "
+            f"{scheme.removesuffix(_PTQ)!r}"
+        )
     if check_scheme(scheme) is None:
         raise ValueError(f"a quantization scheme is required; choose one of {SCHEMES}")
     return scheme
@@ -367,24 +365,6 @@ def _named(target: str):
         return fqn == target and isinstance(module, nn.Linear)
 
     return matches
-
-
-def _value_bytes(value: Any) -> int:
-    if isinstance(value, (tuple, list)):
-        return sum(_value_bytes(v) for v in value)
-    if not isinstance(value, torch.Tensor):
-        return 0
-    if value.is_quantized:
-        if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            extra = value.q_per_channel_scales().nbytes + value.q_per_channel_zero_points().nbytes
-        else:
-            extra = 16  # one float64 scale and one int64 zero point
-        return value.int_repr().nbytes + extra
-    flatten = getattr(value, "__tensor_flatten__", None)
-    if flatten is not None and type(value) is not torch.Tensor and type(value) is not nn.Parameter:
-        names, _ = flatten()
-        return sum(_value_bytes(getattr(value, name)) for name in names)
-    return value.numel() * value.element_size()
 
 
 @contextlib.contextmanager

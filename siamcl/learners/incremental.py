@@ -70,8 +70,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
     input_size, invert: preprocessing (see :class:`siamcl.preprocess.Preprocessor`).
     temperature: softmax temperature of :meth:`predict_proba` over prototype similarities.
     energy, flops: accounting options passed to :class:`ResourceMeter`.
-    qat: ``"int8"`` or ``"int4"`` trains the encoder quantization-aware and predicts with the
-        converted quantized encoder (see :mod:`siamcl.compress.qat`); None trains in float.
+    qat: ``"int8"`` / ``"int4"`` trains the encoder quantization-aware, ``"int8-ptq"`` in
+        float, quantized after each task (:mod:`siamcl.compress.qat`); None: float.
     optimizer: a factory of the parameter groups to train (the encoder's, then the loss's
         own, such as pml proxies), e.g. ``functools.partial(torch.optim.SGD, lr=0.01)``; None:
         Adam with ``lr`` and ``weight_decay``. Learning rates follow a cosine over each task.

@@ -59,7 +59,8 @@ class SoftmaxClassifier:
     embedding layer becomes a ``features``-wide representation feeding the softmax head.
 
     ``qat`` (``"int8"`` or ``"int4"``) trains the backbone quantization-aware and predicts with
-    its converted quantized form; the growing head stays float. ``teacher`` (a fitted
+    its converted quantized form (``"int8-ptq"``: trains in float and quantizes it after
+    training); the growing head stays float. ``teacher`` (a fitted
     SoftmaxClassifier knowing the task's classes, or a module producing their logits) adds
     ``teacher_weight`` x logit distillation at temperature ``distill_temperature``.
     ``optimizer`` is a factory of the parameter groups to train (None: Adam with ``lr`` and

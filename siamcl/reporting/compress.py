@@ -142,11 +142,16 @@ NOTES = """\
   (fused conv-BN-ReLU), then conversion to real int8 modules that run on the CPU's
   fbgemm/oneDNN int8 kernels (PyTorch FX graph-mode QAT, x86 backend; 8-bit activations on
   CPUs with VNNI, 7-bit otherwise). QAT is fine-tuning: the first two thirds of the epochs
-  run in float while observers learn activation ranges, the last third with fake
-  quantization (from four epochs on, the last epoch also freezes ranges and BatchNorm
-  statistics). Fake quantization over more of the epochs lost more accuracy in development runs,
-  the softmax CNN far more than the Siamese encoder. The Siamese encoder's final L2 normalisation
+  train the float network the graph was prepared from (it shares every weight), the last
+  third fake-quantises, its ranges observed afresh from its first batch (from four epochs on,
+  the last epoch also freezes ranges and BatchNorm statistics). Fake quantization over more of
+  the epochs lost more accuracy in development runs, the softmax CNN far more than the Siamese
+  encoder. The Siamese encoder's final L2 normalisation
   stays float; the softmax classifier's head stays float (it grows with new classes).
+- **PTQ int8** (`qat="int8-ptq"`): the same int8 format with no fake-quantised epoch: every
+  epoch trains the float network, and after training the ranges are calibrated on 512
+  evenly spaced training images (post-training static quantization), so training costs what
+  float training costs. The students' `PTQ int8` row is the KD student quantized that way.
 - **QAT int8 (PT2E)** (`qat="int8-pt2e"`): the same quantization and schedule through torchao's
   PT2E flow (`torch.export`, `prepare_qat_pt2e` with the X86InductorQuantizer, `convert_pt2e`; the
   last epoch freezes ranges but not BatchNorm statistics), lowered eagerly to oneDNN int8

@@ -1,0 +1,93 @@
+"""Post-training int8 quantization (qat="int8-ptq", "int8-pt2e-ptq"): float training, an
+int8 network after it."""
+
+import numpy as np
+import pytest
+import torch
+from quick_settings import FAST
+
+from siamcl import IncrementalClassifier
+from siamcl.baselines import SoftmaxClassifier
+from siamcl.compress import (
+    POST_TRAINING,
+    check_scheme,
+    convert_qat,
+    model_bytes,
+    prepare_qat,
+    training_scheme,
+)
+from siamcl.compress.float_phase import needs_calibration
+from siamcl.encoders import build_encoder
+
+
+def test_post_training_schemes_train_in_float_and_convert_to_their_format():
+    assert POST_TRAINING == ("int8-ptq", "int8-pt2e-ptq")
+    assert check_scheme("int8-ptq") == "int8-ptq"
+    steps = training_scheme("int8-pt2e-ptq")
+    assert steps.scheme == "int8-pt2e" and steps.post_training
+    assert not training_scheme("int8").post_training
+    with pytest.raises(ValueError, match="unknown quantization scheme 'int4-ptq'"):
+        training_scheme("int4-ptq")
+    with pytest.raises(ValueError, match="quantized models run on the CPU"):
+        training_scheme("int8-ptq", device="cuda")
+    encoder = build_encoder("conv4-small", (1, 8, 8), 16)
+    with pytest.raises(ValueError, match="prepared and converted as 'int8'"):
+        prepare_qat(encoder, "int8-ptq", torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="prepared and converted as 'int8-pt2e'"):
+        convert_qat(encoder, "int8-pt2e-ptq")
+
+
+@pytest.mark.parametrize(
+    ("learner", "scheme"),
+    [
+        (IncrementalClassifier, "int8-ptq"),
+        (SoftmaxClassifier, "int8-ptq"),
+        (IncrementalClassifier, "int8-pt2e-ptq"),
+    ],
+)
+def test_a_ptq_learner_trains_exactly_as_a_float_one_and_predicts_with_int8(
+    digits_40, learner, scheme
+):
+    X_train, y_train, X_test, y_test = digits_40
+    settings = {**FAST, "encoder": "conv4-small"}
+    float_learner = learner(precision="fp32", **settings)
+    float_learner.fit_task(X_train, y_train)
+    ptq_learner = learner(qat=scheme, **settings)
+    ptq_learner.fit_task(X_train, y_train)
+
+    assert ptq_learner.qat_ == scheme.removesuffix("-ptq")  # the format it converts to
+    network = _networks(ptq_learner)
+    assert not needs_calibration(network)  # calibrated in place after training
+    with torch.no_grad():
+        probe = ptq_learner.preprocessor_(X_test)
+        float_out = _networks(float_learner).eval()(probe)
+        ptq_out = network.meta["siamcl_float_network"].eval()(probe)
+    assert torch.equal(ptq_out, float_out)  # every step the float network's, exactly
+    predicting = ptq_learner.model_ if _softmax(ptq_learner) else ptq_learner.encoder_
+    assert model_bytes(predicting) < 0.5 * model_bytes(_networks(float_learner))  # int8 weights
+    agreement = np.mean(ptq_learner.predict(X_test) == float_learner.predict(X_test))
+    assert agreement > 0.95
+    float_score = float_learner.score(X_test, y_test)
+    assert ptq_learner.score(X_test, y_test) > max(0.3, float_score - 0.03)  # chance: 0.1
+
+
+def test_a_ptq_learner_saves_and_loads_its_int8_encoder(digits_40, tmp_path):
+    X_train, y_train, X_test, _ = digits_40
+    learner = IncrementalClassifier(encoder="conv4-small", qat="int8-ptq", **FAST)
+    learner.fit(X_train, y_train)
+    learner.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    assert loaded.qat == "int8-ptq" and loaded.qat_ == "int8"
+    np.testing.assert_array_equal(loaded.predict(X_test), learner.predict(X_test))
+    np.testing.assert_array_equal(loaded.embed(X_test), learner.embed(X_test))
+
+
+def _softmax(learner) -> bool:
+    return isinstance(learner, SoftmaxClassifier)
+
+
+def _networks(learner) -> torch.nn.Module:
+    """The quantized part of a learner's network as trained."""
+    if _softmax(learner):
+        return learner.trainable_model_.backbone
+    return learner.trainable_encoder_.body
