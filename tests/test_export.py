@@ -37,9 +37,10 @@ def fp32(mnist):
     return _fitted(mnist, epochs=2)
 
 
-@pytest.fixture(scope="module")
-def int8(mnist):
-    return _fitted(mnist, epochs=4, qat="int8")  # fake quantization from epoch 3 on
+@pytest.fixture(scope="module", params=["int8", "int8-ptq"])
+def int8(mnist, request):
+    # "int8": fake quantization from epoch 3 on; "int8-ptq": float training, then calibrated
+    return _fitted(mnist, epochs=4, qat=request.param)
 
 
 def _agreement(clf, folder, X):

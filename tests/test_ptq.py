@@ -1,6 +1,8 @@
 """Post-training int8 quantization (qat="int8-ptq", "int8-pt2e-ptq"): float training, an
 int8 network after it."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,20 @@ def _networks(learner) -> torch.nn.Module:
     if _softmax(learner):
         return learner.trainable_model_.backbone
     return learner.trainable_encoder_.body
+
+
+def test_ptq_trains_in_bf16_as_a_bf16_learner_and_predicts_with_int8(digits_40):
+    X_train, y_train, X_test, _ = digits_40
+    settings = {**FAST, "encoder": "conv4-small", "precision": "bf16"}
+    with warnings.catch_warnings():  # bfloat16 may be emulated here: slower, same numbers
+        warnings.simplefilter("ignore", UserWarning)
+        bf16 = IncrementalClassifier(**settings)
+        bf16.fit_task(X_train, y_train)
+        ptq = IncrementalClassifier(qat="int8-ptq", **settings)
+        ptq.fit_task(X_train, y_train)
+        agreement = np.mean(ptq.predict(X_test) == bf16.predict(X_test))
+    trained = _networks(ptq).meta["siamcl_float_network"].parameters()
+    assert all(torch.equal(a, b) for a, b in zip(_networks(bf16).parameters(), trained))
+    assert ptq.qat_ == "int8" and agreement > 0.95
+    with pytest.raises(ValueError, match="cannot be combined with qat='int8'"):
+        IncrementalClassifier(qat="int8", **settings).fit_task(X_train, y_train)

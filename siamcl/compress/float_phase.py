@@ -81,7 +81,7 @@ def calibrate(model: nn.Module, rows: torch.Tensor) -> nn.Module:
     for module in quantizers:
         module.fake_quant_enabled[0], module.observer_enabled[0] = 0, 1
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):  # ranges of float32 values
         model(rows.cpu())
     for module, (fake_on, observe_on) in zip(quantizers, saved):
         module.fake_quant_enabled[0], module.observer_enabled[0] = fake_on, observe_on

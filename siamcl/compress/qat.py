@@ -62,7 +62,7 @@ from siamcl.compress.pt2e import (
     set_pt2e_quantizers,
 )
 from siamcl.encoders import EmbeddingNetwork
-from siamcl.training.precision import has_vnni
+from siamcl.training.precision import POST_TRAINING_SUFFIX, has_vnni
 
 __all__ = [
     "POST_TRAINING",
@@ -79,7 +79,7 @@ __all__ = [
 
 SCHEMES = ("int8", "int8-pt2e", "int4")  # the formats a network is prepared for and converted to
 POST_TRAINING = ("int8-ptq", "int8-pt2e-ptq")  # int8 formats quantized after float training
-_PTQ = "-ptq"
+_PTQ = POST_TRAINING_SUFFIX
 INT4_GROUP_SIZE = 32
 _INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 

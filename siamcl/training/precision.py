@@ -85,11 +85,15 @@ def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype
     return torch.bfloat16
 
 
+POST_TRAINING_SUFFIX = "-ptq"  # of a qat scheme quantized after float training
+
+
 def precision_with_qat(precision: str, qat: str | None) -> str:
     """The precision a learner with ``qat`` trains in: fake quantization computes in float32
     (torch's fake-quantize kernels refuse bfloat16), so ``"auto"`` means ``"fp32"`` there and
-    ``"bf16"`` is refused before any training."""
-    if qat is None or precision == "fp32":
+    ``"bf16"`` is refused before any training. A scheme quantized after float training
+    (``"int8-ptq"``) fake-quantizes nothing: it trains in ``precision``."""
+    if qat is None or precision == "fp32" or qat.endswith(POST_TRAINING_SUFFIX):
         return precision
     if precision == "bf16":
         raise ValueError(
