@@ -1,6 +1,6 @@
 """Quantization-aware training: train with fake quantization, then convert to a real quantized model.
 
-Two schemes:
+The schemes (the formats a network is prepared for and converted to):
 
 ``"int8"``
     int8 weights (symmetric, one scale per output channel) and uint8 activations (7 bits on
