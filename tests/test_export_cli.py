@@ -143,12 +143,13 @@ def test_names_and_image_files_are_checked_and_optional(tmp_path) -> None:
     )
 
 
-def test_an_int8_model_learned_and_exported_from_the_command_line(learned, tmp_path, capsys):
+@pytest.mark.parametrize("qat", ["int8", "int8-ptq"])
+def test_an_int8_model_learned_and_exported_from_the_command_line(learned, tmp_path, capsys, qat):
     model, files = learned
     int8, out = tmp_path / "int8", tmp_path / "int8-onnx"
     data = str(model.parent / "train")
-    argv = ["learn", "--data", data, "--model", str(int8), "--epochs", "4", "--qat", "int8"]
-    status, _, err = run(argv, capsys)  # 4 epochs: fake quantization, then frozen observers
+    argv = ["learn", "--data", data, "--model", str(int8), "--epochs", "4", "--qat", qat]
+    status, _, err = run(argv, capsys)  # int8: fake quantization, then frozen observers
     assert status == 0, err
     status, text, err = run(["export", "--model", str(int8), "--out", str(out)], capsys)
     assert status == 0, err
