@@ -329,7 +329,7 @@ class SoftmaxClassifier:
         position = {label: i for i, label in enumerate(classes)}
         truth = np.array([position[label] for label in y[held].tolist()])
         standardise, dtype = preprocessor.standardise, self._dtype()
-        calibration = calibration_rows(canonical[train], standardise)
+        calibration = calibration_rows(canonical[train], standardise) if self.qat else None
 
         def score(model: nn.Module) -> float:
             deployed = self.deployed(model, calibration)

@@ -177,7 +177,9 @@ def task_validation(
     train, held = validation_split(y, clf.validation_fraction, seed)
     embed, held_out = learner_embed(clf, preprocessor), (canonical[held], y[held])
     score = cross_validated_score(embed, held_out, rule_store(clf), clf.whitening, seed + 1)
-    calibration = calibration_rows(canonical[train], preprocessor.standardise)  # as it trains
+    calibration = (  # rows a quantized network's conversion calibrates on, as it trains
+        calibration_rows(canonical[train], preprocessor.standardise) if clf.qat else None
+    )
     return train, lambda encoder: score(clf.deployed(encoder, calibration))
 
 
