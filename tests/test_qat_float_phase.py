@@ -164,7 +164,7 @@ def test_a_learner_stopped_in_a_float_epoch_saves_and_loads_its_int8_network(dig
     np.testing.assert_array_equal(loaded.embed(X_test), learner.embed(X_test))
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", [*SCHEMES, "int8-ptq"])
 def test_a_qat_stream_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(
     digits_40, tmp_path, scheme
 ):
