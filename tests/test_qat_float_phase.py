@@ -191,3 +191,12 @@ def test_a_qat_stream_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one(
     assert FAST["epochs"] == 3  # the second task's first two epochs run the float network
     np.testing.assert_array_equal(resumed.embed(X_test), uninterrupted.embed(X_test))
     np.testing.assert_array_equal(resumed.predict(X_test), uninterrupted.predict(X_test))
+
+
+def test_a_float_network_that_shares_no_weights_with_the_graph_is_refused():
+    from siamcl.compress.float_phase import attach_float_network
+
+    encoder = _prepared()
+    stranger = build_encoder("conv4-small", (1, 8, 8), 16)  # its own parameters
+    with pytest.raises(RuntimeError, match="does not share EmbeddingNetwork's parameters"):
+        attach_float_network(encoder.body, stranger)

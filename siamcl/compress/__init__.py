@@ -1,9 +1,11 @@
 """Compression wrappers: quantization-aware training and distillation.
 
 - :mod:`siamcl.compress.qat`: fake-quantised training and conversion to int8 (conv and linear)
-  or int4 weight-only (linear) models, and their size in bytes.
-- :mod:`siamcl.compress.float_phase`: int8 QAT's float epochs run the float network, and a
-  conversion after them calibrates its ranges on training rows.
+  or int4 weight-only (linear) models; int8 after float training (the ``-ptq`` schemes).
+- :mod:`siamcl.compress.float_phase`: an int8 graph's float epochs (QAT's first two thirds,
+  every epoch after ``-ptq``) run the float network, and a conversion after them calibrates
+  its ranges on training rows.
+- :mod:`siamcl.compress.sizes`: a model's bytes, in memory and on disk.
 - :mod:`siamcl.compress.distill`: embedding, relational and logit distillation losses.
 - :mod:`siamcl.compress.teachers`: a fitted classifier or module as a frozen teacher.
 

@@ -43,7 +43,14 @@ _STALE = "siamcl_ranges_stale"
 def attach_float_network(prepared: torch.fx.GraphModule, network: nn.Module) -> None:
     """Keep ``network`` (the module ``prepared`` was prepared from without a copy, sharing
     its parameters and buffers) to run in float epochs; a deep copy of ``prepared`` keeps a
-    copy of it, sharing the copy's parameters."""
+    copy of it, sharing the copy's parameters. Raises RuntimeError if they share no weights
+    (float epochs would then train a network the graph never sees)."""
+    graph_parameters = {id(p) for p in prepared.parameters()}
+    if not all(id(p) in graph_parameters for p in network.parameters()):
+        raise RuntimeError(
+            f"the prepared graph does not share {type(network).__name__}'s parameters: "
+            "its float epochs cannot run that network"
+        )
     prepared.meta[_FLOAT] = network
     prepared.meta[_STALE] = False
 
