@@ -9,7 +9,6 @@ timed on its own.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,10 +16,9 @@ from typing import Any
 
 import torch
 
-from siamcl.allocator import retain_unless_disabled
 from siamcl.encoders import build_encoder
-from siamcl.reporting import markdown_table, run_record, write_results
-from siamcl.reporting.records import DEFAULT_OUT, record_markdown
+from siamcl.reporting import markdown_table
+from siamcl.reporting.records import record_markdown, timing_script
 from siamcl.training import prefer_channels_last
 from siamcl.training.embedding import EMBED_BATCH
 from siamcl.training.folding import folded
@@ -90,20 +88,8 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--rows", type=int, default=4000, help="rows a pass embeds")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    settings = {"rounds": args.rounds, "rows": args.rows, "torch_threads": 1}
-    results = {**run_record("folding", [0], **settings)}
-    results["rows"] = measure(args.rounds, args.rows)
-    print(write_results(args.out, "folding", results, render(results)))
-    return results
+    options = {"rows": (4000, "rows a pass embeds")}
+    return timing_script("folding", __doc__.splitlines()[0], argv, options, measure, render)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ channels-last weights, siamcl's ``train_step``, interleaved rounds, median CPU t
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Sequence
@@ -20,12 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from siamcl.allocator import retain_unless_disabled
 from siamcl.compress import prepare_qat, schedule_qat
 from siamcl.compress.float_phase import run_float
 from siamcl.encoders import build_encoder
-from siamcl.reporting import markdown_table, run_record, write_results
-from siamcl.reporting.records import DEFAULT_OUT, record_markdown
+from siamcl.reporting import markdown_table
+from siamcl.reporting.records import record_markdown, timing_script
 from siamcl.training import Batch, prefer_channels_last, train_step
 
 SHAPES = {"8x8": (1, 8, 8), "28x28": (1, 28, 28)}
@@ -116,20 +114,9 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    retain_unless_disabled()  # freed memory kept for reuse, as the siamcl command starts
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--steps", type=int, default=4, help="steps timed per round")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    settings = {"rounds": args.rounds, "steps": args.steps, "torch_threads": 1, "batch": BATCH}
-    results = {**run_record("qat_step", [0], **settings)}
-    results["rows"] = measure(args.rounds, args.steps)
-    print(write_results(args.out, "qat_step", results, render(results)))
-    return results
+    options = {"steps": (4, "steps timed per round")}
+    description = __doc__.splitlines()[0]
+    return timing_script("qat_step", description, argv, options, measure, render, batch=BATCH)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ Post-training quantization, ``"int8-ptq"`` and ``"int8-pt2e-ptq"`` (:data:`POST_
 the same formats, trained in float throughout (every epoch runs the float network the graph
 was prepared from, :mod:`siamcl.compress.float_phase`) and quantized after training, its
 ranges calibrated on rows of the task's training data. Training costs what float training
-costs; QAT's fake-quantised epochs cost 1.8-2.0x a float step
+costs; QAT's fake-quantised epochs cost 1.7-1.9x a float step
 (``benchmarks/results/qat_step``). Which loses less accuracy depends on the network: for
 conv4 on mnist5k the calibrated conversion after float epochs scores as the float network does
 (``siamcl bench energy --parts multiclass``).
@@ -78,8 +78,8 @@ __all__ = [
 ]
 
 SCHEMES = ("int8", "int8-pt2e", "int4")  # the formats a network is prepared for and converted to
-POST_TRAINING = ("int8-ptq", "int8-pt2e-ptq")  # int8 formats quantized after float training
-_PTQ = POST_TRAINING_SUFFIX
+# the int8 formats trained in float and quantized after training: "int8-ptq", "int8-pt2e-ptq"
+POST_TRAINING = tuple(s + POST_TRAINING_SUFFIX for s in SCHEMES if s.startswith("int8"))
 INT4_GROUP_SIZE = 32
 _INT8_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -153,7 +153,9 @@ def training_scheme(scheme: str | None, device: str = "cpu") -> FloatTraining:
     if torch.device(device).type != "cpu":
         raise ValueError(f"quantized models run on the CPU: use device='cpu' with qat={scheme!r}")
     if scheme in POST_TRAINING:
-        return QuantizationAwareTraining(scheme.removesuffix(_PTQ), post_training=True)
+        return QuantizationAwareTraining(
+            scheme.removesuffix(POST_TRAINING_SUFFIX), post_training=True
+        )
     return QuantizationAwareTraining(scheme)
 
 
@@ -296,7 +298,7 @@ def _require_scheme(scheme: Any) -> str:
     if scheme in POST_TRAINING:
         raise ValueError(
             f"{scheme!r} is how a network trains; it is prepared and converted as "
-            f"{scheme.removesuffix(_PTQ)!r}"
+            f"{scheme.removesuffix(POST_TRAINING_SUFFIX)!r}"
         )
     if check_scheme(scheme) is None:
         raise ValueError(f"a quantization scheme is required; choose one of {SCHEMES}")

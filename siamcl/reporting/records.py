@@ -38,6 +38,7 @@ __all__ = [
     "positive_int_list",
     "record_markdown",
     "run_record",
+    "timing_script",
     "write_results",
 ]
 
@@ -335,3 +336,39 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def timing_script(
+    name: str,
+    description: str,
+    argv: Sequence[str] | None,
+    options: dict[str, tuple[int, str]],
+    measure: Callable[..., list[dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+    **fixed: Any,
+) -> dict[str, Any]:
+    """The ``main`` of a benchmark script that times work on one torch thread: ``--rounds``
+    (interleaved rounds), each of ``options`` (name: (default, help), integers) and ``--out``;
+    freed memory kept for reuse as the siamcl command keeps it. ``measure(rounds, *options)``
+    gives the rows; the record (with ``fixed`` settings) goes to JSON and ``render``'s
+    markdown."""
+    import torch
+
+    from siamcl.allocator import retain_unless_disabled
+
+    retain_unless_disabled()
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    for option, (default, help_text) in options.items():
+        parser.add_argument(f"--{option}", type=int, default=default, help=help_text)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="result folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    values = {option: getattr(args, option) for option in options}
+    settings = {"rounds": args.rounds, **values, "torch_threads": 1, **fixed}
+    results = {**run_record(name, [0], **settings)}
+    results["rows"] = measure(args.rounds, *values.values())
+    print(write_results(args.out, name, results, render(results)))
+    return results
