@@ -2,7 +2,9 @@
 
 1. Overhead: the same training workload (conv4 + multi-similarity loss on mnist5k batches)
    run with and without a ResourceMeter (FLOP sampling on), interleaved, several repeats;
-   reports the median wall-time ratio.
+   reports the median wall-time ratio. Then the meter's parts one by one, among them a
+   FLOP-counted batch's extra time, counted as the meter counts and by torch's
+   FlopCounterMode, at 28x28 and at 8x8 (digits).
 2. CodeCarbon: the same workload metered at once by ResourceMeter(energy="estimate") and by
    CodeCarbon's OfflineEmissionsTracker (no network); reports both energies and their ratio.
 
@@ -113,17 +115,41 @@ def overhead_parts(pairs: int = 21, rss_reads: int = 2000) -> dict:
     """The meter's costs measured one by one, each against its own baseline right beside it,
     so that the machine's drifts (which swamp a 2% difference between whole runs on a
     shared virtual machine) cancel: the extra time of a FLOP-counted batch over the plain
-    batch before it (median over ``pairs``), one RSS read of the sampler thread, and
-    entering and leaving a meter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    batch before it (median over ``pairs``), counted as the meter counts (``FlopCount``) and
+    by torch's ``FlopCounterMode``, on mnist5k (28x28) and digits (8x8) batches; one RSS read
+    of the sampler thread; and entering and leaving a meter."""
     from siamcl.accounting.memory import PeakRssSampler
 
-    X, y, _, _ = load_dataset("mnist5k")
+    parts: dict = {}
+    for dataset, prefix in (("mnist5k", ""), ("digits", "digits_")):
+        for name, value in _counted_batch_extra(dataset, pairs).items():
+            parts[prefix + name] = value
+    sampler = PeakRssSampler(0.05)
+    start = time.perf_counter()
+    for _ in range(rss_reads):
+        sampler.sample()
+    parts["rss_read_s"] = (time.perf_counter() - start) / rss_reads
+    start = time.perf_counter()
+    for _ in range(20):
+        with ResourceMeter(flops="off"):
+            pass
+    parts["meter_enter_exit_s"] = (time.perf_counter() - start) / 20
+    return parts
+
+
+def _counted_batch_extra(dataset: str, pairs: int) -> dict:
+    """A conv4 multi-similarity step of 128 ``dataset`` images: its median time, and the
+    median extra time of the same step counted by each FLOP counter, each right after a plain
+    step. The first counted step of the process is recorded apart (its first dispatch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from siamcl.accounting.flops import FlopCount
+
+    X, y, _, _ = load_dataset(dataset)
     xb = torch.from_numpy(X[:128].astype(np.float32) / 255.0).unsqueeze(1)
     yb = torch.from_numpy(y[:128])
     torch.manual_seed(0)
-    encoder = build_encoder("conv4", (1, 28, 28))
+    encoder = build_encoder("conv4", tuple(xb.shape[1:]))
     loss_fn = build_loss("multisimilarity")
     optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
 
@@ -135,31 +161,25 @@ def overhead_parts(pairs: int = 21, rss_reads: int = 2000) -> dict:
 
     for _ in range(3):
         step()
-    plain, extra = [], []
+    counters = {
+        "flop_counted": FlopCount,
+        "flop_counter_mode": lambda: FlopCounterMode(display=False),
+    }
+    plain: list[float] = []
+    extra: dict[str, list[float]] = {name: [] for name in counters}
     for _ in range(pairs):
-        start = time.perf_counter()
-        step()
-        plain.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        with FlopCounterMode(display=False):
+        for name, counter in counters.items():
+            start = time.perf_counter()
             step()
-        extra.append(time.perf_counter() - start - plain[-1])
-    sampler = PeakRssSampler(0.05)
-    start = time.perf_counter()
-    for _ in range(rss_reads):
-        sampler.sample()
-    rss_read_s = (time.perf_counter() - start) / rss_reads
-    start = time.perf_counter()
-    for _ in range(20):
-        with ResourceMeter(flops="off"):
-            pass
-    enter_exit_s = (time.perf_counter() - start) / 20
+            plain.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            with counter():
+                step()
+            extra[name].append(time.perf_counter() - start - plain[-1])
     return {
         "plain_batch_s": statistics.median(plain),
-        "flop_counted_batch_extra_s": statistics.median(extra),
-        "first_flop_counted_batch_extra_s": extra[0],  # the process's first FlopCounterMode
-        "rss_read_s": rss_read_s,
-        "meter_enter_exit_s": enter_exit_s,
+        **{f"{name}_batch_extra_s": statistics.median(times) for name, times in extra.items()},
+        "first_flop_counted_batch_extra_s": extra["flop_counted"][0],
     }
 
 
@@ -276,12 +296,24 @@ def _rows(results: dict, batches: int) -> list[list[str]]:
         ],
         ["a plain training batch (median s)", f"{parts['plain_batch_s']:.4f}"],
         [
-            "extra time of a FLOP-counted batch (median of paired runs, s)",
+            "extra time of a FLOP-counted batch, as the meter counts (median of paired runs, s)",
             f"{parts['flop_counted_batch_extra_s']:.4f}",
+        ],
+        [
+            "the same counted by torch's FlopCounterMode (s)",
+            f"{parts['flop_counter_mode_batch_extra_s']:.4f}",
         ],
         [
             "extra time of the process's first FLOP-counted batch (s)",
             f"{parts['first_flop_counted_batch_extra_s']:.4f}",
+        ],
+        ["a plain training batch of 8x8 digits (median s)", f"{parts['digits_plain_batch_s']:.4f}"],
+        [
+            "extra time of a FLOP-counted 8x8 batch, as the meter counts / by FlopCounterMode (s)",
+            (
+                f"{parts['digits_flop_counted_batch_extra_s']:.4f} / "
+                f"{parts['digits_flop_counter_mode_batch_extra_s']:.4f}"
+            ),
         ],
         ["one RSS read by the sampler thread (s)", f"{parts['rss_read_s']:.6f}"],
         ["entering and leaving a meter (s)", f"{parts['meter_enter_exit_s']:.4f}"],

@@ -96,6 +96,35 @@ def test_no_batch_markers_leave_flops_unknown() -> None:
     assert report.flops is None and "no meter.batch()" in report.flops_method
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 16, 16)])
+def test_flop_count_agrees_with_torchs_flop_counter_on_a_training_step(shape) -> None:
+    """The meter's counter applies torch's formulas without FlopCounterMode's per-module
+    bookkeeping: a conv4 step with a metric loss, backward and Adam counts the same total."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from siamcl.accounting.flops import FlopCount
+    from siamcl.encoders import build_encoder
+    from siamcl.losses import build_loss
+
+    torch.manual_seed(0)
+    encoder = build_encoder("conv4", shape)
+    loss_fn = build_loss("multisimilarity")
+    optimiser = torch.optim.Adam(encoder.parameters())
+    inputs, labels = torch.randn(32, *shape), torch.arange(32) % 4
+
+    def step() -> None:
+        loss = loss_fn(encoder(inputs), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    with FlopCounterMode(display=False) as reference:
+        step()
+    with FlopCount() as counted:
+        step()
+    assert counted.total == reference.get_total_flops() > 0
+
+
 # -- memory, time, estimate ---------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from siamcl.encoders import build_encoder
 from siamcl.training import embed_in_batches
-from siamcl.training.folding import FOLD_MIN_ROWS, folded
+from siamcl.training.folding import FOLD_MIN_VALUES, folded
 
 
 def test_a_folded_copy_embeds_as_the_model_and_leaves_it_training():
@@ -14,7 +14,7 @@ def test_a_folded_copy_embeds_as_the_model_and_leaves_it_training():
     encoder = build_encoder("conv4", (1, 28, 28), 32)
     encoder.train()
     encoder(torch.randn(64, 1, 28, 28))  # running statistics away from their start
-    images = torch.randn(FOLD_MIN_ROWS, 1, 28, 28)
+    images = torch.randn(FOLD_MIN_VALUES // (28 * 28) + 1, 1, 28, 28)
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
 
     embedded = embed_in_batches(encoder, images)
@@ -44,5 +44,21 @@ def test_models_it_cannot_fold_embed_as_they_are():
     assert folded(branching.train()) is branching  # a training model is never folded
     plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 4)).eval()
     assert folded(plain) is plain  # nothing to fold
-    rows = torch.randn(FOLD_MIN_ROWS, 1, 8, 8)
-    assert embed_in_batches(branching, rows).shape == (FOLD_MIN_ROWS, 144)
+    rows = torch.randn(FOLD_MIN_VALUES // 64 + 1, 1, 8, 8)
+    assert embed_in_batches(branching, rows).shape == (len(rows), 144)
+
+
+def test_only_passes_over_enough_input_values_fold(monkeypatch):
+    """Folding costs the same at any input size and saves a share of every row, so whether
+    a pass folds depends on its input values, not its rows: 1,000 8x8 rows do not repay it,
+    1,000 28x28 rows do."""
+    from siamcl.training import embedding
+
+    calls = []
+    monkeypatch.setattr(embedding, "folded", lambda model: calls.append(model) or model)
+    encoder = build_encoder("conv4", (1, 8, 8), 16)
+    embed_in_batches(encoder, torch.randn(1000, 1, 8, 8))
+    assert calls == []
+    big = build_encoder("conv4", (1, 28, 28), 16)
+    embed_in_batches(big, torch.randn(1000, 1, 28, 28))
+    assert calls == [big]

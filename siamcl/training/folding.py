@@ -2,11 +2,16 @@
 
 In eval mode a BatchNorm after a convolution is a fixed affine map of its output, so it can
 be folded into the convolution's weights and bias, sparing a pass over every activation:
-a conv4 embedding pass over 4,000 rows took 0.85-0.87x the CPU time folded, at 8x8 and
-28x28 (``python benchmarks/folding.py``, one thread). Every prototype pass, exemplar
+a conv4 embedding pass over 4,000 rows took 0.86-0.92x the CPU time folded, at 8x8, 16x16
+and 28x28 (``python benchmarks/folding.py``, one thread). Every prototype pass, exemplar
 selection and prediction runs through :func:`~siamcl.training.embed_in_batches`, which
 folds a copy of the model (torch.fx's ``fuse``) for passes long enough to repay the copy;
 the model itself, which may go on training, is never changed.
+
+Folding costs about 7.5 ms whatever the input, and saves a share of each row's pass, so a
+pass repays it after a number of rows that shrinks as rows grow: about 2,800 at 8x8, 800 at
+16x16 and 350 at 28x28 in that run, each about 180,000-310,000 input values (rows times
+values a row). :data:`FOLD_MIN_VALUES` is set in that range.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from torch import nn
 
 from siamcl.training.memory_format import prefer_channels_last
 
-__all__ = ["FOLD_MIN_ROWS", "folded"]
+__all__ = ["FOLD_MIN_VALUES", "folded"]
 
-FOLD_MIN_ROWS = 256  # shorter passes run the model as it is: folding copies it first
+FOLD_MIN_VALUES = 250_000  # input values a pass needs to repay folding; shorter ones do not fold
 
 
 def folded(model: nn.Module) -> nn.Module:
