@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from siamcl.allocator import retain_unless_disabled
-from siamcl.bench.energy_multiclass import MulticlassRunner, prototype_scorer
+from siamcl.bench.energy_multiclass import MulticlassRunner
+from siamcl.bench.energy_scoring import prototype_scorer
 from siamcl.data import load_dataset
 from siamcl.learners.task_data import validation_split
 from siamcl.learners.validation import (

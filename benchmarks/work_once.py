@@ -39,7 +39,7 @@ import torch
 
 from siamcl import IncrementalClassifier
 from siamcl.allocator import retain_unless_disabled
-from siamcl.bench.energy_multiclass import logit_scorer, prototype_scorer
+from siamcl.bench.energy_scoring import logit_scorer, prototype_scorer
 from siamcl.bench.variants import WHITENING_SHRINKAGE
 from siamcl.data import class_incremental, load_dataset
 from siamcl.learners.softmax import SoftmaxClassifier

@@ -117,7 +117,7 @@ def test_checks_inside_epochs_add_curve_points_and_leave_the_model_as_it_was(dig
     assert accuracies[0] > 0.5 and accuracies[0] < accuracies[-1]  # a third of an epoch in
 
 
-@pytest.mark.parametrize("row", ["qat-int8", "siamese-ptq"])
+@pytest.mark.parametrize("row", ["qat-int8", "siamese-ptq", "siamese-whitened-ptq"])
 def test_a_quantized_row_is_scored_as_it_would_be_deployed(digits, row):
     runner = MulticlassRunner(digits, {"device": "cpu", "batch_size": 64, "epochs": 2}, seed=0)
     run = runner.run(row)

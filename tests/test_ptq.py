@@ -110,3 +110,52 @@ def test_ptq_trains_in_bf16_as_a_bf16_learner_and_predicts_with_int8(digits_40):
     assert ptq.qat_ == "int8" and agreement > 0.95
     with pytest.raises(ValueError, match="cannot be combined with qat='int8'"):
         IncrementalClassifier(qat="int8", **settings).fit_task(X_train, y_train)
+
+
+def _within_class_spread(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """How unevenly a class's rows spread: the within-class covariance's largest eigenvalue
+    over its mean (1 where every direction varies alike)."""
+    deviations = embeddings.copy()
+    for label in np.unique(labels):
+        deviations[labels == label] -= embeddings[labels == label].mean(axis=0)
+    values = np.linalg.eigvalsh(deviations.T @ deviations / len(deviations))
+    return float(values.max() / values.mean())
+
+
+def test_whitening_folds_into_a_network_quantized_after_training(digits_40, tmp_path):
+    """The within-class whitening folds into the float network's projection, which the
+    graph shares, and the int8 network is calibrated and converted after it: the deployed
+    int8 encoder's class spreads are evener, its prototypes its own, its predictions the
+    float whitened learner's, and it saves and loads."""
+    X_train, y_train, X_test, y_test = digits_40
+    settings = {**FAST, "encoder": "conv4-small", "whitening": 0.1}
+    plain = IncrementalClassifier(**{**settings, "whitening": None, "qat": "int8-ptq"})
+    learner = IncrementalClassifier(qat="int8-ptq", **settings)
+    float_learner = IncrementalClassifier(**settings)
+    for model in (plain, learner, float_learner):
+        model.fit_task(X_train, y_train)
+
+    assert learner.qat_ == "int8" and not needs_calibration(_networks(learner))
+    assert model_bytes(learner.encoder_) < 0.5 * model_bytes(learner.trainable_encoder_)
+    whitened = _within_class_spread(learner.embed(X_train), y_train)
+    assert whitened < 0.7 * _within_class_spread(plain.embed(X_train), y_train)
+    for label in range(10):  # prototypes: class means of the int8 encoder's embeddings
+        mean = learner.embed(X_train[y_train == label]).mean(axis=0)
+        prototype = learner.store_.prototypes(label)[0]
+        assert mean @ prototype / np.linalg.norm(mean) / np.linalg.norm(prototype) > 0.999
+    assert np.mean(learner.predict(X_test) == float_learner.predict(X_test)) > 0.9
+    assert learner.score(X_test, y_test) > max(0.3, float_learner.score(X_test, y_test) - 0.05)
+    learner.save(tmp_path / "model")
+    loaded = IncrementalClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.embed(X_test), learner.embed(X_test))
+    np.testing.assert_array_equal(loaded.predict(X_test), learner.predict(X_test))
+
+
+def test_a_stream_whitened_and_quantized_after_each_task(digits_40):
+    X_train, y_train, X_test, y_test = digits_40
+    learner = IncrementalClassifier(qat="int8-ptq", whitening=0.1, encoder="conv4-small", **FAST)
+    for classes in ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)):
+        rows = np.isin(y_train, classes)
+        learner.fit_task(X_train[rows], y_train[rows])
+    assert learner.store_.classes.tolist() == list(range(10))
+    assert learner.score(X_test, y_test) > 0.3  # chance: 0.1

@@ -106,7 +106,7 @@ def test_readout_refuses_what_it_cannot_read(digits_40):
 
 
 def test_the_benchmark_s_readout_row_scores_by_the_same_rule(digits_40, early_softmax):
-    from siamcl.bench.energy_multiclass import prototype_scorer
+    from siamcl.bench.energy_scoring import prototype_scorer
     from siamcl.encoders import EmbeddingNetwork
     from siamcl.learners.readout import READOUT_WHITENING
 

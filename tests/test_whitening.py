@@ -192,8 +192,12 @@ def test_classifier_whitening_in_a_class_incremental_stream(digits_40):
 
 def test_classifier_whitening_refusals(digits_40):
     X, y, _, _ = digits_40
-    with pytest.raises(ValueError, match="use qat=None with it"):
+    with pytest.raises(
+        ValueError, match=r"use qat=None, or quantize after training \(qat='int8-ptq'\)"
+    ):
         _small(whitening=0.1, qat="int8").fit_task(X, y)
+    with pytest.raises(ValueError, match=r"\(qat='int8-pt2e-ptq'\)"):
+        _small(whitening=0.1, qat="int8-pt2e").fit_task(X, y)
     with pytest.raises(ValueError, match="whitening must be None or"):
         _small(whitening=-1).fit_task(X, y)
     own = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Tanh())

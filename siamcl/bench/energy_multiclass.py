@@ -31,16 +31,23 @@ import torch
 from torch import nn
 
 from siamcl.accounting import ResourceMeter
+from siamcl.bench.energy_scoring import (
+    Cost,
+    deployed_score,
+    logit_scorer,
+    metered,
+    prototype_scorer,
+    whitened_int8_scorer,
+)
 from siamcl.bench.variants import Variant, parse_variant
-from siamcl.compress import calibration_rows
 from siamcl.encoders import EmbeddingNetwork
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.readout import READOUT_PARAMS, split_readout
 from siamcl.learners.softmax import SoftmaxClassifier
-from siamcl.learners.validation import reference_store, rule_store, store_accuracy
+from siamcl.learners.validation import rule_store
 from siamcl.preprocess import Preprocessor
 from siamcl.store import PrototypeStore
-from siamcl.training import embed_in_batches, forward_dtype
+from siamcl.training import forward_dtype
 from siamcl.training.stopping import Progress
 
 __all__ = [
@@ -104,9 +111,6 @@ PREDICTIONS = 10_000  # inference energy is reported per this many predictions
 # for like with the Siamese learner's), "standard-whitened-k5" by five k-means centres a class
 
 
-Cost = tuple[float, float]  # (joules, CPU seconds)
-
-
 @dataclass
 class AccuracyCurve:
     """A training-loop callback: at ``checks_per_epoch`` evenly spaced checks of each epoch
@@ -123,9 +127,7 @@ class AccuracyCurve:
     monitoring: list[float] = field(default_factory=lambda: [0.0, 0.0])  # J, CPU s
 
     def on_check(self, model: nn.Module, progress: Progress) -> None:
-        (accuracy, (finish_j, finish_cpu_s)), cost = _metered(
-            lambda: self.score(model), self.device
-        )
+        (accuracy, (finish_j, finish_cpu_s)), cost = metered(lambda: self.score(model), self.device)
         self.monitoring[0] += cost[0]  # the learner's meter counts this too: taken out in anchor
         self.monitoring[1] += cost[1]
         self.points.append(
@@ -153,66 +155,6 @@ class AccuracyCurve:
             point["energy_j"] = setup_j + point["training_j"] + point["finish_j"]
             point["cpu_s"] = setup_cpu_s + point["training_cpu_s"] + point["finish_cpu_s"]
         return self.points
-
-
-def _metered(work: Callable[[], Any], device: str) -> tuple[Any, Cost]:
-    with ResourceMeter(flops="off", device=device) as meter:
-        result = work()
-    report = meter.report(task=None, method="finish")
-    return result, (report.energy_j, report.cpu_s)
-
-
-def prototype_scorer(
-    preprocessor: Preprocessor,
-    reference: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    device: str = "cpu",
-    new_store: Callable[[int], PrototypeStore] = PrototypeStore,
-    whitening: float | None = None,
-    autocast_dtype: torch.dtype | None = None,
-) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """Accuracy of the nearest prototype in a store ``new_store(dim)`` filled with the
-    ``reference`` rows: class means by default, the learner's own rule with
-    :func:`~siamcl.learners.validation.rule_store` (every row for a 1-NN learner); with
-    ``whitening`` (a shrinkage), after the within-class whitening of the reference rows, as
-    ``IncrementalClassifier(whitening=...)`` finishes a task. Embedding the reference rows,
-    the whitening estimate and filling the store are the finishing work, timed; embedding the
-    test rows is evaluation, not timed. Both embed in ``autocast_dtype``, as the learner does
-    (:func:`~siamcl.training.forward_dtype`)."""
-    ref_inputs, ref_labels = preprocessor.canonical(reference[0]), np.asarray(reference[1])
-    test_inputs, test_labels = preprocessor.canonical(test[0]), np.asarray(test[1])
-    standardise = preprocessor.standardise
-
-    def embed(encoder: nn.Module, inputs: torch.Tensor) -> np.ndarray:
-        return embed_in_batches(encoder, inputs, standardise, device, autocast_dtype=autocast_dtype)
-
-    def score(encoder: nn.Module) -> tuple[float, Cost]:
-        (store, matrix), cost = _metered(
-            lambda: reference_store(encoder, embed, (ref_inputs, ref_labels), new_store, whitening),
-            device,
-        )
-        return store_accuracy(store, matrix, embed(encoder, test_inputs), test_labels), cost
-
-    return score
-
-
-def logit_scorer(
-    preprocessor: Preprocessor,
-    classes: np.ndarray,
-    test: tuple[np.ndarray, np.ndarray],
-    device: str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """Accuracy of the highest logit (logits in ``autocast_dtype``, as the learner predicts);
-    a softmax network needs no finishing work."""
-    inputs, labels = preprocessor.canonical(test[0]), np.asarray(test[1])
-
-    def score(model: nn.Module) -> tuple[float, Cost]:
-        standardise = preprocessor.standardise
-        logits = embed_in_batches(model, inputs, standardise, device, autocast_dtype=autocast_dtype)
-        return float(np.mean(classes[logits.argmax(axis=1)] == labels)), (0.0, 0.0)
-
-    return score
 
 
 class MulticlassRunner:
@@ -312,35 +254,14 @@ class MulticlassRunner:
                 rows = selected_rows(learner, preprocessor, self.X, self.y)
             reference = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
             rule = rule_store(learner)  # the learner's own: every row a prototype for "siamese-nn"
+            if learner.whitening is not None and learner.qat is not None:
+                return whitened_int8_scorer(
+                    learner, preprocessor, reference, test, self.X, device, rule
+                )
             score = prototype_scorer(
                 preprocessor, reference, test, device, rule, learner.whitening, dtype
             )
-        return _deployed_score(learner, score, (preprocessor, self.X), device)
-
-
-def _deployed_score(
-    learner: Any,
-    score: Callable[[nn.Module], tuple[float, Cost]],
-    training: tuple[Preprocessor, np.ndarray],
-    device: str,
-) -> Callable[[nn.Module], tuple[float, Cost]]:
-    """``score`` of what stopping here would deploy (a quantization-aware network's int8
-    conversion, calibrated on rows of the ``training`` data after float epochs), the
-    conversion counted as finishing work. A float network is deployed as it is: nothing to
-    count."""
-    if learner.qat is None:
-        return score
-    preprocessor, X = training
-    calibration = calibration_rows(preprocessor.canonical(X), preprocessor.standardise)
-
-    def scored(model: nn.Module) -> tuple[float, Cost]:
-        deployed, (convert_j, convert_cpu_s) = _metered(
-            lambda: learner.deployed(model, calibration), device
-        )
-        accuracy, (finish_j, finish_cpu_s) = score(deployed)
-        return accuracy, (convert_j + finish_j, convert_cpu_s + finish_cpu_s)
-
-    return scored
+        return deployed_score(learner, score, (preprocessor, self.X), device)
 
 
 def multiclass_row(name: str) -> Variant:

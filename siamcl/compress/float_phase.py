@@ -30,6 +30,7 @@ __all__ = [
     "attach_float_network",
     "calibrate",
     "calibration_rows",
+    "float_network",
     "forget_ranges",
     "needs_calibration",
     "run_float",
@@ -53,6 +54,19 @@ def attach_float_network(prepared: torch.fx.GraphModule, network: nn.Module) -> 
         )
     prepared.meta[_FLOAT] = network
     prepared.meta[_STALE] = False
+
+
+def float_network(model: nn.Module) -> nn.Module:
+    """The float network ``model``'s prepared graph runs in float epochs and shares its
+    weights with: a change to its weights (a folded projection) is the graph's. Raises
+    ValueError where ``model`` holds no such graph or more than one."""
+    graphs = _graphs(model)
+    if len(graphs) != 1:
+        raise ValueError(
+            f"expected one int8 graph keeping its float network, found {len(graphs)}: "
+            "only a network prepared by prepare_qat(model, 'int8' or 'int8-pt2e') keeps one"
+        )
+    return graphs[0].meta[_FLOAT]
 
 
 def run_float(model: nn.Module, on: bool) -> None:

@@ -205,8 +205,8 @@ class IncrementalClassifier(PrototypePredictions, ComponentFactories):
                 objective = siamese_objective(self, metric_loss, preprocessor, ranks, inputs)
                 args = (preprocessor, inputs, labels, task_index, meter, ranks, scheme, validation)
                 result = self._train(trainable, objective, *args)
-            encoder = self.deployed(trainable)
-            store = consolidate(self, encoder, preprocessor, (canonical, y), memory, ranks)
+            task = (canonical, y)
+            encoder, store = consolidate(self, trainable, preprocessor, task, memory, ranks, inputs)
         figures = {**training_figures(result), **row_figures(len(y[train_rows]), len(X))}
         retained = {"replay": memory.nbytes, "store": store.nbytes}
         report = ranks.combine(meter.report(task_index, "fit_task", retained, extra=figures))

@@ -23,13 +23,16 @@ from siamcl._checks import Integer, check_params
 from siamcl.accounting import ResourceMeter
 from siamcl.augment import AffineViews, RandomAffine
 from siamcl.compress import (
+    POST_TRAINING,
     FloatTraining,
     FrozenTeacher,
     embedding_distillation_loss,
     embedding_teacher,
+    float_phase,
     teacher_distillation,
     training_scheme,
 )
+from siamcl.compress.float_phase import calibration_rows
 from siamcl.distributed import Ranks, distributed_objective_loss
 from siamcl.learners.task_data import distorts
 from siamcl.losses import MetricLoss, MetricTerm, Objective, distillation_term
@@ -47,7 +50,7 @@ from siamcl.training import (
     rebuild_prototypes,
 )
 from siamcl.training.freezing import check_float_training, check_frozen_layers, split_frozen
-from siamcl.training.precision import precision_with_qat
+from siamcl.training.precision import POST_TRAINING_SUFFIX, precision_with_qat
 from siamcl.whitening import fold_whitening, projection_of, whiten_rows, within_class_whitening
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "task_random_state",
     "task_ranks",
     "train_task",
+    "whitened",
     "with_replay",
 ]
 
@@ -109,18 +113,24 @@ def shared_frozen_layers(clf: Any, ranks: Ranks) -> int:
 
 def consolidate(
     clf: Any,
-    encoder: nn.Module,
+    trainable: nn.Module,
     preprocessor: Preprocessor,
     task: tuple[torch.Tensor, np.ndarray],
     memory: ExemplarMemory,
     ranks: Ranks,
-) -> PrototypeStore:
-    """After training: embed the task's canonical inputs once; herding chooses the task's
-    exemplars from those embeddings and the task's prototypes are their class means; the
-    memory's exemplars of earlier classes are embedded once, for their prototypes. With
-    ``whitening``, the embeddings' within-class whitening is folded into ``encoder`` first.
-    Returns the new store (``memory`` is updated in place)."""
+    training_inputs: torch.Tensor | None = None,
+) -> tuple[nn.Module, PrototypeStore]:
+    """After training: the encoder to deploy (``trainable`` as it predicts) and the new store.
+
+    The task's canonical inputs are embedded once; herding chooses the task's exemplars from
+    those embeddings and the task's prototypes are their class means; the memory's exemplars
+    of earlier classes are embedded once, for their prototypes. With ``whitening``, the
+    embeddings' within-class whitening is folded into the encoder first (:func:`whitened`;
+    a network quantized after training is calibrated again on rows of ``training_inputs``
+    and embeds its task a second time). ``memory`` is updated in
+    place."""
     canonical, y = task
+    encoder = clf.deployed(trainable)
     embed = ranks.sharded(embedder(clf, encoder, preprocessor))
     embeddings = embed(canonical)
     memory.add(canonical.numpy().astype(np.float16), y, embed=embed, embeddings=embeddings)
@@ -128,16 +138,43 @@ def consolidate(
     if clf.whitening is not None:
         whitening = within_class_whitening(embeddings, y, clf.whitening)
         kept_transform = functools.partial(whiten_rows, whitening=whitening)
-        fold_whitening(encoder, whitening)
-        # one view: the folded encoder's embeddings are these, whitened (no second pass)
-        embeddings = kept_transform(embeddings) if clf.embed_views == 1 else embed(canonical)
+        rows = training_inputs
+        if rows is not None:
+            rows = calibration_rows(rows, preprocessor.standardise)
+        whitened_encoder = whitened(clf, trainable, whitening, rows)
+        if whitened_encoder is encoder and clf.embed_views == 1:
+            # one view of a float encoder: its folded embeddings are these, whitened
+            embeddings = kept_transform(embeddings)
+        else:
+            encoder = whitened_encoder
+            embed = ranks.sharded(embedder(clf, encoder, preprocessor))
+            embeddings = embed(canonical)
     previous = clf.store_ if clf.is_fitted else None
     dim = previous.dim if previous is not None else embeddings.shape[1]
     store = clf._new_store(dim)
     # classes with no exemplars keep their prototypes, whitened as the encoder now is
-    return rebuild_prototypes(
+    store = rebuild_prototypes(
         store, embed, embeddings, y, memory, previous, kept_transform=kept_transform
     )
+    return encoder, store
+
+
+def whitened(
+    clf: Any, trainable: nn.Module, whitening: np.ndarray, rows: torch.Tensor | None
+) -> nn.Module:
+    """The encoder to deploy once ``whitening`` is folded into ``trainable``'s projection: a
+    float encoder, folded in place, is itself; a network quantized after training has it
+    folded into the float network its graph shares weights with, its ranges calibrated
+    again on ``rows`` (standardised training inputs: the projection's outputs changed) and
+    converted anew."""
+    if clf.qat is None:
+        fold_whitening(trainable, whitening)
+        return trainable
+    if rows is None:
+        raise ValueError("a quantized network whitened after training needs calibration rows")
+    fold_whitening(float_phase.float_network(trainable), whitening)
+    float_phase.calibrate(trainable, rows)
+    return clf.deployed(trainable)
 
 
 def check_objective_weights(clf: Any) -> None:
@@ -167,9 +204,17 @@ def check_encoder_options(clf: Any, trainable: nn.Module) -> None:
     check_frozen_layers(trainable, clf.frozen_layers)
     if clf.whitening is None:
         return
-    if clf.qat is not None:
-        raise ValueError("whitening folds into a float projection: use qat=None with it")
-    projection_of(trainable)
+    if clf.qat is None:
+        projection_of(trainable)
+    elif clf.qat in POST_TRAINING:
+        projection_of(float_phase.float_network(trainable))
+    else:
+        after = f"{clf.qat}{POST_TRAINING_SUFFIX}"
+        after = after if after in POST_TRAINING else POST_TRAINING[0]
+        raise ValueError(
+            "whitening folds into a float projection after training: use qat=None, or "
+            f"quantize after training (qat={after!r}), with it"
+        )
 
 
 def train_task(
