@@ -6,11 +6,10 @@ or nothing. It counts with :class:`FlopCount`: torch's own FLOP formulas
 (``torch.utils.flop_counter``'s registry, the formulas ``FlopCounterMode`` applies) under a
 dispatch mode that only adds them up. ``FlopCounterMode`` also attributes every FLOP to the
 modules it ran in, through hooks on every module's forward and backward, and decomposes
-composite operators in Python; the meter keeps only the total, and on a conv4 training step
-on 8x8 images that bookkeeping made a counted step about 1.8x as costly as an uncounted one,
-where :class:`FlopCount` makes it about 1.2x (``python benchmarks/accounting.py``). On a
-class-incremental stream of a few batches a task, as sklearn's digits give, a counted batch
-a task is a tenth of the training it meters.
+composite operators in Python; the meter keeps only the total. On a conv4 training step of
+128 8x8 digits (12.9 ms) ``FlopCounterMode`` added 13.6 ms and :class:`FlopCount` 4.3 ms; at
+28x28 (92 ms) 20 ms against 6 ms (``python benchmarks/accounting.py``). A class-incremental
+stream of digits runs three or four batches a task, one of them counted.
 """
 
 from __future__ import annotations

@@ -2,16 +2,16 @@
 
 In eval mode a BatchNorm after a convolution is a fixed affine map of its output, so it can
 be folded into the convolution's weights and bias, sparing a pass over every activation:
-a conv4 embedding pass over 4,000 rows took 0.86-0.92x the CPU time folded, at 8x8, 16x16
+a conv4 embedding pass over 4,000 rows took 0.85-0.93x the CPU time folded, at 8x8, 16x16
 and 28x28 (``python benchmarks/folding.py``, one thread). Every prototype pass, exemplar
 selection and prediction runs through :func:`~siamcl.training.embed_in_batches`, which
 folds a copy of the model (torch.fx's ``fuse``) for passes long enough to repay the copy;
 the model itself, which may go on training, is never changed.
 
-Folding costs about 7.5 ms whatever the input, and saves a share of each row's pass, so a
-pass repays it after a number of rows that shrinks as rows grow: about 2,800 at 8x8, 800 at
-16x16 and 350 at 28x28 in that run, each about 180,000-310,000 input values (rows times
-values a row). :data:`FOLD_MIN_VALUES` is set in that range.
+Folding costs 8-10 ms whatever the input, and saves a share of each row's pass, so the rows
+that repay it shrink as rows grow: about 5,100 at 8x8, 600 at 16x16 and 530 at 28x28 in the
+recorded run (``benchmarks/results/folding``), 160,000-420,000 input values (rows times values
+a row). :data:`FOLD_MIN_VALUES` lies in that range.
 """
 
 from __future__ import annotations
