@@ -3,9 +3,12 @@ rows in siamcl's batches (128), unfolded against :func:`siamcl.training.folding.
 channels-last weights both, at 8x8 (digits), 16x16 and 28x28 (mnist). One torch thread,
 interleaved rounds, median CPU time. The folding itself (a torch.fx trace and copy) is
 timed on its own, once a round, and the rows a pass needs to repay it are derived: what
-:data:`siamcl.training.folding.FOLD_MIN_VALUES` is chosen from.
+:data:`siamcl.training.folding.FOLD_MIN_VALUES` is chosen from. Freed memory is retained as
+the ``siamcl`` command retains it; ``SIAMCL_MALLOC=system`` measures the C library's default
+(the record's ``malloc`` says which).
 
     python benchmarks/folding.py [--rounds 3] [--rows 4000] [--out DIR]
+    SIAMCL_MALLOC=system python benchmarks/folding.py --out DIR
 """
 
 from __future__ import annotations

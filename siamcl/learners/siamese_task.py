@@ -118,17 +118,16 @@ def consolidate(
     task: tuple[torch.Tensor, np.ndarray],
     memory: ExemplarMemory,
     ranks: Ranks,
-    training_inputs: torch.Tensor | None = None,
+    training_inputs: torch.Tensor,
 ) -> tuple[nn.Module, PrototypeStore]:
     """After training: the encoder to deploy (``trainable`` as it predicts) and the new store.
 
     The task's canonical inputs are embedded once; herding chooses the task's exemplars from
     those embeddings and the task's prototypes are their class means; the memory's exemplars
     of earlier classes are embedded once, for their prototypes. With ``whitening``, the
-    embeddings' within-class whitening is folded into the encoder first (:func:`whitened`;
+    embeddings' within-class whitening is folded into the encoder first (:func:`whitened`);
     a network quantized after training is calibrated again on rows of ``training_inputs``
-    and embeds its task a second time). ``memory`` is updated in
-    place."""
+    and embeds its task a second time. ``memory`` is updated in place."""
     canonical, y = task
     encoder = clf.deployed(trainable)
     embed = ranks.sharded(embedder(clf, encoder, preprocessor))
@@ -138,15 +137,12 @@ def consolidate(
     if clf.whitening is not None:
         whitening = within_class_whitening(embeddings, y, clf.whitening)
         kept_transform = functools.partial(whiten_rows, whitening=whitening)
-        rows = training_inputs
-        if rows is not None:
-            rows = calibration_rows(rows, preprocessor.standardise)
-        whitened_encoder = whitened(clf, trainable, whitening, rows)
-        if whitened_encoder is encoder and clf.embed_views == 1:
+        rows = calibration_rows(training_inputs, preprocessor.standardise) if clf.qat else None
+        encoder = whitened(clf, trainable, whitening, rows)
+        if clf.qat is None and clf.embed_views == 1:
             # one view of a float encoder: its folded embeddings are these, whitened
             embeddings = kept_transform(embeddings)
         else:
-            encoder = whitened_encoder
             embed = ranks.sharded(embedder(clf, encoder, preprocessor))
             embeddings = embed(canonical)
     previous = clf.store_ if clf.is_fitted else None

@@ -19,7 +19,7 @@ from siamcl.augment import AffineViews
 from siamcl.distributed import Ranks
 from siamcl.replay import ExemplarMemory
 from siamcl.store import PrototypeStore
-from siamcl.training.folding import FOLD_MIN_VALUES, folded
+from siamcl.training.folding import fold_min_values, folded
 from siamcl.training.precision import autocast
 
 __all__ = ["embed_in_batches", "evaluating", "rebuild_prototypes"]
@@ -38,7 +38,7 @@ def embed_in_batches(
     autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
     """Embeddings of ``inputs`` in eval mode without gradients, as a float32 array; over
-    :data:`~siamcl.training.folding.FOLD_MIN_VALUES` input values or more, by a copy of
+    :func:`~siamcl.training.folding.fold_min_values` input values or more, by a copy of
     ``encoder`` with its BatchNorm layers folded into the convolutions before them.
 
     With ``autocast_dtype`` (the learner's :func:`~siamcl.training.precision.forward_dtype`)
@@ -49,7 +49,7 @@ def embed_in_batches(
     """
     outputs = []
     with evaluating(encoder), torch.no_grad(), autocast(autocast_dtype, device):
-        if inputs.numel() >= FOLD_MIN_VALUES:  # BatchNorm folded into a copy (training.folding)
+        if inputs.numel() >= fold_min_values():  # BatchNorm folded into a copy (training.folding)
             encoder = folded(encoder)
         for start in range(0, len(inputs), EMBED_BATCH):
             batch = inputs[start : start + EMBED_BATCH].float()
