@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from siamcl.accounting import sum_reports
+from siamcl.bench.warm_up import freeze_survivors
 from siamcl.evaluation import accuracy_matrix_metrics, evaluate_stream
 
 __all__ = ["BASELINE_ROWS", "LABELS", "METHODS", "REFERENCE", "SIAMESE_ROWS", "StreamRunner"]
@@ -91,6 +92,7 @@ class StreamRunner:
 
     def run(self, name: str) -> dict[str, Any]:
         """Method ``name``'s result on this stream, or its error; with epochs and wall time."""
+        freeze_survivors()  # earlier runs' objects out of this run's garbage collections
         start = time.perf_counter()
         try:
             if name in ("siamese", "siamese-equal-epochs"):

@@ -40,6 +40,7 @@ from siamcl.bench.energy_scoring import (
     whitened_int8_scorer,
 )
 from siamcl.bench.variants import Variant, parse_variant
+from siamcl.bench.warm_up import freeze_survivors
 from siamcl.encoders import EmbeddingNetwork
 from siamcl.learners.incremental import IncrementalClassifier
 from siamcl.learners.readout import READOUT_PARAMS, split_readout
@@ -170,6 +171,7 @@ class MulticlassRunner:
         """Train method ``name``; its curve, final test accuracy, report and inference cost."""
         if is_student(name) and self.teacher is None:
             raise ValueError(f"{name} learns from the 'siamese' run: run that method first")
+        freeze_survivors()  # earlier runs' objects out of this run's garbage collections
         learner = self.learner(name)
         checks = self.settings.get("checks_per_epoch", 1)
         curve = AccuracyCurve(self._scorer(name, learner), self.settings["device"], checks)
