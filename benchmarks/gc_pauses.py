@@ -3,11 +3,11 @@ survivors frozen (``siamcl.bench.warm_up.freeze_survivors``, as siamcl's suites 
 without.
 
 The multi-class digits rows of ``siamcl bench energy`` that quantize or distil (the Siamese
-teacher, int8 QAT, post-training int8, the KD and quantized-KD students) run for ``--seeds``
-seeds in one process, first without freezing, then with it; a ``gc.callbacks`` hook times
+teacher, int8 QAT, post-training int8, the KD and quantized-KD students) run for seeds 0 and
+1 in one process, first without freezing, then with it; a ``gc.callbacks`` hook times
 every collection of the oldest generation (CPU time) during each run.
 
-    python benchmarks/gc_pauses.py [--seeds 2] [--out DIR]
+    python benchmarks/gc_pauses.py [--rounds 1] [--out DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from siamcl.data import load_dataset
 from siamcl.reporting import markdown_table
 from siamcl.reporting.records import record_markdown, timing_script
 
+SEEDS = (0, 1)
 ROWS = ("siamese", "qat-int8", "siamese-ptq", "kd-student", "qkd-student")
 SETTINGS = {
     "device": "cpu",
@@ -51,7 +52,7 @@ class OldestGenerationPauses:
             self.pauses.append(time.process_time() - self._start)
 
 
-def measure(rounds: int, seeds: int) -> list[dict[str, Any]]:
+def measure(rounds: int) -> list[dict[str, Any]]:
     data = load_dataset("digits")
     pauses = OldestGenerationPauses()
     gc.callbacks.append(pauses)
@@ -61,7 +62,7 @@ def measure(rounds: int, seeds: int) -> list[dict[str, Any]]:
         for frozen in (False, True):
             energy_multiclass.freeze_survivors = freeze if frozen else lambda: None
             for _ in range(rounds):
-                for seed in range(seeds):
+                for seed in SEEDS:
                     runner = energy_multiclass.MulticlassRunner(data, SETTINGS, seed)
                     for method in ROWS:
                         pauses.pauses.clear()
@@ -126,8 +127,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    options = {"seeds": (2, "seeds run, each every row")}
-    return timing_script("gc_pauses", __doc__.splitlines()[0], argv, options, measure, render)
+    return timing_script("gc_pauses", __doc__.splitlines()[0], argv, {}, measure, render)
 
 
 if __name__ == "__main__":
