@@ -735,3 +735,40 @@ def test_the_standard_network_read_out_by_prototypes_runs_in_the_stream(tmp_path
     assert accuracy["standard-whitened"] > accuracy["standard"] + 0.1  # a short run's head is poor
     readout = next(run for run in runs if run["method"] == "standard-whitened")["report"]
     assert 0 < readout["extra"]["readout_cpu_s"] < readout["cpu_s"]
+
+
+def test_a_stream_weighs_the_siamese_learner_against_siamcls_standard_network_too():
+    """With siamcl's own standard network with replay in the run (the same training engine),
+    each Siamese row is weighed against its best as well as against Replay's."""
+    from siamcl.bench.energy_summary import bars
+
+    def stream(method, seed, *budgets):
+        return [
+            {"method": method, "seed": seed, "budget": b, "accuracy": a, "report": {"energy_j": e}}
+            for b, a, e in budgets
+        ]
+
+    runs = [
+        *stream("replay", 0, (3, 0.5, 120.0)),
+        *stream("standard", 0, (1, 0.55, 30.0), (3, 0.84, 80.0)),
+        *stream("siamese", 0, (1, 0.90, 60.0), (3, 0.95, 140.0)),
+    ]
+
+    def row(method, *points):
+        budgets = [{"budget": b, "epochs": b, "accuracy": a, "energy_j": e} for b, a, e in points]
+        return {"method": method, "label": method, "points": budgets, "to_target": {}}
+
+    summary = [
+        row("replay", (3, 0.5, 120.0)),
+        row("standard", (1, 0.55, 30.0), (3, 0.84, 80.0)),
+        row("siamese", (1, 0.90, 60.0), (3, 0.95, 140.0)),
+    ]
+    checks = bars({"cil": {"summary": summary, "runs": runs}})
+    against_replay = checks["class-incremental: Siamese to the best of Replay, <= 0.5x its energy"]
+    assert against_replay["ratio"] == pytest.approx(0.5) and against_replay["met"]
+    own = checks[
+        "class-incremental: Siamese to the best of siamcl's standard network with replay, "
+        "<= 0.5x its energy"
+    ]
+    # the Siamese learner's one-epoch stream (60 J, 0.90) reaches the standard's best (0.84, 80 J)
+    assert own["ratio"] == pytest.approx(0.75) and not own["met"]
