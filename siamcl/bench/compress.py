@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamcl.bench.warm_up import few_rows
+from siamcl.bench.warm_up import few_rows, freeze_survivors
 from siamcl.compress import model_bytes, serialized_bytes
 from siamcl.data import load_dataset, subsample
 from siamcl.learners.incremental import IncrementalClassifier
@@ -181,6 +181,7 @@ def _train_family(
             **(budgets["student"] if distilled else {"epochs": budgets["epochs"]}),
             **common,
         )
+        freeze_survivors()  # earlier runs' objects out of this run's garbage collections
         report = clf.fit_task(X_train, y_train)
         if variant == "fp32 teacher":
             teacher = clf

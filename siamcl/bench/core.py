@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from siamcl.bench.warm_up import warm_up_on_a_small_stream
+from siamcl.bench.warm_up import freeze_survivors, warm_up_on_a_small_stream
 from siamcl.data import Task, class_incremental, load_dataset
 from siamcl.evaluation import evaluate_stream
 from siamcl.learners.incremental import IncrementalClassifier
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in seeds:
         tasks = class_incremental(X_train, y_train, n_tasks=args.tasks, seed=seed)
         checkpoint = Path(args.checkpoint) / f"seed-{seed}" if args.checkpoint else None
+        freeze_survivors()  # earlier runs' objects out of this run's garbage collections
         stream = evaluate_stream(
             IncrementalClassifier(seed=seed, **params),
             tasks,

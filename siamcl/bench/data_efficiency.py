@@ -47,7 +47,7 @@ from siamcl.bench.data_efficiency_analysis import (
     smallest_fractions,
     summarise,
 )
-from siamcl.bench.warm_up import warm_up_on_a_small_stream
+from siamcl.bench.warm_up import freeze_survivors, warm_up_on_a_small_stream
 from siamcl.data import class_incremental, load_dataset, subsample
 from siamcl.evaluation import evaluate_stream
 from siamcl.learners.incremental import IncrementalClassifier
@@ -219,6 +219,7 @@ def run_grid(
             settings["batch_size"],
         )
         learner = make_learner(method, seed, epochs, settings, device)
+        freeze_survivors()  # earlier runs' objects out of this run's garbage collections
         result = evaluate_stream(learner, tasks, X_test, y_test)
         row = _row(seed, setting, fraction, method, epochs, y_part, result)
         rows.append({**row, "min_steps": min_steps[setting]})
