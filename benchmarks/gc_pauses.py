@@ -127,7 +127,8 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    return timing_script("gc_pauses", __doc__.splitlines()[0], argv, {}, measure, render)
+    description = __doc__.splitlines()[0]
+    return timing_script("gc_pauses", description, argv, {}, measure, render, seeds=SEEDS)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from siamcl.learners.validation import reference_store, store_accuracy
 from siamcl.preprocess import Preprocessor
 from siamcl.store import PrototypeStore
 from siamcl.training import embed_in_batches
-from siamcl.whitening import within_class_whitening
 
 __all__ = [
     "Cost",
@@ -154,8 +153,7 @@ def whitened_int8_scorer(
         def finish() -> tuple[nn.Module, PrototypeStore]:
             float_phase.calibrate(trainable, rows)
             embedded = embed(learner.deployed(trainable), ref_inputs)
-            matrix = within_class_whitening(embedded, ref_labels, learner.whitening)
-            encoder = whitened(learner, trainable, matrix, rows)
+            encoder, _ = whitened(learner, trainable, (embedded, ref_labels), rows)
             return encoder, reference_store(encoder, embed, (ref_inputs, ref_labels), new_store)[0]
 
         (encoder, store), cost = metered(finish, device)

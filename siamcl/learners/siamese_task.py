@@ -135,10 +135,9 @@ def consolidate(
     memory.add(canonical.numpy().astype(np.float16), y, embed=embed, embeddings=embeddings)
     kept_transform = None
     if clf.whitening is not None:
-        whitening = within_class_whitening(embeddings, y, clf.whitening)
-        kept_transform = functools.partial(whiten_rows, whitening=whitening)
         rows = calibration_rows(training_inputs, preprocessor.standardise) if clf.qat else None
-        encoder = whitened(clf, trainable, whitening, rows)
+        encoder, whitening = whitened(clf, trainable, (embeddings, y), rows)
+        kept_transform = functools.partial(whiten_rows, whitening=whitening)
         if clf.qat is None and clf.embed_views == 1:
             # one view of a float encoder: its folded embeddings are these, whitened
             embeddings = kept_transform(embeddings)
@@ -156,21 +155,24 @@ def consolidate(
 
 
 def whitened(
-    clf: Any, trainable: nn.Module, whitening: np.ndarray, rows: torch.Tensor | None
-) -> nn.Module:
-    """The encoder to deploy once ``whitening`` is folded into ``trainable``'s projection: a
-    float encoder, folded in place, is itself; a network quantized after training has it
-    folded into the float network its graph shares weights with, its ranges calibrated
-    again on ``rows`` (standardised training inputs: the projection's outputs changed) and
-    converted anew."""
+    clf: Any,
+    trainable: nn.Module,
+    embedded: tuple[np.ndarray, np.ndarray],
+    rows: torch.Tensor | None,
+) -> tuple[nn.Module, np.ndarray]:
+    """The encoder to deploy once the within-class whitening of the ``embedded`` rows (the
+    deployed encoder's embeddings and their labels) is folded into ``trainable``'s
+    projection, and the whitening matrix. A float encoder, folded in place, is itself; a
+    network quantized after training has it folded into the float network its graph shares
+    weights with, its ranges calibrated again on ``rows`` (standardised training inputs: the
+    projection's outputs changed) and converted anew."""
+    whitening = within_class_whitening(*embedded, clf.whitening)
     if clf.qat is None:
         fold_whitening(trainable, whitening)
-        return trainable
-    if rows is None:
-        raise ValueError("a quantized network whitened after training needs calibration rows")
+        return trainable, whitening
     fold_whitening(float_phase.float_network(trainable), whitening)
     float_phase.calibrate(trainable, rows)
-    return clf.deployed(trainable)
+    return clf.deployed(trainable), whitening
 
 
 def check_objective_weights(clf: Any) -> None:

@@ -345,13 +345,14 @@ def timing_script(
     options: dict[str, tuple[int, str]],
     measure: Callable[..., list[dict[str, Any]]],
     render: Callable[[dict[str, Any]], str],
+    seeds: Sequence[int] = (0,),
     **fixed: Any,
 ) -> dict[str, Any]:
     """The ``main`` of a benchmark script that times work on one torch thread: ``--rounds``
     (interleaved rounds), each of ``options`` (name: (default, help), integers) and ``--out``;
     freed memory kept for reuse as the siamcl command keeps it. ``measure(rounds, *options)``
-    gives the rows; the record (with ``fixed`` settings) goes to JSON and ``render``'s
-    markdown."""
+    gives the rows; the record (with the ``seeds`` the work draws from and ``fixed``
+    settings) goes to JSON and ``render``'s markdown."""
     import torch
 
     from siamcl.allocator import retain_unless_disabled
@@ -368,7 +369,7 @@ def timing_script(
     torch.set_num_threads(1)
     values = {option: getattr(args, option) for option in options}
     settings = {"rounds": args.rounds, **values, "torch_threads": 1, **fixed}
-    results = {**run_record(name, [0], **settings)}
+    results = {**run_record(name, list(seeds), **settings)}
     results["rows"] = measure(args.rounds, *values.values())
     print(write_results(args.out, name, results, render(results)))
     return results

@@ -9,7 +9,7 @@ selection and prediction runs through :func:`~siamcl.training.embed_in_batches`,
 folds a copy of the model (torch.fx's ``fuse``) for passes long enough to repay the copy;
 the model itself, which may go on training, is never changed.
 
-Folding costs 7-10 ms whatever the input, and saves a share of each row's pass, so the rows
+Folding costs 7-8 ms whatever the input, and saves a share of each row's pass, so the rows
 that repay it shrink as rows grow: a pass repays it after a number of input values (rows
 times values a row), whatever their size. How many depends on the allocator
 (:mod:`siamcl.allocator`). With freed memory retained, as the ``siamcl`` command runs, an
