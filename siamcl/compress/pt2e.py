@@ -194,7 +194,9 @@ def _example_input(model: torch.fx.GraphModule) -> torch.Tensor:
 
 def _lower_to_x86(model: torch.fx.GraphModule, example: torch.Tensor) -> torch.fx.GraphModule:
     """torchao's ``lower_pt2e_quantized_to_x86``, keeping the batch size dynamic: re-export,
-    then inductor's freezing passes fuse dequantize-conv-quantize into oneDNN int8 ops."""
+    then inductor's freezing passes fuse dequantize-conv-quantize into oneDNN int8 ops. The
+    export is not strict, as torchao's is: a strict one runs dynamo, which leaves each call's
+    compiled graph (weights and all) as a global of ``torch._dynamo.functional_export``."""
     from torch._inductor.constant_folding import constant_fold
     from torch._inductor.fx_passes.freezing_patterns import freezing_passes
 
@@ -203,7 +205,7 @@ def _lower_to_x86(model: torch.fx.GraphModule, example: torch.Tensor) -> torch.f
         if not torch._export.utils._is_cia_op(op):
             del table[op]
     batch = torch.export.Dim(_BATCH, min=1)
-    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=True)
+    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     lowered = exported.run_decompositions(table).module()
     graph = lowered.graph
     for node in list(graph.nodes):  # as torchao does: aten.t as a permute, which oneDNN packs

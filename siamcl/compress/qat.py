@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from siamcl.compress import float_phase
+from siamcl.compress.model_caches import model_caches_released
 from siamcl.compress.pt2e import (
     convert_pt2e_int8,
     is_pt2e_model,
@@ -168,6 +169,7 @@ def check_scheme(scheme: str | None) -> str | None:
     raise ValueError(f"unknown quantization scheme {scheme!r}; choose one of {choices} or None")
 
 
+@model_caches_released()  # torch's per-module caches would keep every network alive
 def prepare_qat(model: nn.Module, scheme: str, example_inputs: torch.Tensor) -> nn.Module:
     """A copy of ``model`` with fake quantization inserted, in training mode.
 
@@ -256,6 +258,7 @@ def schedule_qat(model: nn.Module, epoch: int, epochs: int, post_training: bool 
             quantizer.enabled = fake
 
 
+@model_caches_released()
 def convert_qat(
     model: nn.Module, scheme: str, calibration: torch.Tensor | None = None
 ) -> nn.Module:
