@@ -307,4 +307,4 @@ def _backbone(settings: BaselineSettings) -> nn.Module:
 
 
 def _adam(model: nn.Module, settings: BaselineSettings) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=settings.lr)
+    return adam(settings.lr)(model.parameters())

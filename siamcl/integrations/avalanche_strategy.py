@@ -51,6 +51,7 @@ from siamcl.store import PrototypeStore
 from siamcl.training import (
     Batch,
     StepHooks,
+    adam,
     embed_in_batches,
     prefer_channels_last,
     rebuild_prototypes,
@@ -127,7 +128,7 @@ class SiameseStrategy(SupervisedTemplate):
         model = PrototypeModel(prefer_channels_last(network), temperature)
         if optimizer is None:
             trainable = [*model.parameters(), *self.metric_loss.parameters()]
-            optimizer = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
+            optimizer = adam(lr, weight_decay)(trainable)
         self.memory = ExemplarMemory.with_budget(memory_per_class, memory_total, selection, seed)
         self.balance, self.schedule, self.seed = balance, schedule, seed
         self.augment = RandomAffine() if augment is True else (augment or None)

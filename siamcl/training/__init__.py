@@ -20,12 +20,12 @@ from siamcl.training.loop import (
     LoopResult,
     StepHooks,
     TrainingLoop,
-    adam,
     cosine_schedule,
     parameter_groups,
     train_step,
 )
 from siamcl.training.memory_format import prefer_channels_last
+from siamcl.training.optimizers import adam
 from siamcl.training.precision import (
     PRECISIONS,
     forward_dtype,

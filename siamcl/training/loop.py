@@ -13,7 +13,6 @@ through :class:`StepHooks`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from siamcl.accounting.meter import ResourceMeter
 from siamcl.training.batch import Batch, BatchPreparation, device_of
 from siamcl.training.freezing import hold_frozen_norms
 from siamcl.training.memory_format import prefer_channels_last
+from siamcl.training.optimizers import adam
 from siamcl.training.precision import autocast, resolve_precision
 from siamcl.training.stopping import Progress, StoppingPolicy, first_stop
 
@@ -38,7 +38,6 @@ __all__ = [
     "OptimizerFactory",
     "StepHooks",
     "TrainingLoop",
-    "adam",
     "cosine_schedule",
     "parameter_groups",
     "train_step",
@@ -92,11 +91,6 @@ class StepHooks:
     def after_backward(self) -> None: ...
 
     def before_update(self) -> None: ...
-
-
-def adam(lr: float = 1e-3, weight_decay: float = 0.0) -> OptimizerFactory:
-    """The default optimizer factory: Adam over the parameter groups it is given."""
-    return functools.partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> Any:
