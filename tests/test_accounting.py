@@ -334,6 +334,16 @@ def test_sum_adds_costs_and_takes_peaks() -> None:
     assert total.energy_method == "estimate" and total.extra == {}
 
 
+def test_sum_adds_the_costs_every_report_holds_in_extra() -> None:
+    first = {"validation_cpu_s": 0.5, "readout_energy_j": 2.0, "epochs_run": 3.0, "only": 1.0}
+    second = {"validation_cpu_s": 0.25, "readout_energy_j": 1.5, "epochs_run": 3.0}
+    total = sum_reports([make_report(extra=first), make_report(task=1, extra=second)])
+    # costs add; a count both agree on stays; what one report lacks is dropped
+    assert total.extra == {"validation_cpu_s": 0.75, "readout_energy_j": 3.5, "epochs_run": 3.0}
+    partial = sum_reports([make_report(extra={"readout_cpu_s": 1.0}), make_report()])
+    assert partial.extra == {}  # a cost not every report measured has no meaningful sum
+
+
 def test_sum_of_different_energy_methods_is_mixed_and_not_measured() -> None:
     rapl = make_report(energy_method="rapl", energy_measured=True, energy_constants={})
     total = sum_reports([rapl, make_report(), make_report(flops=None)])

@@ -20,6 +20,8 @@ ENERGY_METHODS = ("rapl", "nvml", "amdsmi", "soc", "estimate", "mixed")
 _DICT_FIELDS = ("energy_constants", "energy_components", "retained_bytes", "extra")
 _INT_FIELDS = ("samples_seen", "flops", "peak_rss_bytes", "peak_accel_bytes")
 _FLOAT_FIELDS = ("wall_s", "cpu_s", "energy_j")
+# ``extra`` entries that are costs (their names end so) add up over reports (sum_reports)
+ADDITIVE_EXTRAS = ("_energy_j", "_cpu_s", "_wall_s")
 
 
 @dataclass
@@ -166,7 +168,9 @@ def sum_reports(reports: Iterable[TaskReport]) -> TaskReport:
     Retained bytes are a holding, not a cost, so each store keeps its largest value.
     Labels (task, method, device, flops_method, energy_method) stay when all reports
     agree and become ``None``/``"mixed"`` otherwise; ``energy_measured`` holds only if
-    it holds for every report; ``extra`` keeps only entries equal in every report.
+    it holds for every report. In ``extra``, a cost (a name ending in one of
+    :data:`ADDITIVE_EXTRAS`: a validation's or readout's share of the work) adds up where every
+    report has it; any other entry stays only if it is equal in every report.
     """
     reports = _as_reports(reports)
     if not reports:
@@ -199,12 +203,24 @@ def sum_reports(reports: Iterable[TaskReport]) -> TaskReport:
         energy_note="; ".join(notes),
         retained_bytes=retained,
         device=_agreed([r.device for r in reports], "mixed"),
-        extra={
-            key: value
-            for key, value in reports[0].extra.items()
-            if all(r.extra.get(key, object()) == value for r in reports[1:])
-        },
+        extra=_summed_extra([r.extra for r in reports]),
     )
+
+
+def _summed_extra(extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """Costs every report holds, added up; other entries every report agrees on."""
+    summed = {}
+    for key, value in extras[0].items():
+        values = [extra.get(key) for extra in extras]
+        if key.endswith(ADDITIVE_EXTRAS) and all(_is_number(v) for v in values):
+            summed[key] = math.fsum(values)
+        elif all(key in extra and extra[key] == value for extra in extras[1:]):
+            summed[key] = value
+    return summed
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def compare_reports(a: TaskReport, b: TaskReport) -> dict[str, float | None]:
