@@ -582,6 +582,9 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
     }
     assert frozen.label.startswith("Siamese, first 2 blocks frozen after the first task, 50%")
     assert parse_variant("er_ace").label == "ER-ACE" and parse_variant("slda").options == {}
+    cached = parse_variant("siamese-16px-cached")  # targets of the undistorted image
+    assert cached.options == {"input_size": (16, 16), "teacher_targets": "cached"}
+    assert cached.label == "Siamese, 16x16 inputs, distillation targets cached"
     budget = parse_variant("siamese-whitened-e2-lr0.003")
     assert budget.options == {"whitening": 0.1, "epochs": 2, "lr": 0.003}
     assert budget.bar_name == "Siamese with whitened class means in 2 epochs at learning rate 0.003"

@@ -108,6 +108,13 @@ SUFFIXES = (
         "undistorted",
     ),
     Suffix(
+        "cached",
+        lambda: {"teacher_targets": "cached"},
+        "distillation targets cached",
+        "with its distillation targets cached once per image",
+        "cached",
+    ),
+    Suffix(
         r"data([1-9]\d?)",
         lambda n: {"data_fraction": int(n) / 100},
         "{0}% of the data",
