@@ -585,6 +585,11 @@ def test_a_row_name_is_parsed_into_its_method_options_and_words():
     cached = parse_variant("siamese-16px-cached")  # targets of the undistorted image
     assert cached.options == {"input_size": (16, 16), "teacher_targets": "cached"}
     assert cached.label == "Siamese, 16x16 inputs, distillation targets cached"
+    alone = parse_variant("siamese-16px-distill0")  # no previous encoder to distil toward
+    assert alone.options == {"input_size": (16, 16), "distill_weight": 0.0}
+    assert alone.bar_name == (
+        "Siamese on 16x16 inputs with distillation toward the previous encoder weighted 0"
+    )
     budget = parse_variant("siamese-whitened-e2-lr0.003")
     assert budget.options == {"whitening": 0.1, "epochs": 2, "lr": 0.003}
     assert budget.bar_name == "Siamese with whitened class means in 2 epochs at learning rate 0.003"

@@ -136,6 +136,13 @@ SUFFIXES = (
         "metric0",
     ),
     Suffix(
+        r"distill(0|0\.\d+|[1-9]\d*(?:\.\d+)?)",
+        lambda w: {"distill_weight": float(w)},
+        "distillation weight {0}",
+        "with distillation toward the previous encoder weighted {0}",
+        "distill0",
+    ),
+    Suffix(
         r"e([1-9]\d*)",
         lambda n: {"epochs": int(n)},
         "{0} epochs",
