@@ -565,6 +565,51 @@ def test_every_baseline_row_sets_only_what_a_baseline_takes():
         energy_cil.check_cil_rows(["siamese-e2"])  # --cil-epochs is every row's budget
 
 
+def test_a_bar_names_a_cheaper_point_within_one_standard_error_of_its_target():
+    from siamcl.bench.energy_summary import bars
+    from siamcl.bench.energy_targets import within_error
+    from siamcl.reporting.energy import _bars_section
+
+    def row(method, *points):
+        return {
+            "method": method,
+            "label": method,
+            "to_target": {},
+            "points": [
+                {
+                    "budget": b,
+                    "epochs": b,
+                    "seeds": 3,
+                    "accuracy": a,
+                    "accuracy_std": sd,
+                    "energy_j": e,
+                }
+                for b, a, sd, e in points
+            ],
+        }
+
+    standard = row("standard", (4, 0.942, 0.014, 34.0), (8, 0.9563, 0.0104, 66.7))
+    siamese = row(
+        "siamese", (3, 0.949, 0.011, 43.0), (4, 0.9557, 0.008, 53.1), (8, 0.964, 0.003, 104.0)
+    )
+    key = "class-incremental: Siamese to the best of siamcl's standard network with replay, "
+    check = bars({"cil": {"summary": [standard, siamese], "runs": []}})[key + "<= 0.5x its energy"]
+    assert check["ratio"] == pytest.approx(104.0 / 66.7) and not check["met"]  # decided on means
+    near = check["within_error"]  # 0.0006 short; the target's standard error 0.0104 / sqrt(3)
+    assert near["budget"] == 4 and near["ratio"] == pytest.approx(53.1 / 66.7)
+    assert near["short_by"] == pytest.approx(0.0006)
+    assert near["standard_error"] == pytest.approx(0.0104 / 3**0.5)
+    table = "\n".join(_bars_section({"to the best": check}))
+    assert "0.9557 at 4 ep/task, 0.0006 short, within one standard error of the target" in table
+    assert "53 J, 0.80x" in table and "**not met**" in table
+    best = standard["points"][1]
+    # 3 epochs fall 0.0073 short, beyond the error (0.0060); one seed has no error to weigh
+    assert within_error(siamese["points"][:1], best, None) is None
+    assert within_error(siamese["points"], {**best, "seeds": 1}, None) is None
+    # nothing reported where the point that reaches the target is cheaper still
+    assert within_error(siamese["points"], best, siamese["points"][0]) is None
+
+
 def test_a_row_name_is_parsed_into_its_method_options_and_words():
     from siamcl.bench.variants import parse_variant
 

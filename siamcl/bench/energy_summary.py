@@ -27,6 +27,7 @@ from siamcl.bench.energy_targets import (
     first_reach,
     lifecycle_energy_j,
     mean_curve,
+    within_error,
 )
 from siamcl.bench.variants import like_for_like, parse_variant
 
@@ -161,12 +162,17 @@ def _to_best(
     runs: list[dict[str, Any]], name: str, reference: str, points: dict[str, list], limit: float
 ) -> dict[str, Any]:
     """``name``'s energy to ``reference``'s best accuracy, over the reference's own
-    (``points``: each method's mean curve or budgets)."""
+    (``points``: each method's mean curve or budgets), with the cheaper point that falls
+    short of it by less than its standard error, if any (:func:`within_error`)."""
     best = max(p["accuracy"] for p in points[reference])
     own = cheapest_reach(points[reference], best)
     point = cheapest_reach(points[name], best)
     seeds = seed_ratios(runs, (name, point), (reference, own))
-    return _check(best, point, own, limit, seeds)
+    check = _check(best, point, own, limit, seeds)
+    near = within_error(points[name], own, point)
+    if near is not None:
+        check["within_error"] = near
+    return check
 
 
 def _multiclass_bars(rows: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ curve never reaches is "not reached" (``None``), never an extrapolation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "first_reach",
     "lifecycle_energy_j",
     "mean_curve",
+    "within_error",
 ]
 
 CURVE_FIELDS = ("epoch", "energy_j", "cpu_s", "flops", "accuracy")
@@ -59,6 +61,31 @@ def cheapest_reach(points: Sequence[dict[str, Any]], target: float) -> dict[str,
     same point as :func:`first_reach`)."""
     reached = [p for p in points if p["accuracy"] >= target]
     return dict(min(reached, key=lambda p: p["energy_j"])) if reached else None
+
+
+def within_error(
+    points: Sequence[dict[str, Any]], best: dict[str, Any], reached: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The cheapest of ``points`` whose accuracy falls short of the ``best`` point's by less
+    than one standard error of that mean (its seeds' standard deviation over the square root
+    of their count), where it is cheaper than the point ``reached`` (None: none reaches it):
+    a bar whose reading turns on a difference its seeds cannot tell apart says so. The bar
+    itself is still decided on the means."""
+    if best.get("seeds", 1) < 2 or "accuracy_std" not in best:
+        return None
+    error = best["accuracy_std"] / math.sqrt(best["seeds"])
+    close = [p for p in points if best["accuracy"] - error <= p["accuracy"] < best["accuracy"]]
+    if reached is not None:
+        close = [p for p in close if p["energy_j"] < reached["energy_j"]]
+    if not close:
+        return None
+    point = min(close, key=lambda p: p["energy_j"])
+    return {
+        **point,
+        "short_by": best["accuracy"] - point["accuracy"],
+        "standard_error": error,
+        "ratio": point["energy_j"] / best["energy_j"],
+    }
 
 
 def lifecycle_energy_j(training_j: float, joules_per_prediction: float, predictions: int) -> float:

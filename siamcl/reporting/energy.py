@@ -107,7 +107,7 @@ def _bars_section(checks: dict[str, Any]) -> list[str]:
             "; dominated by " + "; ".join(check["dominated_by"])
             if check.get("dominated_by")
             else ""
-        )
+        ) + _within_error_note(check)
         rows.append(
             [
                 name,
@@ -122,9 +122,25 @@ def _bars_section(checks: dict[str, Any]) -> list[str]:
     header = ["bar", "target accuracy", "energy J", "reference J", "ratio", "limit", ""]
     caption = (
         "A bar is decided on the means over seeds; in brackets, the same ratio seed by seed at "
-        "the same checkpoints: the spread within this run (between runs it can be wider)."
+        "the same checkpoints: the spread within this run (between runs it can be wider). "
+        "Where a cheaper point falls short of the target by less than one standard error of "
+        "the target's mean, the last column gives it too: a reading its seeds cannot tell "
+        "apart from reaching the target."
     )
     return ["## Bars", "", caption, "", markdown_table(header, rows), ""]
+
+
+def _within_error_note(check: dict[str, Any]) -> str:
+    """The bar's cheaper point within one standard error of its target, in words."""
+    near = check.get("within_error")
+    if not near:
+        return ""
+    where = f"{near['epochs']} ep/task" if "budget" in near else f"epoch {near['epoch']:g}"
+    return (
+        f"; {near['accuracy']:.4f} at {where}, {near['short_by']:.4f} short, within one "
+        f"standard error of the target ({near['standard_error']:.4f}): "
+        f"{near['energy_j']:,.0f} J, {near['ratio']:.2f}x"
+    )
 
 
 def _bar_energy(check: dict[str, Any]) -> str:
