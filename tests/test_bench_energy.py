@@ -602,6 +602,13 @@ def test_a_bar_names_a_cheaper_point_within_one_standard_error_of_its_target():
     table = "\n".join(_bars_section({"to the best": check}))
     assert "0.9557 at 4 ep/task, 0.0006 short, within one standard error of the target" in table
     assert "53 J, 0.80x" in table and "**not met**" in table
+    curve_point = {"checkpoint": 6, "accuracy": 0.98, "short_by": 0.001, "standard_error": 0.002}
+    for point, words in (
+        (curve_point, "at check 6,"),
+        ({**curve_point, "epoch": 1.5}, "epoch 1.5"),
+    ):
+        near_curve = {**check, "within_error": {**point, "energy_j": 9.0, "ratio": 0.4}}
+        assert words in "\n".join(_bars_section({"to the best": near_curve}))
     best = standard["points"][1]
     # 3 epochs fall 0.0073 short, beyond the error (0.0060); one seed has no error to weigh
     assert within_error(siamese["points"][:1], best, None) is None

@@ -135,7 +135,10 @@ def _within_error_note(check: dict[str, Any]) -> str:
     near = check.get("within_error")
     if not near:
         return ""
-    where = f"{near['epochs']} ep/task" if "budget" in near else f"epoch {near['epoch']:g}"
+    if "budget" in near:  # a stream's budget, or a curve's checkpoint (its mean epoch)
+        where = f"{near['epochs']} ep/task"
+    else:
+        where = f"epoch {near['epoch']:g}" if "epoch" in near else f"check {near['checkpoint']}"
     return (
         f"; {near['accuracy']:.4f} at {where}, {near['short_by']:.4f} short, within one "
         f"standard error of the target ({near['standard_error']:.4f}): "
